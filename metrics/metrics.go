@@ -1,0 +1,108 @@
+// Package metrics holds cacheyd's Prometheus collectors in one struct that is
+// created once, registered on a registry the caller owns, and handed to the
+// packages that count. There are no package-level collectors.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the collectors. Label values come from small fixed sets: kind
+// (manifest, blob, base, ...), tier (memory, disk), outcome, code (HTTP
+// status), method, and registry (bounded by the operator's registry policy).
+// Repository names and digests are never labels.
+type Metrics struct {
+	// Requests counts client requests by kind and status code.
+	Requests *prometheus.CounterVec // kind, code
+	// RequestDuration observes client request time until the handler
+	// returns (the body of a streamed response may take longer).
+	RequestDuration *prometheus.HistogramVec // kind
+	// BytesServed counts body bytes written to clients, by where they came
+	// from (memory, disk, fill, passthrough).
+	BytesServed *prometheus.CounterVec // source
+	// Hits counts requests answered from a tier without upstream.
+	Hits *prometheus.CounterVec // tier
+	// Misses counts requests for digest-addressed content no tier held.
+	Misses *prometheus.CounterVec // kind
+	// FillsInFlight is the number of upstream fetches being written now.
+	FillsInFlight prometheus.Gauge
+	// FillsJoined counts requests that read a fill another request started.
+	FillsJoined prometheus.Counter
+	// Fills counts finished fills by outcome (ok, error).
+	Fills *prometheus.CounterVec // outcome
+	// PassThrough counts requests streamed from upstream with the client's
+	// own credentials and not cached.
+	PassThrough *prometheus.CounterVec // kind
+	// TagLookups counts tag resolutions by outcome (fresh, revalidated,
+	// stale, error).
+	TagLookups *prometheus.CounterVec // outcome
+	// UpstreamRequests counts requests sent upstream.
+	UpstreamRequests *prometheus.CounterVec // registry, method, kind, code
+	// UpstreamBytes counts body bytes read from upstream.
+	UpstreamBytes *prometheus.CounterVec // registry
+	// MemoryBytes and DiskBytes are what each tier holds now.
+	MemoryBytes prometheus.Gauge
+	DiskBytes   prometheus.Gauge
+	// DiskEvictions counts objects evicted from disk to stay in budget.
+	DiskEvictions prometheus.Counter
+}
+
+// New creates the collectors and registers them on reg. A nil reg registers
+// nothing, which suits tests that do not look at metrics.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_requests_total", Help: "Client requests by API kind and HTTP status code.",
+		}, []string{"kind", "code"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cacheyd_request_duration_seconds",
+			Help:    "Time to answer a client request (headers ready), by API kind.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"kind"}),
+		BytesServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_served_bytes_total", Help: "Body bytes sent to clients, by source (memory, disk, fill, passthrough, upstream).",
+		}, []string{"source"}),
+		Hits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_cache_hits_total", Help: "Requests answered from a cache tier, by tier.",
+		}, []string{"tier"}),
+		Misses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_cache_misses_total", Help: "Requests for content no cache tier held, by kind.",
+		}, []string{"kind"}),
+		FillsInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cacheyd_fills_in_flight", Help: "Upstream fetches being written into the cache now.",
+		}),
+		FillsJoined: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cacheyd_fill_joins_total", Help: "Requests that streamed a fill started by another request.",
+		}),
+		Fills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_fills_total", Help: "Finished fills by outcome (ok, error).",
+		}, []string{"outcome"}),
+		PassThrough: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_passthrough_total", Help: "Requests streamed with the client's own credentials and not cached, by kind.",
+		}, []string{"kind"}),
+		TagLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_tag_lookups_total", Help: "Tag resolutions by outcome (fresh, revalidated, stale, error).",
+		}, []string{"outcome"}),
+		UpstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_upstream_requests_total", Help: "Requests sent to upstream registries.",
+		}, []string{"registry", "method", "kind", "code"}),
+		UpstreamBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_upstream_bytes_total", Help: "Body bytes read from upstream registries.",
+		}, []string{"registry"}),
+		MemoryBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cacheyd_memory_tier_bytes", Help: "Bytes held by the memory tier.",
+		}),
+		DiskBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cacheyd_disk_tier_bytes", Help: "Bytes held by the disk tier.",
+		}),
+		DiskEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cacheyd_disk_evictions_total", Help: "Objects evicted from the disk tier to stay within its budget.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Hits, m.Misses,
+			m.FillsInFlight, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups,
+			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions)
+	}
+	return m
+}

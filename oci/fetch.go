@@ -1,0 +1,45 @@
+package oci
+
+import "io"
+
+// Request asks an origin (an upstream registry, or later another cache) for
+// a manifest or a blob. It is plain data: the server builds it from a client
+// request, the tiers pass it on, the upstream client turns it into HTTP.
+type Request struct {
+	// Method is "GET" or "HEAD". A HEAD never becomes a GET upstream: Docker
+	// Hub counts manifest GETs against pull limits, not HEADs.
+	Method string
+	// Kind is KindManifest or KindBlob.
+	Kind Kind
+	// Registry is the canonical registry name (see NormalizeRegistry).
+	Registry string
+	// Repository is the name within the registry (library/ already added
+	// for one-component Docker Hub names).
+	Repository string
+	// Reference is the manifest's tag or digest, or the blob's digest.
+	Reference Reference
+	// Offset, on a GET, asks for the content from this byte on (a Range of
+	// "bytes=Offset-"), to resume a fill. Zero means the whole object.
+	Offset int64
+	// Accept lists the manifest media types the caller takes. Empty means
+	// every type in ManifestMediaTypes.
+	Accept []string
+	// Authorization is the client's own Authorization header, forwarded
+	// unaltered. Empty means fetch as cacheyd itself.
+	Authorization string
+}
+
+// Response is an origin's answer with content.
+type Response struct {
+	// Digest is upstream's Docker-Content-Digest, or "" when it sent none.
+	Digest Digest
+	// MediaType is upstream's Content-Type (manifests) or empty.
+	MediaType string
+	// Size is the object's full size in bytes, or -1 when unknown.
+	Size int64
+	// Offset is the byte of the object where Body starts: Request.Offset if
+	// upstream honoured the range, else 0.
+	Offset int64
+	// Body is the content from Offset on; nil for a HEAD. The caller closes it.
+	Body io.ReadCloser
+}

@@ -1,0 +1,133 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// Object is the cache's answer to one request: what the content is, where it
+// came from, and (for a GET) a way to read it.
+//
+// The caller either takes the body with Body, which hands over every
+// resource the Object holds to the returned reader, or calls Close. Both are
+// safe to call more than once; Close after Body does nothing.
+type Object struct {
+	Digest    oci.Digest
+	MediaType string
+	// Size is the object's full size in bytes; -1 only for a pass-through
+	// whose upstream sent no length.
+	Size   int64
+	Source Source
+
+	ctx  context.Context // the request's; bounds waiting on a fill
+	data []byte          // memory hit
+	file *os.File        // disk hit (owned until Body or Close)
+	fill *fill           // a fill in flight
+	pass io.ReadCloser   // pass-through body starting at passOffset
+	// passOffset is the byte of the object where pass starts.
+	passOffset int64
+	taken      bool
+}
+
+// HasBody reports whether the object carries content (false for HEAD).
+func (o *Object) HasBody() bool {
+	return o.data != nil || o.file != nil || o.fill != nil || o.pass != nil
+}
+
+// Bytes returns the content of a memory hit, or nil for any other source.
+// The slice is shared and must not be modified.
+func (o *Object) Bytes() []byte { return o.data }
+
+// Body returns a reader of length bytes from offset (length -1: to the end).
+// For a whole-object read of a disk hit it returns the *os.File itself, so an
+// HTTP server can use sendfile. Reading a fill in flight blocks until the
+// bytes are written and fails if the fill fails; the last byte of a fill is
+// released only after the digest is verified.
+func (o *Object) Body(offset, length int64) (io.ReadCloser, error) {
+	if o.taken {
+		return nil, errors.New("tier: object body already taken")
+	}
+	if o.Size >= 0 {
+		if offset < 0 || offset > o.Size {
+			return nil, fmt.Errorf("tier: offset %d outside object of %d bytes", offset, o.Size)
+		}
+		if length < 0 || offset+length > o.Size {
+			length = o.Size - offset
+		}
+	}
+	o.taken = true
+	switch {
+	case o.data != nil:
+		return io.NopCloser(bytes.NewReader(o.data[offset : offset+length])), nil
+	case o.file != nil:
+		f := o.file
+		o.file = nil
+		if offset == 0 && length == o.Size {
+			return f, nil
+		}
+		return &sectionFile{SectionReader: io.NewSectionReader(f, offset, length), f: f}, nil
+	case o.fill != nil:
+		return o.fill.newReader(o.ctx, offset, length)
+	case o.pass != nil:
+		r := o.pass
+		o.pass = nil
+		return newSkipReader(r, offset-o.passOffset, length), nil
+	}
+	return nil, errors.New("tier: object has no body")
+}
+
+// Close releases what the object holds if Body was never called.
+func (o *Object) Close() error {
+	var err error
+	if o.file != nil {
+		err = o.file.Close()
+		o.file = nil
+	}
+	if o.pass != nil {
+		err = errors.Join(err, o.pass.Close())
+		o.pass = nil
+	}
+	return err
+}
+
+// sectionFile reads a window of a file and closes the file when done.
+type sectionFile struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s *sectionFile) Close() error { return s.f.Close() }
+
+// skipReader discards skip bytes of r, then reads at most n (n < 0: all).
+type skipReader struct {
+	r    io.ReadCloser
+	skip int64
+	lim  io.Reader
+}
+
+func newSkipReader(r io.ReadCloser, skip, n int64) *skipReader {
+	s := &skipReader{r: r, skip: skip}
+	s.lim = r
+	if n >= 0 {
+		s.lim = io.LimitReader(r, n)
+	}
+	return s
+}
+
+func (s *skipReader) Read(p []byte) (int, error) {
+	if s.skip > 0 {
+		if _, err := io.CopyN(io.Discard, s.r, s.skip); err != nil {
+			return 0, fmt.Errorf("tier: skipping to range start: %w", err)
+		}
+		s.skip = 0
+	}
+	return s.lim.Read(p)
+}
+
+func (s *skipReader) Close() error { return s.r.Close() }
