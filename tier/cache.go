@@ -1,9 +1,18 @@
 package tier
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"os"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
@@ -12,12 +21,12 @@ import (
 // Config configures a Cache. The zero value of every field but Dir is usable.
 type Config struct {
 	// Dir holds the disk tier. Required. Everything in it belongs to the
-	// cache: it may be wiped at any time while the cache is stopped.
+	// cache: it may be wiped at any time.
 	Dir string
 	// MemoryBytes is the memory tier's budget in bytes. Zero disables it.
 	MemoryBytes int64
 	// MemoryMaxObject is the largest object kept in memory, in bytes.
-	// Zero means 1 MiB. Manifests (at most 4 MiB) are kept if they fit.
+	// Zero means 1 MiB.
 	MemoryMaxObject int64
 	// DiskBytes is the disk tier's budget in bytes; least recently used
 	// objects are evicted beyond it. Zero means unlimited.
@@ -28,8 +37,8 @@ type Config struct {
 	// TagStaleMax is how long past TagTTL the last known answer for a tag is
 	// served when upstream cannot answer. Zero means 24h; negative, never.
 	TagStaleMax time.Duration
-	// FillTimeout bounds one fill from first request to last byte. Zero
-	// means 30 minutes.
+	// FillTimeout bounds one fill from its upstream request to its last
+	// byte. Zero means 30 minutes.
 	FillTimeout time.Duration
 	// Metrics receives counts; nil means counts go nowhere.
 	Metrics *metrics.Metrics
@@ -37,9 +46,410 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+const (
+	defaultMemoryMaxObject = 1 << 20
+	defaultTagStaleMax     = 24 * time.Hour
+	defaultFillTimeout     = 30 * time.Minute
+	// tagTimeout bounds one upstream tag resolution, which is shared by
+	// every request waiting for it and so does not run on any one of
+	// their contexts.
+	tagTimeout = 30 * time.Second
+	// copyBuffer is the size of one write of a fill: readers are woken
+	// once per write.
+	copyBuffer = 256 << 10
+)
+
+// Cache is the tiered read path.
+type Cache struct {
+	cfg    Config
+	origin Origin
+	mem    *memory // nil when the memory tier is disabled
+	disk   *disk
+	tags   *tagCache
+	log    *slog.Logger
+	m      *metrics.Metrics
+
+	// ctx is the cache's own context: fills and shared tag lookups run on
+	// it, so no single client can cancel them. Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // counts running fills; Close waits for them
+
+	mu    sync.Mutex // guards fills
+	fills map[fillKey]*fill
+
+	tagFlight singleflight.Group // one upstream tag lookup per tag at a time
+}
+
+// fillKey names a fill: the same digest asked for as a blob and as a
+// manifest is two fills, because only the manifest fill learns a media type.
+type fillKey struct {
+	digest   oci.Digest
+	manifest bool
+}
+
+// New opens the cache in cfg.Dir: pending leftovers of an earlier run are
+// removed and committed content is served at once (warm restart).
+func New(cfg Config, origin Origin) (*Cache, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("tier: Config.Dir is required")
+	}
+	if cfg.MemoryMaxObject == 0 {
+		cfg.MemoryMaxObject = defaultMemoryMaxObject
+	}
+	if cfg.TagStaleMax == 0 {
+		cfg.TagStaleMax = defaultTagStaleMax
+	}
+	if cfg.FillTimeout == 0 {
+		cfg.FillTimeout = defaultFillTimeout
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	mem, err := newMemory(cfg.MemoryBytes, cfg.MemoryMaxObject, cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	d, err := openDisk(cfg.Dir, cfg.DiskBytes, cfg.Metrics)
+	if err != nil {
+		mem.close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Cache{
+		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(),
+		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel,
+		fills: map[fillKey]*fill{},
+	}, nil
+}
+
+// Close aborts fills in flight, waits for them to clean up and releases the
+// memory tier.
+func (c *Cache) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	c.mem.close()
+	return nil
+}
+
 // Get answers a request for a manifest or blob. req.Method "HEAD" answers
 // the headers only (an upstream HEAD on a miss, never a GET). Errors that
 // are a registry's answer (404, 401 with its challenge, ...) are *oci.Error.
 func (c *Cache) Get(ctx context.Context, req *oci.Request) (*Object, error) {
-	return c.get(ctx, req)
+	switch {
+	case req.Kind != oci.KindManifest && req.Kind != oci.KindBlob:
+		return nil, fmt.Errorf("tier: cannot get %s", req.Kind)
+	case req.Kind == oci.KindBlob && !req.Reference.IsDigest():
+		return nil, oci.ErrDigestInvalid("blob reference must be a digest")
+	case req.Kind == oci.KindManifest && !req.Reference.IsDigest():
+		return c.getTag(ctx, req)
+	}
+	return c.getDigest(ctx, req)
+}
+
+// getDigest answers for immutable content: memory → disk → a fill in
+// flight → a new fill.
+func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error) {
+	dg := req.Reference.Digest
+	key := fillKey{dg, req.Kind == oci.KindManifest}
+	head := req.Method == http.MethodHead
+	if obj := c.fromTiers(dg, key.manifest, head); obj != nil {
+		obj.ctx = ctx
+		return obj, nil
+	}
+	if head {
+		return c.head(ctx, req, key)
+	}
+	f, isNew := c.joinOrStart(req, key)
+	if f == nil {
+		// Committed between our disk miss and the re-check under c.mu.
+		if obj := c.fromTiers(dg, key.manifest, false); obj != nil {
+			obj.ctx = ctx
+			return obj, nil
+		}
+		// Evicted in that same instant: start over once, with a fill.
+		if f, isNew = c.joinOrStart(req, key); f == nil {
+			return nil, fmt.Errorf("tier: %s vanished while being looked up", dg.Short())
+		}
+	}
+	if isNew {
+		c.m.Misses.WithLabelValues(req.Kind.String()).Inc()
+	} else {
+		c.m.FillsJoined.Inc()
+	}
+	if err := f.waitReady(ctx); err != nil {
+		f.release()
+		if refused(err) && req.Authorization != "" {
+			return c.passThrough(ctx, req)
+		}
+		return nil, err
+	}
+	src := SourceFillJoined
+	if isNew {
+		src = SourceFillNew
+	}
+	return &Object{
+		Digest: dg, MediaType: mediaTypeFor(req.Kind, f.mediaType), Size: f.size,
+		Source: src, ctx: ctx, fill: f,
+	}, nil
+}
+
+// fromTiers looks dg up in memory, then on disk. A manifest needs its media
+// type; content known only as a blob does not answer a manifest request.
+func (c *Cache) fromTiers(dg oci.Digest, manifest, head bool) *Object {
+	if e, ok := c.mem.get(dg); ok && (!manifest || e.mediaType != "") {
+		c.m.Hits.WithLabelValues("memory").Inc()
+		o := &Object{Digest: dg, MediaType: mediaTypeFor(kindOf(manifest), e.mediaType), Size: int64(len(e.data)), Source: SourceMemory}
+		if !head {
+			o.data = e.data
+		}
+		return o
+	}
+	var (
+		f  *os.File
+		e  diskEntry
+		ok bool
+	)
+	if head {
+		e, ok = c.disk.lookup(dg)
+	} else {
+		f, e, ok = c.disk.open(dg)
+	}
+	if !ok {
+		return nil
+	}
+	if manifest && e.mediaType == "" {
+		if f != nil {
+			_ = f.Close()
+		}
+		return nil
+	}
+	c.m.Hits.WithLabelValues("disk").Inc()
+	return &Object{Digest: dg, MediaType: mediaTypeFor(kindOf(manifest), e.mediaType), Size: e.size, Source: SourceDisk, file: f}
+}
+
+// joinOrStart returns the fill in flight for key with a reference taken, or
+// starts one. It returns nil when the content was committed meanwhile.
+func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.fills[key]; f != nil && f.acquire() {
+		return f, false
+	}
+	// Re-check the disk under c.mu: a fill commits to disk before it
+	// unregisters (under c.mu), so a request that missed on disk and then
+	// finds no fill here may have raced with a commit. Without this check it
+	// would fetch the same content again.
+	if e, ok := c.disk.lookup(key.digest); ok && (!key.manifest || e.mediaType != "") {
+		return nil, false
+	}
+	f = newFill(key.digest, req.Kind)
+	f.refs++ // the caller's reference, beside the writer's
+	c.fills[key] = f
+	c.m.FillsInFlight.Inc()
+	c.wg.Add(1)
+	origin := *req
+	origin.Method, origin.Authorization, origin.Offset = http.MethodGet, "", 0
+	// Stopped by the fill's end: success, upstream failure, its timeout or
+	// Close cancelling c.ctx.
+	go c.runFill(f, key, &origin)
+	return f, true
+}
+
+// runFill fetches one object into a pending file, verifies it, commits it
+// and unregisters the fill.
+func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
+	defer c.wg.Done()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FillTimeout)
+	defer cancel()
+	n, err := c.fetchInto(ctx, f, req)
+	if err != nil {
+		err = fmt.Errorf("fill %s: %w", f.digest.Short(), err)
+	}
+	select {
+	case <-f.ready:
+		f.finish(err)
+	default: // failed before upstream answered
+		f.mu.Lock()
+		f.done, f.err = true, err
+		f.mu.Unlock()
+		close(f.ready)
+	}
+	c.mu.Lock()
+	delete(c.fills, key)
+	c.mu.Unlock()
+	f.release()
+	c.m.FillsInFlight.Dec()
+	attrs := []any{"registry", req.Registry, "repository", req.Repository, "digest", f.digest.Short(),
+		"kind", req.Kind.String(), "bytes", n, "duration", time.Since(start).Round(time.Millisecond)}
+	if err != nil {
+		c.m.Fills.WithLabelValues("error").Inc()
+		c.log.Warn("fill failed", append(attrs, "err", err)...)
+		return
+	}
+	c.m.Fills.WithLabelValues("ok").Inc()
+	c.log.Info("fill done", attrs...)
+}
+
+// fetchInto does the work of a fill and returns the bytes written. On
+// success the content is committed; on failure nothing is left behind.
+func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64, error) {
+	resp, err := c.origin.Fetch(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	limit := int64(-1)
+	if f.kind == oci.KindManifest {
+		limit = oci.MaxManifestSize
+	}
+	switch {
+	case resp.Digest != "" && resp.Digest != f.digest:
+		return 0, fmt.Errorf("upstream answered with digest %s", resp.Digest.Short())
+	case resp.Offset != 0:
+		return 0, fmt.Errorf("upstream answered from offset %d, asked for 0", resp.Offset)
+	case limit >= 0 && resp.Size > limit:
+		return 0, oci.ErrTooLarge(fmt.Sprintf("manifest of %d bytes exceeds %d", resp.Size, limit))
+	}
+	file, err := c.disk.createPending()
+	if err != nil {
+		return 0, err
+	}
+	f.file, f.size, f.mediaType = file, resp.Size, resp.MediaType
+	close(f.ready)
+
+	var keep *bytes.Buffer // a copy for the memory tier, for small objects
+	if f.kind == oci.KindManifest || c.mem.fits(resp.Size) {
+		keep = bytes.NewBuffer(make([]byte, 0, max(resp.Size, 0)))
+	}
+	n, err := c.copyVerified(f, resp.Body, keep, limit)
+	mediaType := "" // what is kept beside the content: manifests only
+	if f.kind == oci.KindManifest {
+		mediaType = f.mediaType
+		if mediaType == "" && err == nil {
+			// Readers of this fill answer with a generic type; what is kept
+			// must still be served as a manifest next time.
+			mediaType = oci.SniffManifestMediaType(keep.Bytes())
+		}
+	}
+	if err == nil {
+		err = c.disk.commit(file.Name(), diskEntry{digest: f.digest, size: n, mediaType: mediaType})
+	}
+	if err != nil {
+		_ = os.Remove(file.Name())
+		return n, err
+	}
+	if keep != nil {
+		c.mem.set(f.digest, memEntry{data: keep.Bytes(), mediaType: mediaType})
+	}
+	return n, nil
+}
+
+// copyVerified copies body into the fill's file, hashing as it writes and
+// waking readers after every write, then checks size and digest.
+func (c *Cache) copyVerified(f *fill, body io.Reader, keep *bytes.Buffer, limit int64) (int64, error) {
+	h := f.digest.NewHash()
+	buf := make([]byte, copyBuffer)
+	var n int64
+	for {
+		m, rerr := body.Read(buf)
+		if m > 0 {
+			if limit >= 0 && n+int64(m) > limit {
+				return n, oci.ErrTooLarge(fmt.Sprintf("manifest exceeds %d bytes", limit))
+			}
+			if _, err := f.file.Write(buf[:m]); err != nil {
+				return n, fmt.Errorf("write pending file: %w", err)
+			}
+			h.Write(buf[:m])
+			if keep != nil {
+				keep.Write(buf[:m])
+			}
+			n += int64(m)
+			f.advance(int64(m))
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return n, fmt.Errorf("read upstream after %d bytes: %w", n, rerr)
+		}
+	}
+	if f.size >= 0 && n != f.size {
+		return n, fmt.Errorf("upstream sent %d bytes, announced %d", n, f.size)
+	}
+	if !f.digest.Matches(h) {
+		return n, fmt.Errorf("digest mismatch: content is not %s", f.digest.Short())
+	}
+	return n, nil
+}
+
+// head answers a HEAD for content no tier holds: from a fill in flight if
+// there is one, else with an upstream HEAD (never a GET).
+func (c *Cache) head(ctx context.Context, req *oci.Request, key fillKey) (*Object, error) {
+	c.mu.Lock()
+	f := c.fills[key]
+	c.mu.Unlock()
+	if f != nil && f.waitReady(ctx) == nil {
+		c.m.FillsJoined.Inc()
+		return &Object{Digest: key.digest, MediaType: mediaTypeFor(req.Kind, f.mediaType), Size: f.size, Source: SourceFillJoined}, nil
+	}
+	up := *req
+	up.Authorization = ""
+	resp, err := c.origin.Fetch(ctx, &up)
+	src := SourceUpstream
+	if refused(err) && req.Authorization != "" {
+		resp, err = c.origin.Fetch(ctx, req)
+		src = SourcePassThrough
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Object{Digest: key.digest, MediaType: mediaTypeFor(req.Kind, resp.MediaType), Size: resp.Size, Source: src}, nil
+}
+
+// passThrough streams content from upstream with the client's own
+// credentials. It is not cached: cacheyd could not fetch it as itself, so it
+// is not public.
+func (c *Cache) passThrough(ctx context.Context, req *oci.Request) (*Object, error) {
+	up := *req
+	up.Method, up.Offset = http.MethodGet, 0
+	resp, err := c.origin.Fetch(ctx, &up)
+	if err != nil {
+		return nil, err
+	}
+	c.m.PassThrough.WithLabelValues(req.Kind.String()).Inc()
+	dg := req.Reference.Digest
+	if dg == "" {
+		dg = resp.Digest
+	}
+	return &Object{
+		Digest: dg, MediaType: mediaTypeFor(req.Kind, resp.MediaType), Size: resp.Size,
+		Source: SourcePassThrough, ctx: ctx, pass: resp.Body, passOffset: resp.Offset,
+	}, nil
+}
+
+// refused reports whether upstream refused the identity it was asked with.
+func refused(err error) bool {
+	e, ok := oci.AsError(err)
+	return ok && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
+}
+
+func kindOf(manifest bool) oci.Kind {
+	if manifest {
+		return oci.KindManifest
+	}
+	return oci.KindBlob
+}
+
+// mediaTypeFor is the Content-Type to answer with: a manifest's own media
+// type, and application/octet-stream for every blob.
+func mediaTypeFor(k oci.Kind, mediaType string) string {
+	if k == oci.KindManifest && mediaType != "" {
+		return mediaType
+	}
+	return oci.BlobMediaType
 }

@@ -28,7 +28,7 @@ type Object struct {
 	ctx  context.Context // the request's; bounds waiting on a fill
 	data []byte          // memory hit
 	file *os.File        // disk hit (owned until Body or Close)
-	fill *fill           // a fill in flight
+	fill *fill           // a fill in flight (one reference owned until Body or Close)
 	pass io.ReadCloser   // pass-through body starting at passOffset
 	// passOffset is the byte of the object where pass starts.
 	passOffset int64
@@ -73,7 +73,9 @@ func (o *Object) Body(offset, length int64) (io.ReadCloser, error) {
 		}
 		return &sectionFile{SectionReader: io.NewSectionReader(f, offset, length), f: f}, nil
 	case o.fill != nil:
-		return o.fill.newReader(o.ctx, offset, length)
+		f := o.fill
+		o.fill = nil // the reader now holds the reference
+		return f.newReader(o.ctx, offset, length)
 	case o.pass != nil:
 		r := o.pass
 		o.pass = nil
@@ -92,6 +94,10 @@ func (o *Object) Close() error {
 	if o.pass != nil {
 		err = errors.Join(err, o.pass.Close())
 		o.pass = nil
+	}
+	if o.fill != nil {
+		o.fill.release()
+		o.fill = nil
 	}
 	return err
 }

@@ -1,0 +1,193 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// Client fetches content from upstream registries. It is safe for
+// concurrent use.
+type Client struct {
+	urls    map[string]*url.URL // canonical registry → base URL
+	creds   map[string]authn.Authenticator
+	dialer  *dialer
+	rt      http.RoundTripper // userAgent → counted → transport
+	ids     *identities
+	metrics *metrics.Metrics
+	log     *slog.Logger
+}
+
+// New returns a Client for cfg. It reads cfg.CredentialsFile and fails on a
+// malformed RegistryURLs entry or credentials file.
+func New(cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	urls, err := parseRegistryURLs(cfg.RegistryURLs)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := loadCredentials(cfg.CredentialsFile, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	hosts := make([]string, 0, len(urls))
+	for _, u := range urls {
+		hosts = append(hosts, u.Hostname())
+	}
+	c := &Client{
+		urls:    urls,
+		creds:   creds,
+		dialer:  newDialer(cfg, hosts),
+		metrics: cfg.Metrics,
+		log:     cfg.Logger,
+	}
+	base := cfg.Transport
+	if base == nil {
+		base = newHTTPTransport(cfg, c.dialer)
+	}
+	c.rt = userAgent{inner: counted{inner: base, metrics: cfg.Metrics}, ua: cfg.UserAgent}
+	c.ids = newIdentities(cfg.AuthCacheSize, cfg.AuthTimeout, c.newIdentity)
+	return c, nil
+}
+
+// Fetch asks upstream for a manifest or blob. A registry's answer that is
+// not content is an *oci.Error (a refusal by cacheyd's registry policy is
+// 403 DENIED and wraps ErrRefused); failing to reach the registry at all
+// wraps oci.ErrUpstreamUnavailable. On success the caller closes the
+// Response's Body.
+func (c *Client) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	t, err := c.route(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx = withLabels(ctx, t.registry, req.Kind.String())
+	// One attempt for now; retrying and resuming (req.Offset) wrap this.
+	return c.fetchOnce(ctx, t, req)
+}
+
+// fetchOnce makes one attempt, with the client's Authorization when it
+// brought one, else as cacheyd. When cacheyd cannot set up its own identity
+// for the repository (the token server refuses it, say), its token can no
+// longer be refreshed, or the registry refuses it (401, 403), it asks again
+// anonymously, so that a refusal reaches the client as the registry's own
+// answer and challenge, with which the client can authenticate by itself
+// and retry with Authorization.
+func (c *Client) fetchOnce(ctx context.Context, t target, req *oci.Request) (*oci.Response, error) {
+	if req.Authorization != "" {
+		rt := forwardAuth{inner: c.rt, host: t.base.Host, authorization: req.Authorization}
+		return c.do(ctx, rt, t, req)
+	}
+	id, err := c.ids.get(ctx, t)
+	if err != nil {
+		if err := c.transportFailure(ctx, t, err, isSetupAnswer); err != nil {
+			return nil, err
+		}
+		return c.do(ctx, c.rt, t, req)
+	}
+	resp, err := c.send(ctx, id.rt, t, req)
+	if err != nil {
+		if err := c.transportFailure(ctx, t, err, isTokenAnswer); err != nil {
+			return nil, err
+		}
+		c.ids.forget(id)
+		return c.do(ctx, c.rt, t, req)
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		// Refused as cacheyd. The client must see what the registry tells
+		// an anonymous client: its challenge names the realm and scope the
+		// client needs, and no trace of cacheyd's token or credentials
+		// (error="insufficient_scope", a 403 for the wrong user) remains.
+		discard(resp)
+		return c.do(ctx, c.rt, t, req)
+	}
+	return c.answer(t, req, resp)
+}
+
+// discard reads a little of a response that is not passed on, so that its
+// connection can be reused, and closes it.
+func discard(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, MaxErrorBody))
+	resp.Body.Close()
+}
+
+// do sends req through rt and maps the answer.
+func (c *Client) do(ctx context.Context, rt http.RoundTripper, t target, req *oci.Request) (*oci.Response, error) {
+	resp, err := c.send(ctx, rt, t, req)
+	if err != nil {
+		return nil, c.transportFailure(ctx, t, err, func(error) bool { return false })
+	}
+	return c.answer(t, req, resp)
+}
+
+// send builds the HTTP request for req and sends it, following redirects.
+func (c *Client) send(ctx context.Context, rt http.RoundTripper, t target, req *oci.Request) (*http.Response, error) {
+	hreq, err := http.NewRequestWithContext(ctx, req.Method, t.url(req.Kind, req.Reference), nil)
+	if err != nil {
+		return nil, err
+	}
+	// Raw bytes as stored: the digest is of the stored bytes, and a
+	// transparent decompression would change them.
+	hreq.Header.Set("Accept-Encoding", "identity")
+	if req.Kind == oci.KindManifest {
+		accept := req.Accept
+		if len(accept) == 0 {
+			accept = oci.ManifestMediaTypes
+		}
+		hreq.Header.Set("Accept", strings.Join(accept, ", "))
+	}
+	if req.Method == http.MethodGet && req.Offset > 0 {
+		hreq.Header.Set("Range", fmt.Sprintf("bytes=%d-", req.Offset))
+	}
+	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
+	return hc.Do(hreq)
+}
+
+// transportFailure classifies an error that came instead of a response. It
+// returns nil when the error is an answer from upstream that an anonymous
+// request may turn into the registry's own error (answered reports which
+// errors are), a policy refusal as it is, the caller's own cancellation
+// wrapped, and anything else as oci.ErrUpstreamUnavailable.
+func (c *Client) transportFailure(ctx context.Context, t target, err error, answered func(error) bool) error {
+	if e, ok := oci.AsError(err); ok {
+		return e
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("upstream %s: %w", t.registry, err)
+	}
+	if answered(err) {
+		c.log.Debug("fetching as cacheyd failed; asking anonymously", "registry", t.registry, "err", err)
+		return nil
+	}
+	return fmt.Errorf("upstream %s: %w: %w", t.registry, oci.ErrUpstreamUnavailable, err)
+}
+
+// isSetupAnswer reports whether a failed identity setup got as far as an
+// answer: a status from the ping or the token server, or a challenge or
+// token response cacheyd cannot use. Only failures to connect at all (which
+// net/http reports as *url.Error) are not.
+func isSetupAnswer(err error) bool {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return true
+	}
+	var uerr *url.Error
+	return !errors.As(err, &uerr)
+}
+
+// isTokenAnswer reports whether a fetch with cacheyd's identity failed
+// because the token server refused to refresh the token.
+func isTokenAnswer(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr)
+}

@@ -1,0 +1,135 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cacheyd/cacheyd/metrics"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultDialTimeout           = 5 * time.Second
+	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultAuthTimeout           = 30 * time.Second
+	DefaultAuthCacheSize         = 4096
+	DefaultUserAgent             = "cacheyd"
+
+	// tlsHandshakeTimeout bounds a TLS handshake; a registry that accepts
+	// the connection but never finishes the handshake is as unreachable
+	// as one that refuses it.
+	tlsHandshakeTimeout = 10 * time.Second
+	// maxIdleConnsPerHost keeps enough warm connections to one registry
+	// (and its CDN) for a burst of concurrent fills.
+	maxIdleConnsPerHost = 32
+)
+
+// Config configures a Client. The zero value fetches every registry from its
+// public address, anonymously, and refuses to dial any address that is not
+// public.
+type Config struct {
+	// RegistryURLs maps a canonical registry name (as oci.NormalizeRegistry
+	// returns it, so "docker.io" for Docker Hub) to the base URL it is
+	// fetched from: "http" or "https", a host and an optional port, no path
+	// ("http://127.0.0.1:5000", "https://mirror.internal"). The host of a
+	// mapped URL is trusted: it is dialled whatever it resolves to. Registries
+	// not in the map are fetched from https://<registry>, Docker Hub from
+	// https://registry-1.docker.io. Nil maps nothing.
+	RegistryURLs map[string]string
+
+	// CredentialsFile is a Docker config.json whose "auths" hold cacheyd's
+	// own credentials, per registry ("auth" as base64 user:password, or
+	// "username"/"password", "identitytoken", "registrytoken"). It is read
+	// once, by New. Credential helpers (credsStore, credHelpers) are not
+	// run. Empty means cacheyd fetches anonymously everywhere.
+	CredentialsFile string
+
+	// DialTimeout bounds resolving a host and connecting to it, so that an
+	// unreachable upstream fails fast. Zero means DefaultDialTimeout.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a response's headers once
+	// the request is sent. Bodies are not bounded here: the caller's context
+	// bounds them. Zero means DefaultResponseHeaderTimeout.
+	ResponseHeaderTimeout time.Duration
+	// AuthTimeout bounds setting up cacheyd's identity for one repository
+	// (the /v2/ ping and the token request). Zero means DefaultAuthTimeout.
+	AuthTimeout time.Duration
+	// AuthCacheSize bounds how many (registry, repository) identities, each
+	// holding a token, are kept; the least recently used is dropped first.
+	// Zero means DefaultAuthCacheSize.
+	AuthCacheSize int
+
+	// TLSConfig is used for https connections. Nil means Go's defaults
+	// with the system's roots.
+	TLSConfig *tls.Config
+	// Transport, when set, carries every request instead of the Client's
+	// own http.Transport, and then the dial policy (AllowPrivate,
+	// AllowedHosts, Resolver), the timeouts and TLSConfig are the
+	// Transport's business. IP literals as registry names are still
+	// refused. Nil means the Client's own transport. For tests.
+	Transport http.RoundTripper
+
+	// UserAgent is sent with every request. Empty means DefaultUserAgent.
+	UserAgent string
+	// Metrics receives upstream request and byte counts. Nil means the
+	// counts are kept in collectors nobody registered.
+	Metrics *metrics.Metrics
+	// Logger receives what the Client notices but does not return, such
+	// as ignored credential entries. Nil means nothing is logged.
+	Logger *slog.Logger
+
+	// AllowPrivate lets hosts that are neither mapped nor allowed be
+	// dialled at loopback, private (RFC 1918, ULA), CGNAT, link-local,
+	// multicast and unspecified addresses. False refuses them, so that a
+	// client's ?ns= cannot reach into cacheyd's network; token realms and
+	// redirects go through the same check. It does not admit IP literals
+	// as registry names: list those in AllowedHosts or RegistryURLs.
+	AllowPrivate bool
+	// AllowedHosts are host names or IP addresses (without port, any port
+	// matches) that may be dialled whatever they resolve to, like the hosts
+	// of RegistryURLs: a private registry, its token server or its blob
+	// store. An IP address listed here is also accepted as a registry name.
+	// Nil allows only the hosts of RegistryURLs.
+	AllowedHosts []string
+	// Resolver resolves the host names the dial policy checks. Nil means
+	// net.DefaultResolver. Tests set it so that no name reaches real DNS.
+	Resolver Resolver
+}
+
+// Resolver looks up a host's addresses; *net.Resolver is one.
+type Resolver interface {
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
+// withDefaults returns cfg with every zero value replaced by its meaning.
+func (cfg Config) withDefaults() Config {
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = DefaultAuthTimeout
+	}
+	if cfg.AuthCacheSize <= 0 {
+		cfg.AuthCacheSize = DefaultAuthCacheSize
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = DefaultUserAgent
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	return cfg
+}

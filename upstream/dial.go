@@ -1,0 +1,182 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// ErrRefused marks an upstream address that the registry policy does not
+// let cacheyd dial. It is wrapped in an *oci.Error with status 403 and code
+// DENIED, which is what the client is answered.
+var ErrRefused = errors.New("address refused by registry policy")
+
+// refusal is the error for a host or address the policy refuses.
+func refusal(host, why string) *oci.Error {
+	return &oci.Error{
+		Status:  http.StatusForbidden,
+		Code:    oci.CodeDenied,
+		Message: fmt.Sprintf("upstream %s is not allowed by cacheyd's registry policy", host),
+		Err:     fmt.Errorf("%w: %s", ErrRefused, why),
+	}
+}
+
+// dialer connects to upstream hosts under the policy that keeps cacheyd
+// from being an open proxy into its own network. Hosts the operator named
+// are dialled whatever they resolve to; any other host is resolved here and
+// only its public addresses are dialled, by address, so that a second DNS
+// answer between the check and the connect (rebinding) cannot matter. Token
+// realms and redirects pass through here too, since they share the
+// transport.
+type dialer struct {
+	trusted      map[string]bool // lower-case host names and IP addresses
+	allowPrivate bool
+	resolver     Resolver
+	timeout      time.Duration
+	net          net.Dialer
+}
+
+func newDialer(cfg Config, hosts []string) *dialer {
+	d := &dialer{
+		trusted:      make(map[string]bool),
+		allowPrivate: cfg.AllowPrivate,
+		resolver:     cfg.Resolver,
+		timeout:      cfg.DialTimeout,
+		net:          net.Dialer{KeepAlive: 30 * time.Second},
+	}
+	for _, h := range append(hosts, cfg.AllowedHosts...) {
+		d.trusted[canonicalHost(h)] = true
+	}
+	return d
+}
+
+// canonicalHost lower-cases a host and spells an IP address the one way
+// netip does, so that "::1" and "0:0::1" are the same host.
+func canonicalHost(h string) string {
+	h = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.String()
+	}
+	return h
+}
+
+// allowed reports whether the operator named host (without port).
+func (d *dialer) allowed(host string) bool { return d.trusted[canonicalHost(host)] }
+
+// DialContext is the transport's dial function.
+func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	trusted := d.allowed(host)
+
+	var addrs []net.IPAddr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []net.IPAddr{{IP: a.AsSlice(), Zone: a.Zone()}}
+	} else if addrs, err = d.resolver.LookupIPAddr(ctx, host); err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+
+	var permitted []net.IPAddr
+	var why string
+	for _, a := range addrs {
+		if !trusted && !d.allowPrivate {
+			if reason := nonPublic(a.IP); reason != "" {
+				why = fmt.Sprintf("%s resolves to %s (%s)", host, a.IP, reason)
+				continue
+			}
+		}
+		permitted = append(permitted, a)
+	}
+	if len(permitted) == 0 {
+		if why == "" {
+			return nil, fmt.Errorf("resolve %s: no addresses", host)
+		}
+		return nil, refusal(host, why)
+	}
+	return d.dialSerial(ctx, network, permitted, port)
+}
+
+// dialSerial tries each address in turn, giving each an equal share of the
+// time left (at least 2s), as net.Dialer does for the addresses it resolves.
+func (d *dialer) dialSerial(ctx context.Context, network string, addrs []net.IPAddr, port string) (net.Conn, error) {
+	var firstErr error
+	for i, a := range addrs {
+		actx := ctx
+		if deadline, ok := ctx.Deadline(); ok && i < len(addrs)-1 {
+			share := time.Until(deadline) / time.Duration(len(addrs)-i)
+			share = max(share, 2*time.Second)
+			var cancel context.CancelFunc
+			actx, cancel = context.WithTimeout(ctx, share)
+			defer cancel()
+		}
+		conn, err := d.net.DialContext(actx, network, net.JoinHostPort(a.String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, firstErr
+}
+
+// Address ranges that are not public but that netip has no predicate for.
+var nonPublicPrefixes = []struct {
+	prefix netip.Prefix
+	why    string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "this network"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "carrier-grade NAT"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
+}
+
+// nat64 is the well-known NAT64 prefix, whose addresses reach the IPv4
+// address in their last 32 bits.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// nonPublic says why ip must not be dialled, or "" when it is public.
+func nonPublic(ip net.IP) string {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return "not an IP address"
+	}
+	a = a.Unmap()
+	if a.Is6() && nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
+	switch {
+	case a.IsLoopback():
+		return "loopback"
+	case a.IsPrivate():
+		return "private"
+	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
+		return "link-local"
+	case a.IsMulticast(), a.IsInterfaceLocalMulticast():
+		return "multicast"
+	case a.IsUnspecified():
+		return "unspecified"
+	}
+	for _, p := range nonPublicPrefixes {
+		if p.prefix.Contains(a) {
+			return p.why
+		}
+	}
+	return ""
+}

@@ -1,0 +1,57 @@
+// Package upstream is cacheyd's net/http client for upstream registries. Its
+// *Client fetches one manifest or blob per oci.Request and answers with an
+// oci.Response or an error; it has the method set of tier.Origin, and the two
+// packages do not import each other (cmd/cacheyd joins them).
+//
+// How a request goes upstream:
+//
+//  1. Route. docker.io is fetched from https://registry-1.docker.io, any
+//     other registry from https://<registry>; Config.RegistryURLs overrides
+//     either (http allowed). Paths are /v2/<repository>/manifests/<ref> and
+//     /v2/<repository>/blobs/<digest>.
+//  2. Identity. Without a client Authorization cacheyd fetches as itself,
+//     with go-containerregistry's transport: a /v2/ ping for the challenge,
+//     then a token for repository:<name>:pull from the realm (anonymous, or
+//     with cacheyd's credentials from a Docker config.json), or Basic. One
+//     such transport is kept per (registry, repository) in a bounded LRU, so
+//     a token is reused until it expires, and a cold burst sets it up once.
+//     With a client Authorization, the header is forwarded unaltered and
+//     nothing of cacheyd's own is sent.
+//  3. Refusals. When the registry refuses cacheyd (401, 403), or cacheyd
+//     cannot get a token, the request is asked again anonymously and that
+//     answer is returned: the registry's own status, challenge
+//     (WWW-Authenticate), Retry-After and body, so that a client such as
+//     containerd can authenticate with the registry's realm by itself and
+//     retry with Authorization.
+//  4. Redirects (Docker Hub sends blob GETs to a CDN) are followed; a
+//     credential is only ever added by a transport that checks the request
+//     is for the registry's own host:port, and any Authorization is dropped
+//     when a redirect changes host:port. A redirect from https to http is
+//     refused.
+//  5. Bytes. Accept-Encoding: identity (no transparent decompression);
+//     manifests are asked for with every type cacheyd accepts. HEAD stays
+//     HEAD. A GET from an offset sends Range: bytes=<offset>-, and the
+//     Response says where its body starts (0 when upstream ignored it).
+//
+// Errors: a registry's answer that is not content is an *oci.Error;
+// failing to reach it at all (DNS, connect, TLS, no response headers in
+// time) wraps oci.ErrUpstreamUnavailable, which the server answers with a
+// fast 502; a 206 whose Content-Range does not fit the request is treated
+// the same way. The caller's own cancellation is returned as such.
+//
+// No open proxy: hosts of RegistryURLs and Config.AllowedHosts are dialled
+// whatever they resolve to. Any other host, including token realms and
+// redirect targets, is resolved by the client itself and dialled only at
+// public addresses, by address, so a second DNS answer cannot slip a private
+// one in. IP literals as registry names are refused unless configured. A
+// refusal is an *oci.Error 403 DENIED wrapping ErrRefused. Proxies from the
+// environment are not used, since the policy must see the address it dials.
+//
+// Metrics: every HTTP exchange upstream (redirect hops, pings and token
+// requests included) counts in UpstreamRequests{registry, method, kind,
+// code}, kind "auth" for an identity's setup and code "error" when no
+// response came; body bytes read count in UpstreamBytes{registry}.
+//
+// There are no retries yet: Fetch makes one attempt (fetchOnce), which is
+// where retrying and resuming will wrap.
+package upstream

@@ -1,0 +1,338 @@
+package upstream
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+var content = []byte("0123456789")
+
+func TestContentAnswers(t *testing.T) {
+	digest := oci.FromBytes(content)
+	tests := []struct {
+		name     string
+		req      *oci.Request
+		handler  http.HandlerFunc
+		want     oci.Response // Body compared as wantBody
+		wantBody string
+	}{
+		{
+			name: "manifest GET",
+			req:  manifestRequest("GET", "v1"),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Docker-Content-Digest", string(digest))
+				w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+				w.Write(content)
+			},
+			want:     oci.Response{Digest: digest, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 10},
+			wantBody: "0123456789",
+		},
+		{
+			name: "manifest HEAD has no body but a size",
+			req:  manifestRequest("HEAD", "v1"),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Docker-Content-Digest", string(digest))
+				w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+				w.Header().Set("Content-Length", "10")
+			},
+			want: oci.Response{Digest: digest, MediaType: "application/vnd.oci.image.index.v1+json", Size: 10},
+		},
+		{
+			name: "invalid digest header is ignored",
+			req:  blobRequest("GET", content),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Docker-Content-Digest", "sha256:ZZ")
+				w.Header().Set("Content-Type", "application/octet-stream")
+				w.Write(content)
+			},
+			want:     oci.Response{Size: 10},
+			wantBody: "0123456789",
+		},
+		{
+			name: "unknown length",
+			req:  blobRequest("GET", content),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Write(content[:5])
+				http.NewResponseController(w).Flush()
+				w.Write(content[5:])
+			},
+			want:     oci.Response{Size: -1},
+			wantBody: "0123456789",
+		},
+		{
+			name: "range honoured",
+			req:  withOffset(blobRequest("GET", content), 4),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Range") != "bytes=4-" {
+					t.Errorf("Range = %q", r.Header.Get("Range"))
+				}
+				w.Header().Set("Content-Range", "bytes 4-9/10")
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(content[4:])
+			},
+			want:     oci.Response{Size: 10, Offset: 4},
+			wantBody: "456789",
+		},
+		{
+			name: "range of unknown total",
+			req:  withOffset(blobRequest("GET", content), 4),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Range", "bytes 4-9/*")
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(content[4:])
+			},
+			want:     oci.Response{Size: -1, Offset: 4},
+			wantBody: "456789",
+		},
+		{
+			name: "range ignored: whole object from 0",
+			req:  withOffset(blobRequest("GET", content), 4),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Write(content)
+			},
+			want:     oci.Response{Size: 10, Offset: 0},
+			wantBody: "0123456789",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := serveRegistry(t, Config{}, tt.handler)
+			got, err := c.Fetch(t.Context(), tt.req)
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			body := readBody(t, got)
+			if diff := cmp.Diff(tt.want, *got, cmpopts.IgnoreFields(oci.Response{}, "Body")); diff != "" {
+				t.Errorf("Response (-want +got):\n%s", diff)
+			}
+			if (got.Body == nil) != (tt.req.Method == "HEAD") {
+				t.Errorf("Body = %v for %s", got.Body, tt.req.Method)
+			}
+			if body != tt.wantBody {
+				t.Errorf("body = %q, want %q", body, tt.wantBody)
+			}
+			if n := testutil.ToFloat64(c.metrics.UpstreamBytes.WithLabelValues(testRegistry)); int(n) != len(tt.wantBody) {
+				t.Errorf("UpstreamBytes = %v, want %d", n, len(tt.wantBody))
+			}
+		})
+	}
+}
+
+func withOffset(r *oci.Request, off int64) *oci.Request {
+	r.Offset = off
+	return r
+}
+
+func TestUnusablePartialContent(t *testing.T) {
+	for _, cr := range []string{"bytes 3-9/10", "bytes 4-9", "items 4-9/10", "bytes 4-3/10", ""} {
+		t.Run(cr, func(t *testing.T) {
+			c := serveRegistry(t, Config{}, func(w http.ResponseWriter, r *http.Request) {
+				if cr != "" {
+					w.Header().Set("Content-Range", cr)
+				}
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(content[4:])
+			})
+			_, err := c.Fetch(t.Context(), withOffset(blobRequest("GET", content), 4))
+			if !errors.Is(err, oci.ErrUpstreamUnavailable) || !errors.Is(err, errBadResponse) {
+				t.Fatalf("Fetch = %v, want a bad response marked upstream unavailable", err)
+			}
+		})
+	}
+}
+
+func TestErrorAnswers(t *testing.T) {
+	ociBody := `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v9"}}]}`
+	tests := []struct {
+		name    string
+		req     *oci.Request
+		status  int
+		header  map[string]string
+		body    string
+		want    oci.Error
+		bodyLen int // when the body is too long to spell out
+		asked   int // requests sent, when not 1
+	}{
+		{
+			name: "OCI error body passed on", req: manifestRequest("GET", "v9"), status: 404,
+			header: map[string]string{"Content-Type": "application/json"}, body: ociBody,
+			want: oci.Error{Status: 404, Code: "MANIFEST_UNKNOWN", Message: "manifest unknown",
+				Body: []byte(ociBody), ContentType: "application/json"},
+		},
+		{
+			name: "blob 404 without body", req: blobRequest("GET", content), status: 404,
+			want: oci.Error{Status: 404, Code: oci.CodeBlobUnknown, Message: "upstream answered 404 Not Found"},
+		},
+		{
+			name: "manifest HEAD 404", req: manifestRequest("HEAD", "v9"), status: 404,
+			want: oci.Error{Status: 404, Code: oci.CodeManifestUnknown, Message: "upstream answered 404 Not Found"},
+		},
+		{
+			name: "401 keeps the challenge unaltered", req: manifestRequest("GET", "v1"), status: 401,
+			header: map[string]string{"WWW-Authenticate": `Bearer realm="https://auth.example/token",service="x",scope="repository:team/app:pull"`},
+			want: oci.Error{Status: 401, Code: oci.CodeUnauthorized, Message: "upstream answered 401 Unauthorized",
+				Challenge: `Bearer realm="https://auth.example/token",service="x",scope="repository:team/app:pull"`},
+			asked: 2, // refused as cacheyd, then asked anonymously
+		},
+		{
+			name: "403", req: blobRequest("GET", content), status: 403,
+			want:  oci.Error{Status: 403, Code: oci.CodeDenied, Message: "upstream answered 403 Forbidden"},
+			asked: 2,
+		},
+		{
+			name: "429 keeps Retry-After", req: manifestRequest("HEAD", "v1"), status: 429,
+			header: map[string]string{"Retry-After": "17"},
+			want: oci.Error{Status: 429, Code: oci.CodeTooManyRequests, Message: "upstream answered 429 Too Many Requests",
+				RetryAfter: "17"},
+		},
+		{
+			name: "503 with a text body", req: blobRequest("GET", content), status: 503,
+			header: map[string]string{"Content-Type": "text/plain"}, body: "down for maintenance",
+			want: oci.Error{Status: 503, Code: oci.CodeUnavailable, Message: "upstream answered 503 Service Unavailable",
+				Body: []byte("down for maintenance"), ContentType: "text/plain"},
+		},
+		{
+			name: "416", req: withOffset(blobRequest("GET", content), 99), status: 416,
+			want: oci.Error{Status: 416, Code: oci.CodeRangeInvalid, Message: "upstream answered 416 Requested Range Not Satisfiable"},
+		},
+		{
+			name: "odd status", req: blobRequest("GET", content), status: 418,
+			want: oci.Error{Status: 418, Code: "UNKNOWN", Message: "upstream answered 418 I'm a teapot"},
+		},
+		{
+			name: "bad code in body falls back", req: blobRequest("GET", content), status: 404,
+			header: map[string]string{"Content-Type": "application/json"},
+			body:   `{"errors":[{"code":"<script>","message":"m"}]}`,
+			want: oci.Error{Status: 404, Code: oci.CodeBlobUnknown, Message: "m",
+				Body: []byte(`{"errors":[{"code":"<script>","message":"m"}]}`), ContentType: "application/json"},
+		},
+		{
+			name: "long body is cut", req: blobRequest("GET", content), status: 500,
+			body:    strings.Repeat("x", MaxErrorBody+100),
+			want:    oci.Error{Status: 500, Code: oci.CodeUnavailable, Message: "upstream answered 500 Internal Server Error"},
+			bodyLen: MaxErrorBody,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := serveRegistry(t, Config{}, func(w http.ResponseWriter, r *http.Request) {
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tt.status)
+				w.Write([]byte(tt.body))
+			})
+			_, err := c.Fetch(t.Context(), tt.req)
+			e, ok := oci.AsError(err)
+			if !ok {
+				t.Fatalf("Fetch = %v, want *oci.Error", err)
+			}
+			if errors.Is(err, oci.ErrUpstreamUnavailable) {
+				t.Errorf("an answer is not ErrUpstreamUnavailable: %v", err)
+			}
+			got := *e
+			if tt.bodyLen > 0 {
+				if len(got.Body) != tt.bodyLen {
+					t.Errorf("len(Body) = %d, want %d", len(got.Body), tt.bodyLen)
+				}
+				got.Body, got.ContentType = nil, ""
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Error (-want +got):\n%s", diff)
+			}
+			if n, want := counter(c, testRegistry, tt.req.Method, tt.req.Kind.String(), strconv.Itoa(tt.status)), max(tt.asked, 1); n != want {
+				t.Errorf("UpstreamRequests{code=%d} = %d, want %d", tt.status, n, want)
+			}
+		})
+	}
+}
+
+func TestParseContentRange(t *testing.T) {
+	tests := []struct {
+		in   string
+		want contentRange
+		ok   bool
+	}{
+		{"bytes 0-0/1", contentRange{0, 0, 1}, true},
+		{"bytes 4-9/10", contentRange{4, 9, 10}, true},
+		{"bytes 4-9/*", contentRange{4, 9, -1}, true},
+		{"bytes 9223372036854775806-9223372036854775806/9223372036854775807", contentRange{9223372036854775806, 9223372036854775806, 9223372036854775807}, true},
+		{"bytes 4-9/9", contentRange{}, false},
+		{"bytes 4-3/10", contentRange{}, false},
+		{"bytes -1-9/10", contentRange{}, false},
+		{"bytes +4-9/10", contentRange{}, false},
+		{"bytes  4-9/10", contentRange{}, false},
+		{"bytes */10", contentRange{}, false},
+		{"bytes 4-9/10/11", contentRange{}, false},
+		{"bytes 99999999999999999999-1/2", contentRange{}, false},
+		{"Bytes 4-9/10", contentRange{}, false},
+		{"", contentRange{}, false},
+	}
+	for _, tt := range tests {
+		got, err := parseContentRange(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseContentRange(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func FuzzParseContentRange(f *testing.F) {
+	for _, s := range []string{"bytes 4-9/10", "bytes 4-9/*", "bytes 0-0/1", "bytes 1-/2", "bytes 9223372036854775807-9223372036854775807/*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := parseContentRange(s)
+		if err != nil {
+			return
+		}
+		if r.start < 0 || r.end < r.start || (r.size != -1 && r.size <= r.end) {
+			t.Errorf("parseContentRange(%q) = %+v: inconsistent", s, r)
+		}
+	})
+}
+
+func TestParseErrorBody(t *testing.T) {
+	tests := []struct {
+		body, code, message string
+	}{
+		{`{"errors":[{"code":"DENIED","message":"no"},{"code":"UNAUTHORIZED"}]}`, "DENIED", "no"},
+		{`{"errors":[]}`, "", ""},
+		{`{"errors":[{"code":"lower","message":"m"}]}`, "", "m"},
+		{`{"errors":[{"code":"` + strings.Repeat("A", 65) + `"}]}`, "", ""},
+		{`{"errors":[{"code":"DENIED","message":"` + strings.Repeat("é", 300) + `"}]}`, "DENIED", strings.Repeat("é", 256)},
+		{"{\"errors\":[{\"message\":\"bad \xff utf8\"}]}", "", "bad \uFFFD utf8"}, // encoding/json replaces it
+		{`<html>nope</html>`, "", ""},
+		{``, "", ""},
+	}
+	for _, tt := range tests {
+		code, msg := parseErrorBody([]byte(tt.body))
+		if code != tt.code || msg != tt.message {
+			t.Errorf("parseErrorBody(%.40q) = %q, %.40q; want %q, %.40q", tt.body, code, msg, tt.code, tt.message)
+		}
+	}
+}
+
+func FuzzParseErrorBody(f *testing.F) {
+	f.Add([]byte(`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`))
+	f.Add([]byte(`{"errors":[{"code":1}]}`))
+	f.Add([]byte("{\"errors\":[{\"message\":\"\xff\"}]}"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		code, msg := parseErrorBody(body)
+		if code != "" && !validCode(code) {
+			t.Errorf("code %q is not a valid code", code)
+		}
+		if len(msg) > maxErrorMessage || !utf8.ValidString(msg) {
+			t.Errorf("message %.40q: too long or not UTF-8", msg)
+		}
+	})
+}

@@ -1,0 +1,170 @@
+package upstream
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// target is where one request goes: the registry's canonical name (for
+// metrics, credentials and the identity cache), its base URL and the
+// repository within it.
+type target struct {
+	registry string
+	base     *url.URL // scheme and host only
+	repo     string
+}
+
+// url is the distribution API URL of a manifest or blob of the target.
+func (t target) url(kind oci.Kind, ref oci.Reference) string {
+	part := "/blobs/"
+	if kind == oci.KindManifest {
+		part = "/manifests/"
+	}
+	return t.base.Scheme + "://" + t.base.Host + "/v2/" + t.repo + part + ref.String()
+}
+
+// parseRegistryURLs validates the operator's map and keys it by canonical
+// registry name.
+func parseRegistryURLs(m map[string]string) (map[string]*url.URL, error) {
+	out := make(map[string]*url.URL, len(m))
+	for name, raw := range m {
+		reg, err := oci.NormalizeRegistry(name)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: registry URL for %q: %w", name, err)
+		}
+		u, err := parseBaseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: registry URL for %s: %w", reg, err)
+		}
+		if prev, dup := out[reg]; dup && prev.String() != u.String() {
+			return nil, fmt.Errorf("upstream: registry %s mapped twice (%s, %s)", reg, prev, u)
+		}
+		out[reg] = u
+	}
+	return out, nil
+}
+
+// parseBaseURL accepts scheme://host[:port] with an optional trailing slash.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%.100q: %w", raw, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%.100q: scheme must be http or https", raw)
+	case u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Errorf("%.100q: no host", raw)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return nil, fmt.Errorf("%.100q: only scheme, host and port are allowed", raw)
+	case u.Path != "" && u.Path != "/":
+		return nil, fmt.Errorf("%.100q: a path prefix is not supported", raw)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: strings.ToLower(u.Host)}, nil
+}
+
+// route validates req and finds where it goes. Every refusal is an
+// *oci.Error: a malformed request is the caller's bug (400/405), a registry
+// the policy refuses is 403 DENIED.
+func (c *Client) route(req *oci.Request) (target, error) {
+	if req.Method != "GET" && req.Method != "HEAD" {
+		return target{}, oci.ErrUnsupported(fmt.Sprintf("upstream: method %.10q", req.Method))
+	}
+	switch req.Kind {
+	case oci.KindManifest:
+		if req.Reference.Digest == "" && !oci.ValidTag(req.Reference.Tag) {
+			return target{}, oci.ErrManifestInvalid("upstream: invalid manifest reference")
+		}
+	case oci.KindBlob:
+		if req.Reference.Digest == "" {
+			return target{}, oci.ErrDigestInvalid("upstream: blob request without digest")
+		}
+	default:
+		return target{}, oci.ErrUnsupported("upstream: only manifests and blobs are fetched, not " + req.Kind.String())
+	}
+	if d := req.Reference.Digest; d != "" {
+		// A Digest can be made by conversion; it goes into a URL, so check it.
+		if _, err := oci.ParseDigest(string(d)); err != nil {
+			return target{}, oci.ErrDigestInvalid(err.Error())
+		}
+	}
+	if !validHeaderValue(req.Authorization) {
+		return target{}, badHeader("Authorization")
+	}
+	for _, a := range req.Accept {
+		if !validHeaderValue(a) {
+			return target{}, badHeader("Accept")
+		}
+	}
+	if req.Offset < 0 {
+		return target{}, &oci.Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid, Message: "upstream: negative offset"}
+	}
+	if !oci.ValidName(req.Repository) {
+		return target{}, oci.ErrNameInvalid("upstream: invalid repository name")
+	}
+	reg, err := oci.NormalizeRegistry(req.Registry)
+	if err != nil {
+		return target{}, oci.ErrNameInvalid("upstream: " + err.Error())
+	}
+	t := target{registry: reg, repo: req.Repository}
+	if u, ok := c.urls[reg]; ok {
+		t.base = u
+		return t, nil
+	}
+	host := hostOnly(reg)
+	if ipLike(host) && !c.dialer.allowed(host) {
+		return target{}, refusal(reg, "an IP address is not accepted as registry name unless configured")
+	}
+	if reg == oci.DockerHub {
+		t.base = &url.URL{Scheme: "https", Host: oci.DockerHubAPI}
+	} else {
+		t.base = &url.URL{Scheme: "https", Host: reg}
+	}
+	return t, nil
+}
+
+// hostOnly strips the port and IPv6 brackets from host[:port].
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+}
+
+// ipLike reports whether host is an IP address in any spelling a resolver
+// might accept: a literal, or a name whose last label is numeric ("127.1",
+// "2130706433", "0x7f000001"), which no real top-level domain is.
+func ipLike(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if last == "" {
+		return false
+	}
+	if strings.HasPrefix(last, "0x") {
+		return true
+	}
+	return strings.Trim(last, "0123456789") == ""
+}
+
+func badHeader(name string) *oci.Error {
+	return &oci.Error{Status: http.StatusBadRequest, Code: oci.CodeUnsupported, Message: "upstream: malformed " + name}
+}
+
+// validHeaderValue reports whether s can be sent as a header value as it is:
+// no control characters, so nothing a client passes on can split a header.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
