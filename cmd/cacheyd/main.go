@@ -1,0 +1,37 @@
+// Command cacheyd is a pull-through cache for container images: a registry
+// mirror that containerd, CRI-O, podman and dockerd can use for every
+// registry at once. It is the composition root: flags and environment
+// (kong), logging, wiring of upstream → tier → server, signals.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/alecthomas/kong"
+)
+
+// cli is the command line. Every flag has a CACHEYD_* environment twin
+// (kong.DefaultEnvars); a command line flag wins over its variable.
+// The serve flags sit at the top level so that "cacheyd --help" shows them.
+type cli struct {
+	serveFlags `embed:""`
+
+	Serve   serveCmd   `cmd:"" default:"withargs" help:"Serve the cache (the default when no command is given)."`
+	Version versionCmd `cmd:"" help:"Print the version and exit."`
+}
+
+func main() {
+	var c cli
+	ctx := kong.Parse(&c,
+		kong.Name("cacheyd"),
+		kong.Description("A pull-through cache for container images: point containerd's hosts.toml at it and every node pulls each blob from upstream once."),
+		kong.DefaultEnvars("CACHEYD"),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, FlagsLast: true}),
+	)
+	if err := ctx.Run(&c.serveFlags); err != nil {
+		fmt.Fprintln(os.Stderr, "cacheyd:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/cacheyd/cacheyd/internal/puller"
+	"github.com/cacheyd/cacheyd/internal/registrytest"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// startCacheyd runs cacheyd in-process on a loopback port with the given
+// upstream mapped, and returns its base URL. It stops at test cleanup.
+func startCacheyd(t *testing.T, up *registrytest.Registry, dir string) string {
+	t.Helper()
+	flags := serveFlags{
+		Listen: "127.0.0.1:0", CacheDir: dir, MemoryBytes: 64 << 20, MemoryMaxObject: 1 << 20,
+		DiskBytes: 1 << 30, TagTTL: 0, TagStaleMax: 0, FillTimeout: 0,
+		DefaultRegistry: "docker.io", ShutdownTimeout: 5e9,
+		RegistryURL: map[string]string{up.Host(): up.URL()},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Stops when cancel ends the serve context at cleanup.
+	go func() { done <- flags.serve(ctx, log, func(a net.Addr) { addr <- a }) }()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a.String()
+	case err := <-done:
+		cancel()
+		t.Fatalf("cacheyd did not start: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("cacheyd stopped with: %v", err)
+		}
+	})
+	return base
+}
+
+// TestBurstOfColdPullsFetchesEachBlobOnce is the headline: 50 nodes pulling
+// the same multi-layer, multi-arch image at once through a cold cacheyd make
+// exactly one upstream GET per blob and per manifest digest, and every node
+// gets every byte, digest-verified.
+func TestBurstOfColdPullsFetchesEachBlobOnce(t *testing.T) {
+	up := registrytest.New(t, registrytest.Options{Token: true, Redirect: true})
+	up.SeedIndex(t, "team/app", "v1", []string{"linux/amd64", "linux/arm64"}, 4, 256<<10)
+	up.Reset()
+	base := startCacheyd(t, up, t.TempDir())
+
+	const nodes = 50
+	results := make([]*puller.Result, nodes)
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := &puller.Puller{Client: client, Base: base, Namespace: up.Host(), Platform: "linux/amd64"}
+			res, err := p.Pull(t.Context(), "team/app", "v1")
+			if err != nil {
+				t.Errorf("node %d: %v", i, err)
+				return
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	want := sortedDigests(results[0].Blobs)
+	if len(want) != 7 { // index, manifest, config, 4 layers
+		t.Fatalf("a pull fetched %d objects, want 7", len(want))
+	}
+	for i, r := range results {
+		if got := sortedDigests(r.Blobs); !equal(got, want) || r.Bytes != results[0].Bytes {
+			t.Errorf("node %d fetched %v (%d bytes), node 0 %v (%d bytes)", i, got, r.Bytes, want, results[0].Bytes)
+		}
+	}
+	for _, d := range want {
+		gets := up.Count(http.MethodGet, registrytest.KindManifest, string(d)) + up.Count(http.MethodGet, registrytest.KindBlob, string(d))
+		if gets != 1 {
+			t.Errorf("upstream GETs of %s = %d, want 1", d.Short(), gets)
+		}
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindManifest, "v1"); n != 0 {
+		t.Errorf("upstream manifest GETs by tag = %d, want 0 (tags are resolved with HEAD)", n)
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindCDN, ""); n != 5 {
+		t.Errorf("CDN GETs = %d, want 5 (config and 4 layers, once each)", n)
+	}
+}
+
+func sortedDigests(ds []oci.Digest) []oci.Digest {
+	out := append([]oci.Digest(nil), ds...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func equal(a, b []oci.Digest) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,20 @@
+// Package containerdtest runs a private containerd daemon for end-to-end tests
+// and drives it with ctr, the way a Kubernetes node's containerd would use a
+// registry mirror.
+//
+// Each daemon has its own root, state directory and gRPC socket, loads only
+// the plugins a pull needs (content store, metadata, the native snapshotter
+// and their services), and is stopped by its PID when the test ends. Nothing
+// needs a kernel feature beyond plain files, so it runs in containers and CI
+// sandboxes where overlayfs, cgroups or runc are unavailable.
+//
+// Pulls go through a hosts directory written by WriteHostsDir. containerd 1.6
+// reads <dir>/<registry>/hosts.toml (it does not read <dir>/_default), and it
+// silently ignores a hosts.toml whose mirror is not a [host."..."] table,
+// going straight to the registry instead; WriteHostsDir always writes the
+// mirror as a [host] table. containerd adds ?ns=<registry> to every request it
+// sends to a mirror.
+//
+// When containerd or ctr is not installed, the tests that need them are
+// skipped with a message, unless CI=true, where they fail instead.
+package containerdtest

@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// exchange follows one request from its first byte to its last: it is the
+// request's access line, its metrics, and the end of its context.
+//
+// It is written by the handler, then (for a streamed body) by the stream on
+// the goroutine fasthttp writes the response on, after the handler has
+// returned; the two never overlap, so it needs no lock.
+type exchange struct {
+	s      *Server
+	start  time.Time
+	method string
+	remote string
+	// kind is the metrics label: an API kind, "health", "metrics" or
+	// "other".
+	kind string
+	// quiet logs at Debug: the operational endpoints are polled.
+	quiet bool
+	// req is the parsed request, nil if it did not parse.
+	req *oci.Request
+	// path is the path as sent, kept for the log only when it did not parse.
+	path string
+
+	status       int
+	source       string // tier.Source, or "error"
+	contentRange string // the Content-Range of a 206
+	sent         int64  // body bytes (handed to the connection, for a stream)
+	err          error  // what went wrong, for the log
+
+	// cancel ends the request's context; nil if it has none.
+	cancel    context.CancelFunc
+	streaming bool // the body is a stream, which ends the exchange
+	ended     bool
+}
+
+// fail answers err (errors.go) and records it.
+func (x *exchange) fail(ctx *fasthttp.RequestCtx, err error) {
+	x.err = err
+	x.source = "error"
+	writeError(&ctx.Response, err)
+}
+
+// handled runs when the handler returns: the status is known, so the
+// request is counted and its time to headers observed. Without a streamed
+// body, that is also its end.
+func (x *exchange) handled(ctx *fasthttp.RequestCtx) {
+	x.status = ctx.Response.StatusCode()
+	m := x.s.m
+	m.Requests.WithLabelValues(x.kind, strconv.Itoa(x.status)).Inc()
+	m.RequestDuration.WithLabelValues(x.kind).Observe(time.Since(x.start).Seconds())
+	if !x.streaming {
+		x.end(x.sent, nil)
+	}
+}
+
+// streamEnded is the streamEnd of a streamed body.
+func (x *exchange) streamEnded(sent int64, err error) { x.end(sent, err) }
+
+// end counts the bytes served, cancels the request's context (a fill
+// reader stops waiting for a client that is gone) and logs the access line.
+func (x *exchange) end(sent int64, err error) {
+	if x.ended {
+		return
+	}
+	x.ended = true
+	if x.cancel != nil {
+		x.cancel()
+	}
+	x.sent = sent
+	if err != nil && x.err == nil {
+		x.err = err
+	}
+	if sent > 0 && x.source != "" && x.source != "error" {
+		x.s.m.BytesServed.WithLabelValues(x.source).Add(float64(sent))
+	}
+	x.log()
+}
+
+func (x *exchange) log() {
+	level := slog.LevelInfo
+	if x.quiet {
+		level = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if !x.s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs, slog.String("method", x.method))
+	if r := x.req; r != nil && r.Repository != "" {
+		ref := r.Reference.Tag
+		if r.Reference.IsDigest() {
+			ref = r.Reference.Digest.Short()
+		}
+		attrs = append(attrs, slog.String("registry", r.Registry), slog.String("repository", r.Repository), slog.String("reference", ref))
+	}
+	attrs = append(attrs, slog.String("kind", x.kind))
+	if x.path != "" {
+		attrs = append(attrs, slog.String("path", quoteShort(x.path)))
+	}
+	attrs = append(attrs, slog.Int("status", x.status))
+	if x.source != "" {
+		attrs = append(attrs, slog.String("source", x.source))
+	}
+	attrs = append(attrs, slog.Int64("bytes", x.sent), slog.Duration("duration", time.Since(x.start)))
+	if x.contentRange != "" {
+		attrs = append(attrs, slog.String("range", x.contentRange))
+	}
+	attrs = append(attrs, slog.String("remote", x.remote))
+	if x.err != nil {
+		attrs = append(attrs, slog.String("err", x.err.Error()))
+	}
+	x.s.log.LogAttrs(ctx, level, "request", attrs...)
+}

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// Config configures a Server. The zero value of every field is usable and
+// gives the defaults documented on each field.
+type Config struct {
+	// DefaultRegistry answers requests that name no registry, neither with
+	// ?ns= nor with a host-like first path component (dockerd's
+	// registry-mirrors send neither). Zero means "docker.io".
+	DefaultRegistry string
+
+	// Name is sent as the Server response header. Zero sends no Server
+	// header at all.
+	Name string
+
+	// Logger receives one access line per request and the HTTP library's
+	// connection errors (at Debug). Nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics receives request counts, durations and bytes served. Nil
+	// means counts go nowhere.
+	Metrics *metrics.Metrics
+	// Gatherer is served at /metrics. Nil answers /metrics with 404.
+	Gatherer prometheus.Gatherer
+
+	// ReadTimeout bounds reading one request, headers included, from its
+	// first byte. Zero means 30s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds how long a response may make no progress: the
+	// headers and an in-memory body must be written within it, and a
+	// streamed body gets a fresh WriteTimeout for every piece of at most
+	// 1 MiB handed to the connection. So a slow but steady client of a
+	// multi-GiB layer is never cut off, while one that stops reading is
+	// dropped after WriteTimeout. Zero means 60s.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request. Zero means 120s, longer than the 90s after which Go's and
+	// containerd's HTTP clients drop idle connections themselves, so that
+	// it is the client that closes and never races a request against our
+	// close.
+	IdleTimeout time.Duration
+
+	// MaxConns bounds the connections served at once; beyond it new
+	// connections are answered 503 and closed. Zero means 16384.
+	MaxConns int
+	// MaxConnsPerIP bounds the connections from one client address. Zero
+	// means unlimited, which suits a cache that nodes reach through a
+	// Service (source NAT can make many nodes one address).
+	MaxConnsPerIP int
+	// MaxHeaderBytes bounds a request's header section; a request with more
+	// is answered 431. Bearer tokens of some registries run to several KiB.
+	// Zero means 16 KiB.
+	MaxHeaderBytes int
+}
+
+// Defaults.
+const (
+	defaultReadTimeout    = 30 * time.Second
+	defaultWriteTimeout   = 60 * time.Second
+	defaultIdleTimeout    = 120 * time.Second
+	defaultMaxConns       = 16384
+	defaultMaxHeaderBytes = 16 << 10
+	// maxRequestBodyBytes bounds a request body. cacheyd takes no pushes,
+	// so a client has nothing to send; a larger body is refused before it
+	// is read.
+	maxRequestBodyBytes = 8 << 10
+)
+
+// Validate reports a Config that New would refuse: negative limits or a
+// DefaultRegistry that is not a registry name.
+func (c Config) Validate() error {
+	if c.DefaultRegistry != "" {
+		if _, err := oci.NormalizeRegistry(c.DefaultRegistry); err != nil {
+			return fmt.Errorf("server: default registry: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"ReadTimeout", int64(c.ReadTimeout)}, {"WriteTimeout", int64(c.WriteTimeout)},
+		{"IdleTimeout", int64(c.IdleTimeout)}, {"MaxConns", int64(c.MaxConns)},
+		{"MaxConnsPerIP", int64(c.MaxConnsPerIP)}, {"MaxHeaderBytes", int64(c.MaxHeaderBytes)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("server: %s is negative", f.name)
+		}
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field replaced by its default and
+// DefaultRegistry in canonical form. c must be valid.
+func (c Config) withDefaults() Config {
+	if c.DefaultRegistry == "" {
+		c.DefaultRegistry = oci.DockerHub
+	}
+	c.DefaultRegistry, _ = oci.NormalizeRegistry(c.DefaultRegistry)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = defaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = defaultIdleTimeout
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = defaultMaxConns
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	return c
+}

@@ -1,0 +1,212 @@
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/tier"
+)
+
+// testData is size bytes of a recognisable pattern.
+func testData(size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}
+
+// sources are the ways content reaches the server: a memory hit's shared
+// slice, a stream (a fill, a pass-through), and a disk hit's *os.File.
+var sources = []struct {
+	name   string
+	source tier.Source
+	make   func(t *testing.T, data []byte) *fakeContent
+}{
+	{"memory", tier.SourceMemory, func(_ *testing.T, data []byte) *fakeContent { return &fakeContent{mem: data} }},
+	{"stream", tier.SourceFillNew, func(_ *testing.T, data []byte) *fakeContent { return &fakeContent{data: data} }},
+	{"file", tier.SourceDisk, func(t *testing.T, data []byte) *fakeContent {
+		p := filepath.Join(t.TempDir(), "blob")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return &fakeContent{data: data, path: p}
+	}},
+}
+
+// contentCache answers every request with c.
+func contentCache(data []byte, c *fakeContent, src tier.Source, mediaType string) *fakeCache {
+	return &fakeCache{answer: func(req *oci.Request) (answer, error) {
+		return answer{
+			digest: oci.FromBytes(data), mediaType: mediaType, size: int64(len(data)), source: src,
+			hasBody: req.Method == http.MethodGet, content: c,
+		}, nil
+	}}
+}
+
+func TestRangeAndHead(t *testing.T) {
+	const size = 100
+	data := testData(size)
+	etag := `"` + string(oci.FromBytes(data)) + `"`
+	tests := []struct {
+		name       string
+		method     string
+		rng        string
+		ifRange    string
+		wantStatus int
+		wantRange  string // Content-Range
+		wantBody   []byte // nil for HEAD and 416
+		wantLength int64  // Content-Length
+	}{
+		{name: "whole", method: "GET", wantStatus: 200, wantBody: data, wantLength: size},
+		{name: "head", method: "HEAD", wantStatus: 200, wantLength: size},
+		{name: "head ignores range", method: "HEAD", rng: "bytes=0-9", wantStatus: 200, wantLength: size},
+		{name: "first bytes", method: "GET", rng: "bytes=0-9", wantStatus: 206, wantRange: "bytes 0-9/100", wantBody: data[:10], wantLength: 10},
+		{name: "open end", method: "GET", rng: "bytes=90-", wantStatus: 206, wantRange: "bytes 90-99/100", wantBody: data[90:], wantLength: 10},
+		{name: "resume from middle", method: "GET", rng: "bytes=37-", wantStatus: 206, wantRange: "bytes 37-99/100", wantBody: data[37:], wantLength: 63},
+		{name: "suffix", method: "GET", rng: "bytes=-10", wantStatus: 206, wantRange: "bytes 90-99/100", wantBody: data[90:], wantLength: 10},
+		{name: "suffix longer than content", method: "GET", rng: "bytes=-1000", wantStatus: 206, wantRange: "bytes 0-99/100", wantBody: data, wantLength: size},
+		{name: "end clipped", method: "GET", rng: "bytes=10-1000", wantStatus: 206, wantRange: "bytes 10-99/100", wantBody: data[10:], wantLength: 90},
+		{name: "last byte", method: "GET", rng: "bytes=99-99", wantStatus: 206, wantRange: "bytes 99-99/100", wantBody: data[99:], wantLength: 1},
+		{name: "unit is case-insensitive", method: "GET", rng: "BYTES=0-0", wantStatus: 206, wantRange: "bytes 0-0/100", wantBody: data[:1], wantLength: 1},
+		{name: "start past end", method: "GET", rng: "bytes=100-", wantStatus: 416, wantRange: "bytes */100"},
+		{name: "zero suffix", method: "GET", rng: "bytes=-0", wantStatus: 416, wantRange: "bytes */100"},
+		{name: "several ranges ignored", method: "GET", rng: "bytes=0-1,5-6", wantStatus: 200, wantBody: data, wantLength: size},
+		{name: "reversed ignored", method: "GET", rng: "bytes=5-1", wantStatus: 200, wantBody: data, wantLength: size},
+		{name: "other unit ignored", method: "GET", rng: "items=0-1", wantStatus: 200, wantBody: data, wantLength: size},
+		{name: "garbage ignored", method: "GET", rng: "bytes=abc", wantStatus: 200, wantBody: data, wantLength: size},
+		{name: "if-range matches", method: "GET", rng: "bytes=0-9", ifRange: etag, wantStatus: 206, wantRange: "bytes 0-9/100", wantBody: data[:10], wantLength: 10},
+		{name: "if-range differs", method: "GET", rng: "bytes=0-9", ifRange: `"sha256:other"`, wantStatus: 200, wantBody: data, wantLength: size},
+	}
+	for _, src := range sources {
+		t.Run(src.name, func(t *testing.T) {
+			var contents []*fakeContent
+			fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
+				c := src.make(t, data)
+				contents = append(contents, c) // one request at a time
+				return answer{
+					digest: oci.FromBytes(data), size: size, source: src.source, mediaType: oci.BlobMediaType,
+					hasBody: req.Method == http.MethodGet, content: c,
+				}, nil
+			}}
+			ts := startServer(t, Config{}, fc.get)
+			for i, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					h := http.Header{}
+					if tt.rng != "" {
+						h.Set("Range", tt.rng)
+					}
+					if tt.ifRange != "" {
+						h.Set("If-Range", tt.ifRange)
+					}
+					resp, body, err := ts.do(t, tt.method, "/v2/app/blobs/"+string(oci.FromBytes(data)), h)
+					if err != nil {
+						t.Fatalf("body: %v", err)
+					}
+					line := ts.logs.wait(t, i+1)[i]
+					contents[i].checkClosed(t)
+					if resp.StatusCode != tt.wantStatus {
+						t.Fatalf("status = %d, want %d", resp.StatusCode, tt.wantStatus)
+					}
+					if got := resp.Header.Get("Content-Range"); got != tt.wantRange {
+						t.Errorf("Content-Range = %q, want %q", got, tt.wantRange)
+					}
+					if tt.wantStatus == 416 {
+						if code := errorCode(t, body); code != oci.CodeRangeInvalid {
+							t.Errorf("416 code = %q, want %s", code, oci.CodeRangeInvalid)
+						}
+						return
+					}
+					if resp.ContentLength != tt.wantLength {
+						t.Errorf("Content-Length = %d, want %d", resp.ContentLength, tt.wantLength)
+					}
+					if string(body) != string(tt.wantBody) {
+						t.Errorf("body = %q, want %q", body, tt.wantBody)
+					}
+					for k, want := range map[string]string{
+						"Docker-Content-Digest": string(oci.FromBytes(data)),
+						"Etag":                  etag,
+						"Content-Type":          oci.BlobMediaType,
+						"Accept-Ranges":         "bytes",
+						apiVersionHeader:        apiVersion,
+					} {
+						if got := resp.Header.Get(k); got != want {
+							t.Errorf("%s = %q, want %q", k, got, want)
+						}
+					}
+					if tt.method == "GET" {
+						if got := line["bytes"]; got != int64(len(tt.wantBody)) {
+							t.Errorf("logged bytes = %v, want %d", got, len(tt.wantBody))
+						}
+						if got := line["source"]; got != src.source.String() {
+							t.Errorf("logged source = %v, want %s", got, src.source)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestHeadSendsNoBody proves with pipelined raw requests that a HEAD's
+// response carries Content-Length but no body bytes: if it did, the second
+// response would not parse.
+func TestHeadSendsNoBody(t *testing.T) {
+	data := testData(5000)
+	for _, src := range sources {
+		t.Run(src.name, func(t *testing.T) {
+			fc := contentCache(data, src.make(t, data), src.source, "application/vnd.oci.image.manifest.v1+json")
+			ts := startServer(t, Config{}, fc.get)
+			conn, err := ts.ln.Dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			target := "/v2/app/manifests/" + string(oci.FromBytes(data))
+			if _, err := fmt.Fprintf(conn, "HEAD %s HTTP/1.1\r\nHost: x\r\n\r\nGET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n", target); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			head, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if head.StatusCode != 200 || head.Header.Get("Content-Length") != strconv.Itoa(len(data)) {
+				t.Errorf("HEAD: status %d, Content-Length %q, want 200 and %d", head.StatusCode, head.Header.Get("Content-Length"), len(data))
+			}
+			if ct := head.Header.Get("Content-Type"); ct != "application/vnd.oci.image.manifest.v1+json" {
+				t.Errorf("HEAD Content-Type = %q", ct)
+			}
+			next, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+			if err != nil {
+				t.Fatalf("response after HEAD does not parse (HEAD sent a body?): %v", err)
+			}
+			body, _ := io.ReadAll(next.Body)
+			if next.StatusCode != 200 || string(body) != "{}" {
+				t.Errorf("GET /v2/ after HEAD: %d %q", next.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestManifestWithoutMediaType: a manifest whose type is unknown goes
+// without Content-Type rather than with a made-up one.
+func TestManifestWithoutMediaType(t *testing.T) {
+	data := []byte(`{"schemaVersion":2}`)
+	fc := contentCache(data, &fakeContent{mem: data}, tier.SourceMemory, "")
+	ts := startServer(t, Config{}, fc.get)
+	resp, body, err := ts.do(t, "GET", "/v2/app/manifests/v1", nil)
+	if err != nil || resp.StatusCode != 200 || string(body) != string(data) {
+		t.Fatalf("GET: %v %d %q", err, resp.StatusCode, body)
+	}
+	if ct, ok := resp.Header["Content-Type"]; ok {
+		t.Errorf("Content-Type = %q, want none", ct)
+	}
+}

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// This file is the one place where errors become responses.
+
+// errNoEndpoint answers a /v2 path the distribution API does not define. The
+// code is UNSUPPORTED rather than NAME_UNKNOWN: the repository may well
+// exist, the endpoint does not.
+var errNoEndpoint = &oci.Error{Status: http.StatusNotFound, Code: oci.CodeUnsupported, Message: "no such endpoint"}
+
+// notAllowed is a 405 with the methods the resource does allow, which RFC
+// 9110 requires in an Allow header. An empty allow is meaningful: the
+// resource allows no method at all ("disabled by configuration").
+type notAllowed struct {
+	err   *oci.Error
+	allow string
+}
+
+func (e *notAllowed) Error() string { return e.err.Error() }
+func (e *notAllowed) Unwrap() error { return e.err }
+
+// errMethod refuses a method other than GET and HEAD: cacheyd is a
+// read-only cache, so every push (POST, PUT, PATCH, DELETE) is refused
+// here, whatever its path.
+func errMethod(method, allow string) error {
+	return &notAllowed{
+		err:   oci.ErrUnsupported(quoteShort(method) + " is not supported: this registry is a read-only pull-through cache"),
+		allow: allow,
+	}
+}
+
+// errDisabled refuses an endpoint the distribution API defines but cacheyd
+// does not offer (uploads, tags/list, _catalog). 405 with an empty Allow
+// says what is true: the resource exists in the API and no method of it is
+// enabled here. A 404 would read as "repository unknown".
+func errDisabled(what string) error {
+	return &notAllowed{
+		err:   oci.ErrUnsupported(what + " is not supported by this pull-through cache"),
+		allow: "",
+	}
+}
+
+// errNoReferrers answers the referrers API with 404: that is how the OCI
+// distribution spec (v1.1) says a registry does not support it, and clients
+// then fall back to the tag schema (sha256-<digest> tags), which is served
+// through the cache like any other manifest.
+var errNoReferrers = &oci.Error{Status: http.StatusNotFound, Code: oci.CodeUnsupported, Message: "the referrers API is not supported by this pull-through cache"}
+
+// errorJSON is the OCI distribution error body.
+type errorJSON struct {
+	Errors []errorEntry `json:"errors"`
+}
+
+type errorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail"`
+}
+
+// writeError answers err on resp and returns the status it chose:
+//
+//   - *oci.Error carrying upstream's own Body: status, Content-Type, body,
+//     WWW-Authenticate and Retry-After pass through unaltered, so that a
+//     client sees the registry's own 401 challenge, authenticates with that
+//     registry's realm and retries with Authorization;
+//   - *oci.Error without Body: its status with the OCI error JSON (and its
+//     challenge and Retry-After, if any);
+//   - oci.ErrUpstreamUnavailable: 502 UNAVAILABLE at once, so containerd
+//     moves on to the next host in hosts.toml;
+//   - a cancelled request (the server is shutting down): 503 UNAVAILABLE;
+//   - anything else: 500 with a generic message; what went wrong is for the
+//     access log, not for the client.
+func writeError(resp *fasthttp.Response, err error) int {
+	if na := (*notAllowed)(nil); errors.As(err, &na) {
+		resp.Header.Set("Allow", na.allow)
+	}
+	e, ok := oci.AsError(err)
+	switch {
+	case ok && e.Status >= 400 && e.Status <= 599:
+	case errors.Is(err, oci.ErrUpstreamUnavailable):
+		e = &oci.Error{Status: http.StatusBadGateway, Code: oci.CodeUnavailable, Message: "upstream registry unavailable"}
+	case errors.Is(err, context.Canceled):
+		e = &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "server shutting down"}
+	default:
+		e = &oci.Error{Status: http.StatusInternalServerError, Code: "UNKNOWN", Message: "internal error"}
+	}
+	resp.SetStatusCode(e.Status)
+	if e.Challenge != "" {
+		resp.Header.Set("WWW-Authenticate", e.Challenge)
+	}
+	if e.RetryAfter != "" {
+		resp.Header.Set("Retry-After", e.RetryAfter)
+	}
+	if e.Body != nil {
+		if e.ContentType != "" {
+			resp.Header.SetContentType(e.ContentType)
+		}
+		resp.SetBody(e.Body)
+		return e.Status
+	}
+	body, merr := json.Marshal(errorJSON{Errors: []errorEntry{{Code: e.Code, Message: e.Message}}})
+	if merr != nil {
+		// Strings always marshal; this is unreachable.
+		body = []byte(`{"errors":[{"code":"UNKNOWN","message":"internal error","detail":null}]}`)
+	}
+	resp.Header.SetContentType("application/json")
+	resp.SetBody(body)
+	return e.Status
+}

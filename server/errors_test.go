@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/valyala/fasthttp"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+const challenge = `Bearer realm="https://auth.example.test/token",service="registry.example.test",scope="repository:org/private:pull"`
+
+func TestWriteError(t *testing.T) {
+	upstreamBody := []byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Name":"org/private","Action":"pull"}]}]}`)
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantHeader map[string]string
+		wantBody   string // exact body; "" to check the code only
+		wantCode   string
+	}{
+		{
+			name: "upstream 401 passes through unaltered",
+			err: fmt.Errorf("fill: %w", &oci.Error{
+				Status: 401, Code: oci.CodeUnauthorized, Message: "authentication required",
+				Challenge: challenge, Body: upstreamBody, ContentType: "application/json; charset=utf-8",
+			}),
+			wantStatus: 401,
+			wantHeader: map[string]string{"WWW-Authenticate": challenge, "Content-Type": "application/json; charset=utf-8"},
+			wantBody:   string(upstreamBody),
+		},
+		{
+			name: "upstream 429 keeps Retry-After and its own body",
+			err: &oci.Error{
+				Status: 429, Code: oci.CodeTooManyRequests, RetryAfter: "30",
+				Body: []byte("slow down"), ContentType: "text/plain",
+			},
+			wantStatus: 429,
+			wantHeader: map[string]string{"Retry-After": "30", "Content-Type": "text/plain"},
+			wantBody:   "slow down",
+		},
+		{
+			name:       "upstream error with an empty body",
+			err:        &oci.Error{Status: 403, Code: oci.CodeDenied, Body: []byte{}},
+			wantStatus: 403,
+			wantBody:   "",
+		},
+		{
+			name:       "own error as OCI JSON",
+			err:        oci.ErrBlobUnknown(digestA),
+			wantStatus: 404,
+			wantHeader: map[string]string{"Content-Type": "application/json"},
+			wantBody:   `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown: ` + string(digestA) + `","detail":null}]}`,
+		},
+		{
+			name:       "own 401 with a challenge and no body",
+			err:        &oci.Error{Status: 401, Code: oci.CodeUnauthorized, Message: "auth", Challenge: challenge},
+			wantStatus: 401,
+			wantHeader: map[string]string{"WWW-Authenticate": challenge},
+			wantCode:   oci.CodeUnauthorized,
+		},
+		{
+			name:       "upstream unavailable is a fast 502",
+			err:        fmt.Errorf("dial registry-1.docker.io: %w", oci.ErrUpstreamUnavailable),
+			wantStatus: 502,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
+			name:       "cancelled while shutting down",
+			err:        fmt.Errorf("fill wait: %w", context.Canceled),
+			wantStatus: 503,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
+			name:       "anything else is a generic 500",
+			err:        errBoom,
+			wantStatus: 500,
+			wantBody:   `{"errors":[{"code":"UNKNOWN","message":"internal error","detail":null}]}`,
+		},
+		{
+			name:       "an oci.Error with no usable status is a 500",
+			err:        &oci.Error{Code: "WHATEVER", Message: "secret detail"},
+			wantStatus: 500,
+			wantBody:   `{"errors":[{"code":"UNKNOWN","message":"internal error","detail":null}]}`,
+		},
+		{
+			name:       "405 carries Allow",
+			err:        errMethod("PUT", "GET, HEAD"),
+			wantStatus: 405,
+			wantHeader: map[string]string{"Allow": "GET, HEAD"},
+			wantCode:   oci.CodeUnsupported,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var resp fasthttp.Response
+			resp.Header.SetNoDefaultContentType(true)
+			if got := writeError(&resp, tt.err); got != tt.wantStatus {
+				t.Errorf("writeError returned %d, want %d", got, tt.wantStatus)
+			}
+			if resp.StatusCode() != tt.wantStatus {
+				t.Errorf("status = %d, want %d", resp.StatusCode(), tt.wantStatus)
+			}
+			for k, want := range tt.wantHeader {
+				if got := string(resp.Header.Peek(k)); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			body := resp.Body()
+			if tt.wantCode != "" {
+				if got := errorCode(t, body); got != tt.wantCode {
+					t.Errorf("code = %q, want %q (body %s)", got, tt.wantCode, body)
+				}
+			} else if diff := cmp.Diff(tt.wantBody, string(body)); diff != "" {
+				t.Errorf("body (-want +got):\n%s", diff)
+			}
+			if strings.Contains(string(body), "secret") {
+				t.Errorf("body leaks internals: %s", body)
+			}
+		})
+	}
+}
+
+// TestUpstreamChallengeThroughServer: containerd must see upstream's own 401,
+// challenge and body, on GET and HEAD, so it can authenticate with the
+// registry's realm and retry with Authorization, which is forwarded.
+func TestUpstreamChallengeThroughServer(t *testing.T) {
+	upstreamBody := `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}`
+	fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
+		if req.Authorization == "Bearer good" {
+			return memAnswer(req)
+		}
+		return answer{}, &oci.Error{
+			Status: 401, Code: oci.CodeUnauthorized, Challenge: challenge,
+			Body: []byte(upstreamBody), ContentType: "application/json",
+		}
+	}}
+	ts := startServer(t, Config{}, fc.get)
+	const target = "/v2/org/private/manifests/v1?ns=registry.example.test"
+	for _, method := range []string{"GET", "HEAD"} {
+		resp, body, err := ts.do(t, method, target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != challenge || resp.Header.Get(apiVersionHeader) != apiVersion {
+			t.Errorf("%s: status %d, WWW-Authenticate %q, %s %q", method, resp.StatusCode,
+				resp.Header.Get("WWW-Authenticate"), apiVersionHeader, resp.Header.Get(apiVersionHeader))
+		}
+		if method == "GET" && string(body) != upstreamBody {
+			t.Errorf("GET body = %q, want upstream's %q", body, upstreamBody)
+		}
+		if method == "HEAD" && resp.ContentLength != int64(len(upstreamBody)) {
+			t.Errorf("HEAD Content-Length = %d, want %d", resp.ContentLength, len(upstreamBody))
+		}
+	}
+	resp, _, err := ts.do(t, "GET", target, http.Header{"Authorization": {"Bearer good"}})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("retry with Authorization: %v, %d", err, resp.StatusCode)
+	}
+	reqs := fc.requests()
+	if got := reqs[len(reqs)-1].Authorization; got != "Bearer good" {
+		t.Errorf("Authorization forwarded as %q", got)
+	}
+}
+
+// TestUnavailableAndInternal go through the server: 502 for an upstream
+// that cannot be reached, 500 without details for anything unexpected, and
+// the cause in the access line.
+func TestUnavailableAndInternal(t *testing.T) {
+	errs := []error{fmt.Errorf("connect: %w", oci.ErrUpstreamUnavailable), errBoom}
+	var calls atomic.Int32
+	fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
+		return answer{}, errs[calls.Add(1)-1]
+	}}
+	ts := startServer(t, Config{}, fc.get)
+	for i, want := range []int{502, 500} {
+		resp, body, err := ts.do(t, "GET", "/v2/app/blobs/"+string(digestA), nil)
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("status %d (%v), want %d", resp.StatusCode, err, want)
+		}
+		if strings.Contains(string(body), "secret") {
+			t.Errorf("body leaks internals: %s", body)
+		}
+		line := ts.logs.wait(t, i+1)[i]
+		if line["err"] != errs[i].Error() || line["source"] != "error" {
+			t.Errorf("access line err=%v source=%v, want %q and error", line["err"], line["source"], errs[i])
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// apiVersionHeader is sent on every /v2 response, errors included: Docker
+// and containerd check it to know they talk to a registry.
+const (
+	apiVersionHeader = "Docker-Distribution-API-Version"
+	apiVersion       = "registry/2.0"
+)
+
+// handle is the fasthttp request handler: it reads the request once and
+// routes it.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	in := readIncoming(ctx)
+	x := &exchange{s: s, start: time.Now(), method: in.method, remote: in.remote, kind: "other"}
+	defer x.handled(ctx)
+	switch {
+	case in.path == "/healthz":
+		x.kind, x.quiet = "health", true
+		s.serveText(ctx, x, &in, http.StatusOK, "ok\n")
+	case in.path == "/readyz":
+		x.kind, x.quiet = "health", true
+		if s.ready.Load() {
+			s.serveText(ctx, x, &in, http.StatusOK, "ready\n")
+		} else {
+			s.serveText(ctx, x, &in, http.StatusServiceUnavailable, "not ready\n")
+		}
+	case in.path == "/metrics":
+		x.kind, x.quiet = "metrics", true
+		switch {
+		case s.promHandler == nil:
+			s.serveText(ctx, x, &in, http.StatusNotFound, "404 page not found\n")
+		case !isRead(in.method):
+			s.serveText(ctx, x, &in, http.StatusMethodNotAllowed, "method not allowed\n")
+		default:
+			s.promHandler(ctx)
+		}
+	case in.path == "/v2" || strings.HasPrefix(in.path, "/v2/"):
+		ctx.Response.Header.Set(apiVersionHeader, apiVersion)
+		s.serveAPI(ctx, x, &in)
+	default:
+		x.path = in.path
+		x.fail(ctx, errNoEndpoint)
+	}
+}
+
+// isRead reports whether method is one cacheyd answers: GET or HEAD.
+func isRead(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead
+}
+
+// serveText answers the operational endpoints.
+func (s *Server) serveText(ctx *fasthttp.RequestCtx, x *exchange, in *incoming, status int, body string) {
+	if !isRead(in.method) {
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		status, body = http.StatusMethodNotAllowed, "method not allowed\n"
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(body)
+}
+
+// serveAPI answers a request under /v2.
+func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
+	ar, err := parseAPI(in, s.cfg.DefaultRegistry)
+	if err == nil {
+		x.kind = ar.path.Kind.String()
+		x.req = &ar.req
+	} else {
+		x.path = in.path
+	}
+	// The method is checked before the path, so a push is refused as a push
+	// whatever its path.
+	if !isRead(in.method) {
+		allow := "GET, HEAD"
+		switch ar.path.Kind {
+		case oci.KindUpload, oci.KindTags, oci.KindCatalog, oci.KindReferrers:
+			allow = "" // no method of these is enabled
+		}
+		x.fail(ctx, errMethod(in.method, allow))
+		return
+	}
+	if err != nil {
+		x.fail(ctx, err)
+		return
+	}
+	switch ar.path.Kind {
+	case oci.KindBase:
+		// The API version check: a registry that needs no authentication.
+		ctx.SetStatusCode(http.StatusOK)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString("{}")
+	case oci.KindManifest, oci.KindBlob:
+		s.serveContent(ctx, x, in, &ar.req)
+	case oci.KindUpload:
+		x.fail(ctx, errDisabled("blob upload (push)"))
+	case oci.KindTags:
+		x.fail(ctx, errDisabled("tags/list"))
+	case oci.KindCatalog:
+		x.fail(ctx, errDisabled("_catalog"))
+	case oci.KindReferrers:
+		x.fail(ctx, errNoReferrers)
+	default:
+		x.fail(ctx, errNoEndpoint)
+	}
+}
+
+// serveContent answers a manifest or blob from the cache.
+func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incoming, req *oci.Request) {
+	rctx, cancel := context.WithCancel(s.base)
+	x.cancel = cancel
+	ans, err := s.get(rctx, req)
+	if err != nil {
+		x.fail(ctx, err)
+		return
+	}
+	x.source = ans.source.String()
+	etag := ""
+	if ans.digest != "" {
+		etag = `"` + string(ans.digest) + `"`
+	}
+
+	// Range applies to GET only (RFC 9110 §14.2), and only while If-Range,
+	// if sent, still names this content.
+	off, n, status := int64(0), ans.size, http.StatusOK
+	if ans.hasBody && in.rangeHeader != "" && (in.ifRange == "" || (etag != "" && in.ifRange == etag)) {
+		br, rr := parseRange(in.rangeHeader, ans.size)
+		switch rr {
+		case rangeUnsatisfiable:
+			_ = ans.content.Close()
+			ctx.Response.Header.Set("Content-Range", "bytes */"+strconv.FormatInt(ans.size, 10))
+			x.fail(ctx, &oci.Error{
+				Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid,
+				Message: "range " + quoteShort(in.rangeHeader) + " not satisfiable: content is " + strconv.FormatInt(ans.size, 10) + " bytes",
+			})
+			return
+		case rangeOK:
+			off, n, status = br.start, br.length, http.StatusPartialContent
+			x.contentRange = br.contentRange(ans.size)
+		}
+	}
+
+	// Take the body before writing any header, so that a failure here is
+	// answered as a plain error.
+	var (
+		raw  []byte
+		body io.ReadCloser
+	)
+	switch b := ans.content.Bytes(); {
+	case !ans.hasBody: // HEAD
+		_ = ans.content.Close()
+	case b != nil && int64(len(b)) == ans.size:
+		// A memory hit: the shared slice is immutable, so no copy.
+		_ = ans.content.Close()
+		raw = b[off : off+n]
+	default:
+		if body, err = ans.content.Body(off, n); err != nil {
+			_ = ans.content.Close()
+			x.fail(ctx, err)
+			return
+		}
+	}
+
+	h := &ctx.Response.Header
+	ctx.SetStatusCode(status)
+	if ans.digest != "" {
+		h.Set("Docker-Content-Digest", string(ans.digest))
+		h.Set("ETag", etag)
+	}
+	if ans.mediaType != "" {
+		h.SetContentType(ans.mediaType)
+	}
+	if ans.size >= 0 {
+		h.Set("Accept-Ranges", "bytes")
+	}
+	if x.contentRange != "" {
+		h.Set("Content-Range", x.contentRange)
+	}
+
+	switch {
+	case !ans.hasBody:
+		// The headers of a GET, Content-Length included, and no body:
+		// fasthttp skips the body of a HEAD and keeps our Content-Length.
+		if ans.size >= 0 {
+			h.SetContentLength(int(ans.size))
+		}
+	case raw != nil:
+		ctx.Response.SetBodyRaw(raw)
+		x.sent = int64(len(raw))
+	default:
+		size := -1 // unknown: chunked
+		if n >= 0 {
+			size = int(n)
+		}
+		base := streamBase{body: body, renew: ctx.SetWriteDeadline, timeout: s.cfg.WriteTimeout, end: x.streamEnded}
+		x.streaming = true
+		if f, ok := body.(*os.File); ok && n >= 0 {
+			ctx.Response.SetBodyStream(&fileStream{streamBase: base, file: f, size: n}, size)
+			return
+		}
+		ctx.Response.SetBodyStream(&readerStream{base}, size)
+	}
+}

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"math"
+	"strconv"
+	"strings"
+)
+
+// rangeResult says what to do with a request's Range header.
+type rangeResult uint8
+
+const (
+	// rangeIgnore: send the whole representation with 200. Used for no
+	// Range, several ranges, another unit, or anything malformed, as RFC
+	// 9110 §14.2 allows ("a server MAY ignore the Range header field").
+	rangeIgnore rangeResult = iota
+	// rangeOK: send the window with 206 and Content-Range.
+	rangeOK
+	// rangeUnsatisfiable: send 416 with "Content-Range: bytes */size".
+	rangeUnsatisfiable
+)
+
+// byteRange is a satisfiable window of a representation.
+type byteRange struct {
+	start, length int64
+}
+
+// contentRange is the Content-Range value of a 206.
+func (r byteRange) contentRange(size int64) string {
+	return "bytes " + strconv.FormatInt(r.start, 10) + "-" + strconv.FormatInt(r.start+r.length-1, 10) + "/" + strconv.FormatInt(size, 10)
+}
+
+// maxRangeHeader bounds the Range header parsed; one range of two 19-digit
+// numbers fits with plenty of room for whitespace.
+const maxRangeHeader = 128
+
+// parseRange interprets a Range header against a representation of size
+// bytes (RFC 9110 §14.1). Exactly one range-spec is honoured:
+//
+//	bytes=N-    from N to the end
+//	bytes=N-M   from N to M inclusive (M past the end is clipped)
+//	bytes=-N    the last N bytes (the whole if N >= size)
+//
+// A first byte at or past the end, or a zero-length suffix, is
+// unsatisfiable. Several ranges are ignored rather than answered with
+// multipart/byteranges, which no registry client asks for. A size below 1
+// (unknown, or empty content, which has no byte to select) ignores Range.
+// Numbers too large for int64 saturate: a huge first byte is
+// unsatisfiable, a huge last byte or suffix means "to the end".
+func parseRange(h string, size int64) (byteRange, rangeResult) {
+	if h == "" || size <= 0 || len(h) > maxRangeHeader {
+		return byteRange{}, rangeIgnore
+	}
+	unit, spec, ok := strings.Cut(h, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") || strings.Contains(spec, ",") {
+		return byteRange{}, rangeIgnore
+	}
+	first, last, ok := strings.Cut(strings.Trim(spec, " \t"), "-")
+	if !ok {
+		return byteRange{}, rangeIgnore
+	}
+	if first == "" {
+		n, ok := parseDigits(last)
+		switch {
+		case !ok:
+			return byteRange{}, rangeIgnore
+		case n == 0:
+			return byteRange{}, rangeUnsatisfiable
+		}
+		n = min(n, size)
+		return byteRange{start: size - n, length: n}, rangeOK
+	}
+	start, ok := parseDigits(first)
+	if !ok {
+		return byteRange{}, rangeIgnore
+	}
+	end := int64(math.MaxInt64)
+	if last != "" {
+		if end, ok = parseDigits(last); !ok || end < start {
+			// last < first makes the range-spec invalid, not unsatisfiable.
+			return byteRange{}, rangeIgnore
+		}
+	}
+	if start >= size {
+		return byteRange{}, rangeUnsatisfiable
+	}
+	end = min(end, size-1)
+	return byteRange{start: start, length: end - start + 1}, rangeOK
+}
+
+// parseDigits parses a non-empty run of ASCII digits, saturating at
+// math.MaxInt64. Signs, spaces and anything else make it fail.
+func parseDigits(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			n = math.MaxInt64
+			continue
+		}
+		n = n*10 + d
+	}
+	return n, true
+}

@@ -1,0 +1,153 @@
+package server
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// incoming is what the server reads of a client request, copied out of the
+// fasthttp.RequestCtx at once: the context's byte slices are reused as soon
+// as the handler returns, and a streamed body outlives the handler.
+type incoming struct {
+	method string
+	// path is the request path exactly as sent, not percent-decoded or
+	// cleaned: oci.ParsePath's grammar admits no '%' and no "..", so an
+	// escaped or dotted path is refused rather than reinterpreted.
+	path  string
+	ns    string
+	hasNS bool
+	// accept holds every Accept header value as sent.
+	accept        []string
+	rangeHeader   string
+	ifRange       string
+	authorization string
+	remote        string
+}
+
+// maxAcceptValues bounds how many Accept headers are read; a client needs a
+// handful, one per manifest media type.
+const maxAcceptValues = 16
+
+// readIncoming copies what the server needs out of ctx.
+func readIncoming(ctx *fasthttp.RequestCtx) incoming {
+	h := &ctx.Request.Header
+	in := incoming{
+		method:        string(ctx.Method()),
+		path:          string(ctx.URI().PathOriginal()),
+		rangeHeader:   string(h.Peek("Range")),
+		ifRange:       string(h.Peek("If-Range")),
+		authorization: string(h.Peek("Authorization")),
+		remote:        ctx.RemoteAddr().String(),
+	}
+	if args := ctx.QueryArgs(); args.Has("ns") {
+		in.ns, in.hasNS = string(args.Peek("ns")), true
+	}
+	for _, v := range h.PeekAll("Accept") {
+		if len(in.accept) == maxAcceptValues {
+			break
+		}
+		in.accept = append(in.accept, string(v))
+	}
+	return in
+}
+
+// apiRequest is a distribution API request, parsed and validated.
+type apiRequest struct {
+	path oci.Path
+	// req is what the cache is asked; set only for manifests and blobs.
+	req oci.Request
+}
+
+// parseAPI parses a request to the distribution API (a path under /v2).
+// Errors are *oci.Error, to be answered as they are.
+func parseAPI(in *incoming, defaultRegistry string) (apiRequest, error) {
+	p, err := oci.ParsePath(in.path)
+	if err != nil {
+		if e, ok := oci.AsError(err); ok && e.Status == http.StatusNotFound {
+			// NAME_UNKNOWN would tell the client the repository does not
+			// exist; what does not exist is the endpoint.
+			return apiRequest{}, errNoEndpoint
+		}
+		return apiRequest{}, err
+	}
+	out := apiRequest{path: p}
+	if p.Kind == oci.KindBase || p.Kind == oci.KindCatalog {
+		return out, nil
+	}
+	registry, name := p.Registry, p.Name
+	switch {
+	case in.hasNS:
+		// With ?ns= (containerd's mirror protocol) the whole path is the
+		// repository name, even when its first component looks like a host:
+		// "team.name/app" on ns=registry.example.com is one name.
+		if registry, err = oci.NormalizeRegistry(in.ns); err != nil {
+			return apiRequest{}, oci.ErrNameInvalid("ns: " + err.Error())
+		}
+		if p.Registry != "" {
+			name = firstSegment(in.path) + "/" + p.Name
+		}
+	case registry == "":
+		registry = defaultRegistry
+	}
+	repo := oci.NormalizeRepository(registry, name)
+	if !oci.ValidName(repo) {
+		return apiRequest{}, oci.ErrNameInvalid("repository name " + quoteShort(repo) + " does not match the distribution spec grammar")
+	}
+	out.req = oci.Request{
+		Method:        in.method,
+		Kind:          p.Kind,
+		Registry:      registry,
+		Repository:    repo,
+		Reference:     p.Reference,
+		Accept:        parseAccept(in.accept),
+		Authorization: in.authorization,
+	}
+	return out, nil
+}
+
+// firstSegment returns the path component after /v2/, as sent.
+func firstSegment(path string) string {
+	rest := strings.TrimPrefix(path, "/v2/")
+	seg, _, _ := strings.Cut(rest, "/")
+	return seg
+}
+
+// maxAcceptTypes bounds the media types taken from Accept headers; there
+// are six manifest media types, and the rest would be noise.
+const maxAcceptTypes = 32
+
+// parseAccept splits Accept header values into bare media types: parameters
+// and q-values are dropped (every manifest type the client names is one it
+// takes), duplicates and empty entries skipped. No types gives nil.
+func parseAccept(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for len(v) > 0 {
+			var item string
+			item, v, _ = strings.Cut(v, ",")
+			mt, _, _ := strings.Cut(item, ";")
+			mt = strings.ToLower(strings.TrimSpace(mt))
+			if mt == "" || slices.Contains(out, mt) {
+				continue
+			}
+			if len(out) == maxAcceptTypes {
+				return out
+			}
+			out = append(out, mt)
+		}
+	}
+	return out
+}
+
+// quoteShort quotes s for an error message, cut to a readable length.
+func quoteShort(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return `"` + strings.ToValidUTF8(s, "?") + `"`
+}

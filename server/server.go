@@ -1,0 +1,213 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/tier"
+)
+
+// Cache is what the server needs of the read path; *tier.Cache is one.
+// Errors that are a registry's answer are *oci.Error.
+type Cache interface {
+	Get(ctx context.Context, req *oci.Request) (*tier.Object, error)
+}
+
+// Server is cacheyd's HTTP front end. Create it with New.
+type Server struct {
+	cfg Config
+	get getFunc
+	log *slog.Logger
+	m   *metrics.Metrics
+	// promHandler serves /metrics; nil without Config.Gatherer.
+	promHandler fasthttp.RequestHandler
+	http        *fasthttp.Server
+	ready       atomic.Bool
+
+	// base is the parent of every request's context. Shutdown cancels it
+	// once connections are drained or its own deadline has passed, which
+	// ends whatever a remaining response is still waiting for.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	mu        sync.Mutex     // guards listeners and closed
+	listeners []net.Listener // every listener given to Serve
+	closed    bool           // Shutdown has been called
+}
+
+// New returns a Server answering from cache. It panics if cfg.Validate
+// fails: check the configuration first where it is read. A new Server is
+// ready (see SetReady).
+func New(cfg Config, cache Cache) *Server {
+	return newServer(cfg, fromCache(cache))
+}
+
+func newServer(cfg Config, get getFunc) *Server {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	m := cfg.Metrics
+	if m == nil {
+		m = metrics.New(nil)
+	}
+	s := &Server{cfg: cfg, get: get, log: cfg.Logger, m: m}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	if cfg.Gatherer != nil {
+		s.promHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	s.ready.Store(true)
+	s.http = &fasthttp.Server{
+		Handler: s.handle,
+		Name:    cfg.Name,
+		// No "Server: fasthttp" unless a Name is configured.
+		NoDefaultServerHeader: true,
+		// Every response sets its own Content-Type; a manifest of unknown
+		// type goes without one rather than as text/plain.
+		NoDefaultContentType: true,
+		Concurrency:          cfg.MaxConns,
+		// A request header section must fit the read buffer.
+		ReadBufferSize: cfg.MaxHeaderBytes,
+		ReadTimeout:    cfg.ReadTimeout,
+		// One deadline for headers and in-memory bodies; streamed bodies
+		// renew it per piece (stream.go).
+		WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout:  cfg.IdleTimeout,
+		// MaxConnsPerIP is enforced by Serve's listener, which keeps
+		// sendfile (limit.go); fasthttp's own would not.
+		MaxRequestBodySize:            maxRequestBodyBytes,
+		DisableHeaderNamesNormalizing: false,
+		DisablePreParseMultipartForm:  true,
+		StreamRequestBody:             false,
+		// Keep-alive connections are told to close once Shutdown begins.
+		CloseOnShutdown: true,
+		Logger:          fasthttpLogger{cfg.Logger},
+	}
+	return s
+}
+
+// Handler returns the request handler, for serving with a fasthttp.Server
+// of one's own (tests, embedding). Serve uses the same handler.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+// Serve answers connections accepted on ln until Shutdown, then returns
+// nil. Any other error is the listener's.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.MaxConnsPerIP > 0 {
+		ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.log)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	err := s.http.Serve(ln)
+	if s.isClosed() {
+		// Shutdown may have closed ln itself before fasthttp knew of it.
+		return nil
+	}
+	return err
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// SetReady sets what /readyz answers: 200 when ready, 503 otherwise. Use it
+// to take the server out of a Service's endpoints before stopping it.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Shutdown stops the server gracefully: readiness turns false, listeners
+// close, keep-alive connections are told to close, and Shutdown waits for
+// the requests in progress, streamed bodies included, until ctx is done.
+// Then every request's context is cancelled, which aborts responses still
+// waiting on a fill. It returns ctx's error if it stopped waiting early.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.SetReady(false)
+	s.mu.Lock()
+	s.closed = true
+	lns := s.listeners
+	s.mu.Unlock()
+	err := s.http.ShutdownWithContext(ctx)
+	for _, ln := range lns {
+		// Covers a Serve that registered ln with us but not yet with
+		// fasthttp; a second close of a closed listener only errs.
+		_ = ln.Close()
+	}
+	s.cancelBase()
+	if err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	return nil
+}
+
+// getFunc asks the cache; a test replaces it to answer with fake content.
+type getFunc func(ctx context.Context, req *oci.Request) (answer, error)
+
+// content is what the server uses of the cache's answer; *tier.Object is
+// one.
+type content interface {
+	// Bytes is the whole content when it is in memory, else nil. The slice
+	// is shared and never modified.
+	Bytes() []byte
+	// Body reads length bytes from offset (length -1: to the end); for a
+	// whole disk hit it is the *os.File itself.
+	Body(offset, length int64) (io.ReadCloser, error)
+	// Close releases the content if Body was not called.
+	Close() error
+}
+
+// answer is the cache's answer in the server's terms.
+type answer struct {
+	digest    oci.Digest
+	mediaType string
+	size      int64 // -1 when unknown
+	source    tier.Source
+	hasBody   bool // false for a HEAD
+	content   content
+}
+
+var errNilObject = errors.New("server: cache answered with neither object nor error")
+
+func fromCache(c Cache) getFunc {
+	return func(ctx context.Context, req *oci.Request) (answer, error) {
+		o, err := c.Get(ctx, req)
+		if err != nil {
+			return answer{}, err
+		}
+		if o == nil {
+			return answer{}, errNilObject
+		}
+		return answer{
+			digest: o.Digest, mediaType: o.MediaType, size: o.Size, source: o.Source,
+			hasBody: o.HasBody(), content: o,
+		}, nil
+	}
+}
+
+// fasthttpLogger sends fasthttp's own messages (mostly connections that
+// broke or timed out) to slog at Debug: they are the clients' business, and
+// the access log already has every request.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("http: " + fmt.Sprintf(format, args...))
+	}
+}

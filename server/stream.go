@@ -1,0 +1,183 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// How a streamed body reaches the connection (fasthttp v1.78, checked in its
+// source: http.go writeBodyStream, writeBodyFixedSize, copyZeroAlloc,
+// fixedSizeBodyWriter.ReadFrom; server.go serveConn):
+//
+//   - With a Content-Length, fasthttp copies the stream into a
+//     fixedSizeBodyWriter. A stream that is an io.WriterTo is asked to
+//     WriteTo it; a bare *os.File goes to the writer's ReadFrom, which
+//     flushes the buffered headers (for files over 8 KiB) and calls
+//     bufio.Writer.ReadFrom with the file inside an io.LimitedReader. With
+//     the buffer empty, bufio hands that to the connection's ReadFrom, and
+//     *net.TCPConn.ReadFrom sends an *io.LimitedReader around an *os.File
+//     with sendfile(2). So the *os.File of a whole disk hit does reach
+//     sendfile, provided the connection is the *net.TCPConn itself:
+//     fasthttp's own MaxConnsPerIP wraps it in a type without ReadFrom,
+//     which is why the per-IP limit is enforced by our listener instead
+//     (limit.go), whose connection keeps ReadFrom.
+//   - A wrapper around the file would lose that (fasthttp would copy it in
+//     4 KiB reads), yet the server needs a hook to count bytes, renew the
+//     write deadline and end the request. fileStream therefore implements
+//     io.WriterTo and hands the file back to the writer's ReadFrom in
+//     LimitedReader pieces of streamPiece bytes: each piece is one sendfile
+//     run, with the deadline renewed and the bytes counted between pieces.
+//   - fasthttp's WriteTimeout is one deadline for the whole response,
+//     headers and body, set when the handler returns (not per write), so
+//     any value short enough to drop a stalled client would cut off a
+//     multi-GiB layer. The streams below renew the connection's write
+//     deadline (RequestCtx.SetWriteDeadline, which fasthttp clears after
+//     the response) before each piece instead: a stall is bounded, a long
+//     transfer is not.
+//   - If Read (or WriteTo) fails, or the stream ends early, fasthttp stops,
+//     closes the stream and closes the connection without sending the rest:
+//     the client sees fewer bytes than Content-Length (or no final chunk),
+//     a broken response rather than a short one that looks whole.
+//   - fasthttp closes the stream after writing, or when the response is
+//     reset without being written, calling CloseWithError with the write
+//     error (nil on success). That is where the request ends: bytes are
+//     counted, the access line is logged and the request's context is
+//     cancelled.
+
+// streamPiece is the most written between renewals of the write deadline.
+const streamPiece = 1 << 20
+
+// copyBufferSize is the buffer of readerStream.WriteTo: larger than
+// fasthttp's own 4 KiB so that a write usually bypasses its buffered writer.
+const copyBufferSize = 32 << 10
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// streamEnd is told once how a stream ended: the bytes handed to the
+// connection and the error that stopped it (nil if fasthttp saw no error).
+type streamEnd func(sent int64, err error)
+
+// streamBase holds what both stream kinds share. It is used by the one
+// goroutine fasthttp writes the response on, so it needs no lock.
+type streamBase struct {
+	body    io.ReadCloser
+	sent    int64
+	readErr error // the first error the body returned, for the log
+	// renew pushes the connection's write deadline timeout into the future;
+	// nil once the stream is closed (it holds the RequestCtx).
+	renew   func(time.Time) error
+	timeout time.Duration
+	end     streamEnd
+}
+
+func (s *streamBase) renewDeadline() {
+	if s.renew != nil {
+		_ = s.renew(time.Now().Add(s.timeout)) // fails only once the connection is gone, which the write will report
+	}
+}
+
+// Read serves fasthttp when it does not use WriteTo.
+func (s *streamBase) Read(p []byte) (int, error) {
+	n, err := s.body.Read(p)
+	s.sent += int64(n)
+	if n > 0 {
+		s.renewDeadline()
+	}
+	if err != nil && err != io.EOF && s.readErr == nil {
+		s.readErr = err
+	}
+	return n, err
+}
+
+// CloseWithError is called by fasthttp exactly when it is done with the
+// stream, with the error that stopped writing, if any.
+func (s *streamBase) CloseWithError(werr error) error {
+	if s.end == nil {
+		return nil
+	}
+	cerr := s.body.Close()
+	err := werr
+	if s.readErr != nil {
+		err = s.readErr // the cause, rather than fasthttp's report of it
+	}
+	end := s.end
+	s.end, s.renew = nil, nil
+	end(s.sent, err)
+	return cerr
+}
+
+// readerStream streams any body (a fill in flight, a window of a file, a
+// pass-through) in copyBufferSize pieces.
+type readerStream struct{ streamBase }
+
+// WriteTo copies the body to w.
+func (s *readerStream) WriteTo(w io.Writer) (int64, error) { return s.copyTo(w) }
+
+// copyTo copies the body to w, renewing the write deadline before each
+// write so that only a stall, not a long transfer, times out.
+func (s *streamBase) copyTo(w io.Writer) (int64, error) {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := s.body.Read(buf)
+		if nr > 0 {
+			s.renewDeadline()
+			nw, werr := w.Write(buf[:nr])
+			n += int64(nw)
+			s.sent += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			s.readErr = rerr
+			return n, rerr
+		}
+	}
+}
+
+// fileStream streams a whole file of known size, keeping the sendfile path
+// (see the top of this file).
+type fileStream struct {
+	streamBase
+	file *os.File
+	size int64
+}
+
+func (s *fileStream) WriteTo(w io.Writer) (int64, error) {
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		// Not fasthttp's fixed-size writer: copy like any reader.
+		return s.copyTo(w)
+	}
+	var n int64
+	for n < s.size {
+		want := min(streamPiece, s.size-n)
+		s.renewDeadline()
+		m, err := rf.ReadFrom(&io.LimitedReader{R: s.file, N: want})
+		n += m
+		s.sent += m
+		if err != nil {
+			return n, err
+		}
+		if m < want {
+			// The file is shorter than the size its entry promised.
+			s.readErr = errShortFile
+			return n, errShortFile
+		}
+	}
+	return n, nil
+}
+
+var errShortFile = errors.New("server: file ended before its size")
