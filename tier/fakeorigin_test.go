@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -130,7 +131,7 @@ func randomBytes(t testing.TB, n int) []byte {
 
 func newTestCache(t testing.TB, o Origin, mod func(*Config)) *Cache {
 	t.Helper()
-	cfg := Config{Dir: t.TempDir(), MemoryBytes: 64 << 20, MemoryMaxObject: 64 << 10, TagTTL: 0}
+	cfg := Config{Dir: t.TempDir(), MemoryBytes: 64 << 20, MemoryMaxObject: 64 << 10, Logger: quietLogger()}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -158,3 +159,6 @@ func readAll(t testing.TB, obj *Object) ([]byte, error) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// quietLogger keeps fill outcomes out of test output.
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

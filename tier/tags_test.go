@@ -1,0 +1,114 @@
+package tier
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+func tagReq(method, tag string) *oci.Request {
+	return &oci.Request{Method: method, Kind: oci.KindManifest, Registry: "docker.io", Repository: "library/app", Reference: oci.Reference{Tag: tag}}
+}
+
+// TestTagFreshnessAndStaleIfError walks one tag through its life: resolved
+// with a HEAD, answered from the table within the TTL, revalidated after it,
+// moved upstream, and served stale while upstream is down, until TagStaleMax.
+func TestTagFreshnessAndStaleIfError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newFakeOrigin()
+		mt := "application/vnd.oci.image.manifest.v1+json"
+		v1 := o.add([]byte(`{"schemaVersion":2,"n":1}`), mt)
+		v2 := o.add([]byte(`{"schemaVersion":2,"n":2}`), mt)
+		o.tag("latest", v1)
+		c, err := New(Config{Dir: t.TempDir(), TagTTL: time.Minute, TagStaleMax: time.Hour, Logger: quietLogger()}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		heads := func() int { return o.count(http.MethodHead, oci.KindManifest, "latest") }
+		resolve := func(method string) *Object {
+			t.Helper()
+			obj, err := c.Get(t.Context(), tagReq(method, "latest"))
+			if err != nil {
+				t.Fatalf("%s latest: %v", method, err)
+			}
+			if _, err := readAllIfBody(obj); err != nil {
+				t.Fatal(err)
+			}
+			return obj
+		}
+
+		if obj := resolve(http.MethodGet); obj.Digest != v1 || obj.MediaType != mt || heads() != 1 {
+			t.Fatalf("first GET: digest %s type %q, HEADs %d", obj.Digest.Short(), obj.MediaType, heads())
+		}
+		if n := o.count(http.MethodGet, oci.KindManifest, "latest"); n != 0 {
+			t.Errorf("manifest GETs by tag = %d, want 0", n)
+		}
+		time.Sleep(30 * time.Second) // virtual time: within the TTL
+		if obj := resolve(http.MethodHead); obj.Digest != v1 || heads() != 1 {
+			t.Fatalf("within TTL: digest %s, HEADs %d, want v1 and 1", obj.Digest.Short(), heads())
+		}
+		o.tag("latest", v2)
+		time.Sleep(31 * time.Second) // past the TTL: revalidated
+		if obj := resolve(http.MethodGet); obj.Digest != v2 || heads() != 2 {
+			t.Fatalf("after TTL: digest %s, HEADs %d, want v2 and 2", obj.Digest.Short(), heads())
+		}
+		if n := o.count(http.MethodGet, oci.KindManifest, string(v2)); n != 1 {
+			t.Errorf("a changed tag cost %d GETs by digest, want 1", n)
+		}
+
+		o.set(func(o *fakeOrigin) { o.fail = oci.ErrUpstreamUnavailable })
+		time.Sleep(10 * time.Minute) // past the TTL, upstream down: stale
+		if obj := resolve(http.MethodGet); obj.Digest != v2 {
+			t.Fatalf("stale: digest %s, want v2", obj.Digest.Short())
+		}
+		if n := testutil.ToFloat64(c.m.TagLookups.WithLabelValues("stale")); n != 1 {
+			t.Errorf("stale tag lookups counted %v, want 1", n)
+		}
+		time.Sleep(time.Hour) // past TagStaleMax: the error is the answer
+		if _, err := c.Get(t.Context(), tagReq(http.MethodGet, "latest")); err == nil {
+			t.Fatal("past TagStaleMax a failing upstream still answered")
+		}
+	})
+}
+
+// TestTagNotFoundIsNotStale: a 404 is a real answer, not an outage.
+func TestTagNotFoundIsNotStale(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newFakeOrigin()
+		v1 := o.add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
+		o.tag("gone", v1)
+		c, err := New(Config{Dir: t.TempDir(), Logger: quietLogger()}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if obj, err := c.Get(t.Context(), tagReq(http.MethodHead, "gone")); err != nil || obj.Digest != v1 {
+			t.Fatalf("first: %v", err)
+		}
+		o.set(func(o *fakeOrigin) { delete(o.tags, "gone"); delete(o.objects, string(v1)) })
+		time.Sleep(time.Second)
+		_, err = c.Get(t.Context(), tagReq(http.MethodHead, "gone"))
+		if e, ok := oci.AsError(err); !ok || e.Status != http.StatusNotFound {
+			t.Fatalf("deleted tag: %v, want 404", err)
+		}
+	})
+}
+
+func readAllIfBody(obj *Object) ([]byte, error) {
+	if !obj.HasBody() {
+		return nil, nil
+	}
+	r, err := obj.Body(0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}

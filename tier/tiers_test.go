@@ -1,0 +1,273 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// fillAndWait GETs dg through c, reads it whole and waits for the commit.
+func fillAndWait(t *testing.T, c *Cache, req *oci.Request) []byte {
+	t.Helper()
+	obj, err := c.Get(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := readAll(t, obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.wg.Wait()
+	c.mem.wait()
+	return b
+}
+
+func TestTiersAnswerInOrder(t *testing.T) {
+	o := newFakeOrigin()
+	small := randomBytes(t, 4<<10)
+	large := randomBytes(t, 256<<10)
+	ds, dl := o.add(small, ""), o.add(large, "")
+	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryMaxObject = 64 << 10 })
+	fillAndWait(t, c, blobReq(ds))
+	fillAndWait(t, c, blobReq(dl))
+
+	tests := []struct {
+		name string
+		dg   oci.Digest
+		want []byte
+		src  Source
+	}{
+		{"small blob from memory", ds, small, SourceMemory},
+		{"large blob from disk", dl, large, SourceDisk},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj, err := c.Get(t.Context(), blobReq(tt.dg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if obj.Source != tt.src || obj.Size != int64(len(tt.want)) || obj.MediaType != oci.BlobMediaType {
+				t.Errorf("got source %v size %d type %q, want %v %d %q", obj.Source, obj.Size, obj.MediaType, tt.src, len(tt.want), oci.BlobMediaType)
+			}
+			got, err := readAll(t, obj)
+			if err != nil || !bytes.Equal(got, tt.want) {
+				t.Errorf("body differs (err %v)", err)
+			}
+		})
+	}
+	if n := o.count(http.MethodGet, oci.KindBlob, ""); n != 0 {
+		t.Errorf("unexpected calls %d", n)
+	}
+	for _, d := range []oci.Digest{ds, dl} {
+		if n := o.count(http.MethodGet, oci.KindBlob, string(d)); n != 1 {
+			t.Errorf("upstream GETs of %s = %d, want 1", d.Short(), n)
+		}
+	}
+}
+
+func TestDiskRangeAndWholeFile(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 300<<10)
+	dg := o.add(data, "")
+	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes = 0 })
+	fillAndWait(t, c, blobReq(dg))
+
+	obj, err := c.Get(t.Context(), blobReq(dg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := obj.Body(0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.(*os.File); !ok {
+		t.Errorf("whole disk hit body is %T, want *os.File (for sendfile)", r)
+	}
+	r.Close()
+	obj, _ = c.Get(t.Context(), blobReq(dg))
+	r, _ = obj.Body(1000, 5000)
+	got := make([]byte, 6000)
+	n, _ := r.Read(got)
+	for n < 5000 {
+		m, err := r.Read(got[n:])
+		if err != nil {
+			break
+		}
+		n += m
+	}
+	r.Close()
+	if n != 5000 || !bytes.Equal(got[:n], data[1000:6000]) {
+		t.Errorf("range read %d bytes, want 5000 matching", n)
+	}
+}
+
+// TestWarmRestart: a new Cache on the same directory serves what was
+// committed without asking upstream, and removes pending leftovers.
+func TestWarmRestart(t *testing.T) {
+	o := newFakeOrigin()
+	blob := randomBytes(t, 200<<10)
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}`)
+	db := o.add(blob, "")
+	dm := o.add(manifest, "application/vnd.oci.image.manifest.v1+json")
+	dir := t.TempDir()
+	c1, err := New(Config{Dir: dir, Logger: quietLogger()}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillAndWait(t, c1, blobReq(db))
+	mreq := &oci.Request{Method: http.MethodGet, Kind: oci.KindManifest, Registry: "docker.io", Repository: "library/app", Reference: oci.Reference{Digest: dm}}
+	fillAndWait(t, c1, mreq)
+	c1.Close()
+
+	leftover := filepath.Join(dir, pendingDir, "fill-leftover")
+	if err := os.WriteFile(leftover, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := New(Config{Dir: dir, Logger: quietLogger()}, OriginFunc(failOrigin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Errorf("pending leftover survived a restart: %v", err)
+	}
+	obj, err := c2.Get(t.Context(), blobReq(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readAll(t, obj); obj.Source != SourceDisk || !bytes.Equal(got, blob) {
+		t.Errorf("blob after restart: source %v, equal %v", obj.Source, bytes.Equal(got, blob))
+	}
+	obj, err = c2.Get(t.Context(), mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Close()
+	if obj.MediaType != "application/vnd.oci.image.manifest.v1+json" {
+		t.Errorf("manifest media type after restart = %q", obj.MediaType)
+	}
+}
+
+// TestEvictionKeepsDiskBudget: least recently used content goes first and
+// the tier never holds more than its budget.
+func TestEvictionKeepsDiskBudget(t *testing.T) {
+	o := newFakeOrigin()
+	const size = 100 << 10
+	var ds []oci.Digest
+	for range 4 {
+		ds = append(ds, o.add(randomBytes(t, size), ""))
+	}
+	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes = 0; cfg.DiskBytes = 3 * size })
+	fillAndWait(t, c, blobReq(ds[0]))
+	fillAndWait(t, c, blobReq(ds[1]))
+	fillAndWait(t, c, blobReq(ds[2]))
+	// Touch 0 so that 1 is the least recently used.
+	obj, _ := c.Get(t.Context(), blobReq(ds[0]))
+	obj.Close()
+	fillAndWait(t, c, blobReq(ds[3]))
+
+	used, n := c.disk.usage()
+	if used > 3*size || n != 3 {
+		t.Errorf("disk holds %d bytes in %d objects, budget %d", used, n, 3*size)
+	}
+	for i, want := range []bool{true, false, true, true} {
+		_, err := os.Stat(c.disk.path(ds[i]))
+		if got := err == nil; got != want {
+			t.Errorf("object %d on disk = %v, want %v", i, got, want)
+		}
+	}
+}
+
+// TestWipedWhileServing: the cache directory removed under a running cache
+// heals: the next request fetches again and is committed again.
+func TestWipedWhileServing(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 100<<10)
+	dg := o.add(data, "")
+	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes = 0 })
+	fillAndWait(t, c, blobReq(dg))
+	entries, _ := os.ReadDir(c.cfg.Dir)
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(c.cfg.Dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fillAndWait(t, c, blobReq(dg)); !bytes.Equal(got, data) {
+		t.Fatal("body after wipe differs")
+	}
+	if n := o.count(http.MethodGet, oci.KindBlob, string(dg)); n != 2 {
+		t.Errorf("upstream GETs = %d, want 2 (before and after the wipe)", n)
+	}
+	obj, err := c.Get(t.Context(), blobReq(dg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Close()
+	if obj.Source != SourceDisk {
+		t.Errorf("after re-fetch: source %v, want disk", obj.Source)
+	}
+}
+
+// TestHeadNeverGets: a HEAD for content no tier holds is an upstream HEAD,
+// never a GET.
+func TestHeadNeverGets(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 1000)
+	dg := o.add(data, "")
+	c := newTestCache(t, o, nil)
+	req := blobReq(dg)
+	req.Method = http.MethodHead
+	obj, err := c.Get(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obj.HasBody() || obj.Size != int64(len(data)) || obj.Source != SourceUpstream {
+		t.Errorf("HEAD answer: body %v size %d source %v", obj.HasBody(), obj.Size, obj.Source)
+	}
+	if g, h := o.count(http.MethodGet, oci.KindBlob, string(dg)), o.count(http.MethodHead, oci.KindBlob, string(dg)); g != 0 || h != 1 {
+		t.Errorf("upstream GETs %d HEADs %d, want 0 and 1", g, h)
+	}
+}
+
+// TestPassThroughWithClientCredentials: content upstream refuses to cacheyd
+// is streamed with the client's own Authorization and never cached; without
+// credentials the client gets upstream's challenge.
+func TestPassThroughWithClientCredentials(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 10<<10)
+	dg := o.add(data, "")
+	o.set(func(o *fakeOrigin) { o.private = "Bearer secret" })
+	c := newTestCache(t, o, nil)
+
+	_, err := c.Get(t.Context(), blobReq(dg))
+	e, ok := oci.AsError(err)
+	if !ok || e.Status != http.StatusUnauthorized || e.Challenge == "" {
+		t.Fatalf("anonymous request to a private blob: %v, want 401 with challenge", err)
+	}
+	req := blobReq(dg)
+	req.Authorization = "Bearer secret"
+	obj, err := c.Get(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obj.Source != SourcePassThrough {
+		t.Errorf("source %v, want passthrough", obj.Source)
+	}
+	if got, err := readAll(t, obj); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("pass-through body: %v", err)
+	}
+	c.wg.Wait()
+	if _, ok := c.disk.lookup(dg); ok {
+		t.Error("content fetched with client credentials was cached")
+	}
+}
+
+func failOrigin(_ context.Context, req *oci.Request) (*oci.Response, error) {
+	return nil, fmt.Errorf("origin asked for %s: %w", req.Reference, oci.ErrUpstreamUnavailable)
+}
