@@ -23,15 +23,25 @@ type cli struct {
 
 func main() {
 	var c cli
-	ctx := kong.Parse(&c,
+	parser, err := newParser(&c)
+	if err != nil {
+		panic(err) // a malformed struct tag: a bug, caught by the tests
+	}
+	ctx, err := parser.Parse(os.Args[1:])
+	parser.FatalIfErrorf(err)
+	if err := ctx.Run(&c.serveFlags); err != nil {
+		fmt.Fprintln(os.Stderr, "cacheyd:", err)
+		os.Exit(1)
+	}
+}
+
+// newParser builds the command line parser for c.
+func newParser(c *cli, options ...kong.Option) (*kong.Kong, error) {
+	return kong.New(c, append([]kong.Option{
 		kong.Name("cacheyd"),
 		kong.Description("A pull-through cache for container images: point containerd's hosts.toml at it and every node pulls each blob from upstream once."),
 		kong.DefaultEnvars("CACHEYD"),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, FlagsLast: true}),
-	)
-	if err := ctx.Run(&c.serveFlags); err != nil {
-		fmt.Fprintln(os.Stderr, "cacheyd:", err)
-		os.Exit(1)
-	}
+	}, options...)...)
 }

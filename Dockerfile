@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t cacheyd .
+# Run:   docker run -p 30123:30123 -v cacheyd:/var/cache/cacheyd cacheyd
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=""
+# A static binary: no libc in the final image, and no cgo anywhere.
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/cacheyd ./cmd/cacheyd
+# The cache directory, owned by the non-root user so a fresh volume is writable.
+RUN mkdir -p /out/cache
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/cacheyd /cacheyd
+COPY --from=build --chown=65532:65532 /out/cache /var/cache/cacheyd
+# The cache is disposable: mount an emptyDir or a volume here.
+ENV CACHEYD_CACHE_DIR=/var/cache/cacheyd
+VOLUME ["/var/cache/cacheyd"]
+USER 65532:65532
+EXPOSE 30123
+ENTRYPOINT ["/cacheyd"]

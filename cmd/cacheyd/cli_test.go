@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/google/go-cmp/cmp"
+)
+
+func parse(t *testing.T, args []string, env map[string]string) (*cli, string, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var c cli
+	var out bytes.Buffer
+	p, err := newParser(&c, kong.Writers(&out, &out), kong.Exit(func(int) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := p.Parse(args)
+	if err != nil {
+		return &c, "", err
+	}
+	return &c, ctx.Command(), nil
+}
+
+func TestDefaultsNeedNoFlags(t *testing.T) {
+	c, cmd, err := parse(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd != "serve" {
+		t.Errorf("command %q, want serve", cmd)
+	}
+	want := serveFlags{
+		Listen: ":30123", ShutdownTimeout: 30 * time.Second, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20,
+		DiskBytes: 20 << 30, TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
+		DefaultRegistry: "docker.io", LogLevel: "info", LogFormat: "text",
+	}
+	got := c.serveFlags
+	got.RegistryURL = nil
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+	dir, err := c.cacheDir()
+	if err != nil || !strings.HasSuffix(dir, "/cacheyd") {
+		t.Errorf("default cache dir %q, %v", dir, err)
+	}
+}
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(f serveFlags) bool
+	}{
+		{"serve is explicit too", []string{"serve", "--listen", "127.0.0.1:1"}, nil,
+			func(f serveFlags) bool { return f.Listen == "127.0.0.1:1" }},
+		{"sizes in human form", []string{"--memory-bytes", "512MiB", "--disk-bytes", "1.5GiB"}, nil,
+			func(f serveFlags) bool { return f.MemoryBytes == 512<<20 && f.DiskBytes == 3<<29 }},
+		{"env twin", nil, map[string]string{"CACHEYD_DISK_BYTES": "2GiB", "CACHEYD_LOG_FORMAT": "json"},
+			func(f serveFlags) bool { return f.DiskBytes == 2<<30 && f.LogFormat == "json" }},
+		{"flag wins over env", []string{"--listen", ":1"}, map[string]string{"CACHEYD_LISTEN": ":2"},
+			func(f serveFlags) bool { return f.Listen == ":1" }},
+		{"registry-url repeats", []string{"--registry-url", "docker.io=http://127.0.0.1:5000", "--registry-url", "ghcr.io=https://m.internal"}, nil,
+			func(f serveFlags) bool {
+				return f.RegistryURL["docker.io"] == "http://127.0.0.1:5000" && f.RegistryURL["ghcr.io"] == "https://m.internal"
+			}},
+		{"registry-url from env", nil, map[string]string{"CACHEYD_REGISTRY_URL": "a.io=http://x;b.io=http://y"},
+			func(f serveFlags) bool { return len(f.RegistryURL) == 2 && f.RegistryURL["b.io"] == "http://y" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := parse(t, tt.args, tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c.serveFlags) {
+				t.Errorf("flags: %+v", c.serveFlags)
+			}
+		})
+	}
+}
+
+func TestBadFlagsAreRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"--memory-bytes", "lots"},
+		{"--log-format", "xml"},
+		{"--log-level", "chatty"},
+		{"--tag-ttl", "soon"},
+	} {
+		if _, _, err := parse(t, args, nil); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	if _, err := registryURLs(map[string]string{"not a host": "http://x"}); err == nil {
+		t.Error("invalid --registry-url name accepted")
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	if _, cmd, err := parse(t, []string{"version"}, nil); err != nil || cmd != "version" {
+		t.Errorf("version: %q %v", cmd, err)
+	}
+}
