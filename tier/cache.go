@@ -270,6 +270,12 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	if err != nil {
 		err = fmt.Errorf("fill %s: %w", f.digest.Short(), err)
 	}
+	// Unregister before telling the readers: a request that sees this
+	// fill's outcome and asks again must start a new fill (or hit the
+	// disk, where a success was committed), never join a finished one.
+	c.mu.Lock()
+	delete(c.fills, key)
+	c.mu.Unlock()
 	select {
 	case <-f.ready:
 		f.finish(err)
@@ -279,9 +285,6 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 		f.mu.Unlock()
 		close(f.ready)
 	}
-	c.mu.Lock()
-	delete(c.fills, key)
-	c.mu.Unlock()
 	f.release()
 	c.m.FillsInFlight.Dec()
 	attrs := []any{"registry", req.Registry, "repository", req.Repository, "digest", f.digest.Short(),

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
@@ -19,11 +20,16 @@ import (
 // upstream mapped, and returns its base URL. It stops at test cleanup.
 func startCacheyd(t *testing.T, up *registrytest.Registry, dir string) string {
 	t.Helper()
+	return startCacheydWith(t, dir, map[string]string{up.Host(): up.URL()})
+}
+
+// startCacheydWith runs cacheyd with the given --registry-url mappings.
+func startCacheydWith(t *testing.T, dir string, urls map[string]string) string {
+	t.Helper()
 	flags := serveFlags{
 		Listen: "127.0.0.1:0", CacheDir: dir, MemoryBytes: 64 << 20, MemoryMaxObject: 1 << 20,
-		DiskBytes: 1 << 30, TagTTL: 0, TagStaleMax: 0, FillTimeout: 0,
-		DefaultRegistry: "docker.io", ShutdownTimeout: 5e9,
-		RegistryURL: map[string]string{up.Host(): up.URL()},
+		DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: 5 * time.Second,
+		LogLevel: "info", LogFormat: "text", RegistryURL: urls,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/cacheyd/cacheyd/internal/registrytest"
+)
+
+// TestRangeColdAndWarm: a Range request on a cold blob gets its window
+// (206 with Content-Range) while cacheyd fetches the whole blob once; the
+// same window from the warm cache is identical.
+func TestRangeColdAndWarm(t *testing.T) {
+	up := registrytest.New(t, registrytest.Options{Token: true, Redirect: true})
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	dg := up.SeedBlob(t, "team/app", data)
+	up.Reset()
+	base := startCacheyd(t, up, t.TempDir())
+	u := base + "/v2/team/app/blobs/" + dg.String() + "?ns=" + url.QueryEscape(up.Host())
+
+	for _, round := range []string{"cold", "warm"} {
+		resp, body := get(t, http.MethodGet, u, map[string]string{"Range": "bytes=1000000-1000999"})
+		if resp.StatusCode != http.StatusPartialContent ||
+			resp.Header.Get("Content-Range") != "bytes 1000000-1000999/3145728" ||
+			!bytes.Equal(body, data[1000000:1001000]) {
+			t.Errorf("%s: %d %q, %d bytes", round, resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
+		}
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindCDN, ""); n != 1 {
+		t.Errorf("upstream blob fetches = %d, want 1 (whole blob, once)", n)
+	}
+	resp, _ := get(t, http.MethodGet, u, map[string]string{"Range": "bytes=4000000-"})
+	if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("unsatisfiable range: %d, want 416", resp.StatusCode)
+	}
+}
+
+// TestCorruptUpstreamBreaksTheResponse: wrong bytes from upstream reach the
+// client as a broken response (never a complete body), nothing is cached,
+// and the next request fetches again and gets the right bytes.
+func TestCorruptUpstreamBreaksTheResponse(t *testing.T) {
+	up := registrytest.New(t, registrytest.Options{Redirect: true})
+	data := make([]byte, 2<<20)
+	rand.Read(data)
+	dg := up.SeedBlob(t, "team/app", data)
+	up.SetHook(registrytest.Corrupt(up.BlobBytes(dg.String()).First(1), 1<<20))
+	up.Reset()
+	base := startCacheyd(t, up, t.TempDir())
+	u := base + "/v2/team/app/blobs/" + dg.String() + "?ns=" + url.QueryEscape(up.Host())
+
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatalf("corrupt upstream: client read %d bytes without error (status %d)", len(body), resp.StatusCode)
+	}
+	if len(body) >= len(data) {
+		t.Fatalf("corrupt upstream: client got all %d bytes", len(body))
+	}
+	resp, body = get(t, http.MethodGet, u, nil)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Fatalf("after a corrupt fill: %d, %d bytes, equal %v", resp.StatusCode, len(body), bytes.Equal(body, data))
+	}
+	if n := up.CountMatch(up.BlobBytes(dg.String())); n != 2 {
+		t.Errorf("upstream blob fetches = %d, want 2 (corrupt, then good)", n)
+	}
+}
