@@ -1,11 +1,9 @@
 package tier
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -40,6 +38,14 @@ type Config struct {
 	// FillTimeout bounds one fill from its upstream request to its last
 	// byte. Zero means 30 minutes.
 	FillTimeout time.Duration
+	// FillRetries is how many failed attempts in a row a fill survives
+	// (unreachable, 5xx, 429, a body cut short); an attempt that wrote
+	// bytes does not count. Zero means 4; negative, none.
+	FillRetries int
+	// RetryBackoff is the first wait between attempts, doubled after each
+	// failure in a row, with jitter; upstream's Retry-After wins. Zero means
+	// 200ms.
+	RetryBackoff time.Duration
 	// Metrics receives counts; nil means counts go nowhere.
 	Metrics *metrics.Metrics
 	// Logger receives background fill outcomes; nil means slog.Default().
@@ -50,6 +56,8 @@ const (
 	defaultMemoryMaxObject = 1 << 20
 	defaultTagStaleMax     = 24 * time.Hour
 	defaultFillTimeout     = 30 * time.Minute
+	defaultFillRetries     = 4
+	defaultRetryBackoff    = 200 * time.Millisecond
 	// tagTimeout bounds one upstream tag resolution, which is shared by
 	// every request waiting for it and so does not run on any one of
 	// their contexts.
@@ -102,6 +110,12 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	}
 	if cfg.FillTimeout == 0 {
 		cfg.FillTimeout = defaultFillTimeout
+	}
+	if cfg.FillRetries == 0 {
+		cfg.FillRetries = defaultFillRetries
+	}
+	if cfg.RetryBackoff == 0 {
+		cfg.RetryBackoff = defaultRetryBackoff
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
@@ -296,98 +310,6 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	}
 	c.m.Fills.WithLabelValues("ok").Inc()
 	c.log.Info("fill done", attrs...)
-}
-
-// fetchInto does the work of a fill and returns the bytes written. On
-// success the content is committed; on failure nothing is left behind.
-func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64, error) {
-	resp, err := c.origin.Fetch(ctx, req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	limit := int64(-1)
-	if f.kind == oci.KindManifest {
-		limit = oci.MaxManifestSize
-	}
-	switch {
-	case resp.Digest != "" && resp.Digest != f.digest:
-		return 0, fmt.Errorf("upstream answered with digest %s", resp.Digest.Short())
-	case resp.Offset != 0:
-		return 0, fmt.Errorf("upstream answered from offset %d, asked for 0", resp.Offset)
-	case limit >= 0 && resp.Size > limit:
-		return 0, oci.ErrTooLarge(fmt.Sprintf("manifest of %d bytes exceeds %d", resp.Size, limit))
-	}
-	file, err := c.disk.createPending()
-	if err != nil {
-		return 0, err
-	}
-	f.file, f.size, f.mediaType = file, resp.Size, resp.MediaType
-	close(f.ready)
-
-	var keep *bytes.Buffer // a copy for the memory tier, for small objects
-	if f.kind == oci.KindManifest || c.mem.fits(resp.Size) {
-		keep = bytes.NewBuffer(make([]byte, 0, max(resp.Size, 0)))
-	}
-	n, err := c.copyVerified(f, resp.Body, keep, limit)
-	mediaType := "" // what is kept beside the content: manifests only
-	if f.kind == oci.KindManifest {
-		mediaType = f.mediaType
-		if mediaType == "" && err == nil {
-			// Readers of this fill answer with a generic type; what is kept
-			// must still be served as a manifest next time.
-			mediaType = oci.SniffManifestMediaType(keep.Bytes())
-		}
-	}
-	if err == nil {
-		err = c.disk.commit(file.Name(), diskEntry{digest: f.digest, size: n, mediaType: mediaType})
-	}
-	if err != nil {
-		_ = os.Remove(file.Name())
-		return n, err
-	}
-	if keep != nil {
-		c.mem.set(f.digest, memEntry{data: keep.Bytes(), mediaType: mediaType})
-	}
-	return n, nil
-}
-
-// copyVerified copies body into the fill's file, hashing as it writes and
-// waking readers after every write, then checks size and digest.
-func (c *Cache) copyVerified(f *fill, body io.Reader, keep *bytes.Buffer, limit int64) (int64, error) {
-	h := f.digest.NewHash()
-	buf := make([]byte, copyBuffer)
-	var n int64
-	for {
-		m, rerr := body.Read(buf)
-		if m > 0 {
-			if limit >= 0 && n+int64(m) > limit {
-				return n, oci.ErrTooLarge(fmt.Sprintf("manifest exceeds %d bytes", limit))
-			}
-			if _, err := f.file.Write(buf[:m]); err != nil {
-				return n, fmt.Errorf("write pending file: %w", err)
-			}
-			h.Write(buf[:m])
-			if keep != nil {
-				keep.Write(buf[:m])
-			}
-			n += int64(m)
-			f.advance(int64(m))
-		}
-		if errors.Is(rerr, io.EOF) {
-			break
-		}
-		if rerr != nil {
-			return n, fmt.Errorf("read upstream after %d bytes: %w", n, rerr)
-		}
-	}
-	if f.size >= 0 && n != f.size {
-		return n, fmt.Errorf("upstream sent %d bytes, announced %d", n, f.size)
-	}
-	if !f.digest.Matches(h) {
-		return n, fmt.Errorf("digest mismatch: content is not %s", f.digest.Short())
-	}
-	return n, nil
 }
 
 // head answers a HEAD for content no tier holds: from a fill in flight if

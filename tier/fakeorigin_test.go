@@ -30,6 +30,15 @@ type fakeOrigin struct {
 	private string
 	// fail, when set, is returned for every request.
 	fail error
+	// failNext is returned for the next failCount GETs.
+	failNext  error
+	failCount int
+	// cutAfter, when cutCount > 0, ends the next cutCount GET bodies with
+	// an unexpected EOF after cutAfter bytes of the body.
+	cutAfter int64
+	cutCount int
+	// offsets records the Offset of every GET.
+	offsets []int64
 }
 
 type fakeObject struct {
@@ -71,6 +80,18 @@ func (o *fakeOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response
 	o.mu.Lock()
 	o.calls[req.Method+" "+req.Kind.String()+" "+req.Reference.String()]++
 	gate, corrupt, private, fail := o.gate, o.corrupt, o.private, o.fail
+	cut := int64(-1)
+	if req.Method == http.MethodGet {
+		o.offsets = append(o.offsets, req.Offset)
+		if o.failCount > 0 {
+			o.failCount--
+			fail = o.failNext
+		}
+		if o.cutCount > 0 {
+			o.cutCount--
+			cut = o.cutAfter
+		}
+	}
 	ref := req.Reference.String()
 	if dg, ok := o.tags[ref]; ok {
 		ref = string(dg)
@@ -95,6 +116,10 @@ func (o *fakeOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response
 	resp.Offset = req.Offset
 	if corrupt && len(data) > 0 {
 		data[len(data)/2] ^= 0xff
+	}
+	if cut >= 0 && cut < int64(len(data)) {
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data[:cut]), errReader{io.ErrUnexpectedEOF}))
+		return resp, nil
 	}
 	if gate == nil {
 		resp.Body = io.NopCloser(bytes.NewReader(data))
@@ -162,3 +187,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 
 // quietLogger keeps fill outcomes out of test output.
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }

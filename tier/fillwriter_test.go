@@ -1,0 +1,108 @@
+package tier
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// TestFillResumesAfterCutBodies: bodies cut short are resumed with a Range
+// from the bytes written, invisibly to the reader, and verified end to end.
+// Attempts that made progress do not use up the retry budget: five cuts get
+// through a budget of one.
+func TestFillResumesAfterCutBodies(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 1<<20)
+	dg := o.add(data, "")
+	o.set(func(o *fakeOrigin) { o.cutAfter, o.cutCount = 100<<10, 5 })
+	c := newTestCache(t, o, func(cfg *Config) { cfg.FillRetries = 1; cfg.RetryBackoff = time.Millisecond })
+
+	got := fillAndWait(t, c, blobReq(dg))
+	if !bytes.Equal(got, data) {
+		t.Fatal("resumed body differs")
+	}
+	o.mu.Lock()
+	offsets := append([]int64(nil), o.offsets...)
+	o.mu.Unlock()
+	want := []int64{0, 100 << 10, 200 << 10, 300 << 10, 400 << 10, 500 << 10}
+	if diff := cmp.Diff(want, offsets); diff != "" {
+		t.Errorf("GET offsets (-want +got):\n%s", diff)
+	}
+	if _, ok := c.disk.lookup(dg); !ok {
+		t.Error("resumed fill was not committed")
+	}
+}
+
+// TestFillRetriesThenGivesUp: 503s and 429s are retried within the budget;
+// past it the fill fails, the reader sees the error, nothing is kept, and
+// the next request starts afresh.
+func TestFillRetriesThenGivesUp(t *testing.T) {
+	unavailable := &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "busy"}
+	tooMany := &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, Message: "slow down", RetryAfter: "0"}
+	tests := []struct {
+		name      string
+		err       error
+		failures  int
+		retries   int
+		wantOK    bool
+		wantCalls int
+	}{
+		{"503 within budget", unavailable, 2, 2, true, 3},
+		{"429 with Retry-After within budget", tooMany, 1, 2, true, 2},
+		{"unreachable within budget", oci.ErrUpstreamUnavailable, 2, 3, true, 3},
+		{"503 past budget", unavailable, 5, 2, false, 3},
+		{"404 is not retried", &oci.Error{Status: http.StatusNotFound, Code: oci.CodeBlobUnknown}, 1, 3, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newFakeOrigin()
+			data := randomBytes(t, 64<<10)
+			dg := o.add(data, "")
+			o.set(func(o *fakeOrigin) { o.failNext, o.failCount = tt.err, tt.failures })
+			c := newTestCache(t, o, func(cfg *Config) { cfg.FillRetries = tt.retries; cfg.RetryBackoff = time.Millisecond })
+			obj, err := c.Get(t.Context(), blobReq(dg))
+			if err == nil {
+				got, rerr := readAll(t, obj)
+				err = rerr
+				if rerr == nil && !bytes.Equal(got, data) {
+					t.Fatal("body differs")
+				}
+			}
+			if (err == nil) != tt.wantOK {
+				t.Fatalf("err = %v, want ok %v", err, tt.wantOK)
+			}
+			c.wg.Wait()
+			if n := o.count(http.MethodGet, oci.KindBlob, string(dg)); n != tt.wantCalls {
+				t.Errorf("upstream GETs = %d, want %d", n, tt.wantCalls)
+			}
+			if !tt.wantOK {
+				if _, ok := c.disk.lookup(dg); ok {
+					t.Error("failed fill left content in the cache")
+				}
+				assertNoFiles(t, c.cfg.Dir)
+			}
+		})
+	}
+}
+
+// TestRetryAfterTooLongFailsFast: a registry asking to wait minutes fails
+// the fill at once rather than holding every reader.
+func TestRetryAfterTooLongFailsFast(t *testing.T) {
+	o := newFakeOrigin()
+	dg := o.add(randomBytes(t, 1000), "")
+	o.set(func(o *fakeOrigin) {
+		o.failNext, o.failCount = &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, RetryAfter: "3600"}, 1
+	})
+	c := newTestCache(t, o, nil)
+	_, err := c.Get(t.Context(), blobReq(dg))
+	var e *oci.Error
+	if !errors.As(err, &e) || e.Status != http.StatusTooManyRequests {
+		t.Fatalf("err = %v, want the 429 passed on", err)
+	}
+}
