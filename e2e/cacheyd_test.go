@@ -56,6 +56,8 @@ type cacheyd struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once cmd.Wait has returned
 	waitErr error         // set before exited is closed
+
+	stopOnce sync.Once // makes Stop act once, from the test or the cleanup
 }
 
 // startCacheyd runs bin with args plus --listen 127.0.0.1:0 and
@@ -93,9 +95,7 @@ func startCacheyd(t *testing.T, bin string, args ...string) *cacheyd {
 		close(c.exited)
 	}()
 	t.Cleanup(func() {
-		if err := c.stop(); err != nil {
-			t.Errorf("e2e: %v", err)
-		}
+		c.Stop(t)
 		if t.Failed() {
 			t.Logf("cacheyd log %s (tail):\n%s", c.logPath, c.log.tail(60))
 		}
@@ -110,6 +110,17 @@ func startCacheyd(t *testing.T, bin string, args ...string) *cacheyd {
 	}
 	t.Logf("cacheyd pid %d listening on %s: %s", c.cmd.Process.Pid, c.addr, strings.Join(args, " "))
 	return c
+}
+
+// Stop stops cacheyd (see stop) and fails t if that goes wrong. Only the
+// first call does anything; startCacheyd's cleanup makes one.
+func (c *cacheyd) Stop(t *testing.T) {
+	t.Helper()
+	c.stopOnce.Do(func() {
+		if err := c.stop(); err != nil {
+			t.Errorf("e2e: %v", err)
+		}
+	})
 }
 
 // stop sends SIGTERM to cacheyd's PID and waits (bounded) for it to exit,

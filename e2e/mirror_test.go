@@ -14,16 +14,17 @@ import (
 )
 
 // TestPullThroughCacheyd is the node's view: containerd pulls an image
-// through cacheyd, twice on one node (removing it in between) and once on a
-// fresh node, and upstream serves each blob exactly once in all.
+// through cacheyd, twice on one node (removing it in between), once on a
+// fresh node, and once more on another fresh node after cacheyd restarts on
+// the same cache directory; upstream serves each blob exactly once in all.
 func TestPullThroughCacheyd(t *testing.T) {
 	up := registrytest.New(t, registrytest.Options{Token: true, Redirect: true})
 	im := seedImage(t, up, "e2e/app", "v1", 3, 300<<10)
 	seen := watchAgents(up)
 
-	cy := startCacheyd(t, buildCacheyd(t),
-		"--cache-dir", t.TempDir(),
-		"--registry-url", up.Host()+"="+up.URL())
+	bin, cacheDir := buildCacheyd(t), t.TempDir()
+	args := []string{"--cache-dir", cacheDir, "--registry-url", up.Host() + "=" + up.URL()}
+	cy := startCacheyd(t, bin, args...)
 	hosts := t.TempDir()
 	containerdtest.WriteHostsDir(t, hosts, up.Host(), cy.url())
 	nodeA := containerdtest.StartWith(t, containerdtest.Config{Namespace: "e2e"})
@@ -54,7 +55,9 @@ func TestPullThroughCacheyd(t *testing.T) {
 		return
 	}
 
-	warm := func(t *testing.T, node *containerdtest.Containerd) {
+	// warm pulls on node through cy (which hosts names as the mirror); cy
+	// must serve every digest from one of sources and fetch none upstream.
+	warm := func(t *testing.T, node *containerdtest.Containerd, hosts string, cy *cacheyd, sources []string) {
 		t.Helper()
 		up.Reset()
 		seen.reset()
@@ -62,7 +65,7 @@ func TestPullThroughCacheyd(t *testing.T) {
 		pull(t, node, hosts, im.ref)
 		checkContent(t, node, im)
 		checkAllFromCacheyd(t, seen)
-		checkServed(t, cy, mark, im, 1, []string{"memory", "disk"})
+		checkServed(t, cy, mark, im, 1, sources)
 		// Only the tag may be looked up again; content by digest is
 		// immutable and must come from cacheyd's tiers.
 		for _, r := range up.Requests() {
@@ -76,11 +79,22 @@ func TestPullThroughCacheyd(t *testing.T) {
 	}
 	t.Run("same node after removing the image", func(t *testing.T) {
 		removeImage(t, nodeA, im)
-		warm(t, nodeA)
+		warm(t, nodeA, hosts, cy, []string{"memory", "disk"})
 	})
 	t.Run("fresh node", func(t *testing.T) {
 		nodeB := containerdtest.StartWith(t, containerdtest.Config{Namespace: "e2e"})
-		warm(t, nodeB)
+		warm(t, nodeB, hosts, cy, []string{"memory", "disk"})
+	})
+	t.Run("fresh node after cacheyd restarts", func(t *testing.T) {
+		// The memory tier is gone with the process; the disk tier stays.
+		// The new process listens on another port, so the new node's
+		// hosts dir names that one.
+		cy.Stop(t)
+		restarted := startCacheyd(t, bin, args...)
+		hosts := t.TempDir()
+		containerdtest.WriteHostsDir(t, hosts, up.Host(), restarted.url())
+		nodeC := containerdtest.StartWith(t, containerdtest.Config{Namespace: "e2e"})
+		warm(t, nodeC, hosts, restarted, []string{"disk"})
 	})
 }
 

@@ -93,11 +93,12 @@ func blockingContent(first []byte) (getFunc, *fakeContent) {
 	c := &fakeContent{}
 	get := func(ctx context.Context, req *oci.Request) (answer, error) {
 		c.reader = func(off, n int64) io.Reader {
-			sent := false
+			rest := first
 			return readerFunc(func(p []byte) (int, error) {
-				if !sent {
-					sent = true
-					return copy(p, first), nil
+				if len(rest) > 0 {
+					k := copy(p, rest)
+					rest = rest[k:]
+					return k, nil
 				}
 				<-ctx.Done()
 				return 0, ctx.Err()

@@ -242,4 +242,3 @@ func (c *Cache) backoff(ctx context.Context, failures int, err error) error {
 		return errors.Join(err, ctx.Err())
 	}
 }
-

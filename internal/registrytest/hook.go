@@ -77,6 +77,10 @@ func (r *Registry) BlobBytes(digest string) Match {
 	return On(http.MethodGet, KindBlob, digest)
 }
 
+// Recorded returns what the registry recorded about req, a request a Hook
+// was given: which host it reached, its kind, repository and reference.
+func Recorded(req *http.Request) Request { return callOf(req).req }
+
 // call is what a request's context carries so that hooks can see the
 // recorded Request and Pass can continue serving.
 type call struct {

@@ -45,4 +45,19 @@ type Options struct {
 
 	// TokenTTL is how long issued tokens stay valid. Zero means 5 minutes.
 	TokenTTL time.Duration
+
+	// PullLimit is Docker Hub's pull rate limit: every manifest GET that
+	// passes authorization counts as a pull (HEAD does not), and once
+	// PullLimit pulls are counted further manifest GETs are answered 429
+	// TOOMANYREQUESTS with Docker Hub's message, until Reset starts a new
+	// window. Manifest responses carry RateLimit-Limit and
+	// RateLimit-Remaining as Docker Hub's do. Zero means unlimited (pulls
+	// are still counted, see Pulls).
+	PullLimit int
+
+	// Addr is where the registry host listens: a loopback host:port, so
+	// that a cacheyd started by hand can be pointed at a known address.
+	// Empty means a free port on 127.0.0.1. The CDN and seeding servers
+	// always take free ports.
+	Addr string
 }

@@ -164,9 +164,11 @@ func (r *Registry) Wait(ctx context.Context, m Match, n int) error {
 	}
 }
 
-// Reset forgets every recorded request; counts start again from zero.
+// Reset forgets every recorded request; counts start again from zero, and
+// so does the pull accounting (a new rate limit window).
 func (r *Registry) Reset() {
 	r.rec.mu.Lock()
-	defer r.rec.mu.Unlock()
 	r.rec.reqs = nil
+	r.rec.mu.Unlock()
+	r.pulls.reset()
 }

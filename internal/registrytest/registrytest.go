@@ -31,6 +31,8 @@ package registrytest
 import (
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -58,17 +60,29 @@ type Registry struct {
 	tokens  *tokenStore
 	rec     *recorder
 	hook    atomic.Pointer[Hook] // nil when no hook is set
+	pulls   pullCounter
 
 	done      chan struct{} // closed by Close; releases held requests
 	closeOnce sync.Once
 }
 
 // New starts a fake registry configured by opts and closes it when the test
-// ends. Token and Basic together are a test bug and fail t.
+// ends. Invalid options (Token and Basic together, say) fail t.
 func New(t testing.TB, opts Options) *Registry {
 	t.Helper()
+	r, err := NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// NewServer starts a fake registry configured by opts, for use outside
+// tests (the benchmark harness). The caller must Close it.
+func NewServer(opts Options) (*Registry, error) {
 	if opts.Token && opts.Basic {
-		t.Fatal("registrytest: Options.Token and Options.Basic are mutually exclusive")
+		return nil, errors.New("registrytest: Options.Token and Options.Basic are mutually exclusive")
 	}
 	cdnName := opts.CDNHostname
 	switch cdnName {
@@ -76,7 +90,7 @@ func New(t testing.TB, opts Options) *Registry {
 		cdnName = "localhost"
 	case "localhost", "127.0.0.1":
 	default:
-		t.Fatalf("registrytest: Options.CDNHostname %q is neither localhost nor 127.0.0.1", cdnName)
+		return nil, fmt.Errorf("registrytest: Options.CDNHostname %q is neither localhost nor 127.0.0.1", cdnName)
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -90,13 +104,41 @@ func New(t testing.TB, opts Options) *Registry {
 		rec:    newRecorder(),
 		done:   make(chan struct{}),
 	}
-	r.front = httptest.NewServer(r.handler(HostRegistry))
-	r.cdn = httptest.NewServer(r.handler(HostCDN))
-	r.seed = httptest.NewServer(r.inner)
+	r.pulls.limit = opts.PullLimit
+	front, err := newServer(r.handler(HostRegistry), opts.Addr)
+	if err != nil {
+		return nil, err
+	}
+	r.front = front
+	r.cdn, _ = newServer(r.handler(HostCDN), "")
+	r.seed, _ = newServer(r.inner, "")
 	r.host = advertise(r.front, "localhost")
 	r.cdnHost = advertise(r.cdn, cdnName)
-	t.Cleanup(r.Close)
-	return r
+	return r, nil
+}
+
+// newServer starts an httptest server for h listening on addr, a loopback
+// host:port; empty means any free port on 127.0.0.1.
+func newServer(h http.Handler, addr string) (*httptest.Server, error) {
+	if addr == "" {
+		return httptest.NewServer(h), nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("registrytest: Options.Addr %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("registrytest: Options.Addr %q is not a loopback address", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("registrytest: listen: %w", err)
+	}
+	s := httptest.NewUnstartedServer(h)
+	s.Listener.Close()
+	s.Listener = ln
+	s.Start()
+	return s, nil
 }
 
 // Host is the registry's host:port, "localhost:<port>", as used in image
@@ -159,6 +201,9 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, rq Request) {
 		return
 	}
 	if !r.authorize(w, req, rq) {
+		return
+	}
+	if rq.Kind == KindManifest && !r.pulls.account(w, req) {
 		return
 	}
 	if rq.Kind == KindBlob && (req.Method == http.MethodGet || req.Method == http.MethodHead) {

@@ -3,7 +3,9 @@ package registrytest
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	crand "crypto/rand"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -59,7 +61,11 @@ func (r *Registry) SeedIndex(t testing.TB, repo, tag string, platforms []string,
 func (r *Registry) SeedBlob(t testing.TB, repo string, content []byte) v1.Hash {
 	t.Helper()
 	l := static.NewLayer(content, types.OCIUncompressedLayer)
-	if err := remote.WriteLayer(r.seedRepo(t, repo), l, r.seedOptions(t)...); err != nil {
+	rp, err := r.seedRepo(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteLayer(rp, l, r.seedOptions(t.Context())...); err != nil {
 		t.Fatalf("registrytest: seed blob into %s: %v", repo, err)
 	}
 	d, _ := l.Digest()
@@ -69,12 +75,8 @@ func (r *Registry) SeedBlob(t testing.TB, repo string, content []byte) v1.Hash {
 // WriteImage stores img under repo and tag (see SeedImage for tag).
 func (r *Registry) WriteImage(t testing.TB, repo, tag string, img v1.Image) {
 	t.Helper()
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatalf("registrytest: digest of image for %s: %v", repo, err)
-	}
-	if err := remote.Write(r.seedRef(t, repo, tag, d), img, r.seedOptions(t)...); err != nil {
-		t.Fatalf("registrytest: seed %s:%s: %v", repo, tag, err)
+	if err := r.PutImage(t.Context(), repo, tag, img); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -82,68 +84,120 @@ func (r *Registry) WriteImage(t testing.TB, repo, tag string, img v1.Image) {
 // SeedImage for tag).
 func (r *Registry) WriteIndex(t testing.TB, repo, tag string, idx v1.ImageIndex) {
 	t.Helper()
+	if err := r.PutIndex(t.Context(), repo, tag, idx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// PutImage is WriteImage for use outside tests: it stores img under repo
+// and tag (see SeedImage for tag).
+func (r *Registry) PutImage(ctx context.Context, repo, tag string, img v1.Image) error {
+	d, err := img.Digest()
+	if err != nil {
+		return fmt.Errorf("registrytest: digest of image for %s: %w", repo, err)
+	}
+	ref, err := r.seedRef(repo, tag, d)
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(ref, img, r.seedOptions(ctx)...); err != nil {
+		return fmt.Errorf("registrytest: seed %s:%s: %w", repo, tag, err)
+	}
+	return nil
+}
+
+// PutIndex is WriteIndex for use outside tests: it stores idx and every
+// image it holds under repo and tag (see SeedImage for tag).
+func (r *Registry) PutIndex(ctx context.Context, repo, tag string, idx v1.ImageIndex) error {
 	d, err := idx.Digest()
 	if err != nil {
-		t.Fatalf("registrytest: digest of index for %s: %v", repo, err)
+		return fmt.Errorf("registrytest: digest of index for %s: %w", repo, err)
 	}
-	if err := remote.WriteIndex(r.seedRef(t, repo, tag, d), idx, r.seedOptions(t)...); err != nil {
-		t.Fatalf("registrytest: seed %s:%s: %v", repo, tag, err)
+	ref, err := r.seedRef(repo, tag, d)
+	if err != nil {
+		return err
 	}
+	if err := remote.WriteIndex(ref, idx, r.seedOptions(ctx)...); err != nil {
+		return fmt.Errorf("registrytest: seed %s:%s: %w", repo, tag, err)
+	}
+	return nil
 }
 
-func (r *Registry) seedOptions(t testing.TB) []remote.Option {
-	return []remote.Option{remote.WithTransport(r.seed.Client().Transport), remote.WithContext(t.Context())}
+func (r *Registry) seedOptions(ctx context.Context) []remote.Option {
+	return []remote.Option{remote.WithTransport(r.seed.Client().Transport), remote.WithContext(ctx)}
 }
 
-func (r *Registry) seedRepo(t testing.TB, repo string) name.Repository {
-	t.Helper()
+func (r *Registry) seedRepo(repo string) (name.Repository, error) {
 	rp, err := name.NewRepository(r.seed.Listener.Addr().String()+"/"+repo, name.Insecure)
 	if err != nil {
-		t.Fatalf("registrytest: repository %q: %v", repo, err)
+		return name.Repository{}, fmt.Errorf("registrytest: repository %q: %w", repo, err)
 	}
-	return rp
+	return rp, nil
 }
 
-func (r *Registry) seedRef(t testing.TB, repo, tag string, d v1.Hash) name.Reference {
-	t.Helper()
-	rp := r.seedRepo(t, repo)
-	if tag == "" || strings.HasPrefix(tag, "sha256:") {
-		return rp.Digest(d.String())
+func (r *Registry) seedRef(repo, tag string, d v1.Hash) (name.Reference, error) {
+	rp, err := r.seedRepo(repo)
+	if err != nil {
+		return nil, err
 	}
-	return rp.Tag(tag)
+	if tag == "" || strings.HasPrefix(tag, "sha256:") {
+		return rp.Digest(d.String()), nil
+	}
+	return rp.Tag(tag), nil
 }
 
 // randomImage builds an OCI image for platform with layers random layers.
 func randomImage(t testing.TB, platform string, layers int, layerSize int64) v1.Image {
 	t.Helper()
-	plat, err := v1.ParsePlatform(platform)
+	img, err := randomImageFor(platform, layers, layerSize)
 	if err != nil {
-		t.Fatalf("registrytest: platform %q: %v", platform, err)
-	}
-	ls := make([]v1.Layer, layers)
-	for i := range ls {
-		ls[i] = randomLayer(t, layerSize)
-	}
-	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	img, err = mutate.AppendLayers(img, ls...)
-	if err != nil {
-		t.Fatalf("registrytest: append layers: %v", err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatalf("registrytest: config: %v", err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = plat.OS, plat.Architecture, plat.Variant, plat.OSVersion
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatalf("registrytest: set platform: %v", err)
+		t.Fatal(err)
 	}
 	return img
 }
 
-// randomLayer is an uncompressed tar holding one file of size random bytes.
+func randomImageFor(platform string, layers int, layerSize int64) (v1.Image, error) {
+	plat, err := v1.ParsePlatform(platform)
+	if err != nil {
+		return nil, fmt.Errorf("registrytest: platform %q: %w", platform, err)
+	}
+	ls := make([]v1.Layer, layers)
+	for i := range ls {
+		if ls[i], err = RandomLayer(layerSize); err != nil {
+			return nil, err
+		}
+	}
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	img, err = mutate.AppendLayers(img, ls...)
+	if err != nil {
+		return nil, fmt.Errorf("registrytest: append layers: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("registrytest: config: %w", err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = plat.OS, plat.Architecture, plat.Variant, plat.OSVersion
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return nil, fmt.Errorf("registrytest: set platform: %w", err)
+	}
+	return img, nil
+}
+
+// randomLayer is RandomLayer for tests.
 func randomLayer(t testing.TB, size int64) v1.Layer {
 	t.Helper()
+	l, err := RandomLayer(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// RandomLayer returns an uncompressed OCI layer: a tar holding one file of
+// size random bytes, so the blob is less than 2 KiB over size and its digest
+// equals its diff ID. Every call makes different content.
+func RandomLayer(size int64) (v1.Layer, error) {
 	var seed [32]byte
 	crand.Read(seed[:])
 	var buf bytes.Buffer
@@ -157,7 +211,7 @@ func randomLayer(t testing.TB, size int64) v1.Layer {
 		err = tw.Close()
 	}
 	if err != nil {
-		t.Fatalf("registrytest: random layer: %v", err)
+		return nil, fmt.Errorf("registrytest: random layer: %w", err)
 	}
-	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer)
+	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer), nil
 }
