@@ -45,6 +45,9 @@ type Metrics struct {
 	DiskBytes   prometheus.Gauge
 	// DiskEvictions counts objects evicted from disk to stay in budget.
 	DiskEvictions prometheus.Counter
+	// Uncached counts requests streamed from upstream without caching
+	// because the disk could not take the object (reason: budget, disk).
+	Uncached *prometheus.CounterVec // reason
 }
 
 // New creates the collectors and registers them on reg. A nil reg registers
@@ -98,11 +101,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		DiskEvictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cacheyd_disk_evictions_total", Help: "Objects evicted from the disk tier to stay within its budget.",
 		}),
+		Uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_uncached_total", Help: "Requests streamed from upstream without caching because the disk could not take the object, by reason (budget, disk).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Hits, m.Misses,
 			m.FillsInFlight, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups,
-			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions)
+			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached)
 	}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -196,8 +197,12 @@ func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error
 	}
 	if err := f.waitReady(ctx); err != nil {
 		f.release()
-		if refused(err) && req.Authorization != "" {
+		switch {
+		case refused(err) && req.Authorization != "":
 			return c.passThrough(ctx, req)
+		case errors.Is(err, errNoRoom):
+			// The disk cannot take it; the pull must not fail for that.
+			return c.streamUncached(ctx, req, err)
 		}
 		return nil, err
 	}
@@ -354,6 +359,28 @@ func (c *Cache) passThrough(ctx context.Context, req *oci.Request) (*Object, err
 	return &Object{
 		Digest: dg, MediaType: mediaTypeFor(req.Kind, resp.MediaType), Size: resp.Size,
 		Source: SourcePassThrough, ctx: ctx, pass: resp.Body, passOffset: resp.Offset,
+	}, nil
+}
+
+// streamUncached streams content from upstream as cacheyd without keeping
+// it, for when the disk tier cannot take it (larger than the budget, or the
+// file system is full). Each such request is its own upstream fetch.
+func (c *Cache) streamUncached(ctx context.Context, req *oci.Request, cause error) (*Object, error) {
+	reason := "budget"
+	if errors.Is(cause, syscall.ENOSPC) || errors.Is(cause, syscall.EDQUOT) {
+		reason = "disk"
+	}
+	c.m.Uncached.WithLabelValues(reason).Inc()
+	up := *req
+	up.Method, up.Offset, up.Authorization = http.MethodGet, 0, ""
+	resp, err := c.origin.Fetch(ctx, &up)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{
+		Digest: req.Reference.Digest, MediaType: mediaTypeFor(req.Kind, resp.MediaType), Size: resp.Size,
+		Source: SourceUncached, ctx: ctx, pass: &verifyingReader{r: resp.Body, h: req.Reference.Digest.NewHash(), want: req.Reference.Digest, size: resp.Size},
+		passOffset: resp.Offset,
 	}, nil
 }
 

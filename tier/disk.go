@@ -44,10 +44,44 @@ type disk struct {
 	budget int64 // bytes; 0 means unlimited
 	m      *metrics.Metrics
 
-	mu    sync.Mutex // guards index, lru and used
+	mu    sync.Mutex // guards index, lru, used and reserved
 	index map[oci.Digest]*list.Element
 	lru   *list.List // of *diskEntry, most recently used at the front
 	used  int64
+	// reserved is what fills in flight have claimed before writing; the
+	// tier keeps used+reserved within budget.
+	reserved int64
+}
+
+// errNoRoom means the disk tier cannot take an object: larger than the
+// budget, or the file system is full. The content is then streamed to the
+// client without being cached.
+var errNoRoom = errors.New("no room in the disk tier")
+
+// reserve claims n bytes for a fill, evicting least recently used content to
+// make room. It fails when n alone exceeds the budget.
+func (d *disk) reserve(n int64) error {
+	if n < 0 {
+		return nil // unknown size: nothing to reserve, checked on commit
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.budget > 0 && n > d.budget {
+		return fmt.Errorf("disk: %d bytes exceed the budget of %d: %w", n, d.budget, errNoRoom)
+	}
+	d.reserved += n
+	d.evictLocked()
+	return nil
+}
+
+// unreserve returns a reservation that was not committed.
+func (d *disk) unreserve(n int64) {
+	if n <= 0 {
+		return
+	}
+	d.mu.Lock()
+	d.reserved -= n
+	d.mu.Unlock()
 }
 
 // openDisk prepares dir, removes pending leftovers of an earlier run (they
@@ -193,10 +227,11 @@ func (d *disk) createPending() (*os.File, error) {
 	return f, nil
 }
 
-// commit moves a verified pending file into place under its digest and
-// evicts what the budget no longer holds. mediaType, when set, is written
-// first so that committed manifest content always has its type beside it.
-func (d *disk) commit(pending string, e diskEntry) error {
+// commit moves a verified pending file into place under its digest, turns
+// its reservation (reserved bytes, possibly 0) into use and evicts what the
+// budget no longer holds. mediaType, when set, is written first so that
+// committed manifest content always has its type beside it.
+func (d *disk) commit(pending string, e diskEntry, reserved int64) error {
 	final := d.path(e.digest)
 	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
 		return fmt.Errorf("disk: commit %s: %w", e.digest.Short(), err)
@@ -223,15 +258,16 @@ func (d *disk) commit(pending string, e diskEntry) error {
 	}
 	d.index[e.digest] = d.lru.PushFront(&e)
 	d.used += e.size
+	d.reserved -= max(reserved, 0)
 	d.evictLocked()
 	return nil
 }
 
-// evictLocked removes least recently used objects until the budget holds.
-// Readers that have a file open keep reading it: unlinking does not
-// disturb an open descriptor.
+// evictLocked removes least recently used objects until what is used and
+// reserved fits the budget. Readers that have a file open keep reading it:
+// unlinking does not disturb an open descriptor.
 func (d *disk) evictLocked() {
-	for d.budget > 0 && d.used > d.budget {
+	for d.budget > 0 && d.used+d.reserved > d.budget {
 		el := d.lru.Back()
 		if el == nil {
 			break

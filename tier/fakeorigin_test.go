@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
 )
 
@@ -191,3 +192,5 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func newTestMetrics() *metrics.Metrics { return metrics.New(nil) }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
@@ -25,8 +26,9 @@ type fillWriter struct {
 	req   oci.Request
 	limit int64 // largest acceptable size; -1 none
 
-	n    int64     // bytes written and hashed
-	h    hash.Hash // over bytes [0, n)
+	n        int64     // bytes written and hashed
+	h        hash.Hash // over bytes [0, n)
+	reserved int64     // bytes claimed from the disk budget
 	keep *bytes.Buffer
 	buf  []byte
 }
@@ -49,6 +51,7 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	if f.file == nil {
 		return w.n, err // failed before a pending file was made
 	}
+	defer func() { c.disk.unreserve(w.reserved) }() // after a commit, w.reserved is 0
 	if err == nil {
 		err = w.verify()
 	}
@@ -62,7 +65,10 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 		}
 	}
 	if err == nil {
-		err = c.disk.commit(f.file.Name(), diskEntry{digest: f.digest, size: w.n, mediaType: mediaType})
+		err = c.disk.commit(f.file.Name(), diskEntry{digest: f.digest, size: w.n, mediaType: mediaType}, w.reserved)
+		if err == nil {
+			w.reserved = 0
+		}
 	}
 	if err != nil {
 		_ = removeQuiet(f.file.Name())
@@ -144,8 +150,27 @@ func (w *fillWriter) accept(resp *oci.Response) error {
 		}
 		return nil
 	}
+	if err := w.c.disk.reserve(resp.Size); err != nil {
+		return err
+	}
+	w.reserved = max(resp.Size, 0)
 	file, err := w.c.disk.createPending()
+	if err == nil {
+		// Claim the blocks now: a full file system then refuses the fill
+		// before any reader has started, and the pull is streamed
+		// uncached instead of breaking half-way.
+		err = preallocate(file, resp.Size)
+		if err != nil {
+			_ = file.Close()
+			_ = removeQuiet(file.Name())
+		}
+	}
 	if err != nil {
+		w.c.disk.unreserve(w.reserved)
+		w.reserved = 0
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			err = fmt.Errorf("%w: %w", errNoRoom, err)
+		}
 		return err
 	}
 	f.file, f.size, f.mediaType = file, resp.Size, resp.MediaType

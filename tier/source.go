@@ -10,9 +10,10 @@ const (
 	SourceFillNew                       // started a fill and streams it
 	SourcePassThrough                   // streamed from upstream with the client's credentials, not cached
 	SourceUpstream                      // a HEAD answered by an upstream HEAD
+	SourceUncached                      // streamed from upstream as cacheyd, not cached: the disk could not take it
 )
 
-// String names the source ("memory", "disk", "joined", "fill", "passthrough", "upstream").
+// String names the source ("memory", "disk", "joined", "fill", "passthrough", "upstream", "uncached").
 func (s Source) String() string {
 	switch s {
 	case SourceMemory:
@@ -27,6 +28,8 @@ func (s Source) String() string {
 		return "passthrough"
 	case SourceUpstream:
 		return "upstream"
+	case SourceUncached:
+		return "uncached"
 	}
 	return "none"
 }

@@ -187,7 +187,7 @@ func (c *Cache) store(dg oci.Digest, data []byte, mediaType string) error {
 		_ = removeQuiet(f.Name())
 		return err
 	}
-	if err := c.disk.commit(f.Name(), diskEntry{digest: dg, size: int64(len(data)), mediaType: mediaType}); err != nil {
+	if err := c.disk.commit(f.Name(), diskEntry{digest: dg, size: int64(len(data)), mediaType: mediaType}, 0); err != nil {
 		_ = removeQuiet(f.Name())
 		return err
 	}

@@ -172,6 +172,12 @@ func TestEvictionKeepsDiskBudget(t *testing.T) {
 	obj.Close()
 	fillAndWait(t, c, blobReq(ds[3]))
 
+	c.disk.mu.Lock()
+	reserved := c.disk.reserved
+	c.disk.mu.Unlock()
+	if reserved != 0 {
+		t.Errorf("reserved = %d after every fill ended, want 0", reserved)
+	}
 	used, n := c.disk.usage()
 	if used > 3*size || n != 3 {
 		t.Errorf("disk holds %d bytes in %d objects, budget %d", used, n, 3*size)
