@@ -29,8 +29,8 @@ type fillWriter struct {
 	n        int64     // bytes written and hashed
 	h        hash.Hash // over bytes [0, n)
 	reserved int64     // bytes claimed from the disk budget
-	keep *bytes.Buffer
-	buf  []byte
+	keep     *bytes.Buffer
+	buf      []byte
 }
 
 // upstreamReadError marks a failure reading upstream's body, which a resume
