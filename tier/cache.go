@@ -172,6 +172,10 @@ func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error
 	key := fillKey{dg, req.Kind == oci.KindManifest}
 	head := req.Method == http.MethodHead
 	if obj := c.fromTiers(dg, key.manifest, head); obj != nil {
+		if key.manifest && !accepts(req.Accept, obj.MediaType) {
+			obj.Close()
+			return c.fetchAccepting(ctx, req)
+		}
 		obj.ctx = ctx
 		return obj, nil
 	}

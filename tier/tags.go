@@ -72,6 +72,9 @@ func (c *Cache) getTag(ctx context.Context, req *oci.Request) (*Object, error) {
 		// Upstream names no digest on HEAD: only a GET can tell.
 		return c.getTagWithoutDigest(ctx, req, desc)
 	}
+	if !accepts(req.Accept, desc.mediaType) {
+		return c.fetchAccepting(ctx, req)
+	}
 	if req.Method == http.MethodHead {
 		return &Object{Digest: desc.digest, MediaType: mediaTypeFor(oci.KindManifest, desc.mediaType), Size: desc.size, Source: src}, nil
 	}

@@ -112,3 +112,49 @@ func readAllIfBody(obj *Object) ([]byte, error) {
 	defer r.Close()
 	return io.ReadAll(r)
 }
+
+// TestManifestRespectsAccept: a client that does not accept the media type
+// cacheyd holds is answered by upstream with its own Accept list, uncached,
+// and clients that do accept it are still served from the cache.
+func TestManifestRespectsAccept(t *testing.T) {
+	o := newFakeOrigin()
+	index := "application/vnd.oci.image.index.v1+json"
+	dg := o.add([]byte(`{"schemaVersion":2,"manifests":[]}`), index)
+	o.tag("v1", dg)
+	c := newTestCache(t, o, nil)
+	req := tagReq(http.MethodGet, "v1")
+	req.Accept = []string{index, "application/vnd.oci.image.manifest.v1+json"}
+	obj, err := c.Get(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAllIfBody(obj); err != nil || obj.MediaType != index {
+		t.Fatalf("accepting client: %v, type %q", err, obj.MediaType)
+	}
+	c.wg.Wait()
+	c.mem.wait()
+
+	old := tagReq(http.MethodGet, "v1")
+	old.Accept = []string{"application/vnd.docker.distribution.manifest.v2+json"}
+	obj, err = c.Get(t.Context(), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAllIfBody(obj)
+	if obj.Source != SourceUpstream {
+		t.Errorf("client not accepting the index: source %v, want upstream", obj.Source)
+	}
+	if n := o.count(http.MethodGet, oci.KindManifest, "v1"); n != 1 {
+		t.Errorf("upstream GETs by tag with the client's Accept = %d, want 1", n)
+	}
+	byDigest := &oci.Request{Method: http.MethodGet, Kind: oci.KindManifest, Registry: "docker.io", Repository: "library/app",
+		Reference: oci.Reference{Digest: dg}, Accept: []string{"*/*"}}
+	obj, err = c.Get(t.Context(), byDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Close()
+	if obj.Source != SourceMemory {
+		t.Errorf("*/* client by digest: source %v, want memory", obj.Source)
+	}
+}
