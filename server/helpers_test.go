@@ -35,8 +35,8 @@ type logSink struct {
 func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
 
 func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logSink) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l *logSink) WithGroup(string) slog.Handler           { return l }
+func (l *logSink) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logSink) WithGroup(string) slog.Handler            { return l }
 
 func (l *logSink) Handle(_ context.Context, r slog.Record) error {
 	if r.Message != "request" {
