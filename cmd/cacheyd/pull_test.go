@@ -26,6 +26,20 @@ func startCacheyd(t *testing.T, up *registrytest.Registry, dir string) string {
 // startCacheydWith runs cacheyd with the given --registry-url mappings.
 func startCacheydWith(t *testing.T, dir string, urls map[string]string) string {
 	t.Helper()
+	base, stop := startCacheydStoppable(t, dir, urls)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("cacheyd stopped with: %v", err)
+		}
+	})
+	return base
+}
+
+// startCacheydStoppable runs cacheyd in-process and returns its base URL and
+// a stop function that begins a graceful shutdown (as SIGTERM does) and
+// waits for it; stop is safe to call more than once.
+func startCacheydStoppable(t *testing.T, dir string, urls map[string]string) (string, func() error) {
+	t.Helper()
 	flags := serveFlags{
 		Listen: "127.0.0.1:0", CacheDir: dir, MemoryBytes: 64 << 20, MemoryMaxObject: 1 << 20,
 		DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: 5 * time.Second,
@@ -35,23 +49,21 @@ func startCacheydWith(t *testing.T, dir string, urls map[string]string) string {
 	addr := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// Stops when cancel ends the serve context at cleanup.
+	// Stops when cancel ends the serve context.
 	go func() { done <- flags.serve(ctx, log, func(a net.Addr) { addr <- a }) }()
-	var base string
 	select {
 	case a := <-addr:
-		base = "http://" + a.String()
+		var once sync.Once
+		var err error
+		return "http://" + a.String(), func() error {
+			once.Do(func() { cancel(); err = <-done })
+			return err
+		}
 	case err := <-done:
 		cancel()
 		t.Fatalf("cacheyd did not start: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("cacheyd stopped with: %v", err)
-		}
-	})
-	return base
+	return "", nil
 }
 
 // TestBurstOfColdPullsFetchesEachBlobOnce is the headline: 50 nodes pulling
