@@ -259,3 +259,38 @@ func assertNoFiles(t *testing.T, dir string) {
 		return nil
 	})
 }
+
+// TestStalledReaderHoldsNobodyBack: a reader that stops reading (a client
+// at a few KB/s) does not slow the fill or the other readers: the fill
+// commits and another reader finishes while the stalled one is still open.
+func TestStalledReaderHoldsNobodyBack(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 4<<20)
+	dg := o.add(data, "")
+	c := newTestCache(t, o, nil)
+	slow, err := c.Get(t.Context(), blobReq(dg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, _ := slow.Body(0, -1)
+	if _, err := io.ReadFull(sr, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	// The stalled reader reads nothing more until the end of the test.
+	fast, err := c.Get(t.Context(), blobReq(dg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readAll(t, fast); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fast reader: %v", err)
+	}
+	c.wg.Wait() // the fill ended while the slow reader still holds it
+	if _, ok := c.disk.lookup(dg); !ok {
+		t.Fatal("fill not committed while a reader stalled")
+	}
+	rest, err := io.ReadAll(sr)
+	sr.Close()
+	if err != nil || !bytes.Equal(append(data[:10:10], rest...), data) {
+		t.Fatalf("stalled reader, resumed: %v", err)
+	}
+}
