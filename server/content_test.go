@@ -210,3 +210,33 @@ func TestManifestWithoutMediaType(t *testing.T) {
 		t.Errorf("Content-Type = %q, want none", ct)
 	}
 }
+
+func TestHeadOfUnknownSize(t *testing.T) {
+	fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
+		return answer{mediaType: "application/vnd.oci.image.index.v1+json", size: -1, source: tier.SourceUpstream, content: &fakeContent{}}, nil
+	}}
+	ts := startServer(t, Config{}, fc.get)
+	resp, body, err := ts.do(t, "HEAD", "/v2/app/manifests/v1", nil)
+	if err != nil || resp.StatusCode != 200 || len(body) != 0 {
+		t.Fatalf("HEAD: %v %d %q", err, resp.StatusCode, body)
+	}
+	if resp.ContentLength != -1 || resp.Header.Get("Accept-Ranges") != "" || resp.Header.Get("Docker-Content-Digest") != "" {
+		t.Errorf("Content-Length %d, Accept-Ranges %q, Docker-Content-Digest %q: want unknown, none, none",
+			resp.ContentLength, resp.Header.Get("Accept-Ranges"), resp.Header.Get("Docker-Content-Digest"))
+	}
+	// A GET answered without a body is a cache bug, never an empty 200.
+	resp, _, _ = ts.do(t, "GET", "/v2/app/manifests/v1", nil)
+	if resp.StatusCode != 500 {
+		t.Errorf("GET without body: status %d, want 500", resp.StatusCode)
+	}
+}
+
+func TestServerHeader(t *testing.T) {
+	for _, name := range []string{"", "cacheyd"} {
+		ts := startServer(t, Config{Name: name}, (&fakeCache{}).get)
+		resp, _, _ := ts.do(t, "GET", "/v2/", nil)
+		if got, ok := resp.Header["Server"]; (name == "" && ok) || (name != "" && (len(got) != 1 || got[0] != name)) {
+			t.Errorf("Name %q: Server header %q", name, got)
+		}
+	}
+}

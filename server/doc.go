@@ -7,13 +7,34 @@
 // line per request, and serves /metrics, /healthz and /readyz.
 //
 // Routing: a request's registry is its ?ns= parameter (containerd's mirror
-// protocol); else a host-like first path component (/v2/ghcr.io/org/app/...,
-// as CRI-O and podman mirrors send); else Config.DefaultRegistry (dockerd's
-// registry-mirrors). One-component Docker Hub names get library/.
+// protocol), and then the whole path is the repository name; else a
+// host-like first path component (/v2/ghcr.io/org/app/..., as CRI-O and
+// podman mirrors send); else Config.DefaultRegistry (dockerd's
+// registry-mirrors). One-component Docker Hub names get library/. The path
+// is taken as sent, never percent-decoded or cleaned: the distribution
+// grammar has no '%' and no "..", so such paths are refused, not
+// reinterpreted.
+//
+// Answers other than content:
+//
+//   - GET /v2/ is 200 "{}"; every /v2 response, errors too, carries
+//     Docker-Distribution-API-Version: registry/2.0.
+//   - Any method but GET and HEAD is 405 UNSUPPORTED (Allow: GET, HEAD):
+//     the cache is read-only, and a push learns so at its first request.
+//   - Uploads, tags/list and _catalog are 405 UNSUPPORTED with an empty
+//     Allow: the endpoints exist in the API, and none of their methods is
+//     enabled here. The referrers API is 404, which is how the OCI spec
+//     says "not supported" and makes clients fall back to the tag schema.
+//   - Paths that are no endpoint are 404 UNSUPPORTED.
+//   - Range: one range (bytes=N-, N-M, -N) is 206, a first byte past the
+//     end 416 RANGE_INVALID with "Content-Range: bytes */size"; several
+//     ranges or a malformed header are ignored (200), as RFC 9110 allows.
 //
 // The server is the only package that knows the HTTP library (fasthttp);
 // below it, everything speaks oci.Request, context.Context and io.Reader.
 // Bodies are streamed: a disk hit is sent with sendfile, a fill in flight as
 // it is written, and a body that fails part-way aborts the connection so
-// that a client never mistakes a short response for a whole one.
+// that a client never mistakes a short response for a whole one. The write
+// deadline moves with progress, so a long download is never cut off but a
+// client that stops reading is (see stream.go).
 package server

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 
 	"github.com/valyala/fasthttp"
@@ -55,6 +56,23 @@ func errDisabled(what string) error {
 // then fall back to the tag schema (sha256-<digest> tags), which is served
 // through the cache like any other manifest.
 var errNoReferrers = &oci.Error{Status: http.StatusNotFound, Code: oci.CodeUnsupported, Message: "the referrers API is not supported by this pull-through cache"}
+
+// readError is the answer to a request that could not be read at all,
+// given fasthttp's reason. The connection is closed after it.
+func readError(err error) *oci.Error {
+	var small *fasthttp.ErrSmallBuffer
+	var nerr net.Error
+	switch {
+	case errors.As(err, &small):
+		return &oci.Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: oci.CodeSizeInvalid, Message: "request header too large"}
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		// Only a push has a body worth the name.
+		return oci.ErrTooLarge("request body too large: this registry is a read-only pull-through cache")
+	case errors.As(err, &nerr) && nerr.Timeout():
+		return &oci.Error{Status: http.StatusRequestTimeout, Code: "UNKNOWN", Message: "request not received in time"}
+	}
+	return &oci.Error{Status: http.StatusBadRequest, Code: "UNKNOWN", Message: "malformed request"}
+}
 
 // errorJSON is the OCI distribution error body.
 type errorJSON struct {

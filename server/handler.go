@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -30,23 +31,20 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	switch {
 	case in.path == "/healthz":
 		x.kind, x.quiet = "health", true
-		s.serveText(ctx, x, &in, http.StatusOK, "ok\n")
+		serveText(ctx, &in, http.StatusOK, "ok\n")
 	case in.path == "/readyz":
 		x.kind, x.quiet = "health", true
 		if s.ready.Load() {
-			s.serveText(ctx, x, &in, http.StatusOK, "ready\n")
+			serveText(ctx, &in, http.StatusOK, "ready\n")
 		} else {
-			s.serveText(ctx, x, &in, http.StatusServiceUnavailable, "not ready\n")
+			serveText(ctx, &in, http.StatusServiceUnavailable, "not ready\n")
 		}
 	case in.path == "/metrics":
 		x.kind, x.quiet = "metrics", true
-		switch {
-		case s.promHandler == nil:
-			s.serveText(ctx, x, &in, http.StatusNotFound, "404 page not found\n")
-		case !isRead(in.method):
-			s.serveText(ctx, x, &in, http.StatusMethodNotAllowed, "method not allowed\n")
-		default:
+		if s.promHandler != nil && isRead(in.method) {
 			s.promHandler(ctx)
+		} else {
+			serveText(ctx, &in, http.StatusNotFound, "404 page not found\n")
 		}
 	case in.path == "/v2" || strings.HasPrefix(in.path, "/v2/"):
 		ctx.Response.Header.Set(apiVersionHeader, apiVersion)
@@ -57,13 +55,26 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// handleReadError answers a request fasthttp could not read (header too
+// large, body too large, too slow, malformed), with an access line like
+// any other.
+func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
+	x := &exchange{s: s, start: time.Now(), method: string(ctx.Method()), remote: ctx.RemoteAddr().String(), kind: "other"}
+	defer x.handled(ctx)
+	x.fail(ctx, readError(err))
+	x.err = err
+}
+
+var errNoBody = errors.New("server: cache answered a GET without a body")
+
 // isRead reports whether method is one cacheyd answers: GET or HEAD.
 func isRead(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead
 }
 
-// serveText answers the operational endpoints.
-func (s *Server) serveText(ctx *fasthttp.RequestCtx, x *exchange, in *incoming, status int, body string) {
+// serveText answers the operational endpoints: with status and body to a
+// GET or HEAD, with 405 to any other method.
+func serveText(ctx *fasthttp.RequestCtx, in *incoming, status int, body string) {
 	if !isRead(in.method) {
 		ctx.Response.Header.Set("Allow", "GET, HEAD")
 		status, body = http.StatusMethodNotAllowed, "method not allowed\n"
@@ -128,6 +139,12 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		return
 	}
 	x.source = ans.source.String()
+	if req.Method == http.MethodGet && !ans.hasBody {
+		// Headers with no body would read as empty content.
+		_ = ans.content.Close()
+		x.fail(ctx, errNoBody)
+		return
+	}
 	etag := ""
 	if ans.digest != "" {
 		etag = `"` + string(ans.digest) + `"`
@@ -194,9 +211,8 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 	case !ans.hasBody:
 		// The headers of a GET, Content-Length included, and no body:
 		// fasthttp skips the body of a HEAD and keeps our Content-Length.
-		if ans.size >= 0 {
-			h.SetContentLength(int(ans.size))
-		}
+		// An unknown size is announced as a GET would send it: chunked.
+		h.SetContentLength(int(max(ans.size, -1)))
 	case raw != nil:
 		ctx.Response.SetBodyRaw(raw)
 		x.sent = int64(len(raw))
@@ -210,6 +226,14 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		if f, ok := body.(*os.File); ok && n >= 0 {
 			ctx.Response.SetBodyStream(&fileStream{streamBase: base, file: f, size: n}, size)
 			return
+		}
+		// A window of a disk hit offers its file positioned at the window,
+		// so a Range is sent with sendfile too; base.body still closes it.
+		if fw, ok := body.(interface{ File() (*os.File, error) }); ok && n >= 0 {
+			if f, err := fw.File(); err == nil {
+				ctx.Response.SetBodyStream(&fileStream{streamBase: base, file: f, size: n}, size)
+				return
+			}
 		}
 		ctx.Response.SetBodyStream(&readerStream{base}, size)
 	}

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -194,5 +196,65 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{}).Validate(); err != nil {
 		t.Errorf("zero Config: %v", err)
+	}
+}
+
+// TestUnreadableRequests: requests fasthttp cannot read get an OCI error
+// and an access line too.
+func TestUnreadableRequests(t *testing.T) {
+	ts := startServer(t, Config{MaxHeaderBytes: 4096}, (&fakeCache{answer: memAnswer}).get)
+	tests := []struct {
+		name       string
+		raw        string
+		wantStatus int
+		wantCode   string
+	}{
+		{"header too large", "GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + strings.Repeat("t", 8000) + "\r\n\r\n", 431, oci.CodeSizeInvalid},
+		{"push body too large", "PUT /v2/app/blobs/uploads/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n", 413, oci.CodeSizeInvalid},
+		{"malformed", "GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400, "UNKNOWN"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := ts.ln.Dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, tt.raw); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.wantStatus || errorCode(t, body) != tt.wantCode {
+				t.Errorf("got %d %s, want %d %s", resp.StatusCode, body, tt.wantStatus, tt.wantCode)
+			}
+			if line := ts.logs.wait(t, i+1)[i]; line["status"] != int64(tt.wantStatus) || line["err"] == nil {
+				t.Errorf("access line %v", line)
+			}
+		})
+	}
+}
+
+// TestAbsoluteFormTarget: a request-target in absolute form (as sent to a
+// proxy) routes by its path, as sent.
+func TestAbsoluteFormTarget(t *testing.T) {
+	fc := &fakeCache{answer: memAnswer}
+	ts := startServer(t, Config{}, fc.get)
+	conn, err := ts.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET http://mirror.test/v2/alpine/manifests/latest?ns=docker.io HTTP/1.1\r\nHost: mirror.test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if reqs := fc.requests(); resp.StatusCode != 200 || len(reqs) != 1 || reqs[0].Repository != "library/alpine" {
+		t.Errorf("status %d, requests %+v", resp.StatusCode, reqs)
 	}
 }

@@ -35,11 +35,11 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err != nil {
-			return c, nil // not an IP connection (a pipe in tests): no limit
+		ta, ok := c.RemoteAddr().(*net.TCPAddr)
+		if !ok {
+			return c, nil // not a TCP connection (a pipe in tests): no limit
 		}
-		ip := ap.Addr().Unmap()
+		ip := ta.AddrPort().Addr().Unmap()
 		if l.acquire(ip) {
 			return &perIPConn{Conn: c, l: l, ip: ip}, nil
 		}

@@ -2,9 +2,12 @@ package server
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/valyala/fasthttp"
 
 	"github.com/cacheyd/cacheyd/oci"
 )
@@ -37,54 +40,59 @@ func TestParseAccept(t *testing.T) {
 	}
 }
 
-// FuzzParseAPI feeds the whole request parse with arbitrary path, ns,
-// Accept and Authorization: it must not panic, must refuse with a
-// registry's 4xx answer, and must never build a request whose registry is
-// not canonical or whose repository breaks the distribution grammar.
-func FuzzParseAPI(f *testing.F) {
-	seeds := []struct {
-		path, ns string
-		hasNS    bool
-	}{
-		{"/v2/alpine/manifests/latest", "", false},
-		{"/v2/alpine/manifests/latest", "docker.io", true},
-		{"/v2/team.name/app/blobs/" + string(digestA), "registry.example.com", true},
-		{"/v2/ghcr.io/org/app/manifests/v1", "", false},
-		{"/v2/docker.io/" + string(make([]byte, 250)) + "/manifests/x", "", false},
-		{"/v2/a/b/blobs/uploads/x", "", false},
-		{"/v2/../x/manifests/y", "[::1]:5000", true},
-		{"/v2/_catalog", "", false},
+// FuzzParseRequest feeds the whole request parse, from a request URI
+// (path and query, as fasthttp reads them) and headers to the oci.Request:
+// it must not panic, must refuse with a registry's 4xx answer, and must
+// never build a request whose registry is not canonical or whose repository
+// breaks the distribution grammar.
+func FuzzParseRequest(f *testing.F) {
+	for _, uri := range []string{
+		"/v2/alpine/manifests/latest",
+		"/v2/alpine/manifests/latest?ns=docker.io",
+		"/v2/team.name/app/blobs/" + string(digestA) + "?ns=registry.example.com&ns=other",
+		"/v2/ghcr.io/org/app/manifests/v1",
+		"/v2/docker.io/" + strings.Repeat("a", 250) + "/manifests/x",
+		"/v2/a/b/blobs/uploads/x",
+		"/v2/../x/manifests/y?ns=%5B::1%5D:5000",
+		"http://host/v2/a%2fb/manifests/y?ns=",
+		"/v2/_catalog",
+	} {
+		f.Add(uri, "application/json;q=1, */*", "Bearer x", "bytes=0-")
 	}
-	for _, s := range seeds {
-		f.Add(s.path, s.ns, s.hasNS, "application/json;q=1, */*", "Bearer x")
-	}
-	f.Fuzz(func(t *testing.T, path, ns string, hasNS bool, accept, auth string) {
-		in := &incoming{method: http.MethodGet, path: path, ns: ns, hasNS: hasNS, accept: []string{accept}, authorization: auth}
-		ar, err := parseAPI(in, oci.DockerHub)
+	f.Fuzz(func(t *testing.T, uri, accept, auth, rng string) {
+		var req fasthttp.Request
+		req.Header.SetMethod(http.MethodGet)
+		req.SetRequestURI(uri)
+		req.Header.Set("Accept", accept)
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Range", rng)
+		var ctx fasthttp.RequestCtx
+		ctx.Init(&req, nil, nil)
+		in := readIncoming(&ctx)
+		parseRange(in.rangeHeader, 1000)
+		ar, err := parseAPI(&in, oci.DockerHub)
 		if err != nil {
 			e, ok := oci.AsError(err)
 			if !ok || e.Status < 400 || e.Status > 499 || e.Code == "" {
-				t.Fatalf("parseAPI(%q): error %v is not a 4xx registry answer", path, err)
+				t.Fatalf("parseAPI(%q): error %v is not a 4xx registry answer", in.path, err)
 			}
 			return
 		}
 		if k := ar.path.Kind; k != oci.KindManifest && k != oci.KindBlob {
 			return
 		}
-		req := ar.req
-		if !oci.ValidName(req.Repository) {
-			t.Fatalf("parseAPI(%q, ns %q): repository %q fails the grammar", path, ns, req.Repository)
+		r := ar.req
+		if !oci.ValidName(r.Repository) {
+			t.Fatalf("%q: repository %q fails the grammar", uri, r.Repository)
 		}
-		if canon, err := oci.NormalizeRegistry(req.Registry); err != nil || canon != req.Registry {
-			t.Fatalf("parseAPI(%q, ns %q): registry %q not canonical (%q, %v)", path, ns, req.Registry, canon, err)
+		if canon, err := oci.NormalizeRegistry(r.Registry); err != nil || canon != r.Registry {
+			t.Fatalf("%q: registry %q not canonical (%q, %v)", uri, r.Registry, canon, err)
 		}
-		if req.Kind == oci.KindBlob && !req.Reference.IsDigest() {
-			t.Fatalf("parseAPI(%q): blob without a digest", path)
+		if r.Kind == oci.KindBlob && !r.Reference.IsDigest() {
+			t.Fatalf("%q: blob without a digest", uri)
 		}
-		for _, mt := range req.Accept {
-			if mt == "" {
-				t.Fatalf("empty media type from Accept %q", accept)
-			}
+		if slices.Contains(r.Accept, "") {
+			t.Fatalf("empty media type from Accept %q", accept)
 		}
 	})
 }

@@ -70,8 +70,9 @@ func newServer(cfg Config, get getFunc) *Server {
 	}
 	s.ready.Store(true)
 	s.http = &fasthttp.Server{
-		Handler: s.handle,
-		Name:    cfg.Name,
+		Handler:      s.handle,
+		ErrorHandler: s.handleReadError,
+		Name:         cfg.Name,
 		// No "Server: fasthttp" unless a Name is configured.
 		NoDefaultServerHeader: true,
 		// Every response sets its own Content-Type; a manifest of unknown

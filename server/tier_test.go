@@ -22,8 +22,10 @@ type origin struct {
 	types   map[oci.Digest]string
 	tags    map[string]oci.Digest
 	gets    int
-	corrupt bool       // flip a byte of every body
-	refuse  *oci.Error // answer every request with this
+	corrupt bool // flip a byte of every body
+	// gate, when set, holds every body after its first half until closed.
+	gate   chan struct{}
+	refuse *oci.Error // answer every request with this
 }
 
 func newOrigin() *origin {
@@ -61,6 +63,12 @@ func (o *origin) Fetch(_ context.Context, req *oci.Request) (*oci.Response, erro
 			body[len(body)/2] ^= 0xff
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
+		if gate := o.gate; gate != nil {
+			half := len(body) / 2
+			resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body[:half]),
+				readerFunc(func([]byte) (int, error) { <-gate; return 0, io.EOF }),
+				bytes.NewReader(body[half:])))
+		}
 	}
 	return resp, nil
 }
@@ -132,8 +140,9 @@ func TestThroughTier(t *testing.T) {
 			t.Errorf("%s: source %v, want %s", st.name, line["source"], st.wantSource)
 		}
 	}
-	if fileBytes, _ := spy.counts(); fileBytes != int64(len(blob)) {
-		t.Errorf("%d bytes sent from a file by ReadFrom, want the warm blob's %d", fileBytes, len(blob))
+	// The warm blob and the Range of the disk hit both go out with sendfile.
+	if fileBytes, _ := spy.counts(); fileBytes != int64(len(blob)+len(blob[1<<20:])) {
+		t.Errorf("%d bytes sent from a file by ReadFrom, want the warm blob's %d and its window's %d", fileBytes, len(blob), len(blob[1<<20:]))
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -179,5 +188,50 @@ func TestTierRefusalPassesThrough(t *testing.T) {
 	resp, got, err := ts.do(t, "GET", "/v2/org/private/blobs/"+string(digestA)+"?ns=registry.example.test", nil)
 	if err != nil || resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != challenge || !bytes.Equal(got, body) {
 		t.Errorf("got %v %d %q %q", err, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), got)
+	}
+}
+
+// TestBurstIsOneUpstreamFetch: clients that ask for the same cold blob at
+// once all stream the one fill: upstream sees one GET, every client gets
+// every byte.
+func TestBurstIsOneUpstreamFetch(t *testing.T) {
+	const clients = 16
+	o := newOrigin()
+	blob := make([]byte, 1<<20)
+	rand.Read(blob)
+	dg := o.add(blob, "")
+	o.gate = make(chan struct{})
+	ts := startServer(t, Config{}, tierAnswer(newTierCache(t, o)))
+	ts.client.Transport.(*http.Transport).MaxIdleConnsPerHost = clients
+
+	resps := make([]*http.Response, clients)
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		// Ends when the response headers arrive: the first half of the
+		// blob is written before the gate, so they are flushed.
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(dg), nil)
+			resps[i], errs[i] = ts.client.Do(req)
+		}()
+	}
+	wg.Wait() // every client is now reading the fill
+	close(o.gate)
+	for i, resp := range resps {
+		if errs[i] != nil {
+			t.Fatalf("client %d: %v", i, errs[i])
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(body, blob) {
+			t.Errorf("client %d: %d bytes, %v", i, len(body), err)
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gets != 1 {
+		t.Errorf("upstream saw %d GETs for %d clients, want 1", o.gets, clients)
 	}
 }

@@ -46,7 +46,9 @@ func (o *Object) Bytes() []byte { return o.data }
 
 // Body returns a reader of length bytes from offset (length -1: to the end).
 // For a whole-object read of a disk hit it returns the *os.File itself, so an
-// HTTP server can use sendfile. Reading a fill in flight blocks until the
+// HTTP server can use sendfile; for a window of a disk hit, a reader with a
+// method File() (*os.File, error) that gives the file positioned at the
+// window, for the same purpose. Reading a fill in flight blocks until the
 // bytes are written and fails if the fill fails; the last byte of a fill is
 // released only after the digest is verified.
 func (o *Object) Body(offset, length int64) (io.ReadCloser, error) {
@@ -109,6 +111,17 @@ type sectionFile struct {
 }
 
 func (s *sectionFile) Close() error { return s.f.Close() }
+
+// File returns the underlying file positioned at the window's start, for a
+// server that sends the window with sendfile; the caller then reads exactly
+// the window's length from it instead of reading s, and still closes s.
+func (s *sectionFile) File() (*os.File, error) {
+	_, off, _ := s.Outer()
+	if _, err := s.f.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return s.f, nil
+}
 
 // skipReader discards skip bytes of r, then reads at most n (n < 0: all).
 type skipReader struct {
