@@ -87,6 +87,8 @@ type Cache struct {
 	mu    sync.Mutex // guards fills
 	fills map[fillKey]*fill
 
+	private *privacy // marks of content fetched only with client credentials
+
 	tagFlight singleflight.Group // one upstream tag lookup per tag at a time
 }
 
@@ -95,6 +97,9 @@ type Cache struct {
 type fillKey struct {
 	digest   oci.Digest
 	manifest bool
+	// cred is set for a fill made with a client's credentials (see
+	// private.go): only requests with the same credential join it.
+	cred string
 }
 
 // New opens the cache in cfg.Dir: pending leftovers of an earlier run are
@@ -137,7 +142,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	return &Cache{
 		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel,
-		fills: map[fillKey]*fill{},
+		fills: map[fillKey]*fill{}, private: newPrivacy(d.privateEntries()),
 	}, nil
 }
 
@@ -166,10 +171,30 @@ func (c *Cache) Get(ctx context.Context, req *oci.Request) (*Object, error) {
 }
 
 // getDigest answers for immutable content: memory → disk → a fill in
-// flight → a new fill.
+// flight → a new fill. Private content is served only once authorized.
 func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error) {
-	dg := req.Reference.Digest
-	key := fillKey{dg, req.Kind == oci.KindManifest}
+	if c.private.marked(req.Reference.Digest) {
+		if err := c.authorize(ctx, req); err != nil {
+			return nil, err
+		}
+	}
+	key := fillKey{digest: req.Reference.Digest, manifest: req.Kind == oci.KindManifest}
+	return c.serveDigest(ctx, req, key)
+}
+
+// privateFill serves req from a fill made with the client's credentials,
+// once upstream has accepted them for this repository and digest.
+func (c *Cache) privateFill(ctx context.Context, req *oci.Request, key fillKey) (*Object, error) {
+	if err := c.authorize(ctx, req); err != nil {
+		return nil, err
+	}
+	key.cred = credID(req.Authorization)
+	return c.serveDigest(ctx, req, key)
+}
+
+// serveDigest looks up and fills under key.
+func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) (*Object, error) {
+	dg := key.digest
 	head := req.Method == http.MethodHead
 	if obj := c.fromTiers(dg, key.manifest, head); obj != nil {
 		if key.manifest && !accepts(req.Accept, obj.MediaType) {
@@ -181,6 +206,9 @@ func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error
 	}
 	if head {
 		return c.head(ctx, req, key)
+	}
+	if key.cred == "" && req.Authorization != "" && c.private.recentlyRefused(req.Registry+"/"+req.Repository) {
+		return c.privateFill(ctx, req, key)
 	}
 	f, isNew := c.joinOrStart(req, key)
 	if f == nil {
@@ -202,8 +230,14 @@ func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error
 	if err := f.waitReady(ctx); err != nil {
 		f.release()
 		switch {
-		case refused(err) && req.Authorization != "":
-			return c.passThrough(ctx, req)
+		case refused(err) && key.cred == "":
+			c.private.refuse(req.Registry + "/" + req.Repository)
+			if req.Authorization == "" {
+				return nil, err // upstream's challenge, for the client to answer
+			}
+			// Upstream refuses cacheyd: fill with the client's own
+			// credentials and keep the result marked private.
+			return c.privateFill(ctx, req, key)
 		case errors.Is(err, errNoRoom):
 			// The disk cannot take it; the pull must not fail for that.
 			return c.streamUncached(ctx, req, err)
@@ -275,7 +309,10 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	c.m.FillsInFlight.Inc()
 	c.wg.Add(1)
 	origin := *req
-	origin.Method, origin.Authorization, origin.Offset = http.MethodGet, "", 0
+	origin.Method, origin.Offset = http.MethodGet, 0
+	if key.cred == "" {
+		origin.Authorization = "" // as cacheyd itself
+	}
 	// Stopped by the fill's end: success, upstream failure, its timeout or
 	// Close cancelling c.ctx.
 	go c.runFill(f, key, &origin)

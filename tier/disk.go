@@ -20,6 +20,9 @@ import (
 //
 //	blobs/<alg>/<hex[:2]>/<hex>        committed content, named by its digest
 //	blobs/<alg>/<hex[:2]>/<hex>.type   the manifest media type, when known
+//	blobs/<alg>/<hex[:2]>/<hex>.private  the registry/repository lines where
+//	                                   it was fetched only with a client's
+//	                                   credentials (see private.go)
 //	pending/<random>                   fills being written
 //
 // Content is only ever renamed into blobs/ after its digest was verified, so
@@ -28,7 +31,8 @@ import (
 const (
 	blobsDir   = "blobs"
 	pendingDir = "pending"
-	typeSuffix = ".type"
+	typeSuffix    = ".type"
+	privateSuffix = ".private"
 )
 
 // diskEntry is the index's record of one committed object.
@@ -36,6 +40,9 @@ type diskEntry struct {
 	digest    oci.Digest
 	size      int64
 	mediaType string
+	// private lists "registry/repository" where the content was fetched
+	// only with a client's credentials; nil for public content.
+	private []string
 }
 
 // disk is the content-addressed disk tier with least-recently-used eviction.
@@ -112,6 +119,7 @@ type loaded struct {
 func (d *disk) load() error {
 	var found []loaded
 	types := map[oci.Digest]string{}
+	private := map[oci.Digest][]string{}
 	root := filepath.Join(d.dir, blobsDir)
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -126,16 +134,21 @@ func (d *disk) load() error {
 			return os.Remove(p)
 		}
 		name, isType := strings.CutSuffix(parts[2], typeSuffix)
+		name, isPrivate := strings.CutSuffix(name, privateSuffix)
 		dg, perr := oci.ParseDigest(parts[0] + ":" + name)
 		if perr != nil || !strings.HasPrefix(name, parts[1]) || len(parts[1]) != 2 {
 			return os.Remove(p)
 		}
-		if isType {
+		if isType || isPrivate {
 			b, rerr := os.ReadFile(p)
 			if rerr != nil {
 				return rerr
 			}
-			types[dg] = string(b)
+			if isType {
+				types[dg] = string(b)
+			} else {
+				private[dg] = strings.Fields(string(b))
+			}
 			return nil
 		}
 		info, ierr := de.Info()
@@ -153,13 +166,17 @@ func (d *disk) load() error {
 	defer d.mu.Unlock()
 	for _, f := range found {
 		e := f.e
-		e.mediaType = types[e.digest]
+		e.mediaType, e.private = types[e.digest], private[e.digest]
 		delete(types, e.digest)
+		delete(private, e.digest)
 		d.index[e.digest] = d.lru.PushFront(&e)
 		d.used += e.size
 	}
 	for dg := range types { // sidecars whose content is gone
 		_ = os.Remove(d.path(dg) + typeSuffix)
+	}
+	for dg := range private {
+		_ = os.Remove(d.path(dg) + privateSuffix)
 	}
 	d.evictLocked()
 	return nil
@@ -241,6 +258,13 @@ func (d *disk) commit(pending string, e diskEntry, reserved int64) error {
 			return fmt.Errorf("disk: commit %s: %w", e.digest.Short(), err)
 		}
 	}
+	// The privacy mark goes first too: content must never be on disk
+	// without its mark, or a restart would make it public.
+	if e.private != nil {
+		if err := writeFileAtomic(final+privateSuffix, []byte(strings.Join(e.private, "\n")+"\n")); err != nil {
+			return fmt.Errorf("disk: commit %s: %w", e.digest.Short(), err)
+		}
+	}
 	if err := os.Rename(pending, final); err != nil {
 		return fmt.Errorf("disk: commit %s: %w", e.digest.Short(), err)
 	}
@@ -255,6 +279,10 @@ func (d *disk) commit(pending string, e diskEntry, reserved int64) error {
 		}
 		d.used -= old.size
 		d.lru.Remove(el)
+	}
+	if e.private == nil {
+		// Fetched as cacheyd: public now, whatever it was before.
+		_ = removeQuiet(final + privateSuffix)
 	}
 	d.index[e.digest] = d.lru.PushFront(&e)
 	d.used += e.size
@@ -276,6 +304,7 @@ func (d *disk) evictLocked() {
 		p := d.path(e.digest)
 		_ = os.Remove(p)
 		_ = os.Remove(p + typeSuffix)
+		_ = os.Remove(p + privateSuffix)
 		d.lru.Remove(el)
 		delete(d.index, e.digest)
 		d.used -= e.size
@@ -312,4 +341,17 @@ func removeQuiet(p string) error {
 		return err
 	}
 	return nil
+}
+
+// privateEntries lists the committed objects that carry a privacy mark.
+func (d *disk) privateEntries() map[oci.Digest][]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[oci.Digest][]string{}
+	for dg, el := range d.index {
+		if p := el.Value.(*diskEntry).private; p != nil {
+			out[dg] = p
+		}
+	}
+	return out
 }

@@ -64,10 +64,21 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 			mediaType = oci.SniffManifestMediaType(w.keep.Bytes())
 		}
 	}
+	var private []string // fetched with a client's credentials: marked
+	if req.Authorization != "" {
+		private = []string{req.Registry + "/" + req.Repository}
+	}
 	if err == nil {
-		err = c.disk.commit(f.file.Name(), diskEntry{digest: f.digest, size: w.n, mediaType: mediaType}, w.reserved)
+		if private != nil {
+			// Marked before it is visible: no request may find it unmarked.
+			c.private.set(f.digest, true)
+		}
+		err = c.disk.commit(f.file.Name(), diskEntry{digest: f.digest, size: w.n, mediaType: mediaType, private: private}, w.reserved)
 		if err == nil {
 			w.reserved = 0
+			if private == nil {
+				c.private.set(f.digest, false)
+			}
 		}
 	}
 	if err != nil {

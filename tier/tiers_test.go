@@ -241,37 +241,79 @@ func TestHeadNeverGets(t *testing.T) {
 	}
 }
 
-// TestPassThroughWithClientCredentials: content upstream refuses to cacheyd
-// is streamed with the client's own Authorization and never cached; without
-// credentials the client gets upstream's challenge.
-func TestPassThroughWithClientCredentials(t *testing.T) {
+// TestPrivateContentOnlyForAcceptedCredentials: content upstream refuses
+// to cacheyd is fetched with the client's own credentials and cached, but
+// marked: it is served from the cache only to credentials upstream accepts
+// (checked with one HEAD, remembered), and never to anyone else, across a
+// restart too.
+func TestPrivateContentOnlyForAcceptedCredentials(t *testing.T) {
 	o := newFakeOrigin()
 	data := randomBytes(t, 10<<10)
 	dg := o.add(data, "")
 	o.set(func(o *fakeOrigin) { o.private = "Bearer secret" })
-	c := newTestCache(t, o, nil)
+	dir := t.TempDir()
+	c := newTestCache(t, o, func(cfg *Config) { cfg.Dir = dir })
+	as := func(c *Cache, auth string) (*Object, error) {
+		req := blobReq(dg)
+		req.Authorization = auth
+		return c.Get(t.Context(), req)
+	}
+	refusedWith401 := func(err error) bool {
+		e, ok := oci.AsError(err)
+		return ok && e.Status == http.StatusUnauthorized && e.Challenge != ""
+	}
 
-	_, err := c.Get(t.Context(), blobReq(dg))
-	e, ok := oci.AsError(err)
-	if !ok || e.Status != http.StatusUnauthorized || e.Challenge == "" {
+	if _, err := as(c, ""); !refusedWith401(err) {
 		t.Fatalf("anonymous request to a private blob: %v, want 401 with challenge", err)
 	}
-	req := blobReq(dg)
-	req.Authorization = "Bearer secret"
-	obj, err := c.Get(t.Context(), req)
+	obj, err := as(c, "Bearer secret")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if obj.Source != SourcePassThrough {
-		t.Errorf("source %v, want passthrough", obj.Source)
-	}
 	if got, err := readAll(t, obj); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("pass-through body: %v", err)
+		t.Fatalf("credentialed fill: %v", err)
 	}
 	c.wg.Wait()
-	if _, ok := c.disk.lookup(dg); ok {
-		t.Error("content fetched with client credentials was cached")
+	c.mem.wait()
+	if n := o.count(http.MethodGet, oci.KindBlob, string(dg)); n != 2 {
+		t.Errorf("upstream GETs = %d, want 2 (refused as cacheyd, then with the credential)", n)
 	}
+
+	for _, tt := range []struct{ name, auth string }{{"anonymous", ""}, {"another credential", "Bearer other"}} {
+		if _, err := as(c, tt.auth); !refusedWith401(err) {
+			t.Errorf("%s after a private fill: %v, want upstream's 401", tt.name, err)
+		}
+	}
+	heads := o.count(http.MethodHead, oci.KindBlob, string(dg))
+	for range 3 {
+		obj, err := as(c, "Bearer secret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := readAll(t, obj); err != nil || !bytes.Equal(got, data) || (obj.Source != SourceMemory && obj.Source != SourceDisk) {
+			t.Fatalf("accepted credential: source %v, err %v", obj.Source, err)
+		}
+	}
+	if n := o.count(http.MethodHead, oci.KindBlob, string(dg)) - heads; n != 0 {
+		t.Errorf("accepted credential: %d more upstream HEADs, want 0 (remembered)", n)
+	}
+	if n := o.count(http.MethodGet, oci.KindBlob, string(dg)); n != 2 {
+		t.Errorf("upstream GETs = %d, want still 2", n)
+	}
+
+	// The mark survives a restart.
+	c.Close()
+	c2 := newTestCache(t, o, func(cfg *Config) { cfg.Dir = dir })
+	if _, err := as(c2, ""); !refusedWith401(err) {
+		t.Errorf("anonymous after restart: %v, want 401", err)
+	}
+	// And content that becomes public is public.
+	o.set(func(o *fakeOrigin) { o.private = "" })
+	obj, err = as(c2, "")
+	if err != nil {
+		t.Fatalf("after the repository went public: %v", err)
+	}
+	obj.Close()
 }
 
 func failOrigin(_ context.Context, req *oci.Request) (*oci.Response, error) {
