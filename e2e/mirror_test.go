@@ -89,7 +89,7 @@ func TestPullThroughCacheyd(t *testing.T) {
 		// The memory tier is gone with the process; the disk tier stays.
 		// The new process listens on another port, so the new node's
 		// hosts dir names that one.
-		cy.Stop(t)
+		cy.stop(t)
 		restarted := startCacheyd(t, bin, args...)
 		hosts := t.TempDir()
 		containerdtest.WriteHostsDir(t, hosts, up.Host(), restarted.url())

@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// errExited is a daemon that exited before the test stopped it.
+var errExited = errors.New("exited during the test")
+
 // maxSocketPath keeps the gRPC socket path under the kernel's limit for
 // unix socket addresses (108 bytes on Linux, including the final NUL).
 const maxSocketPath = 100
@@ -96,7 +99,7 @@ func StartWith(t testing.TB, cfg Config) *Containerd {
 	t.Cleanup(func() {
 		// A daemon that died is worth a failure of its own, unless the
 		// test has already failed (most likely because of that).
-		if err := c.stop(); err != nil && !t.Failed() {
+		if err := c.stop(); err != nil && !(errors.Is(err, errExited) && t.Failed()) {
 			t.Errorf("containerdtest: %v", err)
 		}
 		if t.Failed() {
@@ -108,7 +111,7 @@ func StartWith(t testing.TB, cfg Config) *Containerd {
 	if err != nil {
 		t.Fatalf("containerdtest: %v", err) // the cleanup logs the daemon's log
 	}
-	t.Logf("containerd pid %d on %s:\n%s", c.cmd.Process.Pid, c.Address, version)
+	t.Logf("containerd %s, pid %d, socket %s", serverVersion(version), c.cmd.Process.Pid, c.Address)
 	return c
 }
 
@@ -164,7 +167,7 @@ func (c *Containerd) waitReady(timeout time.Duration) (string, error) {
 func (c *Containerd) stop() error {
 	select {
 	case <-c.exited:
-		return fmt.Errorf("containerd (pid %d) exited during the test: %v", c.cmd.Process.Pid, c.waitErr)
+		return fmt.Errorf("containerd (pid %d) %w: %v", c.cmd.Process.Pid, errExited, c.waitErr)
 	default:
 	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -209,6 +212,21 @@ func (c *Containerd) run(ctx context.Context, args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("ctr %s: %w\nstderr:\n%s", strings.Join(args, " "), err, tail(stderr.String(), 40))
 	}
 	return stdout.String(), nil
+}
+
+// serverVersion picks the daemon's version out of `ctr version` output,
+// whose Server section follows the Client one.
+func serverVersion(out string) string {
+	_, server, ok := strings.Cut(out, "Server:")
+	if !ok {
+		return "(unknown version)"
+	}
+	for line := range strings.Lines(server) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Version:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "(unknown version)"
 }
 
 // LogTail returns the last n lines of the daemon's log.

@@ -15,6 +15,7 @@
 // mirror as a [host] table. containerd adds ?ns=<registry> to every request it
 // sends to a mirror.
 //
-// When containerd or ctr is not installed, the tests that need them are
-// skipped with a message, unless CI=true, where they fail instead.
+// When containerd or ctr is not installed, or the test does not run as root,
+// the tests that need them are skipped with a message, unless CI=true, where
+// they fail instead.
 package containerdtest
