@@ -29,8 +29,8 @@ import (
 // whatever is there is right. Names come only from validated digests, never
 // from anything a client typed.
 const (
-	blobsDir   = "blobs"
-	pendingDir = "pending"
+	blobsDir      = "blobs"
+	pendingDir    = "pending"
 	typeSuffix    = ".type"
 	privateSuffix = ".private"
 )
