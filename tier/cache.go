@@ -39,6 +39,10 @@ type Config struct {
 	// FillTimeout bounds one fill from its upstream request to its last
 	// byte. Zero means 30 minutes.
 	FillTimeout time.Duration
+	// FillIdleTimeout abandons an upstream transfer that sends nothing for
+	// this long; the fill then resumes (or retries) like after a reset.
+	// Zero means 30s.
+	FillIdleTimeout time.Duration
 	// FillRetries is how many failed attempts in a row a fill survives
 	// (unreachable, 5xx, 429, a body cut short); an attempt that wrote
 	// bytes does not count. Zero means 4; negative, none.
@@ -58,6 +62,7 @@ const (
 	defaultTagStaleMax     = 24 * time.Hour
 	defaultFillTimeout     = 30 * time.Minute
 	defaultFillRetries     = 4
+	defaultFillIdleTimeout = 30 * time.Second
 	defaultRetryBackoff    = 200 * time.Millisecond
 	// tagTimeout bounds one upstream tag resolution, which is shared by
 	// every request waiting for it and so does not run on any one of
@@ -116,6 +121,9 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	}
 	if cfg.FillTimeout == 0 {
 		cfg.FillTimeout = defaultFillTimeout
+	}
+	if cfg.FillIdleTimeout == 0 {
+		cfg.FillIdleTimeout = defaultFillIdleTimeout
 	}
 	if cfg.FillRetries == 0 {
 		cfg.FillRetries = defaultFillRetries

@@ -38,6 +38,10 @@ type fakeOrigin struct {
 	// an unexpected EOF after cutAfter bytes of the body.
 	cutAfter int64
 	cutCount int
+	// hangAfter, when hangCount > 0, makes the next hangCount GET bodies
+	// send hangAfter bytes and then nothing until the request is cancelled.
+	hangAfter int64
+	hangCount int
 	// offsets records the Offset of every GET.
 	offsets []int64
 }
@@ -81,7 +85,7 @@ func (o *fakeOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response
 	o.mu.Lock()
 	o.calls[req.Method+" "+req.Kind.String()+" "+req.Reference.String()]++
 	gate, corrupt, private, fail := o.gate, o.corrupt, o.private, o.fail
-	cut := int64(-1)
+	cut, hang := int64(-1), int64(-1)
 	if req.Method == http.MethodGet {
 		o.offsets = append(o.offsets, req.Offset)
 		if o.failCount > 0 {
@@ -91,6 +95,10 @@ func (o *fakeOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response
 		if o.cutCount > 0 {
 			o.cutCount--
 			cut = o.cutAfter
+		}
+		if o.hangCount > 0 {
+			o.hangCount--
+			hang = o.hangAfter
 		}
 	}
 	ref := req.Reference.String()
@@ -117,6 +125,19 @@ func (o *fakeOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response
 	resp.Offset = req.Offset
 	if corrupt && len(data) > 0 {
 		data[len(data)/2] ^= 0xff
+	}
+	if hang >= 0 && hang < int64(len(data)) {
+		pr, pw := io.Pipe()
+		// Stops when the request's context ends.
+		go func() {
+			if _, err := pw.Write(data[:hang]); err != nil {
+				return
+			}
+			<-ctx.Done()
+			pw.CloseWithError(ctx.Err())
+		}()
+		resp.Body = pr
+		return resp, nil
 	}
 	if cut >= 0 && cut < int64(len(data)) {
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data[:cut]), errReader{io.ErrUnexpectedEOF}))

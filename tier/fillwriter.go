@@ -123,24 +123,66 @@ func (w *fillWriter) transfer(ctx context.Context) error {
 }
 
 // attempt makes one upstream request from byte w.n on and copies its body.
+// An attempt whose upstream sends nothing for Config.FillIdleTimeout is
+// abandoned and resumed like a cut body: a connection that hangs must not
+// hold every reader until the fill timeout.
 func (w *fillWriter) attempt(ctx context.Context) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(w.c.cfg.FillIdleTimeout, func() { cancel(errUpstreamIdle) })
+	defer idle.Stop()
+
 	req := w.req
 	req.Offset = w.n
-	resp, err := w.c.origin.Fetch(ctx, &req)
+	resp, err := w.c.origin.Fetch(actx, &req)
 	if err != nil {
-		return err
+		return idleOr(actx, err)
 	}
 	defer resp.Body.Close()
 	if err := w.accept(resp); err != nil {
 		return err
 	}
+	body := &idleReader{r: resp.Body, idle: idle, d: w.c.cfg.FillIdleTimeout}
 	// An upstream that ignored the Range starts from 0: skip what we have.
 	if skip := w.n - resp.Offset; skip > 0 {
-		if _, err := io.CopyN(io.Discard, resp.Body, skip); err != nil {
-			return &upstreamReadError{fmt.Errorf("skipping %d bytes already written: %w", skip, err)}
+		if _, err := io.CopyN(io.Discard, body, skip); err != nil {
+			return &upstreamReadError{fmt.Errorf("skipping %d bytes already written: %w", skip, idleOr(actx, err))}
 		}
 	}
-	return w.copy(resp.Body)
+	if err := w.copy(body); err != nil {
+		var re *upstreamReadError
+		if errors.As(err, &re) {
+			re.err = idleOr(actx, re.err)
+		}
+		return err
+	}
+	return nil
+}
+
+// errUpstreamIdle is why an attempt was abandoned for sending nothing.
+var errUpstreamIdle = errors.New("upstream sent nothing within the fill idle timeout")
+
+// idleOr names the idle timeout as the cause of err when it was.
+func idleOr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, errUpstreamIdle) {
+		return &upstreamReadError{fmt.Errorf("%w: %w", cause, err)}
+	}
+	return err
+}
+
+// idleReader pushes the idle deadline back whenever upstream sends bytes.
+type idleReader struct {
+	r    io.Reader
+	idle *time.Timer
+	d    time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.idle.Reset(r.d)
+	}
+	return n, err
 }
 
 // accept checks an upstream answer and, the first time, opens the pending

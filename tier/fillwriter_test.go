@@ -106,3 +106,26 @@ func TestRetryAfterTooLongFailsFast(t *testing.T) {
 		t.Fatalf("err = %v, want the 429 passed on", err)
 	}
 }
+
+// TestHungUpstreamIsResumed: an upstream that stops sending mid-body is
+// abandoned after the idle timeout and the fill resumes from where it was.
+func TestHungUpstreamIsResumed(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 512<<10)
+	dg := o.add(data, "")
+	o.set(func(o *fakeOrigin) { o.hangAfter, o.hangCount = 200<<10, 1 })
+	c := newTestCache(t, o, func(cfg *Config) {
+		cfg.FillIdleTimeout = 200 * time.Millisecond
+		cfg.RetryBackoff = time.Millisecond
+	})
+	if got := fillAndWait(t, c, blobReq(dg)); !bytes.Equal(got, data) {
+		t.Fatal("body after a hung attempt differs")
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	// Normally [0, 200 KiB]; a loaded machine may idle out an attempt more
+	// than once, but every resume starts from bytes already written.
+	if len(o.offsets) < 2 || o.offsets[0] != 0 || o.offsets[len(o.offsets)-1] != 200<<10 {
+		t.Errorf("GET offsets %v, want 0 first and a resume from %d last", o.offsets, 200<<10)
+	}
+}
