@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/cacheyd/cacheyd/internal/registrytest"
@@ -60,7 +61,7 @@ func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, pl
 			platWants []object
 		)
 		for _, p := range img.Platforms {
-			built, err := buildImage(p, img.Layers, shared)
+			built, err := buildImage(up, p, img.Layers, shared)
 			if err != nil {
 				return nil, fmt.Errorf("image %s:%s: %w", img.Repository, img.Tag, err)
 			}
@@ -115,8 +116,9 @@ func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, pl
 }
 
 // buildImage makes an OCI image for platform with random layers of the
-// given sizes, reusing (and filling) shared for named layers.
-func buildImage(platform string, layers []Layer, shared map[string]v1.Layer) (v1.Image, error) {
+// given sizes, reusing (and filling) shared for named layers. The layers
+// are stored upstream at once, without a copy.
+func buildImage(up *registrytest.Registry, platform string, layers []Layer, shared map[string]v1.Layer) (v1.Image, error) {
 	plat, err := v1.ParsePlatform(platform)
 	if err != nil {
 		return nil, fmt.Errorf("platform %q: %w", platform, err)
@@ -128,9 +130,14 @@ func buildImage(platform string, layers []Layer, shared map[string]v1.Layer) (v1
 			ls[i] = shared[key]
 			continue
 		}
-		if ls[i], err = registrytest.RandomLayer(int64(l.Size)); err != nil {
+		b, err := registrytest.RandomTar(int64(l.Size))
+		if err != nil {
 			return nil, err
 		}
+		if _, err := up.PutBlob(b); err != nil {
+			return nil, err
+		}
+		ls[i] = static.NewLayer(b, types.OCIUncompressedLayer)
 		if l.Shared != "" {
 			shared[key] = ls[i]
 		}

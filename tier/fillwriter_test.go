@@ -125,7 +125,7 @@ func TestHungUpstreamIsResumed(t *testing.T) {
 	defer o.mu.Unlock()
 	// Normally [0, 200 KiB]; a loaded machine may idle out an attempt more
 	// than once, but every resume starts from bytes already written.
-	if len(o.offsets) < 2 || o.offsets[0] != 0 || o.offsets[len(o.offsets)-1] != 200<<10 {
-		t.Errorf("GET offsets %v, want 0 first and a resume from %d last", o.offsets, 200<<10)
+	if len(o.offsets) < 2 || o.offsets[0] != 0 || o.offsets[len(o.offsets)-1] < 200<<10 {
+		t.Errorf("GET offsets %v, want 0 first and a resume from at least %d last", o.offsets, 200<<10)
 	}
 }

@@ -19,6 +19,8 @@ type cli struct {
 
 	Serve   serveCmd   `cmd:"" default:"withargs" help:"Serve the cache (the default when no command is given)."`
 	Version versionCmd `cmd:"" help:"Print the version and exit."`
+	Bench   benchCmd   `cmd:"" help:"Measure node bursts pulling through cacheyd against a fake Docker Hub (see bench/README.md)."`
+	Warm    warmCmd    `cmd:"" help:"Pull images through a running cacheyd before a scale-up (cacheyd warm IMAGE... or --file list.txt)."`
 }
 
 func main() {

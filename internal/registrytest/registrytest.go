@@ -94,7 +94,7 @@ func NewServer(opts Options) (*Registry, error) {
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	blobs := registry.NewInMemoryBlobHandler()
+	blobs := newMemBlobs()
 	r := &Registry{
 		opts:   opts,
 		blobs:  blobs,

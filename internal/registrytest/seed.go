@@ -198,6 +198,16 @@ func randomLayer(t testing.TB, size int64) v1.Layer {
 // size random bytes, so the blob is less than 2 KiB over size and its digest
 // equals its diff ID. Every call makes different content.
 func RandomLayer(size int64) (v1.Layer, error) {
+	b, err := RandomTar(size)
+	if err != nil {
+		return nil, err
+	}
+	return static.NewLayer(b, types.OCIUncompressedLayer), nil
+}
+
+// RandomTar returns the content of a RandomLayer: a tar holding one file of
+// size random bytes.
+func RandomTar(size int64) ([]byte, error) {
 	var seed [32]byte
 	crand.Read(seed[:])
 	var buf bytes.Buffer
@@ -213,5 +223,5 @@ func RandomLayer(size int64) (v1.Layer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registrytest: random layer: %w", err)
 	}
-	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer), nil
+	return buf.Bytes(), nil
 }
