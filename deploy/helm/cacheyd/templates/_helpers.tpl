@@ -1,0 +1,38 @@
+{{/* The chart's name, as the app.kubernetes.io/name label. */}}
+{{- define "cacheyd.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Objects are named after the release; "cacheyd" for a release of that name. */}}
+{{- define "cacheyd.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cacheyd.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cacheyd.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: cache
+{{- end -}}
+
+{{- define "cacheyd.labels" -}}
+{{ include "cacheyd.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "cacheyd.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "cacheyd.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cacheyd.daemonset" -}}
+{{- if eq .Values.kind "DaemonSet" -}}true{{- else if ne .Values.kind "Deployment" -}}{{- fail "kind must be Deployment or DaemonSet" -}}{{- end -}}
+{{- end -}}

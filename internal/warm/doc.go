@@ -1,0 +1,18 @@
+// Package warm pulls images through a running cacheyd before they are
+// needed, so that a later burst of nodes finds every manifest and blob in
+// the cache.
+//
+// It asks cacheyd exactly what containerd would: a HEAD of the tag, a GET of
+// the manifest (and of each chosen platform's manifest in an index) by
+// digest, and a GET of the config and every layer, each with ?ns=<registry>.
+// Every body is read to the end and checked against its digest, then thrown
+// away; nothing is stored locally.
+//
+// Whether a byte was already cached cannot be read from cacheyd's answers:
+// a hit and a fill look the same to a client. So the split is taken from
+// cacheyd's own counter cacheyd_upstream_bytes_total, read from /metrics
+// before and after: what it grew by is what cacheyd fetched from upstream
+// while the warm ran, and the rest of what the warm received was already
+// cached. Other clients pulling uncached content at the same time inflate
+// the fetched figure; when /metrics cannot be read the split is unknown.
+package warm
