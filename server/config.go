@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
@@ -50,16 +51,42 @@ type Config struct {
 	IdleTimeout time.Duration
 
 	// MaxConns bounds the connections served at once; beyond it new
-	// connections are answered 503 and closed. Zero means 16384.
+	// connections are answered 503 UNAVAILABLE (OCI error JSON; over TLS
+	// they are closed without an answer) and closed. Zero means 16384.
 	MaxConns int
-	// MaxConnsPerIP bounds the connections from one client address. Zero
-	// means unlimited, which suits a cache that nodes reach through a
-	// Service (source NAT can make many nodes one address).
+	// MaxConnsPerIP bounds the connections from one client address, refused
+	// as MaxConns refuses. Zero means unlimited, which suits a cache that
+	// nodes reach through a Service (source NAT can make many nodes one
+	// address).
 	MaxConnsPerIP int
-	// MaxHeaderBytes bounds a request's header section; a request with more
-	// is answered 431. Bearer tokens of some registries run to several KiB.
-	// Zero means 16 KiB.
+	// MaxHeaderBytes bounds a request's header section, request line
+	// included; a request with more is answered 431. Bearer tokens of some
+	// registries run to several KiB. Zero means 16 KiB.
 	MaxHeaderBytes int
+
+	// Registries restricts the server to these registries (names as
+	// oci.ParseRegistryList takes them): a request for any other is
+	// answered 403 DENIED before the cache is asked, so nothing is fetched
+	// and nothing cached is served. DefaultRegistry must be one of them.
+	// Empty serves every registry.
+	Registries []string
+
+	// ClientTokens, when set, admit to the registry API (/v2) only requests
+	// whose TokenHeader is one of them; others are answered 401
+	// UNAUTHORIZED. Each token is at least MinClientTokenLength characters
+	// of visible ASCII; several allow a rotation. The Authorization header
+	// is not used for this: it carries the client's own registry
+	// credentials, passed upstream. /healthz and /readyz stay open, and so
+	// does /metrics unless GuardMetrics is set. Nil admits every request.
+	ClientTokens []string
+	// GuardMetrics puts /metrics behind ClientTokens too. False leaves it
+	// open; it holds counts by registry, tier and status, no repository
+	// names or digests.
+	GuardMetrics bool
+
+	// TLS, when set, makes Serve speak HTTPS with it (certificates, minimum
+	// version); the server offers HTTP/1.1 only. Nil serves plain HTTP.
+	TLS *tls.Config
 }
 
 // Defaults.
@@ -75,12 +102,27 @@ const (
 	maxRequestBodyBytes = 8 << 10
 )
 
-// Validate reports a Config that New would refuse: negative limits or a
-// DefaultRegistry that is not a registry name.
+// Validate reports a Config that New would refuse: negative limits, a
+// DefaultRegistry that is not a registry name or not in Registries, a
+// malformed registry list or client token.
 func (c Config) Validate() error {
+	def := oci.DockerHub
 	if c.DefaultRegistry != "" {
-		if _, err := oci.NormalizeRegistry(c.DefaultRegistry); err != nil {
+		var err error
+		if def, err = oci.NormalizeRegistry(c.DefaultRegistry); err != nil {
 			return fmt.Errorf("server: default registry: %w", err)
+		}
+	}
+	list, err := oci.ParseRegistryList(c.Registries)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if !list.Contains(def) {
+		return fmt.Errorf("server: default registry %s is not in the registry list %v", def, []string(list))
+	}
+	for _, t := range c.ClientTokens {
+		if err := validClientToken(t); err != nil {
+			return fmt.Errorf("server: %w", err)
 		}
 	}
 	for _, f := range []struct {
@@ -105,6 +147,7 @@ func (c Config) withDefaults() Config {
 		c.DefaultRegistry = oci.DockerHub
 	}
 	c.DefaultRegistry, _ = oci.NormalizeRegistry(c.DefaultRegistry)
+	c.Registries, _ = oci.ParseRegistryList(c.Registries)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

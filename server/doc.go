@@ -30,6 +30,22 @@
 //     end 416 RANGE_INVALID with "Content-Range: bytes */size"; several
 //     ranges or a malformed header are ignored (200), as RFC 9110 allows.
 //
+// Guards (see docs/security.md):
+//
+//   - Config.Registries: a request for a registry off the list is 403
+//     DENIED before the cache is asked.
+//   - Config.ClientTokens: /v2 without a valid X-Cacheyd-Token header is
+//     401 UNAUTHORIZED (health always, /metrics unless GuardMetrics, stay
+//     open); Authorization is left to the client's registry credentials.
+//   - Limits: the header section (request line included) is bounded by
+//     MaxHeaderBytes (431), a body by 8 KiB (413); ReadTimeout bounds the
+//     reading of a request from the connection's start or the request's
+//     first byte (408, then close), so a client that sends half a request
+//     holds a connection for ReadTimeout at most; connections beyond
+//     MaxConns or MaxConnsPerIP are answered 503 UNAVAILABLE and closed
+//     (limit.go). Every refusal is OCI error JSON.
+//   - Config.TLS serves HTTPS (HTTP/1.1).
+//
 // The server is the only package that knows the HTTP library (fasthttp);
 // below it, everything speaks oci.Request, context.Context and io.Reader.
 // Bodies are streamed: a disk hit is sent with sendfile, a fill in flight as

@@ -41,6 +41,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case in.path == "/metrics":
 		x.kind, x.quiet = "metrics", true
+		if s.cfg.GuardMetrics && !s.guard.admits(ctx.Request.Header.Peek(TokenHeader)) {
+			x.fail(ctx, errNoClientToken)
+			return
+		}
 		if s.promHandler != nil && isRead(in.method) {
 			s.promHandler(ctx)
 		} else {
@@ -48,6 +52,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	case in.path == "/v2" || strings.HasPrefix(in.path, "/v2/"):
 		ctx.Response.Header.Set(apiVersionHeader, apiVersion)
+		if !s.guard.admits(ctx.Request.Header.Peek(TokenHeader)) {
+			x.path = in.path
+			x.fail(ctx, errNoClientToken)
+			return
+		}
 		s.serveAPI(ctx, x, &in)
 	default:
 		x.path = in.path
@@ -103,6 +112,11 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
 		}
 		x.fail(ctx, errMethod(in.method, allow))
 		return
+	}
+	if err == nil && ar.req.Registry != "" {
+		// Before the cache is asked: a registry off the list gets nothing,
+		// neither a fetch nor what the cache already holds.
+		err = s.registries.Check(ar.req.Registry)
 	}
 	if err != nil {
 		x.fail(ctx, err)

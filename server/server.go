@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,10 +28,12 @@ type Cache interface {
 
 // Server is cacheyd's HTTP front end. Create it with New.
 type Server struct {
-	cfg Config
-	get getFunc
-	log *slog.Logger
-	m   *metrics.Metrics
+	cfg        Config
+	get        getFunc
+	registries oci.RegistryList
+	guard      guard
+	log        *slog.Logger
+	m          *metrics.Metrics
 	// promHandler serves /metrics; nil without Config.Gatherer.
 	promHandler fasthttp.RequestHandler
 	http        *fasthttp.Server
@@ -63,7 +66,7 @@ func newServer(cfg Config, get getFunc) *Server {
 	if m == nil {
 		m = metrics.New(nil)
 	}
-	s := &Server{cfg: cfg, get: get, log: cfg.Logger, m: m}
+	s := &Server{cfg: cfg, get: get, registries: cfg.Registries, guard: newGuard(cfg.ClientTokens), log: cfg.Logger, m: m}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	if cfg.Gatherer != nil {
 		s.promHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -78,7 +81,12 @@ func newServer(cfg Config, get getFunc) *Server {
 		// Every response sets its own Content-Type; a manifest of unknown
 		// type goes without one rather than as text/plain.
 		NoDefaultContentType: true,
-		Concurrency:          cfg.MaxConns,
+		// Serve's listener holds connections to MaxConns and answers the
+		// ones beyond with OCI error JSON (limit.go); fasthttp's own limit,
+		// which answers in plain text, only has to stay out of its way: a
+		// connection is released to the listener a moment before its
+		// worker is released to fasthttp.
+		Concurrency: 2 * cfg.MaxConns,
 		// A request header section must fit the read buffer.
 		ReadBufferSize: cfg.MaxHeaderBytes,
 		ReadTimeout:    cfg.ReadTimeout,
@@ -86,7 +94,7 @@ func newServer(cfg Config, get getFunc) *Server {
 		// renew it per piece (stream.go).
 		WriteTimeout: cfg.WriteTimeout,
 		IdleTimeout:  cfg.IdleTimeout,
-		// MaxConnsPerIP is enforced by Serve's listener, which keeps
+		// MaxConnsPerIP is enforced by Serve's listener too, which keeps
 		// sendfile (limit.go); fasthttp's own would not.
 		MaxRequestBodySize:            maxRequestBodyBytes,
 		DisableHeaderNamesNormalizing: false,
@@ -104,10 +112,15 @@ func newServer(cfg Config, get getFunc) *Server {
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 // Serve answers connections accepted on ln until Shutdown, then returns
-// nil. Any other error is the listener's.
+// nil, speaking HTTPS when Config.TLS is set. Any other error is the
+// listener's.
 func (s *Server) Serve(ln net.Listener) error {
-	if s.cfg.MaxConnsPerIP > 0 {
-		ln = newPerIPListener(ln, s.cfg.MaxConnsPerIP, s.log)
+	ln = newLimitListener(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, s.cfg.TLS == nil, s.log)
+	if s.cfg.TLS != nil {
+		tc := s.cfg.TLS.Clone()
+		// fasthttp speaks HTTP/1.1 only.
+		tc.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, tc)
 	}
 	s.mu.Lock()
 	if s.closed {

@@ -212,12 +212,12 @@ func (l *chanListener) Accept() (net.Conn, error) {
 	return c, nil
 }
 
-func TestPerIPListener(t *testing.T) {
+func TestLimitListener(t *testing.T) {
 	conn := func(ip string) *fakeAddrConn {
 		return &fakeAddrConn{addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000}}
 	}
 	in := &chanListener{conns: make(chan net.Conn, 10)}
-	l := newPerIPListener(in, 2, slog.New(newLogSink()))
+	l := newLimitListener(in, 0, 2, false, slog.New(newLogSink()))
 	a1, a2, a3, b1 := conn("10.0.0.1"), conn("10.0.0.1"), conn("::ffff:10.0.0.1"), conn("10.0.0.2")
 	for _, c := range []net.Conn{a1, a2, a3, b1} {
 		in.conns <- c
@@ -230,7 +230,7 @@ func TestPerIPListener(t *testing.T) {
 		}
 		got = append(got, c)
 	}
-	if got[0].(*perIPConn).Conn != a1 || got[1].(*perIPConn).Conn != a2 || got[2].(*perIPConn).Conn != b1 {
+	if got[0].(*limitedConn).Conn != a1 || got[1].(*limitedConn).Conn != a2 || got[2].(*limitedConn).Conn != b1 {
 		t.Fatalf("accepted %v, want a1, a2, b1", got)
 	}
 	if !a3.closed {
@@ -244,10 +244,34 @@ func TestPerIPListener(t *testing.T) {
 	in.conns <- a5
 	close(in.conns)
 	c, err := l.Accept()
-	if err != nil || c.(*perIPConn).Conn != a4 {
+	if err != nil || c.(*limitedConn).Conn != a4 {
 		t.Fatalf("after a close: %v, %v; want a4", c, err)
 	}
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) || !a5.closed {
 		t.Errorf("a5 accepted (closed %v, err %v); only one slot was freed", a5.closed, err)
+	}
+	if n := l.open(); n != 3 {
+		t.Errorf("%d connections held, want 3", n)
+	}
+}
+
+func TestLimitListenerTotal(t *testing.T) {
+	in := &chanListener{conns: make(chan net.Conn, 10)}
+	l := newLimitListener(in, 2, 0, false, slog.New(newLogSink()))
+	conns := []*fakeAddrConn{
+		{addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.1")}}, {addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.2")}},
+		{addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.3")}}, {addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.4")}},
+	}
+	for _, c := range conns {
+		in.conns <- c
+	}
+	close(in.conns)
+	for i := range 2 {
+		if c, err := l.Accept(); err != nil || c.(*limitedConn).Conn != conns[i] {
+			t.Fatalf("accept %d = %v, %v", i, c, err)
+		}
+	}
+	if c, err := l.Accept(); !errors.Is(err, net.ErrClosed) || !conns[2].closed || !conns[3].closed {
+		t.Fatalf("beyond the limit: accepted %v, %v; want both refused", c, err)
 	}
 }

@@ -132,8 +132,9 @@ func (c *Client) newIdentity(ctx context.Context, t target) (http.RoundTripper, 
 	if !ok {
 		auth = authn.Anonymous
 	}
-	ctx = withLabels(ctx, t.registry, kindAuth)
-	inner := forceScheme{inner: c.rt, host: t.base.Host, scheme: t.base.Scheme}
+	ctx = withLabels(ctx, c.labels.of(t.registry), kindAuth)
+	guard := realmGuard{inner: c.rt, policy: c.realms, registry: t.registry, registryHost: t.base.Hostname()}
+	inner := forceScheme{inner: guard, host: t.base.Host, scheme: t.base.Scheme}
 	scope := "repository:" + t.repo + ":" + transport.PullScope
 	return transport.NewWithContext(ctx, reg, auth, inner, []string{scope})
 }

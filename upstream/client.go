@@ -20,13 +20,16 @@ import (
 // Client fetches content from upstream registries. It is safe for
 // concurrent use.
 type Client struct {
-	urls    map[string]*url.URL // canonical registry → base URL
-	creds   map[string]authn.Authenticator
-	dialer  *dialer
-	rt      http.RoundTripper // userAgent → counted → transport
-	ids     *identities
-	metrics *metrics.Metrics
-	log     *slog.Logger
+	urls       map[string]*url.URL // canonical registry → base URL
+	creds      map[string]authn.Authenticator
+	registries oci.RegistryList
+	dialer     *dialer
+	realms     realmPolicy
+	labels     *registryLabels
+	rt         http.RoundTripper // userAgent → counted → transport
+	ids        *identities
+	metrics    *metrics.Metrics
+	log        *slog.Logger
 }
 
 // New returns a Client for cfg. It reads cfg.CredentialsFile and fails on a
@@ -41,16 +44,29 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := make([]string, 0, len(urls))
+	registries, err := oci.ParseRegistryList(cfg.Registries)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	hosts := make([]string, 0, len(urls)+len(cfg.AllowRealms))
 	for _, u := range urls {
 		hosts = append(hosts, u.Hostname())
 	}
+	// A realm host the operator named is trusted like a mapped registry.
+	hosts = append(hosts, cfg.AllowRealms...)
+	configured := append([]string(nil), registries...)
+	for reg := range urls {
+		configured = append(configured, reg)
+	}
 	c := &Client{
-		urls:    urls,
-		creds:   creds,
-		dialer:  newDialer(cfg, hosts),
-		metrics: cfg.Metrics,
-		log:     cfg.Logger,
+		labels:     newRegistryLabels(configured),
+		urls:       urls,
+		creds:      creds,
+		registries: registries,
+		dialer:     newDialer(cfg, hosts),
+		realms:     newRealmPolicy(cfg.AllowRealms),
+		metrics:    cfg.Metrics,
+		log:        cfg.Logger,
 	}
 	base := cfg.Transport
 	if base == nil {
@@ -71,7 +87,7 @@ func (c *Client) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 	if err != nil {
 		return nil, err
 	}
-	ctx = withLabels(ctx, t.registry, req.Kind.String())
+	ctx = withLabels(ctx, c.labels.of(t.registry), req.Kind.String())
 	// One attempt for now; retrying and resuming (req.Offset) wrap this.
 	return c.fetchOnce(ctx, t, req)
 }

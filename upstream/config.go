@@ -18,6 +18,9 @@ const (
 	DefaultAuthTimeout           = 30 * time.Second
 	DefaultAuthCacheSize         = 4096
 	DefaultUserAgent             = "cacheyd"
+	// DefaultMaxResponseHeaderBytes is far above any registry's headers
+	// (a challenge, a digest, a signed CDN URL in Location).
+	DefaultMaxResponseHeaderBytes = 256 << 10
 
 	// tlsHandshakeTimeout bounds a TLS handshake; a registry that accepts
 	// the connection but never finishes the handshake is as unreachable
@@ -78,6 +81,11 @@ type Config struct {
 	// Metrics receives upstream request and byte counts. Nil means the
 	// counts are kept in collectors nobody registered.
 	Metrics *metrics.Metrics
+	// MaxResponseHeaderBytes bounds the header section of an upstream
+	// response, so that a hostile registry cannot make cacheyd buffer
+	// megabytes of headers. Zero means DefaultMaxResponseHeaderBytes.
+	MaxResponseHeaderBytes int64
+
 	// Logger receives what the Client notices but does not return, such
 	// as ignored credential entries. Nil means nothing is logged.
 	Logger *slog.Logger
@@ -89,12 +97,28 @@ type Config struct {
 	// redirects go through the same check. It does not admit IP literals
 	// as registry names: list those in AllowedHosts or RegistryURLs.
 	AllowPrivate bool
-	// AllowedHosts are host names or IP addresses (without port, any port
-	// matches) that may be dialled whatever they resolve to, like the hosts
-	// of RegistryURLs: a private registry, its token server or its blob
-	// store. An IP address listed here is also accepted as a registry name.
-	// Nil allows only the hosts of RegistryURLs.
+	// AllowedHosts are hosts that may be dialled whatever they resolve to,
+	// like the hosts of RegistryURLs: a private registry, its token server
+	// or its blob store. An entry is a host name or IP address, which
+	// allows every port, or host:port ("[::1]:5000" for IPv6), which allows
+	// that port only. An IP address or "localhost" listed here is also
+	// accepted as a registry name. Nil allows only the hosts of
+	// RegistryURLs and AllowRealms.
 	AllowedHosts []string
+	// AllowRealms are hosts (names or IP addresses, without port) that may
+	// serve token realms for any registry. Without them a realm must be on
+	// the registry's own host or share its registrable domain
+	// (registry-1.docker.io and auth.docker.io share docker.io); any other
+	// realm is refused, 403 DENIED wrapping ErrRefused, before it is asked
+	// for a token, because cacheyd's credentials for the registry would go
+	// there. Hosts listed here are also dialled whatever they resolve to.
+	// Nil allows no other realm.
+	AllowRealms []string
+	// Registries restricts the Client to these registries (names as
+	// oci.ParseRegistryList takes them); a request for any other is refused
+	// with 403 DENIED before anything is dialled. Empty serves every
+	// registry.
+	Registries []string
 	// Resolver resolves the host names the dial policy checks. Nil means
 	// net.DefaultResolver. Tests set it so that no name reaches real DNS.
 	Resolver Resolver
@@ -118,6 +142,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.AuthCacheSize <= 0 {
 		cfg.AuthCacheSize = DefaultAuthCacheSize
+	}
+	if cfg.MaxResponseHeaderBytes <= 0 {
+		cfg.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = DefaultUserAgent

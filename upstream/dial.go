@@ -36,7 +36,8 @@ func refusal(host, why string) *oci.Error {
 // realms and redirects pass through here too, since they share the
 // transport.
 type dialer struct {
-	trusted      map[string]bool // lower-case host names and IP addresses
+	trusted      map[string]bool // canonical hosts (see canonicalHost), any port
+	trustedAddrs map[string]bool // canonical host:port, that port only
 	allowPrivate bool
 	resolver     Resolver
 	timeout      time.Duration
@@ -46,12 +47,17 @@ type dialer struct {
 func newDialer(cfg Config, hosts []string) *dialer {
 	d := &dialer{
 		trusted:      make(map[string]bool),
+		trustedAddrs: make(map[string]bool),
 		allowPrivate: cfg.AllowPrivate,
 		resolver:     cfg.Resolver,
 		timeout:      cfg.DialTimeout,
 		net:          net.Dialer{KeepAlive: 30 * time.Second},
 	}
 	for _, h := range append(hosts, cfg.AllowedHosts...) {
+		if host, port, err := net.SplitHostPort(h); err == nil && port != "" {
+			d.trustedAddrs[net.JoinHostPort(canonicalHost(host), port)] = true
+			continue
+		}
 		d.trusted[canonicalHost(h)] = true
 	}
 	return d
@@ -67,8 +73,12 @@ func canonicalHost(h string) string {
 	return h
 }
 
-// allowed reports whether the operator named host (without port).
-func (d *dialer) allowed(host string) bool { return d.trusted[canonicalHost(host)] }
+// allowed reports whether the operator named host (without brackets) on
+// port, or on any port.
+func (d *dialer) allowed(host, port string) bool {
+	h := canonicalHost(host)
+	return d.trusted[h] || d.trustedAddrs[net.JoinHostPort(h, port)]
+}
 
 // DialContext is the transport's dial function.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -78,7 +88,7 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	trusted := d.allowed(host)
+	trusted := d.allowed(host, port)
 
 	var addrs []net.IPAddr
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -144,7 +154,22 @@ var nonPublicPrefixes = []struct {
 	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments"},
 	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},
 	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "documentation"},
+	{netip.MustParsePrefix("198.51.100.0/24"), "documentation"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "documentation"},
+	{netip.MustParsePrefix("192.88.99.0/24"), "6to4 relay"},
+	{netip.MustParsePrefix("::/96"), "IPv4-compatible"},
+	{netip.MustParsePrefix("100::/64"), "discard"},
+	{netip.MustParsePrefix("2001::/23"), "IETF protocol assignments"},
+	{netip.MustParsePrefix("2001:db8::/32"), "documentation"},
+	{netip.MustParsePrefix("3fff::/20"), "documentation"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "local NAT64"},
+	{netip.MustParsePrefix("fec0::/10"), "site-local"},
 }
+
+// sixToFour is the 6to4 prefix, whose addresses carry an IPv4 address in
+// bits 16 to 48.
+var sixToFour = netip.MustParsePrefix("2002::/16")
 
 // nat64 is the well-known NAT64 prefix, whose addresses reach the IPv4
 // address in their last 32 bits.
@@ -157,9 +182,15 @@ func nonPublic(ip net.IP) string {
 		return "not an IP address"
 	}
 	a = a.Unmap()
+	// Addresses that carry an IPv4 address are judged by it: a gateway
+	// that translates them reaches that address.
 	if a.Is6() && nat64.Contains(a) {
 		b := a.As16()
 		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
+	if a.Is6() && sixToFour.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[2:6]))
 	}
 	switch {
 	case a.IsLoopback():

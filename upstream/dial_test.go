@@ -38,7 +38,18 @@ func TestNonPublic(t *testing.T) {
 		{"8.8.8.8", ""},
 		{"1.1.1.1", ""},
 		{"2606:4700:4700::1111", ""},
-		{"64:ff9b::808:808", ""}, // NAT64 of 8.8.8.8
+		{"64:ff9b::808:808", ""},           // NAT64 of 8.8.8.8
+		{"2002:a00:1::1", "private"},       // 6to4 of 10.0.0.1
+		{"2002:a9fe:a9fe::", "link-local"}, // 6to4 of 169.254.169.254
+		{"2002:808:808::1", ""},            // 6to4 of 8.8.8.8
+		{"::7f00:1", "IPv4-compatible"},    // 127.0.0.1
+		{"::a00:1", "IPv4-compatible"},
+		{"64:ff9b:1::a00:1", "local NAT64"},
+		{"fec0::1", "site-local"},
+		{"2001:db8::1", "documentation"},
+		{"192.0.2.1", "documentation"},
+		{"100::1", "discard"},
+		{"fd00:ec2::254", "private"}, // a cloud metadata address over IPv6
 	}
 	for _, tt := range tests {
 		if got := nonPublic(net.ParseIP(tt.ip)); got != tt.want {
@@ -103,6 +114,13 @@ func TestDialPolicy(t *testing.T) {
 		{"allowed host", "example.com:" + port, Config{AllowedHosts: []string{"EXAMPLE.com"}}, nil},
 		{"allowed IP literal", "127.0.0.1:" + port, Config{AllowedHosts: []string{"127.0.0.1"}}, nil},
 		{"unknown name", "example.invalid:" + port, Config{}, oci.ErrUpstreamUnavailable},
+		{"name under .localhost", "registry.localhost:" + port, Config{AllowPrivate: true}, ErrRefused},
+		{"allowed host:port", "example.com:" + port, Config{AllowedHosts: []string{"example.com:" + port}}, nil},
+		{"allowed host, other port", "example.com:" + port, Config{AllowedHosts: []string{"example.com:1"}}, ErrRefused},
+		{"allowed IP literal:port", "127.0.0.1:" + port, Config{AllowedHosts: []string{"127.0.0.1:" + port}}, nil},
+		// Past the policy; the test certificate does not name localhost.
+		{"allowed localhost:port", "localhost:" + port, Config{AllowedHosts: []string{"localhost:" + port}}, oci.ErrUpstreamUnavailable},
+		{"allowed realm host is dialable", "example.com:" + port, Config{AllowRealms: []string{"example.com"}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

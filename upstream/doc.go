@@ -39,18 +39,32 @@
 // fast 502; a 206 whose Content-Range does not fit the request is treated
 // the same way. The caller's own cancellation is returned as such.
 //
-// No open proxy: hosts of RegistryURLs and Config.AllowedHosts are dialled
-// whatever they resolve to. Any other host, including token realms and
-// redirect targets, is resolved by the client itself and dialled only at
-// public addresses, by address, so a second DNS answer cannot slip a private
-// one in. IP literals as registry names are refused unless configured. A
-// refusal is an *oci.Error 403 DENIED wrapping ErrRefused. Proxies from the
-// environment are not used, since the policy must see the address it dials.
+// No open proxy: a registry name is a lookup key, never an address to
+// trust. Config.Registries, when set, restricts the Client to a list (403
+// DENIED for any other). Hosts of RegistryURLs, Config.AllowedHosts and
+// Config.AllowRealms are dialled whatever they resolve to. Any other host,
+// including token realms and redirect targets, is resolved by the client
+// itself and dialled only at public addresses, by address, so a second DNS
+// answer cannot slip a private one in. IP literals and localhost as
+// registry names are refused unless configured. Token realms must be on
+// the registry's host or its registrable domain, or in AllowRealms
+// (realm.go), since cacheyd's credentials go there. A refusal is an
+// *oci.Error 403 DENIED wrapping ErrRefused. Proxies from the environment
+// are not used, since the policy must see the address it dials.
+//
+// Limits: a manifest over oci.MaxManifestSize (4 MiB) is refused with 413
+// SIZE_INVALID, by its announced size before it is read, or by its bytes
+// while they are read (fills, tag lookups and pass-through alike); upstream
+// response headers are bounded by Config.MaxResponseHeaderBytes and error
+// bodies by MaxErrorBody.
 //
 // Metrics: every HTTP exchange upstream (redirect hops, pings and token
 // requests included) counts in UpstreamRequests{registry, method, kind,
 // code}, kind "auth" for an identity's setup and code "error" when no
-// response came; body bytes read count in UpstreamBytes{registry}.
+// response came; body bytes read count in UpstreamBytes{registry}. Since
+// clients name registries, the registry label is bounded (labels.go):
+// configured registries by name, others by name only once they have served
+// content and at most 64 of them, the rest as "other".
 //
 // There are no retries yet: Fetch makes one attempt (fetchOnce), which is
 // where retrying and resuming will wrap.

@@ -112,14 +112,21 @@ func (c *Client) route(req *oci.Request) (target, error) {
 	if err != nil {
 		return target{}, oci.ErrNameInvalid("upstream: " + err.Error())
 	}
+	if err := c.registries.Check(reg); err != nil {
+		return target{}, err
+	}
 	t := target{registry: reg, repo: req.Repository}
 	if u, ok := c.urls[reg]; ok {
 		t.base = u
 		return t, nil
 	}
-	host := hostOnly(reg)
-	if ipLike(host) && !c.dialer.allowed(host) {
+	host, port := splitRegistry(reg)
+	switch {
+	case c.dialer.allowed(host, port):
+	case ipLike(host):
 		return target{}, refusal(reg, "an IP address is not accepted as registry name unless configured")
+	case isLocalhost(host):
+		return target{}, refusal(reg, "localhost is not accepted as registry name unless configured")
 	}
 	if reg == oci.DockerHub {
 		t.base = &url.URL{Scheme: "https", Host: oci.DockerHubAPI}
@@ -129,12 +136,19 @@ func (c *Client) route(req *oci.Request) (target, error) {
 	return t, nil
 }
 
-// hostOnly strips the port and IPv6 brackets from host[:port].
-func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
+// splitRegistry splits a canonical registry name into its host (without
+// IPv6 brackets) and port, which is 443 (https) when the name has none.
+func splitRegistry(reg string) (host, port string) {
+	if h, p, err := net.SplitHostPort(reg); err == nil {
+		return h, p
 	}
-	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+	return strings.TrimSuffix(strings.TrimPrefix(reg, "["), "]"), "443"
+}
+
+// isLocalhost reports whether host is a name that always means this machine
+// (RFC 6761): localhost and any name under .localhost.
+func isLocalhost(host string) bool {
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 // ipLike reports whether host is an IP address in any spelling a resolver

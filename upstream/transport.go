@@ -25,14 +25,15 @@ func newHTTPTransport(cfg Config, d *dialer) *http.Transport {
 	return &http.Transport{
 		// No proxy from the environment: the dial policy must see the
 		// address it connects to.
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
-		TLSClientConfig:       cfg.TLSConfig.Clone(),
-		TLSHandshakeTimeout:   tlsHandshakeTimeout,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second, // as http.DefaultTransport
+		Proxy:                  nil,
+		DialContext:            d.DialContext,
+		TLSClientConfig:        cfg.TLSConfig.Clone(),
+		TLSHandshakeTimeout:    tlsHandshakeTimeout,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConnsPerHost:    maxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second, // as http.DefaultTransport
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,11 @@ func (serveCmd) Run(s *serveFlags) error {
 type serveFlags struct {
 	Listen          string        `group:"Server" default:":30123" help:"Address to serve the registry API, /metrics and health on."`
 	ShutdownTimeout time.Duration `group:"Server" default:"30s" help:"On SIGTERM, how long responses in flight may take to finish."`
+	MaxConns        int           `group:"Server" name:"max-conns" placeholder:"N" help:"Connections served at once; more are answered 503 and closed (0: 16384)."`
+	MaxConnsPerIP   int           `group:"Server" name:"max-conns-per-ip" placeholder:"N" help:"Connections from one client address (0: unlimited; nodes behind source NAT share one)."`
+	ReadTimeout     time.Duration `group:"Server" name:"read-timeout" help:"Longest time to receive one request, headers included (0: 30s)."`
+	WriteTimeout    time.Duration `group:"Server" name:"write-timeout" help:"Longest time a response may make no progress before the client is dropped (0: 60s)."`
+	IdleTimeout     time.Duration `group:"Server" name:"idle-timeout" help:"How long a keep-alive connection may wait for its next request (0: 120s)."`
 
 	CacheDir        string        `group:"Cache" placeholder:"DIR" help:"Disk tier directory (default: cacheyd in the user cache directory, e.g. ~/.cache/cacheyd). Safe to wipe while stopped."`
 	MemoryBytes     byteSize      `group:"Cache" default:"256MiB" help:"Memory tier budget in bytes (0 disables it)."`
@@ -57,6 +63,14 @@ type serveFlags struct {
 	DefaultRegistry string            `group:"Upstream" default:"docker.io" help:"Registry for requests that name none (dockerd registry-mirrors)."`
 	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Repeatable."`
 	CredentialsFile string            `group:"Upstream" type:"path" placeholder:"FILE" help:"Docker config.json with cacheyd's own credentials per registry."`
+
+	Registries    []string `group:"Security" name:"registries" placeholder:"NAME,..." help:"Serve only these registries; a request for any other is answered 403 DENIED and fetches nothing (default: every public registry)."`
+	AllowRegistry []string `group:"Security" name:"allow-registry" placeholder:"NAME" help:"Let registry NAME (host: any port, or host:port) resolve to private, loopback or link-local addresses, e.g. an internal registry. Repeatable."`
+	AllowRealm    []string `group:"Security" name:"allow-realm" placeholder:"HOST" help:"Accept token realms on HOST for any registry; by default a realm must be on the registry's host or its registrable domain. Repeatable."`
+	ClientToken   []string `group:"Security" name:"client-token" placeholder:"TOKEN" help:"Serve /v2 only to requests whose X-Cacheyd-Token header is TOKEN (16+ visible ASCII characters; several for a rotation). Prefer CACHEYD_CLIENT_TOKEN: flags show in ps."`
+	GuardMetrics  bool     `group:"Security" name:"guard-metrics" help:"Require the client token on /metrics too (/healthz and /readyz stay open)."`
+	TLSCert       string   `group:"Security" name:"tls-cert" type:"path" placeholder:"FILE" help:"Serve HTTPS with this PEM certificate chain (with --tls-key); read at start."`
+	TLSKey        string   `group:"Security" name:"tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --tls-cert."`
 
 	LogLevel  string `group:"Logging" default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug, info, warn or error."`
 	LogFormat string `group:"Logging" default:"text" enum:"text,json" help:"Log format: text or json."`
@@ -77,8 +91,17 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 
+	allowed, err := allowedHosts(s.AllowRegistry)
+	if err != nil {
+		return err
+	}
+	tlsConfig, err := loadTLS(s.TLSCert, s.TLSKey)
+	if err != nil {
+		return err
+	}
 	origin, err := upstream.New(upstream.Config{
 		RegistryURLs: urls, CredentialsFile: s.CredentialsFile,
+		AllowedHosts: allowed, AllowRealms: s.AllowRealm, Registries: s.Registries,
 		UserAgent: "cacheyd/" + versionString(), Metrics: m, Logger: log,
 	})
 	if err != nil {
@@ -93,7 +116,12 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 		return err
 	}
 	defer cache.Close()
-	srvCfg := server.Config{DefaultRegistry: s.DefaultRegistry, Name: "cacheyd", Logger: log, Metrics: m, Gatherer: reg}
+	srvCfg := server.Config{
+		DefaultRegistry: s.DefaultRegistry, Name: "cacheyd", Logger: log, Metrics: m, Gatherer: reg,
+		ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, IdleTimeout: s.IdleTimeout,
+		MaxConns: s.MaxConns, MaxConnsPerIP: s.MaxConnsPerIP,
+		Registries: s.Registries, ClientTokens: s.ClientToken, GuardMetrics: s.GuardMetrics, TLS: tlsConfig,
+	}
 	if err := srvCfg.Validate(); err != nil {
 		return err
 	}
@@ -104,7 +132,8 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 		return fmt.Errorf("listen %s: %w", s.Listen, err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "version", versionString(), "cache_dir", dir,
-		"memory_bytes", int64(s.MemoryBytes), "disk_bytes", int64(s.DiskBytes), "default_registry", s.DefaultRegistry)
+		"memory_bytes", int64(s.MemoryBytes), "disk_bytes", int64(s.DiskBytes), "default_registry", s.DefaultRegistry,
+		"tls", tlsConfig != nil, "client_token", len(s.ClientToken) > 0, "registries", s.Registries)
 	if listening != nil {
 		listening(ln.Addr())
 	}
@@ -153,6 +182,40 @@ func registryURLs(in map[string]string) (map[string]string, error) {
 		out[canon] = u
 	}
 	return out, nil
+}
+
+// allowedHosts turns --allow-registry names into the upstream client's
+// AllowedHosts: a host alone allows every port of it, host:port that port.
+func allowedHosts(names []string) ([]string, error) {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		canon, err := oci.NormalizeRegistry(n)
+		if err != nil {
+			return nil, fmt.Errorf("--allow-registry %s: %w", n, err)
+		}
+		if canon == oci.DockerHub {
+			canon = oci.DockerHubAPI // the host Docker Hub is fetched from
+		}
+		out = append(out, canon)
+	}
+	return out, nil
+}
+
+// loadTLS reads --tls-cert and --tls-key, which go together; neither means
+// plain HTTP (nil). The pair is read once: a renewed certificate takes a
+// restart.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	switch {
+	case certFile == "" && keyFile == "":
+		return nil, nil
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %s, --tls-key %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // newLogger builds the process logger.

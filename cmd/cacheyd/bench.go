@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cacheyd/cacheyd/bench"
+)
+
+// benchCmd is "cacheyd bench": the burst-scaling benchmark (package bench).
+// Flags left out take the defaults of the chosen profile, Docker Hub-like
+// or --quick; the pointer fields tell "left out" from "set to zero".
+type benchCmd struct {
+	Quick     bool           `env:"CACHEYD_BENCH_QUICK" help:"A run of seconds (CI): a 5 MiB image set, bursts of 1,4,16, 5ms and 20MB/s upstream, pull limit 20. Other flags still apply."`
+	Nodes     []int          `env:"CACHEYD_BENCH_NODES" sep:"," help:"Burst sizes: for each, that many nodes pull the image set at once (default 1,4,16,64)."`
+	Scenarios []string       `env:"CACHEYD_BENCH_SCENARIOS" sep:"," enum:"direct,cold,warm" default:"direct,cold,warm" help:"What to measure for each burst size: direct (nodes pull from upstream), cold (through an empty cacheyd), warm (through a cacheyd holding the set)."`
+	Images    string         `env:"CACHEYD_BENCH_IMAGES" type:"existingfile" placeholder:"FILE" help:"Image set to pull (see bench/README.md for the format). Default: five DaemonSet-like multi-arch images, 165 MiB per node, layers of 4 KiB to 112 MiB."`
+	Platform  string         `env:"CACHEYD_BENCH_PLATFORM" default:"linux/amd64" help:"The nodes' platform."`
+	Bandwidth *byteSize      `env:"CACHEYD_BENCH_BANDWIDTH" placeholder:"BYTES" help:"Upstream bandwidth per connection, in bytes per second, e.g. 40MB (default 40MB; 0: no cap)."`
+	Latency   *time.Duration `env:"CACHEYD_BENCH_LATENCY" placeholder:"DURATION" help:"Upstream latency added to every request (default 50ms; 0: none)."`
+	PullLimit *int           `env:"CACHEYD_BENCH_PULL_LIMIT" placeholder:"N" help:"Upstream pull limit per burst: manifest GETs beyond it are answered 429 as Docker Hub does (default 100, Docker Hub's anonymous limit; 0: none)."`
+	Parallel  int            `env:"CACHEYD_BENCH_PARALLEL" default:"3" help:"Blob downloads at once per node (containerd's max_concurrent_downloads)."`
+	Resume    int            `env:"CACHEYD_BENCH_RESUME" default:"3" help:"How many times a node resumes a broken download with Range."`
+	Timeout   time.Duration  `env:"CACHEYD_BENCH_TIMEOUT" default:"10m" help:"Longest a burst may take; nodes still pulling then fail."`
+	Target    string         `env:"CACHEYD_BENCH_TARGET" placeholder:"URL" help:"Measure a running cacheyd at URL (on this machine) instead of one in-process. It must map the fake upstream, e.g. --registry-url localhost:5000=http://localhost:5000 with --upstream-addr 127.0.0.1:5000."`
+	TargetPID int            `env:"CACHEYD_BENCH_TARGET_PID" name:"target-pid" placeholder:"PID" help:"Process ID of --target, whose peak resident memory is reported per burst."`
+	Upstream  string         `env:"CACHEYD_BENCH_UPSTREAM_ADDR" name:"upstream-addr" placeholder:"HOST:PORT" help:"Loopback address for the fake upstream (default: a free port)."`
+	JSON      bool           `env:"CACHEYD_BENCH_JSON" help:"Print the report as JSON instead of a table."`
+	Chart     string         `env:"CACHEYD_BENCH_CHART" placeholder:"FILE" help:"Draw node pull time and upstream bytes against burst size into FILE (.svg or .png)."`
+	Progress  bool           `env:"CACHEYD_BENCH_PROGRESS" default:"true" negatable:"" help:"Show a progress bar per burst on standard error."`
+	Serve     bool           `env:"CACHEYD_BENCH_SERVE_UPSTREAM" name:"serve-upstream" help:"Only run the fake upstream, seeded with the image set: print what it holds and serve until interrupted (for bench/compare.sh)."`
+}
+
+// Run runs the benchmark. The in-process cacheyd of each burst is started
+// with cacheyd's own wiring and the top-level flags (memory and disk
+// budgets, tag TTL...), on a loopback port and a cache directory of its own.
+func (b *benchCmd) Run(s *serveFlags) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := b.config(s)
+	if err != nil {
+		return err
+	}
+	if b.Serve {
+		return bench.ServeUpstream(ctx, cfg, os.Stdout)
+	}
+	if _, err := bench.Run(ctx, cfg, os.Stdout); err != nil {
+		return err
+	}
+	if b.Chart != "" {
+		fmt.Fprintln(os.Stderr, "chart written to", b.Chart)
+	}
+	return nil
+}
+
+// config turns the flags into a bench.Config.
+func (b *benchCmd) config(s *serveFlags) (bench.Config, error) {
+	cfg := bench.DefaultConfig()
+	if b.Quick {
+		cfg = bench.QuickConfig()
+	}
+	if len(b.Nodes) > 0 {
+		cfg.Nodes = b.Nodes
+	}
+	cfg.Scenarios = nil
+	for _, sc := range b.Scenarios {
+		cfg.Scenarios = append(cfg.Scenarios, bench.Scenario(sc))
+	}
+	if b.Images != "" {
+		imgs, err := bench.ReadImages(b.Images)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Images = imgs
+	}
+	if b.Bandwidth != nil {
+		cfg.Bandwidth = int64(*b.Bandwidth)
+	}
+	if b.Latency != nil {
+		cfg.Latency = *b.Latency
+	}
+	if b.PullLimit != nil {
+		cfg.PullLimit = *b.PullLimit
+	}
+	cfg.Platform, cfg.Parallel, cfg.Resume, cfg.BurstTimeout = b.Platform, b.Parallel, b.Resume, b.Timeout
+	cfg.Target, cfg.TargetPID, cfg.UpstreamAddr = b.Target, b.TargetPID, b.Upstream
+	cfg.JSON, cfg.Chart = b.JSON, b.Chart
+	if b.Progress {
+		cfg.Progress = os.Stderr
+	}
+	cfg.Start = s.benchStarter()
+	return cfg, nil
+}
+
+// benchStarter starts cacheyd in-process for a burst, exactly as "cacheyd
+// serve" would with these flags, except where it listens, its cache
+// directory and the one upstream it maps. It logs warnings and errors
+// only (everything at --log-level debug), so the report stays readable.
+func (s *serveFlags) benchStarter() bench.Starter {
+	return func(ctx context.Context, c bench.CacheydConfig) (string, func() error, error) {
+		flags := *s
+		flags.Listen, flags.CacheDir = "127.0.0.1:0", c.Dir
+		flags.RegistryURL = map[string]string{c.Registry: c.URL}
+		level := "warn"
+		if s.LogLevel == "debug" {
+			level = "debug"
+		}
+		log := newLogger(level, s.LogFormat)
+		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		addr := make(chan net.Addr, 1)
+		done := make(chan error, 1)
+		// Stops when stop cancels ctx.
+		go func() { done <- flags.serve(ctx, log, func(a net.Addr) { addr <- a }) }()
+		select {
+		case a := <-addr:
+			stop := func() error {
+				cancel()
+				return <-done
+			}
+			return "http://" + a.String(), stop, nil
+		case err := <-done:
+			cancel()
+			return "", nil, err
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cacheyd/cacheyd/bench"
+)
+
+// parseBench parses a cacheyd command line that runs "bench".
+func parseBench(t *testing.T, args ...string) (*cli, bench.Config) {
+	t.Helper()
+	var c cli
+	p, err := kong.New(&c, kong.Name("cacheyd"), kong.Exit(func(int) { t.Fatal("kong exited") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := p.Parse(args)
+	if err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	if ctx.Command() != "bench" {
+		t.Fatalf("command %q, want bench", ctx.Command())
+	}
+	cfg, err := c.Bench.config(&c.serveFlags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c, cfg
+}
+
+// Flags left out take the profile's numbers; flags given win, zero
+// included.
+func TestBenchFlags(t *testing.T) {
+	type numbers struct {
+		Nodes     []int
+		Scenarios []bench.Scenario
+		Bandwidth int64
+		Latency   time.Duration
+		PullLimit int
+		Images    int
+	}
+	pick := func(c bench.Config) numbers {
+		return numbers{c.Nodes, c.Scenarios, c.Bandwidth, c.Latency, c.PullLimit, len(c.Images)}
+	}
+	for _, c := range []struct {
+		args []string
+		want numbers
+	}{
+		{[]string{"bench"}, numbers{[]int{1, 4, 16, 64}, bench.Scenarios, 40_000_000, 50 * time.Millisecond, 100, 5}},
+		{[]string{"bench", "--quick"}, numbers{[]int{1, 4, 16}, bench.Scenarios, 20_000_000, 5 * time.Millisecond, 20, 3}},
+		{[]string{"bench", "--quick", "--latency", "0", "--bandwidth", "0", "--pull-limit", "0", "--nodes", "2,8", "--scenarios", "cold,warm"},
+			numbers{[]int{2, 8}, []bench.Scenario{bench.Cold, bench.Warm}, 0, 0, 0, 3}},
+		{[]string{"bench", "--bandwidth", "5MB", "--latency", "20ms", "--pull-limit", "7"},
+			numbers{[]int{1, 4, 16, 64}, bench.Scenarios, 5_000_000, 20 * time.Millisecond, 7, 5}},
+	} {
+		_, cfg := parseBench(t, c.args...)
+		if diff := cmp.Diff(c.want, pick(cfg)); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", c.args, diff)
+		}
+	}
+}
+
+// The in-process cacheyd of "cacheyd bench" is cacheyd's own wiring: a
+// quick run through it must hold the coalescing promise.
+func TestBenchRunsTheRealWiring(t *testing.T) {
+	_, cfg := parseBench(t, "bench", "--quick", "--no-progress", "--latency", "1ms", "--bandwidth", "0",
+		"--nodes", "4", "--scenarios", "cold,warm", "--memory-bytes", "32MiB")
+	cfg.Dir = t.TempDir()
+	var out bytes.Buffer
+	rep, err := bench.Run(t.Context(), cfg, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	cold, warm := rep.Results[0], rep.Results[1]
+	if cold.OK != 4 || cold.UpstreamBytes != rep.Setup.Bytes || cold.UpstreamPulls != rep.Setup.Manifests {
+		t.Errorf("cold: %+v, want 4 ok, %d bytes, %d pulls upstream", cold, rep.Setup.Bytes, rep.Setup.Manifests)
+	}
+	if warm.OK != 4 || warm.UpstreamBytes != 0 {
+		t.Errorf("warm: %+v, want 4 ok and nothing upstream", warm)
+	}
+}
