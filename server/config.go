@@ -30,8 +30,11 @@ type Config struct {
 	// Metrics receives request counts, durations and bytes served. Nil
 	// means counts go nowhere.
 	Metrics *metrics.Metrics
-	// Gatherer is served at /metrics. Nil answers /metrics with 404.
+	// Gatherer is served at /metrics, and read for the status page at /.
+	// Nil answers /metrics with 404 and shows no figures at /.
 	Gatherer prometheus.Gatherer
+	// Status is what the status page at / shows beside the live figures.
+	Status StatusInfo
 
 	// ReadTimeout bounds reading one request, headers included, from its
 	// first byte. Zero means 30s.

@@ -50,6 +50,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		} else {
 			serveText(ctx, &in, http.StatusNotFound, "404 page not found\n")
 		}
+	case in.path == "/":
+		x.kind, x.quiet = "status", true
+		if s.cfg.GuardMetrics && !s.guard.admits(ctx.Request.Header.Peek(TokenHeader)) {
+			x.fail(ctx, errNoClientToken)
+			return
+		}
+		s.serveStatus(ctx, &in)
 	case in.path == "/v2" || strings.HasPrefix(in.path, "/v2/"):
 		ctx.Response.Header.Set(apiVersionHeader, apiVersion)
 		if !s.guard.admits(ctx.Request.Header.Peek(TokenHeader)) {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
@@ -38,6 +39,7 @@ type Server struct {
 	promHandler fasthttp.RequestHandler
 	http        *fasthttp.Server
 	ready       atomic.Bool
+	started     time.Time // for the status page's uptime
 
 	// base is the parent of every request's context. Shutdown cancels it
 	// once connections are drained or its own deadline has passed, which
@@ -66,7 +68,7 @@ func newServer(cfg Config, get getFunc) *Server {
 	if m == nil {
 		m = metrics.New(nil)
 	}
-	s := &Server{cfg: cfg, get: get, registries: cfg.Registries, guard: newGuard(cfg.ClientTokens), log: cfg.Logger, m: m}
+	s := &Server{cfg: cfg, get: get, registries: cfg.Registries, guard: newGuard(cfg.ClientTokens), log: cfg.Logger, m: m, started: time.Now()}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	if cfg.Gatherer != nil {
 		s.promHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))

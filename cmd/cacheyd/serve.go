@@ -121,6 +121,7 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 		ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, IdleTimeout: s.IdleTimeout,
 		MaxConns: s.MaxConns, MaxConnsPerIP: s.MaxConnsPerIP,
 		Registries: s.Registries, ClientTokens: s.ClientToken, GuardMetrics: s.GuardMetrics, TLS: tlsConfig,
+		Status: server.StatusInfo{Version: versionString(), MemoryBytes: int64(s.MemoryBytes), DiskBytes: int64(s.DiskBytes)},
 	}
 	if err := srvCfg.Validate(); err != nil {
 		return err

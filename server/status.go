@@ -1,0 +1,217 @@
+package server
+
+import (
+	"bytes"
+	"html/template"
+	"net/http"
+	"sort"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/valyala/fasthttp"
+)
+
+// StatusInfo is what the status page shows beside the live figures. The
+// zero value shows no version and no budgets.
+type StatusInfo struct {
+	// Version is cacheyd's version.
+	Version string
+	// MemoryBytes and DiskBytes are the tiers' budgets in bytes; zero means
+	// no budget (memory tier off, disk unlimited).
+	MemoryBytes, DiskBytes int64
+}
+
+// statusFigures are the live figures of the status page, read from the same
+// collectors /metrics serves, all since cacheyd started.
+type statusFigures struct {
+	Info     StatusInfo
+	Ready    bool
+	Uptime   time.Duration
+	Registry string
+
+	Hits, Joins, Misses  float64
+	HitRatio, PullsSaved float64 // in percent
+
+	ServedBySource  []labelled
+	Served, Fetched float64
+	FetchedByReg    []labelled
+	Saved           float64
+
+	FillsInFlight, FillsOK, FillsFailed float64
+	TagLookups                          []labelled
+	Stale, Uncached                     float64
+
+	MemoryUsed, DiskUsed       float64
+	MemoryPercent, DiskPercent float64
+	Evictions                  float64
+}
+
+type labelled struct {
+	Label string
+	Value float64
+}
+
+// gatherFigures reads the figures from the Gatherer.
+func (s *Server) gatherFigures() (statusFigures, error) {
+	f := statusFigures{Info: s.cfg.Status, Ready: s.ready.Load(), Uptime: time.Since(s.started).Round(time.Second), Registry: s.cfg.DefaultRegistry}
+	if s.cfg.Gatherer == nil {
+		return f, nil
+	}
+	mfs, err := s.cfg.Gatherer.Gather()
+	if err != nil {
+		return f, err
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		byName[mf.GetName()] = mf
+	}
+	sum := func(name string) float64 {
+		total := 0.0
+		if mf := byName[name]; mf != nil {
+			for _, m := range mf.GetMetric() {
+				total += value(m)
+			}
+		}
+		return total
+	}
+	by := func(name, label string) []labelled {
+		acc := map[string]float64{}
+		if mf := byName[name]; mf != nil {
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == label {
+						acc[lp.GetValue()] += value(m)
+					}
+				}
+			}
+		}
+		out := make([]labelled, 0, len(acc))
+		for k, v := range acc {
+			out = append(out, labelled{k, v})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Label < out[j].Label })
+		return out
+	}
+	f.Hits, f.Joins, f.Misses = sum("cacheyd_cache_hits_total"), sum("cacheyd_fill_joins_total"), sum("cacheyd_cache_misses_total")
+	if all := f.Hits + f.Joins + f.Misses; all > 0 {
+		f.HitRatio = 100 * f.Hits / all
+		f.PullsSaved = 100 * (f.Hits + f.Joins) / all
+	}
+	f.ServedBySource, f.Served = by("cacheyd_served_bytes_total", "source"), sum("cacheyd_served_bytes_total")
+	f.FetchedByReg, f.Fetched = by("cacheyd_upstream_bytes_total", "registry"), sum("cacheyd_upstream_bytes_total")
+	f.Saved = max(f.Served-f.Fetched, 0)
+	f.FillsInFlight = sum("cacheyd_fills_in_flight")
+	for _, l := range by("cacheyd_fills_total", "outcome") {
+		switch l.Label {
+		case "ok":
+			f.FillsOK = l.Value
+		case "error":
+			f.FillsFailed = l.Value
+		}
+	}
+	f.TagLookups = by("cacheyd_tag_lookups_total", "outcome")
+	for _, l := range f.TagLookups {
+		if l.Label == "stale" {
+			f.Stale = l.Value
+		}
+	}
+	f.Uncached = sum("cacheyd_uncached_total")
+	f.MemoryUsed, f.DiskUsed = sum("cacheyd_memory_tier_bytes"), sum("cacheyd_disk_tier_bytes")
+	if f.Info.MemoryBytes > 0 {
+		f.MemoryPercent = 100 * f.MemoryUsed / float64(f.Info.MemoryBytes)
+	}
+	if f.Info.DiskBytes > 0 {
+		f.DiskPercent = 100 * f.DiskUsed / float64(f.Info.DiskBytes)
+	}
+	f.Evictions = sum("cacheyd_disk_evictions_total")
+	return f, nil
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	return 0
+}
+
+// serveStatus answers GET / with a small HTML page of the live figures, for
+// people without Prometheus.
+func (s *Server) serveStatus(ctx *fasthttp.RequestCtx, in *incoming) {
+	if !isRead(in.method) {
+		serveText(ctx, in, http.StatusMethodNotAllowed, "method not allowed\n")
+		return
+	}
+	f, err := s.gatherFigures()
+	if err != nil {
+		serveText(ctx, in, http.StatusInternalServerError, "cannot read figures\n")
+		return
+	}
+	var buf bytes.Buffer
+	if err := statusPage.Execute(&buf, f); err != nil {
+		serveText(ctx, in, http.StatusInternalServerError, "cannot render status\n")
+		return
+	}
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetContentType("text/html; charset=utf-8")
+	ctx.SetStatusCode(http.StatusOK)
+	if in.method == http.MethodHead {
+		ctx.Response.SkipBody = true
+		ctx.Response.Header.SetContentLength(buf.Len())
+		return
+	}
+	ctx.SetBody(buf.Bytes())
+}
+
+// statusPage is parsed once; html/template escapes every value.
+var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"bytes": func(v any) string {
+		switch v := v.(type) {
+		case int64:
+			return humanBytes(v)
+		case float64:
+			return humanBytes(v)
+		}
+		return "?"
+	},
+	"pct": func(v float64) string { return formatFloat(v, 1) + "%" },
+	"n":     func(v float64) string { return formatFloat(v, 0) },
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cacheyd</title>
+<meta http-equiv="refresh" content="10">
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}td.n{text-align:right;font-variant-numeric:tabular-nums}h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}.bad{color:#b00}</style>
+</head><body>
+<h1>cacheyd {{.Info.Version}}</h1>
+<p>{{if .Ready}}ready{{else}}<span class="bad">not ready</span>{{end}} · up {{.Uptime}} · default registry {{.Registry}} · <a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
+<h2>Requests for content</h2>
+<table>
+<tr><th>hit ratio</th><td class="n">{{pct .HitRatio}}</td><td>answered from memory or disk</td></tr>
+<tr><th>upstream fetches avoided</th><td class="n">{{pct .PullsSaved}}</td><td>hits and joined fills</td></tr>
+<tr><th>hits</th><td class="n">{{n .Hits}}</td><td></td></tr>
+<tr><th>joined a fill</th><td class="n">{{n .Joins}}</td><td>streamed a download another request started</td></tr>
+<tr><th>misses</th><td class="n">{{n .Misses}}</td><td>started a fill</td></tr>
+</table>
+<h2>Bytes</h2>
+<table>
+<tr><th>served</th><td class="n">{{bytes .Served}}</td><td>{{range .ServedBySource}}{{.Label}} {{bytes .Value}} · {{end}}</td></tr>
+<tr><th>fetched upstream</th><td class="n">{{bytes .Fetched}}</td><td>{{range .FetchedByReg}}{{.Label}} {{bytes .Value}} · {{end}}</td></tr>
+<tr><th>saved</th><td class="n">{{bytes .Saved}}</td><td>served minus fetched</td></tr>
+<tr><th>streamed uncached</th><td class="n">{{n .Uncached}}</td><td>requests the disk could not take</td></tr>
+</table>
+<h2>Fills and tags</h2>
+<table>
+<tr><th>fills in flight</th><td class="n">{{n .FillsInFlight}}</td><td></td></tr>
+<tr><th>fills done</th><td class="n">{{n .FillsOK}}</td><td>{{if .FillsFailed}}<span class="bad">{{n .FillsFailed}} failed</span>{{end}}</td></tr>
+<tr><th>tag lookups</th><td class="n"></td><td>{{range .TagLookups}}{{.Label}} {{n .Value}} · {{end}}</td></tr>
+<tr><th>stale tag answers</th><td class="n">{{n .Stale}}</td><td>served while upstream failed</td></tr>
+</table>
+<h2>Tiers</h2>
+<table>
+<tr><th>memory</th><td class="n">{{bytes .MemoryUsed}}</td><td>{{if .Info.MemoryBytes}}{{pct .MemoryPercent}} of {{bytes .Info.MemoryBytes}}{{end}}</td></tr>
+<tr><th>disk</th><td class="n">{{bytes .DiskUsed}}</td><td>{{if .Info.DiskBytes}}{{pct .DiskPercent}} of {{bytes .Info.DiskBytes}}{{end}}</td></tr>
+<tr><th>evictions</th><td class="n">{{n .Evictions}}</td><td>objects evicted to stay within the disk budget</td></tr>
+</table>
+</body></html>
+`))
