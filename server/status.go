@@ -177,7 +177,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		return "?"
 	},
 	"pct": func(v float64) string { return formatFloat(v, 1) + "%" },
-	"n":     func(v float64) string { return formatFloat(v, 0) },
+	"n":   func(v float64) string { return formatFloat(v, 0) },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cacheyd</title>
 <meta http-equiv="refresh" content="10">
