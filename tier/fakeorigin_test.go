@@ -38,6 +38,7 @@ type fakeOrigin struct {
 	// an unexpected EOF after cutAfter bytes of the body.
 	cutAfter int64
 	cutCount int
+	cutErr   error // what the cut body fails with; nil means io.ErrUnexpectedEOF
 	// hangAfter, when hangCount > 0, makes the next hangCount GET bodies
 	// send hangAfter bytes and then nothing until the request is cancelled.
 	hangAfter int64
@@ -84,7 +85,7 @@ func (o *fakeOrigin) set(fn func(o *fakeOrigin)) {
 func (o *fakeOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	o.mu.Lock()
 	o.calls[req.Method+" "+req.Kind.String()+" "+req.Reference.String()]++
-	gate, corrupt, private, fail := o.gate, o.corrupt, o.private, o.fail
+	gate, corrupt, private, fail, cutErr := o.gate, o.corrupt, o.private, o.fail, o.cutErr
 	cut, hang := int64(-1), int64(-1)
 	if req.Method == http.MethodGet {
 		o.offsets = append(o.offsets, req.Offset)
@@ -140,7 +141,11 @@ func (o *fakeOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response
 		return resp, nil
 	}
 	if cut >= 0 && cut < int64(len(data)) {
-		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data[:cut]), errReader{io.ErrUnexpectedEOF}))
+		cerr := cutErr
+		if cerr == nil {
+			cerr = io.ErrUnexpectedEOF
+		}
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data[:cut]), errReader{cerr}))
 		return resp, nil
 	}
 	if gate == nil {

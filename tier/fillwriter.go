@@ -281,14 +281,15 @@ func (w *fillWriter) verify() error {
 	return nil
 }
 
-// retryable reports whether another attempt may succeed.
+// retryable reports whether another attempt may succeed. A registry's
+// answer inside a read error (a manifest cut at the size limit, say) is
+// judged as that answer, not as a broken connection.
 func retryable(err error) bool {
-	var re *upstreamReadError
-	if errors.As(err, &re) || errors.Is(err, oci.ErrUpstreamUnavailable) {
-		return true
+	if e, ok := oci.AsError(err); ok {
+		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
 	}
-	e, ok := oci.AsError(err)
-	return ok && (e.Status >= 500 || e.Status == http.StatusTooManyRequests)
+	var re *upstreamReadError
+	return errors.As(err, &re) || errors.Is(err, oci.ErrUpstreamUnavailable)
 }
 
 // maxBackoff caps one wait between attempts, Retry-After included: a fill

@@ -129,3 +129,27 @@ func TestHungUpstreamIsResumed(t *testing.T) {
 		t.Errorf("GET offsets %v, want 0 first and a resume from at least %d last", o.offsets, 200<<10)
 	}
 }
+
+// TestRegistryAnswerInsideBodyIsNotRetried: a body that ends with a
+// registry's answer (a manifest cut at the size limit) fails the fill at
+// once instead of being resumed.
+func TestRegistryAnswerInsideBodyIsNotRetried(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 64<<10)
+	dg := o.add(data, "")
+	o.set(func(o *fakeOrigin) {
+		o.cutAfter, o.cutCount, o.cutErr = 1000, 5, oci.ErrTooLarge("manifest exceeds 4 MiB")
+	})
+	c := newTestCache(t, o, func(cfg *Config) { cfg.RetryBackoff = time.Millisecond })
+	obj, err := c.Get(t.Context(), blobReq(dg))
+	if err == nil {
+		_, err = readAll(t, obj)
+	}
+	if err == nil {
+		t.Fatal("fill succeeded past a size refusal")
+	}
+	c.wg.Wait()
+	if n := o.count(http.MethodGet, oci.KindBlob, string(dg)); n != 1 {
+		t.Errorf("upstream GETs = %d, want 1 (not retried)", n)
+	}
+}
