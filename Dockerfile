@@ -2,7 +2,7 @@
 # Build: docker build -t cacheyd .
 # Run:   docker run -p 30123:30123 -v cacheyd:/var/cache/cacheyd cacheyd
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.27-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
