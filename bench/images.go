@@ -65,10 +65,13 @@ func (s *Size) UnmarshalJSON(b []byte) error {
 
 func (s Size) String() string { return humanize.IBytes(uint64(s)) }
 
+// maxLayer bounds one layer: the fake upstream holds every layer in memory.
+const maxLayer = 8 << 30
+
 func parseSize(s string) (Size, error) {
 	n, err := humanize.ParseBytes(s)
-	if err != nil || n > 1<<40 {
-		return 0, fmt.Errorf("size %q: want a number of bytes up to 1TiB, such as 28MiB", s)
+	if err != nil || n > maxLayer {
+		return 0, fmt.Errorf("size %q: want a number of bytes up to 8GiB, such as 28MiB", s)
 	}
 	return Size(n), nil
 }
@@ -213,8 +216,8 @@ func validateImages(imgs []Image) error {
 			}
 		}
 		for _, l := range img.Layers {
-			if l.Size < 0 {
-				return fmt.Errorf("%s: negative layer size", what)
+			if l.Size < 0 || l.Size > maxLayer {
+				return fmt.Errorf("%s: layer size %d is negative or over 8GiB", what, l.Size)
 			}
 		}
 	}

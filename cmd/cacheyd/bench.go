@@ -32,7 +32,7 @@ type benchCmd struct {
 	Upstream  string         `env:"CACHEYD_BENCH_UPSTREAM_ADDR" name:"upstream-addr" placeholder:"HOST:PORT" help:"Loopback address for the fake upstream (default: a free port)."`
 	JSON      bool           `env:"CACHEYD_BENCH_JSON" help:"Print the report as JSON instead of a table."`
 	Chart     string         `env:"CACHEYD_BENCH_CHART" placeholder:"FILE" help:"Draw node pull time and upstream bytes against burst size into FILE (.svg or .png)."`
-	Progress  bool           `env:"CACHEYD_BENCH_PROGRESS" default:"true" negatable:"" help:"Show a progress bar per burst on standard error."`
+	Progress  bool           `env:"CACHEYD_BENCH_PROGRESS" default:"true" negatable:"" help:"Show a progress bar per burst on standard error, when it is a terminal."`
 	Serve     bool           `env:"CACHEYD_BENCH_SERVE_UPSTREAM" name:"serve-upstream" help:"Only run the fake upstream, seeded with the image set: print what it holds and serve until interrupted (for bench/compare.sh)."`
 }
 
@@ -90,11 +90,18 @@ func (b *benchCmd) config(s *serveFlags) (bench.Config, error) {
 	cfg.Platform, cfg.Parallel, cfg.Resume, cfg.BurstTimeout = b.Platform, b.Parallel, b.Resume, b.Timeout
 	cfg.Target, cfg.TargetPID, cfg.UpstreamAddr = b.Target, b.TargetPID, b.Upstream
 	cfg.JSON, cfg.Chart = b.JSON, b.Chart
-	if b.Progress {
+	if b.Progress && isTerminal(os.Stderr) {
 		cfg.Progress = os.Stderr
 	}
 	cfg.Start = s.benchStarter()
 	return cfg, nil
+}
+
+// isTerminal reports whether f is a terminal, where a progress bar that
+// redraws itself belongs (a log file would collect every redraw).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // benchStarter starts cacheyd in-process for a burst, exactly as "cacheyd

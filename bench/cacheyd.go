@@ -1,0 +1,53 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cacheyd/cacheyd/server"
+	"github.com/cacheyd/cacheyd/tier"
+	"github.com/cacheyd/cacheyd/upstream"
+)
+
+// startCacheyd is the Starter used when Config.Start is nil: cacheyd wired
+// from upstream, tier and server as cmd/cacheyd does, with cacheyd's
+// default budgets (256 MiB memory, objects up to 1 MiB in memory, a 1m tag
+// TTL), listening on a free loopback port, logging nothing.
+func startCacheyd(_ context.Context, c CacheydConfig) (string, func() error, error) {
+	log := slog.New(slog.DiscardHandler)
+	origin, err := upstream.New(upstream.Config{
+		RegistryURLs: map[string]string{c.Registry: c.URL}, UserAgent: "cacheyd-bench", Logger: log,
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	cache, err := tier.New(tier.Config{
+		Dir: c.Dir, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20, TagTTL: time.Minute, Logger: log,
+	}, origin)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := server.New(server.Config{Name: "cacheyd", Logger: log}, cache)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cache.Close()
+		return "", nil, fmt.Errorf("bench: listen: %w", err)
+	}
+	served := make(chan error, 1)
+	// Stops when stop shuts the server down.
+	go func() { served <- srv.Serve(ln) }()
+	stop := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := srv.Shutdown(ctx)
+		if serr := <-served; serr != nil && !errors.Is(serr, net.ErrClosed) {
+			err = errors.Join(err, serr)
+		}
+		return errors.Join(err, cache.Close())
+	}
+	return "http://" + ln.Addr().String(), stop, nil
+}

@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/cacheyd/cacheyd/internal/puller"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// node is one simulated Kubernetes node: a containerd with an empty
+// content store and its own connections, pulling the image set the way the
+// kubelet has it pulled, one image after another (serializeImagePulls, the
+// default), each image as containerd pulls it.
+type node struct {
+	client *http.Client
+	// base and ns say where it pulls from: a cacheyd with ?ns=, or the
+	// registry itself with no ns.
+	base, ns string
+	cfg      *Config
+	progress func(int64)
+
+	mu      sync.Mutex // guards fetches
+	fetches []puller.Fetch
+}
+
+// nodeResult is what one node did in a burst.
+type nodeResult struct {
+	end     time.Time
+	fetches []puller.Fetch
+	errs    []error // one per image that failed
+}
+
+func newNode(base, ns string, cfg *Config, progress func(int64)) *node {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: cfg.Parallel + 2,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return &node{client: &http.Client{Transport: tr}, base: base, ns: ns, cfg: cfg, progress: progress}
+}
+
+// pull pulls every image of cat and closes the node's connections.
+func (n *node) pull(ctx context.Context, cat *catalog) nodeResult {
+	defer n.client.CloseIdleConnections()
+	store := map[oci.Digest]bool{} // the node's content store; used by this goroutine only
+	var res nodeResult
+	for _, img := range cat.images {
+		p := &puller.Puller{
+			Client: n.client, Base: n.base, Namespace: n.ns, Platform: n.cfg.Platform,
+			Parallel: n.cfg.Parallel, Resume: n.cfg.Resume,
+			Known:    func(d oci.Digest) bool { return store[d] },
+			Progress: n.progress,
+			Observe:  n.observe,
+		}
+		pr, err := p.Pull(ctx, img.repo, img.tag)
+		if pr != nil {
+			for _, d := range pr.Blobs {
+				store[d] = true
+			}
+		}
+		if err != nil {
+			res.errs = append(res.errs, fmt.Errorf("%s:%s: %w", img.repo, img.tag, brief(err)))
+		}
+	}
+	res.end = time.Now()
+	n.mu.Lock()
+	res.fetches = n.fetches
+	n.mu.Unlock()
+	return res
+}
+
+func (n *node) observe(f puller.Fetch) {
+	n.mu.Lock()
+	n.fetches = append(n.fetches, f)
+	n.mu.Unlock()
+}
+
+// check reports how a node's pull differs from what it had to fetch: every
+// object of cat exactly once, each with its digest verified, nothing else.
+func (r *nodeResult) check(cat *catalog) error {
+	if len(r.errs) > 0 {
+		return r.errs[0]
+	}
+	verified := map[oci.Digest]int{}
+	for _, f := range r.fetches {
+		if f.Err == nil {
+			verified[f.Digest]++
+		}
+	}
+	for d := range cat.objects {
+		if verified[d] != 1 {
+			return fmt.Errorf("%s verified %d times, want once", d.Short(), verified[d])
+		}
+	}
+	for d := range verified {
+		if _, ok := cat.objects[d]; !ok {
+			return fmt.Errorf("fetched %s, which is not in the image set", d.Short())
+		}
+	}
+	return nil
+}
+
+// brief shortens an unexpected status to what it was and on what kind of
+// request, without the URL, so that the nodes it stopped are counted as one
+// reason rather than one per digest.
+func brief(err error) error {
+	var se *puller.StatusError
+	if !errors.As(err, &se) {
+		return err
+	}
+	kind := "request"
+	if u, perr := url.Parse(se.URL); perr == nil {
+		switch path.Base(path.Dir(u.Path)) {
+		case "manifests":
+			kind = "manifest"
+		case "blobs":
+			kind = "blob"
+		}
+	}
+	return fmt.Errorf("%s %s answered %d %s", se.Method, kind, se.Status, http.StatusText(se.Status))
+}

@@ -1,0 +1,347 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+)
+
+// Run measures every scenario of cfg for every burst size, writes the
+// report to out (a table, or JSON with cfg.JSON), draws cfg.Chart if set,
+// and returns the report. A burst whose nodes fail is reported, not an
+// error: errors are for runs that could not measure at all.
+func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	r := &runner{cfg: &cfg}
+	if r.up, err = startHub(cfg); err != nil {
+		return nil, err
+	}
+	defer r.up.close()
+	if cfg.Target == "" {
+		dir := cfg.Dir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "cacheyd-bench-"); err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+			defer os.RemoveAll(dir)
+		}
+		r.dir = dir
+	} else {
+		// A running cacheyd may remember tags from an earlier run: tags of
+		// this run are its own.
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		r.runID = "-bench" + hex.EncodeToString(b[:])
+	}
+	if err := r.seed(ctx); err != nil {
+		return nil, err
+	}
+	rep := &Report{
+		Date:    began,
+		Machine: Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GoVersion: runtime.Version()},
+		Setup:   r.setup(),
+	}
+	for _, n := range cfg.Nodes {
+		res, err := r.series(ctx, n)
+		rep.Results = append(rep.Results, res...)
+		if err == nil {
+			err = ctx.Err() // interrupted: what the nodes report is not a measurement
+		}
+		if err != nil {
+			return rep, err
+		}
+	}
+	rep.Seconds = time.Since(began).Seconds()
+	if cfg.JSON {
+		err = rep.WriteJSON(out)
+	} else {
+		err = rep.WriteTable(out)
+	}
+	if err != nil {
+		return rep, fmt.Errorf("bench: write report: %w", err)
+	}
+	if cfg.Chart != "" {
+		if err := rep.WriteChart(cfg.Chart); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// runner holds what the bursts of one run share.
+type runner struct {
+	cfg   *Config
+	up    *fakeHub
+	dir   string // in-process caches; empty with a Target
+	runID string // appended to tags with a Target
+	gen   int    // how many times the set was seeded
+	cat   *catalog
+	// fresh reports that cat has not been pulled through a cacheyd yet.
+	fresh bool
+}
+
+// seed stores a new generation of the image set upstream: new content
+// under new tags (with a Target), cold for any cache.
+func (r *runner) seed(ctx context.Context) error {
+	suffix := ""
+	if r.runID != "" {
+		suffix = r.runID + "g" + strconv.Itoa(r.gen)
+	}
+	r.progressf("seeding the fake upstream with %d images...", len(r.cfg.Images))
+	cat, err := seedImages(ctx, r.up.reg, r.cfg.Images, r.cfg.Platform, suffix)
+	r.progressf("\r\033[K")
+	if err != nil {
+		return fmt.Errorf("bench: seed: %w", err)
+	}
+	r.cat, r.fresh = cat, true
+	r.gen++
+	return nil
+}
+
+func (r *runner) progressf(format string, args ...any) {
+	if r.cfg.Progress != nil {
+		fmt.Fprintf(r.cfg.Progress, format, args...)
+	}
+}
+
+func (r *runner) setup() Setup {
+	c := r.cfg
+	s := Setup{
+		Images: len(r.cat.images), Manifests: r.cat.manifests, Blobs: len(r.cat.objects) - r.cat.manifests,
+		Bytes: r.cat.bytes, StoredBytes: r.cat.stored, Platform: c.Platform, Bandwidth: c.Bandwidth,
+		LatencySeconds: c.Latency.Seconds(), PullLimit: c.PullLimit, Parallel: c.Parallel, Target: c.Target,
+	}
+	for _, o := range r.cat.objects {
+		s.LargestBlob = max(s.LargestBlob, o.size)
+	}
+	return s
+}
+
+// series runs the scenarios for one burst size.
+func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
+	var (
+		out  []Result
+		base string       // the cacheyd of this burst size
+		stop func() error // stops it; nil with a Target
+		dir  string       // its cache
+		errs []error      // from stopping
+		halt = func() {
+			if stop != nil {
+				errs = append(errs, stop())
+				stop = nil
+			}
+			if dir != "" {
+				errs = append(errs, os.RemoveAll(dir))
+				dir = ""
+			}
+		}
+	)
+	defer halt()
+	warmable := false // base holds the set
+	for _, sc := range r.cfg.Scenarios {
+		switch sc {
+		case Direct:
+			out = append(out, r.burst(ctx, sc, n, r.up.reg.URL(), ""))
+			continue
+		case Cold:
+			halt()
+			var err error
+			if base, stop, dir, err = r.cacheyd(ctx, n); err != nil {
+				return out, err
+			}
+		case Warm:
+			if !warmable {
+				if base == "" {
+					var err error
+					if base, stop, dir, err = r.cacheyd(ctx, n); err != nil {
+						return out, err
+					}
+				}
+				if err := r.prime(ctx, base); err != nil {
+					return out, err
+				}
+			}
+		}
+		res := r.burst(ctx, sc, n, base, r.up.reg.Host())
+		out = append(out, res)
+		warmable = true
+	}
+	halt()
+	return out, errors.Join(errs...)
+}
+
+// cacheyd returns a cacheyd holding none of the current set: a new
+// in-process one with an empty cache, or the Target with the set seeded
+// anew if it was pulled through it already.
+func (r *runner) cacheyd(ctx context.Context, n int) (base string, stop func() error, dir string, err error) {
+	if r.cfg.Target != "" {
+		if !r.fresh {
+			if err := r.seed(ctx); err != nil {
+				return "", nil, "", err
+			}
+		}
+		r.fresh = false
+		return r.cfg.Target, nil, "", nil
+	}
+	r.fresh = false
+	dir = filepath.Join(r.dir, "cache-"+strconv.Itoa(n))
+	if err := os.RemoveAll(dir); err != nil {
+		return "", nil, "", fmt.Errorf("bench: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", nil, "", fmt.Errorf("bench: %w", err)
+	}
+	base, stop, err = r.cfg.Start(ctx, CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL()})
+	if err != nil {
+		return "", nil, "", fmt.Errorf("bench: start cacheyd: %w", err)
+	}
+	return base, stop, dir, nil
+}
+
+// prime pulls the set once through base, untimed, so that a warm burst
+// finds it there.
+func (r *runner) prime(ctx context.Context, base string) error {
+	nd := newNode(base, r.up.reg.Host(), r.cfg, nil)
+	res := nd.pull(ctx, r.cat)
+	if err := res.check(r.cat); err != nil {
+		return fmt.Errorf("bench: priming %s for a warm burst: %w", base, err)
+	}
+	return nil
+}
+
+// maxFailures bounds the distinct failure reasons reported per burst.
+const maxFailures = 5
+
+// burst has n nodes pull the set from base at once and measures it.
+func (r *runner) burst(ctx context.Context, sc Scenario, n int, base, ns string) Result {
+	r.up.reset()
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.BurstTimeout)
+	defer cancel()
+	var received atomic.Int64
+	stopBar := r.bar(fmt.Sprintf("%-6s ×%-4d", sc, n), int64(n)*r.cat.bytes, &received)
+	var stopRSS func() int64
+	if r.cfg.TargetPID > 0 && sc != Direct {
+		stopRSS = sampleRSS(r.cfg.TargetPID)
+	}
+
+	start := time.Now()
+	results := make([]nodeResult, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		nd := newNode(base, ns, r.cfg, func(b int64) { received.Add(b) })
+		wg.Go(func() { results[i] = nd.pull(ctx, r.cat) })
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	stopBar()
+
+	res := Result{Scenario: sc, Nodes: n, Seconds: wall.Seconds(), BytesServed: received.Load()}
+	if stopRSS != nil {
+		res.PeakRSS = stopRSS()
+	}
+	res.UpstreamPulls, res.Upstream429 = r.up.reg.Pulls()
+	res.UpstreamRequests = r.up.reg.Count("", "", "")
+	res.UpstreamBytes = r.up.bytes.Load()
+	if sc != Direct && res.BytesServed > 0 {
+		hit := max(0, 1-float64(res.UpstreamBytes)/float64(res.BytesServed))
+		res.HitRatio = &hit
+	}
+	var (
+		times, lags []float64
+		reasons     = map[string]int{}
+		order       []string
+	)
+	for _, nr := range results {
+		if err := nr.check(r.cat); err != nil {
+			msg := shorten(err.Error())
+			if reasons[msg] == 0 {
+				order = append(order, msg)
+			}
+			reasons[msg]++
+			continue
+		}
+		res.OK++
+		times = append(times, nr.end.Sub(start).Seconds())
+		if sc == Direct {
+			continue
+		}
+		for _, f := range nr.fetches {
+			// Only nodes that asked before upstream's first byte were
+			// waiting for it; a later one's wait is plain time to first
+			// byte under the burst's load.
+			up, ok := r.up.firstByte(f.Digest)
+			if !ok || f.FirstByte.IsZero() || f.Start.After(up) {
+				continue
+			}
+			lags = append(lags, max(0, f.FirstByte.Sub(up).Seconds()))
+		}
+	}
+	for i, msg := range order {
+		if i == maxFailures {
+			res.Failures = append(res.Failures, fmt.Sprintf("and %d more reasons", len(order)-i))
+			break
+		}
+		res.Failures = append(res.Failures, fmt.Sprintf("%d× %s", reasons[msg], msg))
+	}
+	res.NodeSeconds = percentiles(times)
+	if sc == Cold {
+		p := percentiles(lags)
+		res.FirstByteLagSeconds = &p
+	}
+	return res
+}
+
+// bar shows a progress bar of received against total until the returned
+// function is called; without Config.Progress it shows nothing.
+func (r *runner) bar(desc string, total int64, received *atomic.Int64) (stop func()) {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	bar := progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(r.cfg.Progress),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetPredictTime(false),
+	)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	// Stops when stop closes done.
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = bar.Set64(min(received.Load(), total))
+			case <-done:
+				_ = bar.Finish()
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
