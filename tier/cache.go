@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -293,7 +294,21 @@ func (c *Cache) fromTiers(dg oci.Digest, manifest, head bool) *Object {
 		return nil
 	}
 	c.m.Hits.WithLabelValues("disk").Inc()
-	return &Object{Digest: dg, MediaType: mediaTypeFor(kindOf(manifest), e.mediaType), Size: e.size, Source: SourceDisk, file: f}
+	o := &Object{Digest: dg, MediaType: mediaTypeFor(kindOf(manifest), e.mediaType), Size: e.size, Source: SourceDisk, file: f}
+	if f != nil && c.mem.fits(e.size) {
+		// A small object found only on disk (after a restart, or evicted
+		// from memory) goes back into memory, so that the next request
+		// costs no open, read and close.
+		if data, err := io.ReadAll(io.LimitReader(f, e.size+1)); err == nil && int64(len(data)) == e.size {
+			_ = f.Close()
+			c.mem.set(dg, memEntry{data: data, mediaType: e.mediaType})
+			o.file, o.data = nil, data
+		} else if _, err := f.Seek(0, io.SeekStart); err != nil {
+			_ = f.Close()
+			return nil
+		}
+	}
+	return o
 }
 
 // joinOrStart returns the fill in flight for key with a reference taken, or

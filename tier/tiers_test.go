@@ -319,3 +319,27 @@ func TestPrivateContentOnlyForAcceptedCredentials(t *testing.T) {
 func failOrigin(_ context.Context, req *oci.Request) (*oci.Response, error) {
 	return nil, fmt.Errorf("origin asked for %s: %w", req.Reference, oci.ErrUpstreamUnavailable)
 }
+
+// TestSmallDiskHitsMoveToMemory: after a restart, a small object found on
+// disk is served from memory the next time.
+func TestSmallDiskHitsMoveToMemory(t *testing.T) {
+	o := newFakeOrigin()
+	data := randomBytes(t, 4<<10)
+	dg := o.add(data, "")
+	dir := t.TempDir()
+	c1 := newTestCache(t, o, func(cfg *Config) { cfg.Dir = dir })
+	fillAndWait(t, c1, blobReq(dg))
+	c1.Close()
+	c2 := newTestCache(t, o, func(cfg *Config) { cfg.Dir = dir })
+	for _, want := range []Source{SourceDisk, SourceMemory} {
+		obj, err := c2.Get(t.Context(), blobReq(dg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readAll(t, obj)
+		if err != nil || !bytes.Equal(got, data) || obj.Source != want {
+			t.Fatalf("source %v (want %v), err %v, equal %v", obj.Source, want, err, bytes.Equal(got, data))
+		}
+		c2.mem.wait()
+	}
+}

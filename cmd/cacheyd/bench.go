@@ -117,7 +117,7 @@ func (s *serveFlags) benchStarter() bench.Starter {
 		if s.LogLevel == "debug" {
 			level = "debug"
 		}
-		log := newLogger(level, s.LogFormat)
+		log := newLogger(level, s.LogFormat, os.Stderr)
 		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		addr := make(chan net.Addr, 1)
 		done := make(chan error, 1)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -34,10 +35,13 @@ type serveCmd struct{}
 
 // Run starts cacheyd and serves until SIGINT or SIGTERM.
 func (serveCmd) Run(s *serveFlags) error {
-	log := newLogger(s.LogLevel, s.LogFormat)
+	sink := newLogSink(os.Stderr)
+	defer sink.Close()
+	log := newLogger(s.LogLevel, s.LogFormat, sink)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return s.serve(ctx, log, nil)
+	// The listening line is what scripts and probes wait for: out at once.
+	return s.serve(ctx, log, func(net.Addr) { sink.Flush() })
 }
 
 // serveFlags holds every flag of cacheyd. Defaults make a flag-free start
@@ -220,12 +224,12 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 }
 
 // newLogger builds the process logger.
-func newLogger(level, format string) *slog.Logger {
+func newLogger(level, format string, w io.Writer) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level)) // kong's enum already checked it
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
