@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -16,24 +17,27 @@ import (
 // Flags left out take the defaults of the chosen profile, Docker Hub-like
 // or --quick; the pointer fields tell "left out" from "set to zero".
 type benchCmd struct {
-	Quick     bool           `env:"CACHEYD_BENCH_QUICK" help:"A run of seconds (CI): a 5 MiB image set, bursts of 1,4,16, 5ms and 20MB/s upstream, pull limit 20. Other flags still apply."`
-	Nodes     []int          `env:"CACHEYD_BENCH_NODES" sep:"," help:"Burst sizes: for each, that many nodes pull the image set at once (default 1,4,16,64)."`
-	Scenarios []string       `env:"CACHEYD_BENCH_SCENARIOS" sep:"," enum:"direct,cold,warm" default:"direct,cold,warm" help:"What to measure for each burst size: direct (nodes pull from upstream), cold (through an empty cacheyd), warm (through a cacheyd holding the set)."`
-	Images    string         `env:"CACHEYD_BENCH_IMAGES" type:"existingfile" placeholder:"FILE" help:"Image set to pull (see bench/README.md for the format). Default: five DaemonSet-like multi-arch images, 165 MiB per node, layers of 4 KiB to 112 MiB."`
-	Platform  string         `env:"CACHEYD_BENCH_PLATFORM" default:"linux/amd64" help:"The nodes' platform."`
-	Bandwidth *byteSize      `env:"CACHEYD_BENCH_BANDWIDTH" placeholder:"BYTES" help:"Upstream bandwidth per connection, in bytes per second, e.g. 40MB (default 40MB; 0: no cap)."`
-	Latency   *time.Duration `env:"CACHEYD_BENCH_LATENCY" placeholder:"DURATION" help:"Upstream latency added to every request (default 50ms; 0: none)."`
-	PullLimit *int           `env:"CACHEYD_BENCH_PULL_LIMIT" placeholder:"N" help:"Upstream pull limit per burst: manifest GETs beyond it are answered 429 as Docker Hub does (default 100, Docker Hub's anonymous limit; 0: none)."`
-	Parallel  int            `env:"CACHEYD_BENCH_PARALLEL" default:"3" help:"Blob downloads at once per node (containerd's max_concurrent_downloads)."`
-	Resume    int            `env:"CACHEYD_BENCH_RESUME" default:"3" help:"How many times a node resumes a broken download with Range."`
-	Timeout   time.Duration  `env:"CACHEYD_BENCH_TIMEOUT" default:"10m" help:"Longest a burst may take; nodes still pulling then fail."`
-	Target    string         `env:"CACHEYD_BENCH_TARGET" placeholder:"URL" help:"Measure a running cacheyd at URL (on this machine) instead of one in-process. It must map the fake upstream, e.g. --registry-url localhost:5000=http://localhost:5000 with --upstream-addr 127.0.0.1:5000."`
-	TargetPID int            `env:"CACHEYD_BENCH_TARGET_PID" name:"target-pid" placeholder:"PID" help:"Process ID of --target, whose peak resident memory is reported per burst."`
-	Upstream  string         `env:"CACHEYD_BENCH_UPSTREAM_ADDR" name:"upstream-addr" placeholder:"HOST:PORT" help:"Loopback address for the fake upstream (default: a free port)."`
-	JSON      bool           `env:"CACHEYD_BENCH_JSON" help:"Print the report as JSON instead of a table."`
-	Chart     string         `env:"CACHEYD_BENCH_CHART" placeholder:"FILE" help:"Draw node pull time and upstream bytes against burst size into FILE (.svg or .png)."`
-	Progress  bool           `env:"CACHEYD_BENCH_PROGRESS" default:"true" negatable:"" help:"Show a progress bar per burst on standard error, when it is a terminal."`
-	Serve     bool           `env:"CACHEYD_BENCH_SERVE_UPSTREAM" name:"serve-upstream" help:"Only run the fake upstream, seeded with the image set: print what it holds and serve until interrupted (for bench/compare.sh)."`
+	Quick        bool           `env:"CACHEYD_BENCH_QUICK" help:"A run of seconds (CI): a 5 MiB image set, bursts of 1,4,16, 5ms and 20MB/s upstream, pull limit 20. Other flags still apply."`
+	Nodes        []int          `env:"CACHEYD_BENCH_NODES" sep:"," help:"Burst sizes: for each, that many nodes pull the image set at once (default 1,4,16,64)."`
+	Scenarios    []string       `env:"CACHEYD_BENCH_SCENARIOS" sep:"," enum:"direct,cold,warm,load,soak" default:"direct,cold,warm" help:"What to measure for each burst size: direct (nodes pull from upstream), cold (through an empty cacheyd), warm (through a cacheyd holding the set). load (--load-conns clients hitting memory and disk while one blob fills) and soak (--soak-duration of pulls with upstream faults) run once, in-process, after the bursts."`
+	LoadConns    int            `env:"CACHEYD_BENCH_LOAD_CONNS" name:"load-conns" default:"1000" help:"Client connections of the load scenario."`
+	SoakDuration time.Duration  `env:"CACHEYD_BENCH_SOAK_DURATION" name:"soak-duration" default:"30s" help:"How long the soak scenario starts new pulls."`
+	SoakFaults   float64        `env:"CACHEYD_BENCH_SOAK_FAULT_RATE" name:"soak-fault-rate" default:"0.1" help:"Share of upstream content requests the soak answers with a fault (truncated body, 503, 429, slow, in turn); negative: none."`
+	Images       string         `env:"CACHEYD_BENCH_IMAGES" type:"existingfile" placeholder:"FILE" help:"Image set to pull (see bench/README.md for the format). Default: five DaemonSet-like multi-arch images, 165 MiB per node, layers of 4 KiB to 112 MiB."`
+	Platform     string         `env:"CACHEYD_BENCH_PLATFORM" default:"linux/amd64" help:"The nodes' platform."`
+	Bandwidth    *byteSize      `env:"CACHEYD_BENCH_BANDWIDTH" placeholder:"BYTES" help:"Upstream bandwidth per connection, in bytes per second, e.g. 40MB (default 40MB; 0: no cap)."`
+	Latency      *time.Duration `env:"CACHEYD_BENCH_LATENCY" placeholder:"DURATION" help:"Upstream latency added to every request (default 50ms; 0: none)."`
+	PullLimit    *int           `env:"CACHEYD_BENCH_PULL_LIMIT" placeholder:"N" help:"Upstream pull limit per burst: manifest GETs beyond it are answered 429 as Docker Hub does (default 100, Docker Hub's anonymous limit; 0: none)."`
+	Parallel     int            `env:"CACHEYD_BENCH_PARALLEL" default:"3" help:"Blob downloads at once per node (containerd's max_concurrent_downloads)."`
+	Resume       int            `env:"CACHEYD_BENCH_RESUME" default:"3" help:"How many times a node resumes a broken download with Range."`
+	Timeout      time.Duration  `env:"CACHEYD_BENCH_TIMEOUT" default:"10m" help:"Longest a burst may take; nodes still pulling then fail."`
+	Target       string         `env:"CACHEYD_BENCH_TARGET" placeholder:"URL" help:"Measure a running cacheyd at URL (on this machine) instead of one in-process. It must map the fake upstream, e.g. --registry-url localhost:5000=http://localhost:5000 with --upstream-addr 127.0.0.1:5000."`
+	TargetPID    int            `env:"CACHEYD_BENCH_TARGET_PID" name:"target-pid" placeholder:"PID" help:"Process ID of --target, whose peak resident memory is reported per burst."`
+	Upstream     string         `env:"CACHEYD_BENCH_UPSTREAM_ADDR" name:"upstream-addr" placeholder:"HOST:PORT" help:"Loopback address for the fake upstream (default: a free port)."`
+	JSON         bool           `env:"CACHEYD_BENCH_JSON" help:"Print the report as JSON instead of a table."`
+	Chart        string         `env:"CACHEYD_BENCH_CHART" placeholder:"FILE" help:"Draw node pull time and upstream bytes against burst size into FILE (.svg or .png)."`
+	Progress     bool           `env:"CACHEYD_BENCH_PROGRESS" default:"true" negatable:"" help:"Show a progress bar per burst on standard error, when it is a terminal."`
+	Serve        bool           `env:"CACHEYD_BENCH_SERVE_UPSTREAM" name:"serve-upstream" help:"Only run the fake upstream, seeded with the image set: print what it holds and serve until interrupted (for bench/compare.sh)."`
 }
 
 // Run runs the benchmark. The in-process cacheyd of each burst is started
@@ -49,8 +53,24 @@ func (b *benchCmd) Run(s *serveFlags) error {
 	if b.Serve {
 		return bench.ServeUpstream(ctx, cfg, os.Stdout)
 	}
-	if _, err := bench.Run(ctx, cfg, os.Stdout); err != nil {
-		return err
+	if len(cfg.Scenarios) > 0 {
+		if _, err := bench.Run(ctx, cfg, os.Stdout); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(b.Scenarios, "load") {
+		lc := bench.DefaultLoadConfig()
+		lc.Conns, lc.Start, lc.JSON = b.LoadConns, cfg.Start, b.JSON
+		if _, err := bench.RunLoad(ctx, lc, os.Stdout); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(b.Scenarios, "soak") {
+		sc := bench.DefaultSoakConfig()
+		sc.Duration, sc.FaultRate, sc.Start, sc.JSON = b.SoakDuration, b.SoakFaults, cfg.Start, b.JSON
+		if _, err := bench.RunSoak(ctx, sc, os.Stdout); err != nil {
+			return err
+		}
 	}
 	if b.Chart != "" {
 		fmt.Fprintln(os.Stderr, "chart written to", b.Chart)
@@ -69,7 +89,9 @@ func (b *benchCmd) config(s *serveFlags) (bench.Config, error) {
 	}
 	cfg.Scenarios = nil
 	for _, sc := range b.Scenarios {
-		cfg.Scenarios = append(cfg.Scenarios, bench.Scenario(sc))
+		if sc != "load" && sc != "soak" { // run by RunLoad and RunSoak
+			cfg.Scenarios = append(cfg.Scenarios, bench.Scenario(sc))
+		}
 	}
 	if b.Images != "" {
 		imgs, err := bench.ReadImages(b.Images)
