@@ -31,9 +31,11 @@ type fakeOrigin struct {
 	private string
 	// fail, when set, is returned for every request.
 	fail error
-	// failNext is returned for the next failCount GETs.
+	// failNext is returned for the next failCount GETs, and for the next
+	// failHeads HEADs.
 	failNext  error
 	failCount int
+	failHeads int
 	// cutAfter, when cutCount > 0, ends the next cutCount GET bodies with
 	// an unexpected EOF after cutAfter bytes of the body.
 	cutAfter int64
@@ -87,6 +89,10 @@ func (o *fakeOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response
 	o.calls[req.Method+" "+req.Kind.String()+" "+req.Reference.String()]++
 	gate, corrupt, private, fail, cutErr := o.gate, o.corrupt, o.private, o.fail, o.cutErr
 	cut, hang := int64(-1), int64(-1)
+	if req.Method == http.MethodHead && o.failHeads > 0 {
+		o.failHeads--
+		fail = o.failNext
+	}
 	if req.Method == http.MethodGet {
 		o.offsets = append(o.offsets, req.Offset)
 		if o.failCount > 0 {

@@ -98,10 +98,25 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		// Shared by every waiter, so it runs on the cache's context.
 		ctx, cancel := context.WithTimeout(c.ctx, tagTimeout)
 		defer cancel()
-		resp, err := c.origin.Fetch(ctx, &oci.Request{
+		// With a last answer to fall back on, one try: the stale answer is
+		// better served at once. Without one, retry what a retry can cure
+		// (5xx, 429, unreachable) as fills do, rather than fail every node
+		// that asked at that moment.
+		retries := 0
+		if !known {
+			retries = c.cfg.FillRetries
+		}
+		head := &oci.Request{
 			Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
 			Repository: req.Repository, Reference: req.Reference,
-		})
+		}
+		resp, err := c.origin.Fetch(ctx, head)
+		for failures := 1; err != nil && retryable(err) && failures <= retries; failures++ {
+			if c.backoff(ctx, failures, err) != nil {
+				break
+			}
+			resp, err = c.origin.Fetch(ctx, head)
+		}
 		if err != nil {
 			return descriptor{}, err
 		}

@@ -158,3 +158,32 @@ func TestManifestRespectsAccept(t *testing.T) {
 		t.Errorf("*/* client by digest: source %v, want memory", obj.Source)
 	}
 }
+
+// TestFirstTagLookupRetries: a tag never seen before, whose upstream HEAD
+// answers 503 and then 429, is retried within the budget instead of failing
+// the request; with a last answer known, a failure serves it stale at once.
+func TestFirstTagLookupRetries(t *testing.T) {
+	o := newFakeOrigin()
+	dg := o.add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
+	o.tag("v1", dg)
+	o.set(func(o *fakeOrigin) {
+		o.failNext, o.failHeads = &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable}, 2
+	})
+	c := newTestCache(t, o, func(cfg *Config) { cfg.RetryBackoff = time.Millisecond; cfg.FillRetries = 3 })
+	obj, err := c.Get(t.Context(), tagReq(http.MethodHead, "v1"))
+	if err != nil || obj.Digest != dg {
+		t.Fatalf("first lookup through two 503s: %v", err)
+	}
+	if n := o.count(http.MethodHead, oci.KindManifest, "v1"); n != 3 {
+		t.Errorf("upstream HEADs = %d, want 3 (two failures, one answer)", n)
+	}
+	// Known now: the next failure is not retried, the last answer is served.
+	o.set(func(o *fakeOrigin) { o.failHeads = 5 })
+	obj, err = c.Get(t.Context(), tagReq(http.MethodHead, "v1"))
+	if err != nil || obj.Digest != dg {
+		t.Fatalf("stale after a failure: %v", err)
+	}
+	if n := o.count(http.MethodHead, oci.KindManifest, "v1"); n != 4 {
+		t.Errorf("upstream HEADs = %d, want 4 (one try, then stale)", n)
+	}
+}
