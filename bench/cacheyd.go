@@ -8,6 +8,10 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/server"
 	"github.com/cacheyd/cacheyd/tier"
 	"github.com/cacheyd/cacheyd/upstream"
@@ -16,22 +20,26 @@ import (
 // startCacheyd is the Starter used when Config.Start is nil: cacheyd wired
 // from upstream, tier and server as cmd/cacheyd does, with cacheyd's
 // default budgets (256 MiB memory, objects up to 1 MiB in memory, a 1m tag
-// TTL), listening on a free loopback port, logging nothing.
+// TTL), its metrics at /metrics (the soak reads them), listening on a free
+// loopback port, logging nothing.
 func startCacheyd(_ context.Context, c CacheydConfig) (string, func() error, error) {
 	log := slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	m := metrics.New(reg)
 	origin, err := upstream.New(upstream.Config{
-		RegistryURLs: map[string]string{c.Registry: c.URL}, UserAgent: "cacheyd-bench", Logger: log,
+		RegistryURLs: map[string]string{c.Registry: c.URL}, UserAgent: "cacheyd-bench", Metrics: m, Logger: log,
 	})
 	if err != nil {
 		return "", nil, err
 	}
 	cache, err := tier.New(tier.Config{
-		Dir: c.Dir, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20, TagTTL: time.Minute, Logger: log,
+		Dir: c.Dir, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20, TagTTL: time.Minute, Metrics: m, Logger: log,
 	}, origin)
 	if err != nil {
 		return "", nil, err
 	}
-	srv := server.New(server.Config{Name: "cacheyd", Logger: log}, cache)
+	srv := server.New(server.Config{Name: "cacheyd", Logger: log, Metrics: m, Gatherer: reg}, cache)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		cache.Close()

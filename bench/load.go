@@ -111,7 +111,7 @@ func (c LoadConfig) withDefaults() (LoadConfig, error) {
 		c.Timeout = d.Timeout
 	}
 	if c.Start == nil {
-		c.Start = startCacheydMetrics
+		c.Start = startCacheyd
 	}
 	if c.Conns < 1 || c.Conns > 10000 || c.Before < 0 || c.After < 0 || c.SmallLayer < 1 || c.FillSize < 1 ||
 		c.FillBandwidth < 0 || c.DiskEvery < 1 || c.Timeout < 0 {

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,14 +20,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cacheyd/cacheyd/internal/registrytest"
-	"github.com/cacheyd/cacheyd/metrics"
-	"github.com/cacheyd/cacheyd/server"
-	"github.com/cacheyd/cacheyd/tier"
-	"github.com/cacheyd/cacheyd/upstream"
 )
 
 // SoakConfig configures the soak scenario ("cacheyd bench --scenarios
@@ -114,7 +106,7 @@ func (c SoakConfig) withDefaults() (SoakConfig, error) {
 		c.Resume = d.Resume
 	}
 	if c.Start == nil {
-		c.Start = startCacheydMetrics
+		c.Start = startCacheyd
 	}
 	if c.Duration < 0 || c.Nodes < 1 || c.Nodes > 256 || c.FaultRate > 1 || c.SlowDelay < 0 || c.Retries < 0 || c.Resume < 0 {
 		return c, errors.New("bench: soak: want a positive duration, 1 to 256 nodes, a fault rate up to 1")
@@ -469,45 +461,4 @@ func (r *SoakReport) write(out io.Writer, cfg SoakConfig) error {
 	}
 	_, err := out.Write(b)
 	return err
-}
-
-// startCacheydMetrics is the Starter of the load and soak scenarios when
-// none is given: startCacheyd's wiring with cacheyd's metrics served at
-// /metrics, read by the soak.
-func startCacheydMetrics(_ context.Context, c CacheydConfig) (string, func() error, error) {
-	log := slog.New(slog.DiscardHandler)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector())
-	m := metrics.New(reg)
-	origin, err := upstream.New(upstream.Config{
-		RegistryURLs: map[string]string{c.Registry: c.URL}, UserAgent: "cacheyd-bench", Metrics: m, Logger: log,
-	})
-	if err != nil {
-		return "", nil, err
-	}
-	cache, err := tier.New(tier.Config{
-		Dir: c.Dir, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20, TagTTL: time.Minute, Metrics: m, Logger: log,
-	}, origin)
-	if err != nil {
-		return "", nil, err
-	}
-	srv := server.New(server.Config{Name: "cacheyd", Logger: log, Metrics: m, Gatherer: reg}, cache)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cache.Close()
-		return "", nil, fmt.Errorf("bench: listen: %w", err)
-	}
-	served := make(chan error, 1)
-	// Stops when stop shuts the server down.
-	go func() { served <- srv.Serve(ln) }()
-	stop := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := srv.Shutdown(ctx)
-		if serr := <-served; serr != nil && !errors.Is(serr, net.ErrClosed) {
-			err = errors.Join(err, serr)
-		}
-		return errors.Join(err, cache.Close())
-	}
-	return "http://" + ln.Addr().String(), stop, nil
 }
