@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cacheyd/cacheyd/internal/registrytest"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/server"
 	"github.com/cacheyd/cacheyd/tier"
@@ -58,4 +61,31 @@ func startCacheyd(_ context.Context, c CacheydConfig) (string, func() error, err
 		return errors.Join(err, cache.Close())
 	}
 	return "http://" + ln.Addr().String(), stop, nil
+}
+
+// startForScenario starts cacheyd for the load or soak scenario on dir (a
+// temporary directory when empty) in front of reg. It returns the base URL,
+// the cache directory, a stop that acts once, and a cleanup that stops
+// cacheyd if the scenario did not and removes a temporary directory.
+func startForScenario(ctx context.Context, start Starter, dir, name string, reg *registrytest.Registry) (base, cacheDir string, stop func() error, cleanup func(), err error) {
+	removeDir := func() {}
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "cacheyd-"+name+"-")
+		if err != nil {
+			return "", "", nil, nil, fmt.Errorf("bench: %s: %w", name, err)
+		}
+		dir, removeDir = tmp, func() { _ = os.RemoveAll(tmp) }
+	}
+	base, stopCacheyd, err := start(ctx, CacheydConfig{Dir: dir, Registry: reg.Host(), URL: reg.URL()})
+	if err != nil {
+		removeDir()
+		return "", "", nil, nil, fmt.Errorf("bench: %s: start cacheyd: %w", name, err)
+	}
+	var once sync.Once
+	var stopErr error
+	stop = func() error {
+		once.Do(func() { stopErr = stopCacheyd() })
+		return stopErr
+	}
+	return base, dir, stop, func() { _ = stop(); removeDir() }, nil
 }

@@ -228,23 +228,11 @@ func RunLoad(ctx context.Context, cfg LoadConfig, out io.Writer) (*LoadReport, e
 	// against the upstream.
 	reg.SetHook(registrytest.Throttle(reg.BlobBytes(tg.fill.digest.String()), cfg.FillBandwidth))
 
-	dir := cfg.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "cacheyd-load-"); err != nil {
-			return nil, fmt.Errorf("bench: load: %w", err)
-		}
-		defer os.RemoveAll(dir)
-	}
-	base, stop, err := cfg.Start(ctx, CacheydConfig{Dir: dir, Registry: reg.Host(), URL: reg.URL()})
+	base, _, stop, cleanup, err := startForScenario(ctx, cfg.Start, cfg.Dir, "load", reg)
 	if err != nil {
-		return nil, fmt.Errorf("bench: load: start cacheyd: %w", err)
+		return nil, err
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = stop()
-		}
-	}()
+	defer cleanup()
 	tg.base = base
 	tg.manifestURL = fmt.Sprintf("%s/v2/%s/manifests/%s?ns=%s", base, tg.repo, tg.manifest.digest, tg.ns)
 	tg.diskURL = fmt.Sprintf("%s/v2/%s/blobs/%s?ns=%s", base, tg.repo, tg.disk.digest, tg.ns)
@@ -299,7 +287,6 @@ func RunLoad(ctx context.Context, cfg LoadConfig, out io.Writer) (*LoadReport, e
 	if cfg.Settle > 0 {
 		rep.GoroutinesSettled, rep.SettleSeconds = settle(ctx, rep.GoroutinesIdle+rep.GoroutinesIdle/10, cfg.Settle)
 	}
-	stopped = true
 	if err := stop(); err != nil {
 		return rep, fmt.Errorf("bench: load: stop cacheyd: %w", err)
 	}

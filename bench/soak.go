@@ -189,23 +189,11 @@ func RunSoak(ctx context.Context, cfg SoakConfig, out io.Writer) (*SoakReport, e
 	var counts [4]atomic.Int64 // by faultKinds
 	reg.SetHook(faultHook(cfg, &counts))
 
-	dir := cfg.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "cacheyd-soak-"); err != nil {
-			return nil, fmt.Errorf("bench: soak: %w", err)
-		}
-		defer os.RemoveAll(dir)
-	}
-	base, stop, err := cfg.Start(ctx, CacheydConfig{Dir: dir, Registry: reg.Host(), URL: reg.URL()})
+	base, dir, stop, cleanup, err := startForScenario(ctx, cfg.Start, cfg.Dir, "soak", reg)
 	if err != nil {
-		return nil, fmt.Errorf("bench: soak: start cacheyd: %w", err)
+		return nil, err
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = stop()
-		}
-	}()
+	defer cleanup()
 	pid := os.Getpid()
 	rep.GoroutinesStart, rep.RSSStart = runtime.NumGoroutine(), readRSS(pid)
 	stopRSS := sampleRSS(pid)
@@ -272,7 +260,6 @@ func RunSoak(ctx context.Context, cfg SoakConfig, out io.Writer) (*SoakReport, e
 	rep.GoroutinesEnd, rep.RSSEnd = runtime.NumGoroutine(), readRSS(pid)
 	rep.RSSPeak = stopRSS()
 	m, merr := scrapeMetrics(ctx, base, "cacheyd_fills_total", "cacheyd_upstream_requests_total", "cacheyd_fill_joins_total")
-	stopped = true
 	serr = errors.Join(serr, stop())
 	for i, k := range faultKinds {
 		rep.Faults[k] = counts[i].Load()
