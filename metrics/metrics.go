@@ -26,6 +26,9 @@ type Metrics struct {
 	Misses *prometheus.CounterVec // kind
 	// FillsInFlight is the number of upstream fetches being written now.
 	FillsInFlight prometheus.Gauge
+	// FillsWaiting is the number of fills waiting for a fill slot
+	// (--max-fills, --max-fills-per-registry).
+	FillsWaiting prometheus.Gauge
 	// FillsJoined counts requests that read a fill another request started.
 	FillsJoined prometheus.Counter
 	// Fills counts finished fills by outcome (ok, error).
@@ -74,6 +77,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		FillsInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cacheyd_fills_in_flight", Help: "Upstream fetches being written into the cache now.",
 		}),
+		FillsWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cacheyd_fills_waiting", Help: "Fills waiting for a slot: at the limit of fills at once, in all or for their registry.",
+		}),
 		FillsJoined: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cacheyd_fill_joins_total", Help: "Requests that streamed a fill started by another request.",
 		}),
@@ -107,7 +113,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Hits, m.Misses,
-			m.FillsInFlight, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups,
+			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups,
 			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached)
 	}
 	return m

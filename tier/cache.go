@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -52,6 +49,18 @@ type Config struct {
 	// failure in a row, with jitter; upstream's Retry-After wins. Zero means
 	// 200ms.
 	RetryBackoff time.Duration
+	// AnswerTimeout bounds how long a request waits for upstream to start
+	// answering: for a fill to learn its size (including its wait for a
+	// fill slot), or for a tag to resolve. Past it the request is answered
+	// with an error wrapping oci.ErrUpstreamTimeout (504) while the shared
+	// work goes on in the background within its own bounds. Zero means 5s.
+	AnswerTimeout time.Duration
+	// MaxFills bounds the fills fetching from upstream at once; more wait
+	// for a slot (fillslots.go). Zero means 256.
+	MaxFills int
+	// MaxFillsPerRegistry bounds the fills fetching from one registry at
+	// once. Zero means 64.
+	MaxFillsPerRegistry int
 	// Metrics receives counts; nil means counts go nowhere.
 	Metrics *metrics.Metrics
 	// Logger receives background fill outcomes; nil means slog.Default().
@@ -65,13 +74,17 @@ const (
 	defaultFillRetries     = 4
 	defaultFillIdleTimeout = 30 * time.Second
 	defaultRetryBackoff    = 200 * time.Millisecond
+	defaultAnswerTimeout   = 5 * time.Second
+	defaultMaxFills        = 256
+	defaultMaxFillsPerReg  = 64
 	// tagTimeout bounds one upstream tag resolution, which is shared by
 	// every request waiting for it and so does not run on any one of
 	// their contexts.
 	tagTimeout = 30 * time.Second
 	// copyBuffer is the size of one write of a fill: readers are woken
-	// once per write.
-	copyBuffer = 256 << 10
+	// once per write. It is also most of what a running fill holds in
+	// memory, so MaxFills × copyBuffer bounds the fills' buffers.
+	copyBuffer = 128 << 10
 )
 
 // Cache is the tiered read path.
@@ -93,7 +106,8 @@ type Cache struct {
 	mu    sync.Mutex // guards fills
 	fills map[fillKey]*fill
 
-	private *privacy // marks of content fetched only with client credentials
+	private *privacy   // checks of client credentials for private content
+	slots   *fillSlots // bounds the fills fetching at once
 
 	tagFlight singleflight.Group // one upstream tag lookup per tag at a time
 }
@@ -106,6 +120,10 @@ type fillKey struct {
 	// cred is set for a fill made with a client's credentials (see
 	// private.go): only requests with the same credential join it.
 	cred string
+	// source is set for a fill of marked content for a registry/repository
+	// that is not one of its sources: only requests for that same source
+	// join it, and it never looks at what the tiers hold.
+	source string
 }
 
 // New opens the cache in cfg.Dir: pending leftovers of an earlier run are
@@ -132,6 +150,15 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	if cfg.RetryBackoff == 0 {
 		cfg.RetryBackoff = defaultRetryBackoff
 	}
+	if cfg.AnswerTimeout == 0 {
+		cfg.AnswerTimeout = defaultAnswerTimeout
+	}
+	if cfg.MaxFills <= 0 {
+		cfg.MaxFills = defaultMaxFills
+	}
+	if cfg.MaxFillsPerRegistry <= 0 {
+		cfg.MaxFillsPerRegistry = defaultMaxFillsPerReg
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
@@ -142,7 +169,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := openDisk(cfg.Dir, cfg.DiskBytes, cfg.Metrics)
+	d, err := openDisk(cfg.Dir, cfg.DiskBytes, cfg.Metrics, cfg.Logger)
 	if err != nil {
 		mem.close()
 		return nil, err
@@ -151,17 +178,18 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	return &Cache{
 		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel,
-		fills: map[fillKey]*fill{}, private: newPrivacy(d.privateEntries()),
+		fills: map[fillKey]*fill{}, private: newPrivacy(),
+		slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),
 	}, nil
 }
 
-// Close aborts fills in flight, waits for them to clean up and releases the
-// memory tier.
+// Close aborts fills in flight, waits for them to clean up, records a clean
+// stop on disk and releases the memory tier.
 func (c *Cache) Close() error {
 	c.cancel()
 	c.wg.Wait()
 	c.mem.close()
-	return nil
+	return c.disk.close()
 }
 
 // Get answers a request for a manifest or blob. req.Method "HEAD" answers
@@ -180,15 +208,9 @@ func (c *Cache) Get(ctx context.Context, req *oci.Request) (*Object, error) {
 }
 
 // getDigest answers for immutable content: memory → disk → a fill in
-// flight → a new fill. Private content is served only once authorized.
+// flight → a new fill. Marked content is served only as private.go says.
 func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error) {
-	if c.private.marked(req.Reference.Digest) {
-		if err := c.authorize(ctx, req); err != nil {
-			return nil, err
-		}
-	}
-	key := fillKey{digest: req.Reference.Digest, manifest: req.Kind == oci.KindManifest}
-	return c.serveDigest(ctx, req, key)
+	return c.serveDigest(ctx, req, fillKey{digest: req.Reference.Digest, manifest: req.Kind == oci.KindManifest})
 }
 
 // privateFill serves req from a fill made with the client's credentials,
@@ -203,51 +225,51 @@ func (c *Cache) privateFill(ctx context.Context, req *oci.Request, key fillKey) 
 
 // serveDigest looks up and fills under key.
 func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) (*Object, error) {
-	dg := key.digest
 	head := req.Method == http.MethodHead
-	if obj := c.fromTiers(dg, key.manifest, head); obj != nil {
-		if key.manifest && !accepts(req.Accept, obj.MediaType) {
-			obj.Close()
-			return c.fetchAccepting(ctx, req)
+	var f *fill
+	isNew := false
+	// Twice at most: content committed between a miss and the start of a
+	// fill is looked up again, and may then be marked content elsewhere.
+	for range 2 {
+		if key.source == "" {
+			obj, err := c.fromTiers(ctx, req, &key)
+			if err != nil || obj != nil {
+				return c.accepted(ctx, req, obj, err)
+			}
 		}
-		obj.ctx = ctx
-		return obj, nil
+		if head {
+			return c.head(ctx, req, key)
+		}
+		if key.cred == "" && req.Authorization != "" && c.private.recentlyRefused(sourceOf(req)) {
+			return c.privateFill(ctx, req, key)
+		}
+		if f, isNew = c.joinOrStart(req, key); f != nil {
+			break
+		}
 	}
-	if head {
-		return c.head(ctx, req, key)
-	}
-	if key.cred == "" && req.Authorization != "" && c.private.recentlyRefused(req.Registry+"/"+req.Repository) {
-		return c.privateFill(ctx, req, key)
-	}
-	f, isNew := c.joinOrStart(req, key)
 	if f == nil {
-		// Committed between our disk miss and the re-check under c.mu.
-		if obj := c.fromTiers(dg, key.manifest, false); obj != nil {
-			obj.ctx = ctx
-			return obj, nil
-		}
-		// Evicted in that same instant: start over once, with a fill.
-		if f, isNew = c.joinOrStart(req, key); f == nil {
-			return nil, fmt.Errorf("tier: %s vanished while being looked up", dg.Short())
-		}
+		return nil, fmt.Errorf("tier: %s vanished while being looked up", key.digest.Short())
 	}
 	if isNew {
 		c.m.Misses.WithLabelValues(req.Kind.String()).Inc()
 	} else {
 		c.m.FillsJoined.Inc()
 	}
-	if err := f.waitReady(ctx); err != nil {
+	wctx, cancel := context.WithTimeoutCause(ctx, c.cfg.AnswerTimeout, errAnswerTimeout)
+	err := f.waitReady(wctx)
+	cancel()
+	if err != nil {
 		f.release()
 		switch {
 		case refused(err) && key.cred == "":
-			c.private.refuse(req.Registry + "/" + req.Repository)
+			c.private.refuse(sourceOf(req))
 			if req.Authorization == "" {
 				return nil, err // upstream's challenge, for the client to answer
 			}
 			// Upstream refuses cacheyd: fill with the client's own
 			// credentials and keep the result marked private.
 			return c.privateFill(ctx, req, key)
-		case errors.Is(err, errNoRoom):
+		case errors.Is(err, errNoRoom), errors.Is(err, errDiskFailed):
 			// The disk cannot take it; the pull must not fail for that.
 			return c.streamUncached(ctx, req, err)
 		}
@@ -258,57 +280,27 @@ func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) 
 		src = SourceFillNew
 	}
 	return &Object{
-		Digest: dg, MediaType: mediaTypeFor(req.Kind, f.mediaType), Size: f.size,
+		Digest: key.digest, MediaType: mediaTypeFor(req.Kind, f.mediaType), Size: f.size,
 		Source: src, ctx: ctx, fill: f,
 	}, nil
 }
 
-// fromTiers looks dg up in memory, then on disk. A manifest needs its media
-// type; content known only as a blob does not answer a manifest request.
-func (c *Cache) fromTiers(dg oci.Digest, manifest, head bool) *Object {
-	if e, ok := c.mem.get(dg); ok && (!manifest || e.mediaType != "") {
-		c.m.Hits.WithLabelValues("memory").Inc()
-		o := &Object{Digest: dg, MediaType: mediaTypeFor(kindOf(manifest), e.mediaType), Size: int64(len(e.data)), Source: SourceMemory}
-		if !head {
-			o.data = e.data
-		}
-		return o
+// errAnswerTimeout is why a request stopped waiting for upstream's answer.
+var errAnswerTimeout = fmt.Errorf("no answer from upstream within the answer timeout: %w: %w",
+	oci.ErrUpstreamTimeout, oci.ErrUpstreamUnavailable)
+
+// accepted passes on a tier's answer, or asks upstream instead for a
+// manifest whose media type the client does not accept.
+func (c *Cache) accepted(ctx context.Context, req *oci.Request, obj *Object, err error) (*Object, error) {
+	if err != nil {
+		return nil, err
 	}
-	var (
-		f  *os.File
-		e  diskEntry
-		ok bool
-	)
-	if head {
-		e, ok = c.disk.lookup(dg)
-	} else {
-		f, e, ok = c.disk.open(dg)
+	if req.Kind == oci.KindManifest && !accepts(req.Accept, obj.MediaType) {
+		obj.Close()
+		return c.fetchAccepting(ctx, req)
 	}
-	if !ok {
-		return nil
-	}
-	if manifest && e.mediaType == "" {
-		if f != nil {
-			_ = f.Close()
-		}
-		return nil
-	}
-	c.m.Hits.WithLabelValues("disk").Inc()
-	o := &Object{Digest: dg, MediaType: mediaTypeFor(kindOf(manifest), e.mediaType), Size: e.size, Source: SourceDisk, file: f}
-	if f != nil && c.mem.fits(e.size) {
-		// A small object found only on disk (after a restart, or evicted
-		// from memory) goes back into memory, so that the next request
-		// costs no open, read and close.
-		if data, err := io.ReadAll(io.LimitReader(f, e.size+1)); err == nil && int64(len(data)) == e.size {
-			_ = f.Close()
-			c.mem.set(dg, memEntry{data: data, mediaType: e.mediaType})
-			o.file, o.data = nil, data
-		} else if _, err := f.Seek(0, io.SeekStart); err != nil {
-			_ = f.Close()
-			return nil
-		}
-	}
-	return o
+	obj.ctx = ctx
+	return obj, nil
 }
 
 // joinOrStart returns the fill in flight for key with a reference taken, or
@@ -322,9 +314,12 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	// Re-check the disk under c.mu: a fill commits to disk before it
 	// unregisters (under c.mu), so a request that missed on disk and then
 	// finds no fill here may have raced with a commit. Without this check it
-	// would fetch the same content again.
-	if e, ok := c.disk.lookup(key.digest); ok && (!key.manifest || e.mediaType != "") {
-		return nil, false
+	// would fetch the same content again. A fill for a source elsewhere
+	// does not care what is committed.
+	if key.source == "" {
+		if e, ok := c.disk.lookup(key.digest); ok && (!key.manifest || e.mediaType != "") {
+			return nil, false
+		}
 	}
 	f = newFill(key.digest, req.Kind)
 	f.refs++ // the caller's reference, beside the writer's
@@ -342,14 +337,23 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	return f, true
 }
 
-// runFill fetches one object into a pending file, verifies it, commits it
-// and unregisters the fill.
+// runFill waits for a fill slot, fetches one object into a pending file,
+// verifies it, commits it and unregisters the fill.
 func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	defer c.wg.Done()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FillTimeout)
 	defer cancel()
-	n, err := c.fetchInto(ctx, f, req)
+	var n int64
+	sctx, scancel := context.WithTimeout(ctx, c.cfg.AnswerTimeout)
+	c.m.FillsWaiting.Inc()
+	release, err := c.slots.acquire(sctx, req.Registry)
+	c.m.FillsWaiting.Dec()
+	scancel()
+	if err == nil {
+		n, err = c.fetchInto(ctx, f, req)
+		release()
+	}
 	if err != nil {
 		err = fmt.Errorf("fill %s: %w", f.digest.Short(), err)
 	}
@@ -359,8 +363,8 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	c.mu.Lock()
 	delete(c.fills, key)
 	c.mu.Unlock()
-	select {
-	case <-f.ready:
+	switch {
+	case f.file != nil:
 		f.finish(err)
 	default: // failed before upstream answered
 		f.mu.Lock()
@@ -387,9 +391,17 @@ func (c *Cache) head(ctx context.Context, req *oci.Request, key fillKey) (*Objec
 	c.mu.Lock()
 	f := c.fills[key]
 	c.mu.Unlock()
-	if f != nil && f.waitReady(ctx) == nil {
-		c.m.FillsJoined.Inc()
-		return &Object{Digest: key.digest, MediaType: mediaTypeFor(req.Kind, f.mediaType), Size: f.size, Source: SourceFillJoined}, nil
+	if f != nil {
+		wctx, cancel := context.WithTimeoutCause(ctx, c.cfg.AnswerTimeout, errAnswerTimeout)
+		err := f.waitReady(wctx)
+		cancel()
+		if err == nil {
+			c.m.FillsJoined.Inc()
+			return &Object{Digest: key.digest, MediaType: mediaTypeFor(req.Kind, f.mediaType), Size: f.size, Source: SourceFillJoined}, nil
+		}
+		if errors.Is(err, errAnswerTimeout) || ctx.Err() != nil {
+			return nil, err
+		}
 	}
 	up := *req
 	up.Authorization = ""
@@ -430,11 +442,7 @@ func (c *Cache) passThrough(ctx context.Context, req *oci.Request) (*Object, err
 // it, for when the disk tier cannot take it (larger than the budget, or the
 // file system is full). Each such request is its own upstream fetch.
 func (c *Cache) streamUncached(ctx context.Context, req *oci.Request, cause error) (*Object, error) {
-	reason := "budget"
-	if errors.Is(cause, syscall.ENOSPC) || errors.Is(cause, syscall.EDQUOT) {
-		reason = "disk"
-	}
-	c.m.Uncached.WithLabelValues(reason).Inc()
+	c.m.Uncached.WithLabelValues(uncachedReason(cause)).Inc()
 	up := *req
 	up.Method, up.Offset, up.Authorization = http.MethodGet, 0, ""
 	resp, err := c.origin.Fetch(ctx, &up)
@@ -446,6 +454,16 @@ func (c *Cache) streamUncached(ctx context.Context, req *oci.Request, cause erro
 		Source: SourceUncached, ctx: ctx, pass: &verifyingReader{r: resp.Body, h: req.Reference.Digest.NewHash(), want: req.Reference.Digest, size: resp.Size},
 		passOffset: resp.Offset,
 	}, nil
+}
+
+// uncachedReason labels why content was not kept: "budget" when the disk
+// budget had no room for it beside the fills in flight, "disk" when the file
+// system failed (full, read-only, an I/O error).
+func uncachedReason(err error) string {
+	if errors.Is(err, errNoRoom) {
+		return "budget"
+	}
+	return "disk"
 }
 
 // refused reports whether upstream refused the identity it was asked with.

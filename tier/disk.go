@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,20 +20,25 @@ import (
 // The disk tier's layout under Config.Dir:
 //
 //	blobs/<alg>/<hex[:2]>/<hex>        committed content, named by its digest
-//	blobs/<alg>/<hex[:2]>/<hex>.type   the manifest media type, when known
-//	blobs/<alg>/<hex[:2]>/<hex>.private  the registry/repository lines where
-//	                                   it was fetched only with a client's
-//	                                   credentials (see private.go)
+//	blobs/<alg>/<hex[:2]>/<hex>.meta   its record: size, manifest media type,
+//	                                   and the sources of private content
 //	pending/<random>                   fills being written
+//	clean                              present only while cacheyd is stopped
+//	                                   after a clean shutdown
 //
-// Content is only ever renamed into blobs/ after its digest was verified, so
-// whatever is there is right. Names come only from validated digests, never
-// from anything a client typed.
+// Content is only ever renamed into blobs/ after its digest was verified,
+// and only after its bytes and its record are on stable storage (diskcommit.go),
+// so that a power loss cannot leave a short file under a digest's name. An
+// object counts only with both files and a content size equal to the
+// recorded one; anything else found on start is removed. After an unclean
+// stop (no clean marker) every object is also re-verified before or while it
+// is first served (diskverify.go). Names come only from validated digests,
+// never from anything a client typed.
 const (
-	blobsDir      = "blobs"
-	pendingDir    = "pending"
-	typeSuffix    = ".type"
-	privateSuffix = ".private"
+	blobsDir    = "blobs"
+	pendingDir  = "pending"
+	metaSuffix  = ".meta"
+	cleanMarker = "clean"
 )
 
 // diskEntry is the index's record of one committed object.
@@ -40,61 +46,63 @@ type diskEntry struct {
 	digest    oci.Digest
 	size      int64
 	mediaType string
-	// private lists "registry/repository" where the content was fetched
-	// only with a client's credentials; nil for public content.
-	private []string
+	// private lists the "registry/repository" sources where the content was
+	// fetched only with a client's credentials, public those where it was
+	// later fetched as cacheyd. Both are nil for public content; content
+	// with a private source is marked (see private.go).
+	private, public []string
+	// verified is false for content found on disk after an unclean stop
+	// until its digest has been checked again.
+	verified bool
 }
 
-// disk is the content-addressed disk tier with least-recently-used eviction.
+// marked reports whether the content was fetched with a client's
+// credentials: it is then served only for its recorded sources.
+func (e *diskEntry) marked() bool { return len(e.private) > 0 }
+
+// disk is the content-addressed disk tier with least-recently-used eviction
+// under a byte budget that fills in flight count against too (diskbudget.go).
 type disk struct {
 	dir    string
 	budget int64 // bytes; 0 means unlimited
 	m      *metrics.Metrics
+	log    *slog.Logger
+	// syncFile and syncDir make a commit durable; they are fields so that
+	// a test can see them called in the right order.
+	syncFile func(*os.File) error
+	syncDir  func(dir string) error
 
-	mu    sync.Mutex // guards index, lru, used and reserved
+	// commitMu serializes the renames and records of commits, so that two
+	// commits of one digest cannot interleave and lose a source.
+	commitMu sync.Mutex
+
+	mu    sync.Mutex // guards index, lru, used, reserved and failedUntil
 	index map[oci.Digest]*list.Element
 	lru   *list.List // of *diskEntry, most recently used at the front
 	used  int64
-	// reserved is what fills in flight have claimed before writing; the
-	// tier keeps used+reserved within budget.
+	// reserved is what fills in flight have claimed: their announced sizes,
+	// or what they have written when upstream announced none. The tier
+	// keeps reserved within the budget and used+reserved within it by
+	// evicting committed content.
 	reserved int64
-}
+	// failedUntil is set when the file system failed a write: until then
+	// new fills are not tried on disk but streamed uncached.
+	failedUntil time.Time
 
-// errNoRoom means the disk tier cannot take an object: larger than the
-// budget, or the file system is full. The content is then streamed to the
-// client without being cached.
-var errNoRoom = errors.New("no room in the disk tier")
-
-// reserve claims n bytes for a fill, evicting least recently used content to
-// make room. It fails when n alone exceeds the budget.
-func (d *disk) reserve(n int64) error {
-	if n < 0 {
-		return nil // unknown size: nothing to reserve, checked on commit
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.budget > 0 && n > d.budget {
-		return fmt.Errorf("disk: %d bytes exceed the budget of %d: %w", n, d.budget, errNoRoom)
-	}
-	d.reserved += n
-	d.evictLocked()
-	return nil
-}
-
-// unreserve returns a reservation that was not committed.
-func (d *disk) unreserve(n int64) {
-	if n <= 0 {
-		return
-	}
-	d.mu.Lock()
-	d.reserved -= n
-	d.mu.Unlock()
+	verifying verifications // after an unclean stop, one check per object
 }
 
 // openDisk prepares dir, removes pending leftovers of an earlier run (they
 // were never verified) and indexes what is committed, oldest first.
-func openDisk(dir string, budget int64, m *metrics.Metrics) (*disk, error) {
-	d := &disk{dir: dir, budget: budget, m: m, index: map[oci.Digest]*list.Element{}, lru: list.New()}
+func openDisk(dir string, budget int64, m *metrics.Metrics, log *slog.Logger) (*disk, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &disk{
+		dir: dir, budget: budget, m: m, log: log,
+		syncFile: (*os.File).Sync, syncDir: syncDirectory,
+		index: map[oci.Digest]*list.Element{}, lru: list.New(),
+	}
 	if err := os.RemoveAll(filepath.Join(dir, pendingDir)); err != nil {
 		return nil, fmt.Errorf("disk: clear pending: %w", err)
 	}
@@ -103,10 +111,41 @@ func openDisk(dir string, budget int64, m *metrics.Metrics) (*disk, error) {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
 	}
-	if err := d.load(); err != nil {
+	clean, err := d.takeCleanMarker()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.load(clean); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// takeCleanMarker reports whether the last run stopped cleanly and removes
+// the marker, durably, before anything in the cache can change: a crash
+// from now on must not look like a clean stop.
+func (d *disk) takeCleanMarker() (bool, error) {
+	p := filepath.Join(d.dir, cleanMarker)
+	err := os.Remove(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("disk: %w", err)
+	}
+	if err := d.syncDir(d.dir); err != nil {
+		return false, fmt.Errorf("disk: %w", err)
+	}
+	return true, nil
+}
+
+// close records a clean stop. The caller makes sure no fill is running.
+func (d *disk) close() error {
+	p := filepath.Join(d.dir, cleanMarker)
+	if err := writeFileDurable(d, p, nil); err != nil {
+		return fmt.Errorf("disk: mark clean stop: %w", err)
+	}
+	return nil
 }
 
 type loaded struct {
@@ -114,12 +153,14 @@ type loaded struct {
 	mtime time.Time
 }
 
-// load walks blobs/ and rebuilds the index. Files that are not named like a
-// digest (stray or orphaned sidecars) are removed.
-func (d *disk) load() error {
+// load walks blobs/ and rebuilds the index. An object counts only with its
+// record and the recorded size; stray files, orphaned records and objects
+// that are short or long are removed. After an unclean stop (clean false)
+// every object is indexed as unverified.
+func (d *disk) load(clean bool) error {
 	var found []loaded
-	types := map[oci.Digest]string{}
-	private := map[oci.Digest][]string{}
+	metas := map[oci.Digest]diskMeta{}
+	forgotten := 0
 	root := filepath.Join(d.dir, blobsDir)
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -131,31 +172,27 @@ func (d *disk) load() error {
 		rel, _ := filepath.Rel(root, p)
 		parts := strings.Split(rel, string(filepath.Separator))
 		if len(parts) != 3 {
-			return os.Remove(p)
+			return removeQuiet(p)
 		}
-		name, isType := strings.CutSuffix(parts[2], typeSuffix)
-		name, isPrivate := strings.CutSuffix(name, privateSuffix)
+		name, isMeta := strings.CutSuffix(parts[2], metaSuffix)
 		dg, perr := oci.ParseDigest(parts[0] + ":" + name)
 		if perr != nil || !strings.HasPrefix(name, parts[1]) || len(parts[1]) != 2 {
-			return os.Remove(p)
+			return removeQuiet(p) // a temporary file, or something nobody named
 		}
-		if isType || isPrivate {
-			b, rerr := os.ReadFile(p)
+		if isMeta {
+			m, rerr := readMeta(p)
 			if rerr != nil {
-				return rerr
+				forgotten++
+				return removeQuiet(p)
 			}
-			if isType {
-				types[dg] = string(b)
-			} else {
-				private[dg] = strings.Fields(string(b))
-			}
+			metas[dg] = m
 			return nil
 		}
 		info, ierr := de.Info()
 		if ierr != nil {
 			return ierr
 		}
-		found = append(found, loaded{diskEntry{digest: dg, size: info.Size()}, info.ModTime()})
+		found = append(found, loaded{diskEntry{digest: dg, size: info.Size(), verified: clean}, info.ModTime()})
 		return nil
 	})
 	if err != nil {
@@ -166,17 +203,28 @@ func (d *disk) load() error {
 	defer d.mu.Unlock()
 	for _, f := range found {
 		e := f.e
-		e.mediaType, e.private = types[e.digest], private[e.digest]
-		delete(types, e.digest)
-		delete(private, e.digest)
+		m, ok := metas[e.digest]
+		delete(metas, e.digest)
+		if !ok || m.Size != e.size {
+			// No record (a commit cut short, or an older layout), or not
+			// the size recorded: never served as whole.
+			forgotten++
+			_ = removeQuiet(d.path(e.digest))
+			_ = removeQuiet(d.path(e.digest) + metaSuffix)
+			continue
+		}
+		e.mediaType, e.private, e.public = m.MediaType, m.Private, m.Public
 		d.index[e.digest] = d.lru.PushFront(&e)
 		d.used += e.size
 	}
-	for dg := range types { // sidecars whose content is gone
-		_ = os.Remove(d.path(dg) + typeSuffix)
+	for dg := range metas { // records whose content is gone
+		_ = removeQuiet(d.path(dg) + metaSuffix)
 	}
-	for dg := range private {
-		_ = os.Remove(d.path(dg) + privateSuffix)
+	if forgotten > 0 {
+		d.log.Warn("disk: forgot objects without a valid record or of the wrong size", "objects", forgotten)
+	}
+	if !clean && len(d.index) > 0 {
+		d.log.Warn("disk: the last run did not stop cleanly; every object is verified again before or while it is first served", "objects", len(d.index))
 	}
 	d.evictLocked()
 	return nil
@@ -220,6 +268,10 @@ func (d *disk) open(dg oci.Digest) (*os.File, diskEntry, bool) {
 func (d *disk) forget(dg oci.Digest) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.forgetLocked(dg)
+}
+
+func (d *disk) forgetLocked(dg oci.Digest) {
 	if el, ok := d.index[dg]; ok {
 		d.used -= el.Value.(*diskEntry).size
 		d.lru.Remove(el)
@@ -228,89 +280,15 @@ func (d *disk) forget(dg oci.Digest) {
 	}
 }
 
-// createPending opens a new pending file for a fill.
-func (d *disk) createPending() (*os.File, error) {
-	dir := filepath.Join(d.dir, pendingDir)
-	f, err := os.CreateTemp(dir, "fill-")
-	if errors.Is(err, fs.ErrNotExist) {
-		// The cache directory was wiped while serving: make it again.
-		if err = os.MkdirAll(dir, 0o750); err == nil {
-			f, err = os.CreateTemp(dir, "fill-")
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("disk: create pending file: %w", err)
-	}
-	return f, nil
-}
-
-// commit moves a verified pending file into place under its digest, turns
-// its reservation (reserved bytes, possibly 0) into use and evicts what the
-// budget no longer holds. mediaType, when set, is written first so that
-// committed manifest content always has its type beside it.
-func (d *disk) commit(pending string, e diskEntry, reserved int64) error {
-	final := d.path(e.digest)
-	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
-		return fmt.Errorf("disk: commit %s: %w", e.digest.Short(), err)
-	}
-	if e.mediaType != "" {
-		if err := writeFileAtomic(final+typeSuffix, []byte(e.mediaType)); err != nil {
-			return fmt.Errorf("disk: commit %s: %w", e.digest.Short(), err)
-		}
-	}
-	// The privacy mark goes first too: content must never be on disk
-	// without its mark, or a restart would make it public.
-	if e.private != nil {
-		if err := writeFileAtomic(final+privateSuffix, []byte(strings.Join(e.private, "\n")+"\n")); err != nil {
-			return fmt.Errorf("disk: commit %s: %w", e.digest.Short(), err)
-		}
-	}
-	if err := os.Rename(pending, final); err != nil {
-		return fmt.Errorf("disk: commit %s: %w", e.digest.Short(), err)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if el, ok := d.index[e.digest]; ok {
-		// Recommitted (for example a blob later fetched as a manifest):
-		// the content is the same, the media type may be new.
-		old := el.Value.(*diskEntry)
-		if e.mediaType == "" {
-			e.mediaType = old.mediaType
-		}
-		d.used -= old.size
-		d.lru.Remove(el)
-	}
-	if e.private == nil {
-		// Fetched as cacheyd: public now, whatever it was before.
-		_ = removeQuiet(final + privateSuffix)
-	}
-	d.index[e.digest] = d.lru.PushFront(&e)
-	d.used += e.size
-	d.reserved -= max(reserved, 0)
-	d.evictLocked()
-	return nil
-}
-
-// evictLocked removes least recently used objects until what is used and
-// reserved fits the budget. Readers that have a file open keep reading it:
-// unlinking does not disturb an open descriptor.
-func (d *disk) evictLocked() {
-	for d.budget > 0 && d.used+d.reserved > d.budget {
-		el := d.lru.Back()
-		if el == nil {
-			break
-		}
-		e := el.Value.(*diskEntry)
-		p := d.path(e.digest)
-		_ = os.Remove(p)
-		_ = os.Remove(p + typeSuffix)
-		_ = os.Remove(p + privateSuffix)
-		d.lru.Remove(el)
-		delete(d.index, e.digest)
-		d.used -= e.size
-		d.m.DiskEvictions.Inc()
-	}
-	d.m.DiskBytes.Set(float64(d.used))
+// discard removes dg from the index and the file system: content that
+// turned out not to be what its name says.
+func (d *disk) discard(dg oci.Digest) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	d.forget(dg)
+	p := d.path(dg)
+	_ = removeQuiet(p)
+	_ = removeQuiet(p + metaSuffix)
 }
 
 // usage reports the bytes and objects the tier holds.
@@ -320,38 +298,10 @@ func (d *disk) usage() (bytes int64, objects int) {
 	return d.used, len(d.index)
 }
 
-// writeFileAtomic writes b to a temporary file beside p and renames it over p.
-func writeFileAtomic(p string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(b)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	return os.Rename(f.Name(), p)
-}
-
 // removeQuiet removes p, treating an already missing file as done.
 func removeQuiet(p string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
-}
-
-// privateEntries lists the committed objects that carry a privacy mark.
-func (d *disk) privateEntries() map[oci.Digest][]string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := map[oci.Digest][]string{}
-	for dg, el := range d.index {
-		if p := el.Value.(*diskEntry).private; p != nil {
-			out[dg] = p
-		}
-	}
-	return out
 }

@@ -55,7 +55,7 @@ func (f *fill) waitReady(ctx context.Context) error {
 	select {
 	case <-f.ready:
 	case <-ctx.Done():
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -177,7 +177,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 		select {
 		case <-notify:
 		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
+			return 0, context.Cause(r.ctx)
 		}
 	}
 }

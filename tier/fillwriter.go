@@ -1,15 +1,11 @@
 package tier
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"math/rand/v2"
-	"net/http"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -20,6 +16,10 @@ import (
 // a reset connection or truncated body is resumed with a Range from the
 // bytes already written, and the hash goes on where it stopped, so a
 // resumed object is still verified end to end.
+//
+// Its memory does not depend on what upstream announces: one copy buffer
+// of at most copyBuffer bytes, and nothing kept beside the pending file
+// (small objects are read back from it for the memory tier once verified).
 type fillWriter struct {
 	c     *Cache
 	f     *fill
@@ -29,7 +29,6 @@ type fillWriter struct {
 	n        int64     // bytes written and hashed
 	h        hash.Hash // over bytes [0, n)
 	reserved int64     // bytes claimed from the disk budget
-	keep     *bytes.Buffer
 	buf      []byte
 }
 
@@ -41,7 +40,11 @@ func (e *upstreamReadError) Error() string { return "read upstream: " + e.err.Er
 func (e *upstreamReadError) Unwrap() error { return e.err }
 
 // fetchInto does the work of a fill and returns the bytes written. On
-// success the content is committed; on failure nothing is left behind.
+// success the content is committed before the caller releases the readers'
+// last byte, so a client that has the whole object knows it is kept; on
+// failure nothing is left behind. A commit that fails (the file system
+// broke in the meantime) does not fail the fill: its readers get verified
+// content, which is only not kept.
 func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64, error) {
 	w := &fillWriter{c: c, f: f, req: *req, limit: -1, h: f.digest.NewHash()}
 	if f.kind == oci.KindManifest {
@@ -51,75 +54,57 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	if f.file == nil {
 		return w.n, err // failed before a pending file was made
 	}
-	defer func() { c.disk.unreserve(w.reserved) }() // after a commit, w.reserved is 0
+	defer func() { c.disk.unreserve(w.reserved) }() // commit takes it over
 	if err == nil {
 		err = w.verify()
-	}
-	mediaType := "" // what is kept beside the content: manifests only
-	if f.kind == oci.KindManifest {
-		mediaType = f.mediaType
-		if mediaType == "" && err == nil {
-			// Readers of this fill answer with a generic type; what is kept
-			// must still be served as a manifest next time.
-			mediaType = oci.SniffManifestMediaType(w.keep.Bytes())
-		}
-	}
-	var private []string // fetched with a client's credentials: marked
-	if req.Authorization != "" {
-		private = []string{req.Registry + "/" + req.Repository}
-	}
-	if err == nil {
-		if private != nil {
-			// Marked before it is visible: no request may find it unmarked.
-			c.private.set(f.digest, true)
-		}
-		err = c.disk.commit(f.file.Name(), diskEntry{digest: f.digest, size: w.n, mediaType: mediaType, private: private}, w.reserved)
-		if err == nil {
-			w.reserved = 0
-			if private == nil {
-				c.private.set(f.digest, false)
-			}
-		}
 	}
 	if err != nil {
 		_ = removeQuiet(f.file.Name())
 		return w.n, err
 	}
-	if w.keep != nil {
-		c.mem.set(f.digest, memEntry{data: w.keep.Bytes(), mediaType: mediaType})
+	var data []byte // the content, read back when it is small enough to matter
+	if f.kind == oci.KindManifest || c.mem.fits(w.n) {
+		if data, err = readPending(f, w.n); err != nil {
+			c.log.Warn("fill: reading back a verified object failed", "digest", f.digest.Short(), "err", err)
+			data = nil
+		}
+	}
+	mediaType := "" // what is kept beside the content: manifests only
+	if f.kind == oci.KindManifest {
+		mediaType = f.mediaType
+		if mediaType == "" && data != nil {
+			// Readers of this fill answer with a generic type; what is kept
+			// must still be served as a manifest next time.
+			mediaType = oci.SniffManifestMediaType(data)
+		}
+	}
+	reserved := w.reserved
+	w.reserved = 0
+	e, cerr := c.disk.commit(f.file, commitReq{
+		digest: f.digest, size: w.n, mediaType: mediaType,
+		source: req.Registry + "/" + req.Repository, private: req.Authorization != "",
+	}, reserved)
+	if cerr != nil {
+		c.m.Uncached.WithLabelValues(uncachedReason(cerr)).Inc()
+		c.log.Warn("fill verified but not kept", "digest", f.digest.Short(), "err", cerr)
+		return w.n, nil
+	}
+	if data != nil && !e.marked() {
+		// Marked content is never kept in memory: the memory tier has no
+		// notion of sources, so it must only ever hold public content.
+		c.mem.set(f.digest, memEntry{data: data, mediaType: e.mediaType})
 	}
 	return w.n, nil
 }
 
-// transfer fetches until the body is complete, retrying what a retry can
-// cure: an unreachable upstream, 5xx, 429 (after its Retry-After) and a body
-// cut short. An attempt that wrote bytes does not use up the retry budget,
-// so a long download over a flaky link is not abandoned while it advances.
-func (w *fillWriter) transfer(ctx context.Context) error {
-	budget := w.c.cfg.FillRetries
-	for failures := 0; ; {
-		before := w.n
-		err := w.attempt(ctx)
-		if err == nil {
-			return nil
-		}
-		if !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		if w.n > before {
-			failures = 0
-		} else {
-			if budget <= 0 {
-				return err
-			}
-			budget--
-			failures++
-		}
-		w.c.log.Debug("fill retry", "digest", w.f.digest.Short(), "written", w.n, "err", err)
-		if err := w.c.backoff(ctx, failures, err); err != nil {
-			return err
-		}
+// readPending reads a fill's verified content back from its pending file,
+// which the page cache still holds.
+func readPending(f *fill, n int64) ([]byte, error) {
+	data := make([]byte, n)
+	if _, err := f.file.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
 	}
+	return data, nil
 }
 
 // attempt makes one upstream request from byte w.n on and copies its body.
@@ -159,34 +144,9 @@ func (w *fillWriter) attempt(ctx context.Context) error {
 	return nil
 }
 
-// errUpstreamIdle is why an attempt was abandoned for sending nothing.
-var errUpstreamIdle = errors.New("upstream sent nothing within the fill idle timeout")
-
-// idleOr names the idle timeout as the cause of err when it was.
-func idleOr(ctx context.Context, err error) error {
-	if cause := context.Cause(ctx); errors.Is(cause, errUpstreamIdle) {
-		return &upstreamReadError{fmt.Errorf("%w: %w", cause, err)}
-	}
-	return err
-}
-
-// idleReader pushes the idle deadline back whenever upstream sends bytes.
-type idleReader struct {
-	r    io.Reader
-	idle *time.Timer
-	d    time.Duration
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		r.idle.Reset(r.d)
-	}
-	return n, err
-}
-
-// accept checks an upstream answer and, the first time, opens the pending
-// file and tells the waiting readers size and media type.
+// accept checks an upstream answer and, the first time, claims the bytes
+// from the disk budget, opens the pending file and tells the waiting
+// readers size and media type.
 func (w *fillWriter) accept(resp *oci.Response) error {
 	f := w.f
 	switch {
@@ -203,40 +163,44 @@ func (w *fillWriter) accept(resp *oci.Response) error {
 		}
 		return nil
 	}
-	if err := w.c.disk.reserve(resp.Size); err != nil {
+	d := w.c.disk
+	if err := d.reserve(resp.Size); err != nil {
 		return err
 	}
 	w.reserved = max(resp.Size, 0)
-	file, err := w.c.disk.createPending()
+	file, err := d.createPending()
 	if err == nil {
 		// Claim the blocks now: a full file system then refuses the fill
 		// before any reader has started, and the pull is streamed
 		// uncached instead of breaking half-way.
-		err = preallocate(file, resp.Size)
-		if err != nil {
+		if perr := preallocate(file, resp.Size); perr != nil {
 			_ = file.Close()
 			_ = removeQuiet(file.Name())
+			err = fmt.Errorf("%w: preallocate %d bytes: %w", errDiskFailed, resp.Size, perr)
+			if !errors.Is(perr, syscall.ENOSPC) && !errors.Is(perr, syscall.EDQUOT) {
+				err = d.fail(fmt.Errorf("preallocate %d bytes: %w", resp.Size, perr))
+			}
 		}
 	}
 	if err != nil {
-		w.c.disk.unreserve(w.reserved)
+		d.unreserve(w.reserved)
 		w.reserved = 0
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-			err = fmt.Errorf("%w: %w", errNoRoom, err)
-		}
 		return err
 	}
 	f.file, f.size, f.mediaType = file, resp.Size, resp.MediaType
 	close(f.ready)
-	if f.kind == oci.KindManifest || w.c.mem.fits(resp.Size) {
-		w.keep = bytes.NewBuffer(make([]byte, 0, max(resp.Size, 0)))
+	n := int64(copyBuffer)
+	if resp.Size > 0 {
+		n = min(n, resp.Size)
 	}
-	w.buf = make([]byte, copyBuffer)
+	w.buf = make([]byte, n)
 	return nil
 }
 
 // copy appends body to the pending file, hashing as it writes and waking
-// readers after every write.
+// readers after every write. Bytes beyond the announced size fail the fill;
+// without an announced size, each step of bytes is claimed from the budget
+// before it is written.
 func (w *fillWriter) copy(body io.Reader) error {
 	f := w.f
 	for {
@@ -248,13 +212,16 @@ func (w *fillWriter) copy(body io.Reader) error {
 			if f.size >= 0 && w.n+int64(m) > f.size {
 				return fmt.Errorf("upstream sent more than the %d bytes it announced", f.size)
 			}
+			for f.size < 0 && w.n+int64(m) > w.reserved {
+				if err := w.c.disk.reserve(reserveStep); err != nil {
+					return err
+				}
+				w.reserved += reserveStep
+			}
 			if _, err := f.file.Write(w.buf[:m]); err != nil {
-				return fmt.Errorf("write pending file: %w", err)
+				return w.c.disk.fail(fmt.Errorf("write pending file: %w", err))
 			}
 			w.h.Write(w.buf[:m])
-			if w.keep != nil {
-				w.keep.Write(w.buf[:m])
-			}
 			w.n += int64(m)
 			f.advance(int64(m))
 		}
@@ -279,45 +246,4 @@ func (w *fillWriter) verify() error {
 		return fmt.Errorf("digest mismatch: content is not %s", w.f.digest.Short())
 	}
 	return nil
-}
-
-// retryable reports whether another attempt may succeed. A registry's
-// answer inside a read error (a manifest cut at the size limit, say) is
-// judged as that answer, not as a broken connection.
-func retryable(err error) bool {
-	if e, ok := oci.AsError(err); ok {
-		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
-	}
-	var re *upstreamReadError
-	return errors.As(err, &re) || errors.Is(err, oci.ErrUpstreamUnavailable)
-}
-
-// maxBackoff caps one wait between attempts, Retry-After included: a fill
-// has readers waiting, and a registry asking for minutes is better answered
-// by failing the fill and letting the clients fall back.
-const maxBackoff = 30 * time.Second
-
-// backoff waits before the next attempt: upstream's Retry-After when it
-// gave one, else exponential from Config.RetryBackoff with jitter.
-func (c *Cache) backoff(ctx context.Context, failures int, err error) error {
-	d := c.cfg.RetryBackoff << min(failures, 10)
-	d = d/2 + rand.N(d/2+1)
-	if e, ok := oci.AsError(err); ok && e.RetryAfter != "" {
-		if secs, perr := strconv.Atoi(e.RetryAfter); perr == nil && secs >= 0 {
-			d = time.Duration(secs) * time.Second
-		} else if t, perr := http.ParseTime(e.RetryAfter); perr == nil {
-			d = time.Until(t)
-		}
-	}
-	if d > maxBackoff {
-		return fmt.Errorf("upstream asks to wait %s: %w", d.Round(time.Second), err)
-	}
-	t := time.NewTimer(max(d, 0))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return errors.Join(err, ctx.Err())
-	}
 }

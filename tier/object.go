@@ -28,6 +28,7 @@ type Object struct {
 	ctx  context.Context // the request's; bounds waiting on a fill
 	data []byte          // memory hit
 	file *os.File        // disk hit (owned until Body or Close)
+	disk *disk           // set for a disk hit not verified since an unclean stop
 	fill *fill           // a fill in flight (one reference owned until Body or Close)
 	pass io.ReadCloser   // pass-through body starting at passOffset
 	// passOffset is the byte of the object where pass starts.
@@ -70,7 +71,19 @@ func (o *Object) Body(offset, length int64) (io.ReadCloser, error) {
 	case o.file != nil:
 		f := o.file
 		o.file = nil
-		if offset == 0 && length == o.Size {
+		whole := offset == 0 && length == o.Size
+		switch {
+		case o.disk != nil && whole:
+			// Hashed as it streams; the last byte waits for the verdict.
+			return &verifyingReader{r: f, h: o.Digest.NewHash(), want: o.Digest, size: o.Size, end: o.disk.verified(o.Digest, o.Size)}, nil
+		case o.disk != nil:
+			// A window cannot be verified alone: the whole file first.
+			if err := o.disk.verify(o.ctx, o.Digest); err != nil {
+				_ = f.Close()
+				return nil, err
+			}
+		}
+		if whole {
 			return f, nil
 		}
 		return &sectionFile{SectionReader: io.NewSectionReader(f, offset, length), f: f}, nil

@@ -24,6 +24,9 @@ func seedDisk(tb testing.TB, dir string, n int) {
 		if err := os.WriteFile(p, data, 0o640); err != nil {
 			tb.Fatal(err)
 		}
+		if err := os.WriteFile(p+metaSuffix, fmt.Appendf(nil, `{"size":%d}`, len(data)), 0o640); err != nil {
+			tb.Fatal(err)
+		}
 	}
 }
 
@@ -31,7 +34,7 @@ func seedDisk(tb testing.TB, dir string, n int) {
 func TestRestartIndexesEverything(t *testing.T) {
 	dir := t.TempDir()
 	seedDisk(t, dir, 2000)
-	d, err := openDisk(dir, 0, newTestMetrics())
+	d, err := openDisk(dir, 0, newTestMetrics(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +53,7 @@ func BenchmarkWarmRestart10k(b *testing.B) {
 	m := newTestMetrics()
 	b.ResetTimer()
 	for b.Loop() {
-		d, err := openDisk(dir, 0, m)
+		d, err := openDisk(dir, 0, m, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -94,7 +94,8 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		c.m.TagLookups.WithLabelValues("fresh").Inc()
 		return last.desc, SourceMemory, nil
 	}
-	v, err, _ := c.tagFlight.Do(key.String(), func() (any, error) {
+	// Stops within tagTimeout, or when Close cancels c.ctx.
+	ch := c.tagFlight.DoChan(key.String(), func() (any, error) {
 		// Shared by every waiter, so it runs on the cache's context.
 		ctx, cancel := context.WithTimeout(c.ctx, tagTimeout)
 		defer cancel()
@@ -126,6 +127,20 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		}
 		return d, nil
 	})
+	// Each request waits for the shared lookup for at most AnswerTimeout;
+	// the lookup goes on without it, and its answer is kept for the next.
+	wait := time.NewTimer(c.cfg.AnswerTimeout)
+	defer wait.Stop()
+	var v any
+	var err error
+	select {
+	case r := <-ch:
+		v, err = r.Val, r.Err
+	case <-wait.C:
+		err = errAnswerTimeout
+	case <-ctx.Done():
+		return descriptor{}, 0, context.Cause(ctx)
+	}
 	if err == nil {
 		c.m.TagLookups.WithLabelValues("revalidated").Inc()
 		return v.(descriptor), SourceUpstream, nil
@@ -186,7 +201,7 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 		return nil, oci.ErrTooLarge("manifest exceeds 4 MiB")
 	}
 	dg := oci.FromBytes(data)
-	if err := c.store(dg, data, resp.MediaType); err != nil {
+	if err := c.store(dg, data, resp.MediaType, sourceOf(req)); err != nil {
 		c.log.Warn("caching manifest failed", "digest", dg.Short(), "err", err)
 	}
 	c.tags.put(tagKey{req.Registry, req.Repository, req.Reference.Tag},
@@ -194,21 +209,30 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 	return &Object{Digest: dg, MediaType: mediaTypeFor(oci.KindManifest, resp.MediaType), Size: int64(len(data)), Source: SourceFillNew, data: data}, nil
 }
 
-// store puts a small object whose digest is already verified into both tiers.
-func (c *Cache) store(dg oci.Digest, data []byte, mediaType string) error {
+// store puts a small object whose digest is already verified, fetched as
+// cacheyd, into both tiers.
+func (c *Cache) store(dg oci.Digest, data []byte, mediaType string, source string) error {
+	n := int64(len(data))
+	if err := c.disk.reserve(n); err != nil {
+		return err
+	}
 	f, err := c.disk.createPending()
+	if err != nil {
+		c.disk.unreserve(n)
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		_ = removeQuiet(f.Name())
+		c.disk.unreserve(n)
+		return c.disk.fail(fmt.Errorf("write pending file: %w", err))
+	}
+	e, err := c.disk.commit(f, commitReq{digest: dg, size: n, mediaType: mediaType, source: source}, n)
 	if err != nil {
 		return err
 	}
-	_, werr := f.Write(data)
-	if err := errors.Join(werr, f.Close()); err != nil {
-		_ = removeQuiet(f.Name())
-		return err
+	if !e.marked() {
+		c.mem.set(dg, memEntry{data: data, mediaType: e.mediaType})
 	}
-	if err := c.disk.commit(f.Name(), diskEntry{digest: dg, size: int64(len(data)), mediaType: mediaType}, 0); err != nil {
-		_ = removeQuiet(f.Name())
-		return err
-	}
-	c.mem.set(dg, memEntry{data: data, mediaType: mediaType})
 	return nil
 }

@@ -13,8 +13,13 @@ import (
 // always holds back the newest byte until the body has ended and its size
 // and digest are checked, so content streamed without a pending file still
 // cannot complete wrong: a bad body ends in an error one byte short.
+//
+// end, if set, is told the verdict once the body has ended: nil, or why it
+// is not the content named. A read that fails before the end (the client
+// left) tells it nothing.
 type verifyingReader struct {
 	r     io.ReadCloser
+	end   func(error)
 	h     hash.Hash
 	want  oci.Digest
 	size  int64 // -1 unknown
@@ -35,11 +40,18 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	total := off + n
 	switch {
 	case errors.Is(err, io.EOF):
+		var bad error
 		if v.size >= 0 && v.n != v.size {
-			return max(total-1, 0), fmt.Errorf("upstream sent %d of %d bytes: %w", v.n, v.size, io.ErrUnexpectedEOF)
+			bad = fmt.Errorf("body ended at %d of %d bytes: %w", v.n, v.size, io.ErrUnexpectedEOF)
+		} else if !v.want.Matches(v.h) {
+			bad = fmt.Errorf("digest mismatch: content is not %s", v.want.Short())
 		}
-		if !v.want.Matches(v.h) {
-			return max(total-1, 0), fmt.Errorf("digest mismatch: content is not %s", v.want.Short())
+		if v.end != nil {
+			v.end(bad)
+			v.end = nil
+		}
+		if bad != nil {
+			return max(total-1, 0), bad
 		}
 		return total, io.EOF
 	case err != nil:

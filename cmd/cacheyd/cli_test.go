@@ -39,6 +39,7 @@ func TestDefaultsNeedNoFlags(t *testing.T) {
 	want := serveFlags{
 		Listen: ":30123", ShutdownTimeout: 30 * time.Second, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20,
 		DiskBytes: 20 << 30, TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
+		MaxFills: 256, MaxFillsPerReg: 64,
 		DefaultRegistry: "docker.io", LogLevel: "info", LogFormat: "text",
 	}
 	got := c.serveFlags

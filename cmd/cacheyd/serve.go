@@ -63,6 +63,8 @@ type serveFlags struct {
 	TagTTL          time.Duration `group:"Cache" default:"1m" help:"How long a tag's answer is used before upstream is asked again with a HEAD (0: always ask)."`
 	TagStaleMax     time.Duration `group:"Cache" default:"24h" help:"How long past --tag-ttl the last answer for a tag is served while upstream fails."`
 	FillTimeout     time.Duration `group:"Cache" default:"30m" help:"Longest time one upstream fetch into the cache may take."`
+	MaxFills        int           `group:"Cache" name:"max-fills" default:"256" placeholder:"N" help:"Upstream fetches into the cache at once; more wait for a slot (each holds a 128 KiB buffer and a connection)."`
+	MaxFillsPerReg  int           `group:"Cache" name:"max-fills-per-registry" default:"64" placeholder:"N" help:"Upstream fetches into the cache from one registry at once."`
 
 	DefaultRegistry string            `group:"Upstream" default:"docker.io" help:"Registry for requests that name none (dockerd registry-mirrors)."`
 	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Repeatable."`
@@ -114,7 +116,8 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 	cache, err := tier.New(tier.Config{
 		Dir: dir, MemoryBytes: int64(s.MemoryBytes), MemoryMaxObject: int64(s.MemoryMaxObject),
 		DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
-		FillTimeout: s.FillTimeout, Metrics: m, Logger: log,
+		FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg,
+		Metrics: m, Logger: log,
 	}, origin)
 	if err != nil {
 		return err
