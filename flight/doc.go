@@ -1,0 +1,18 @@
+// Package flight is the coalescing primitive of cacheyd's read path: one
+// object on its way from an origin into the cache, written by one writer
+// into one pending file while any number of readers read that same file.
+//
+// The writer may write its chunks at any offset and in any order, from
+// several goroutines at once; each byte is written once. The digest is
+// computed over the contiguous prefix as it grows, so chunks that arrive
+// ahead of it are hashed (read back from the file) when the gap before them
+// is filled. A reader waits only for the bytes of its own window. A reader
+// that asks for the last byte of the object waits for the writer's verdict
+// on the whole object before it gets it, so a corrupt origin yields a broken
+// response, never a complete wrong one; the writer decides, per reader,
+// whether a window short of the end waits too. A failure aborts every
+// reader.
+//
+// flight knows nothing of registries, HTTP, tiers or metrics, and starts
+// no goroutines: it imports only the standard library and oci.
+package flight

@@ -1,0 +1,118 @@
+package flight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// NewReader returns a reader of length bytes of the object from offset
+// (length < 0: to the end). It takes over one reference, which its Close
+// gives back; the flight must be open (Wait returned nil). ctx ends its
+// waiting, and only its own.
+//
+// A reader whose window reaches the object's last byte gets that byte only
+// once the whole object is verified (Finish(nil)); so does every reader of
+// an object whose size is unknown, for which any byte may be the last.
+// With hold, a window short of the end waits for the verdict before its
+// own last byte too; without it, a window is answered as soon as its bytes
+// are written, as a registry answers a Range: unverified.
+func (f *Flight) NewReader(ctx context.Context, offset, length int64, hold bool) io.ReadCloser {
+	end := int64(-1)
+	if length >= 0 {
+		end = offset + length
+	}
+	return &reader{f: f, ctx: ctx, off: offset, end: end, hold: hold}
+}
+
+// reader reads a window of a flight as it is written.
+type reader struct {
+	f      *Flight
+	ctx    context.Context
+	off    int64
+	end    int64 // exclusive; -1: the end of the object
+	hold   bool
+	closed bool
+}
+
+// available returns how far the reader may read now: its window's bytes
+// written without a gap from r.off, short of a last byte that waits for the
+// verdict; whether the flight is done; and its error.
+func (r *reader) available() (until int64, done bool, err error, notify <-chan struct{}) {
+	f := r.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done && f.err != nil {
+		return 0, true, f.err, nil
+	}
+	size := f.size
+	if f.final >= 0 {
+		size = f.final
+	}
+	winEnd := r.end
+	if winEnd < 0 || (size >= 0 && winEnd > size) {
+		winEnd = size // -1 when the size is unknown
+	}
+	until = f.written.reach(r.off)
+	if winEnd >= 0 && until > winEnd {
+		until = winEnd
+	}
+	if !f.done {
+		last := winEnd < 0 || winEnd == size // the object's last byte, or it may be
+		if (last || r.hold) && (winEnd < 0 || until == winEnd) {
+			until--
+		}
+	}
+	if winEnd >= 0 && r.off >= winEnd {
+		// The whole window is read: its last byte was released, so
+		// whatever it waited for has come.
+		return until, true, io.EOF, nil
+	}
+	return until, f.done, nil, f.notify
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, os.ErrClosed
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		until, _, err, notify := r.available()
+		if r.off < until {
+			n := min(int64(len(p)), until-r.off)
+			m, rerr := r.f.file.ReadAt(p[:n], r.off)
+			r.off += int64(m)
+			if rerr != nil && !errors.Is(rerr, io.EOF) {
+				return m, fmt.Errorf("flight %s: read pending file: %w", r.f.digest.Short(), rerr)
+			}
+			if m > 0 {
+				return m, nil
+			}
+			return 0, fmt.Errorf("flight %s: pending file shorter than written: %w", r.f.digest.Short(), io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, io.EOF
+			}
+			return 0, fmt.Errorf("flight %s: %w", r.f.digest.Short(), err)
+		}
+		select {
+		case <-notify:
+		case <-r.ctx.Done():
+			return 0, context.Cause(r.ctx)
+		}
+	}
+}
+
+// Close gives the reader's reference back.
+func (r *reader) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.f.Release()
+	}
+	return nil
+}
