@@ -1,0 +1,282 @@
+package disk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/cacheyd/cacheyd/tier"
+)
+
+// A commit makes verified content durable before anyone can find it:
+//
+//  1. the pending file's bytes are synced (fsync), so that after a power
+//     loss the name never points at a short or empty file;
+//  2. its record (<hex>.meta) is written beside where it will live, synced,
+//     and renamed into place;
+//  3. the pending file is renamed to its digest's name;
+//  4. the directory is synced, so that both renames survive a power loss.
+//
+// An object whose record did not make it is removed on the next start (a
+// content file without a record is never served), so the order of 2 and 3
+// only decides what a crash between them costs: a refetch.
+
+// meta is what <hex>.meta holds.
+type meta struct {
+	Size      int64    `json:"size"`
+	MediaType string   `json:"mediaType,omitempty"`
+	Private   []string `json:"private,omitempty"`
+	Public    []string `json:"public,omitempty"`
+}
+
+func readMeta(p string) (meta, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return meta{}, err
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return meta{}, err
+	}
+	if m.Size < 0 {
+		return meta{}, errors.New("negative size")
+	}
+	return m, nil
+}
+
+func metaOf(e tier.Entry) []byte {
+	b, _ := json.Marshal(meta{Size: e.Size, MediaType: e.MediaType, Private: e.Private, Public: e.Public})
+	return b
+}
+
+// Pending is a file being written for the tier. Its writer fills it (File),
+// verifies what it wrote, and then commits it, or aborts it.
+type Pending struct {
+	d        *Disk
+	file     *os.File
+	reserved int64 // claimed from the budget
+	done     bool
+}
+
+// Create claims size bytes of the budget (-1: unknown, claimed as written
+// with Grow) and opens a new pending file, with its blocks allocated when
+// the size is known, so that a full file system refuses it now rather than
+// half-way. It fails with tier.ErrNoRoom when the budget has no room for it
+// beside the other pending files, and with tier.ErrFailed when the file
+// system refuses; while the file system is failing it refuses at once.
+func (d *Disk) Create(size int64) (*Pending, error) {
+	if err := d.failing(); err != nil {
+		return nil, err
+	}
+	if err := d.reserve(size); err != nil {
+		return nil, err
+	}
+	p := &Pending{d: d, reserved: max(size, 0)}
+	dir := filepath.Join(d.dir, pendingDir)
+	f, err := os.CreateTemp(dir, "fill-")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was wiped while serving: make it again.
+		if err = os.MkdirAll(dir, 0o750); err == nil {
+			f, err = os.CreateTemp(dir, "fill-")
+		}
+	}
+	if err != nil {
+		d.unreserve(p.reserved)
+		return nil, d.fail(fmt.Errorf("disk: create pending file: %w", err))
+	}
+	p.file = f
+	if err := preallocate(f, size); err != nil {
+		p.Abort()
+		err = fmt.Errorf("disk: preallocate %d bytes: %w", size, err)
+		if !noSpace(err) {
+			return nil, d.fail(err)
+		}
+		// A file system without the room is an answer, not a failure.
+		return nil, fmt.Errorf("%w: %w", tier.ErrFailed, err)
+	}
+	return p, nil
+}
+
+// File is the pending file, to write into and to read what is written.
+func (p *Pending) File() *os.File { return p.file }
+
+// Grow claims n more bytes of the budget, for content of unknown size.
+func (p *Pending) Grow(n int64) error {
+	if err := p.d.reserve(n); err != nil {
+		return err
+	}
+	p.reserved += n
+	return nil
+}
+
+// Failed records a write to the pending file that failed, so that Create
+// refuses for a while, and returns err marked tier.ErrFailed.
+func (p *Pending) Failed(err error) error { return p.d.fail(err) }
+
+// Abort removes the pending file and gives its claim back. The file stays
+// readable to whoever has it open. It does nothing after Commit.
+func (p *Pending) Abort() {
+	if p.done {
+		return
+	}
+	p.done = true
+	_ = removeQuiet(p.file.Name())
+	p.d.unreserve(p.reserved)
+}
+
+// Commit puts the pending file's content, which the caller has verified to
+// be e.Digest and e.Size bytes, in place under its digest, durably, and
+// returns the record now held; the claim on the budget becomes use, and
+// what the budget no longer holds is evicted. Content already held is not
+// replaced (the bytes are the same): its record becomes tier.Merge(old, e)
+// and the pending file is removed. Whatever happens, the pending file is
+// gone from pending/ after Commit, and stays readable to whoever has it open;
+// the caller closes it.
+func (p *Pending) Commit(e tier.Entry) (tier.Entry, error) {
+	if p.done {
+		return tier.Entry{}, errors.New("disk: commit of a pending file already ended")
+	}
+	d := p.d
+	defer p.Abort() // unless the claim was turned into use below
+	if err := d.syncFile(p.file); err != nil {
+		return tier.Entry{}, d.fail(fmt.Errorf("disk: commit %s: sync: %w", e.Digest.Short(), err))
+	}
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	final := d.path(e.Digest)
+
+	d.mu.Lock()
+	var old *entry
+	if el, ok := d.index[e.Digest]; ok {
+		o := *el.Value.(*entry)
+		old = &o
+	}
+	d.mu.Unlock()
+	if old != nil && old.verified {
+		if _, err := os.Stat(final); err == nil {
+			return d.record(old.Entry, e)
+		}
+	}
+	n := entry{Entry: e, verified: true}
+	if old != nil {
+		// Replacing content not verified since an unclean stop, or whose
+		// file was wiped: keep what its record knew.
+		n.Entry = tier.Merge(old.Entry, e)
+		n.Size = e.Size
+	}
+	if err := d.place(p.file.Name(), final, n.Entry); err != nil {
+		return tier.Entry{}, d.fail(fmt.Errorf("disk: commit %s: %w", e.Digest.Short(), err))
+	}
+	p.done = true
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.forgetLocked(e.Digest)
+	n.touched = timeNow()
+	d.index[e.Digest] = d.lru.PushFront(&n)
+	d.used += n.Size
+	d.reserved -= p.reserved
+	d.evictLocked()
+	return n.Entry, nil
+}
+
+// place writes e's record and renames pending to final, then syncs the
+// directory that holds both.
+func (d *Disk) place(pending, final string, e tier.Entry) error {
+	dir := filepath.Dir(final)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return err
+		}
+		// The new directory's own name must survive too.
+		if err := d.syncDir(filepath.Dir(dir)); err != nil {
+			return err
+		}
+	}
+	if err := writeFileDurable(d, final+metaSuffix, metaOf(e)); err != nil {
+		return err
+	}
+	if err := os.Rename(pending, final); err != nil {
+		_ = removeQuiet(final + metaSuffix)
+		return err
+	}
+	return d.syncDir(dir)
+}
+
+// record merges e into the record of committed content; d.commitMu is held.
+func (d *Disk) record(old, e tier.Entry) (tier.Entry, error) {
+	m := tier.Merge(old, e)
+	if equalRecords(m, old) {
+		return old, nil
+	}
+	final := d.path(e.Digest)
+	if err := writeFileDurable(d, final+metaSuffix, metaOf(m)); err != nil {
+		return tier.Entry{}, d.fail(fmt.Errorf("disk: record %s: %w", e.Digest.Short(), err))
+	}
+	if err := d.syncDir(filepath.Dir(final)); err != nil {
+		return tier.Entry{}, d.fail(fmt.Errorf("disk: record %s: %w", e.Digest.Short(), err))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if el, ok := d.index[e.Digest]; ok {
+		el.Value.(*entry).Entry = m
+	}
+	return m, nil
+}
+
+func equalRecords(a, b tier.Entry) bool {
+	return a.MediaType == b.MediaType && len(a.Private) == len(b.Private) && len(a.Public) == len(b.Public)
+}
+
+// Put stores r's e.Size bytes under e.Digest, verified while written.
+func (d *Disk) Put(_ context.Context, e tier.Entry, r io.Reader) (tier.Entry, error) {
+	p, err := d.Create(e.Size)
+	if err != nil {
+		return tier.Entry{}, err
+	}
+	defer p.file.Close()
+	h := e.Digest.NewHash()
+	n, err := io.Copy(io.MultiWriter(p.file, h), io.LimitReader(r, e.Size+1))
+	switch {
+	case err != nil:
+		p.Abort()
+		return tier.Entry{}, fmt.Errorf("disk: put %s: %w", e.Digest.Short(), err)
+	case n != e.Size || !e.Digest.Matches(h):
+		p.Abort()
+		return tier.Entry{}, fmt.Errorf("disk: put %s: %d bytes: %w", e.Digest.Short(), n, tier.ErrMismatch)
+	}
+	return p.Commit(e)
+}
+
+// writeFileDurable writes b to a temporary file beside p, syncs it and
+// renames it over p. The caller syncs the directory.
+func writeFileDurable(d *Disk, p string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(b)
+	if werr == nil {
+		werr = d.syncFile(f)
+	}
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), p)
+}
+
+// syncDirectory makes the entries of dir (renames, removals) durable.
+func syncDirectory(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	serr := f.Sync()
+	return errors.Join(serr, f.Close())
+}

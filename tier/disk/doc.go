@@ -1,0 +1,32 @@
+// Package disk is cacheyd's disk tier: content-addressed files under one
+// directory, each beside its record, kept within a byte budget by evicting
+// the least recently used, durable across power loss, and served at once
+// after a restart.
+//
+// Layout under Config.Dir:
+//
+//	blobs/<alg>/<hex[:2]>/<hex>        committed content, named by its digest
+//	blobs/<alg>/<hex[:2]>/<hex>.meta   its record (tier.Entry): size, media
+//	                                   type, sources
+//	pending/<random>                   content being written
+//	clean                              present only while stopped after a
+//	                                   clean Close
+//
+// Content is written into a pending file (Create), which the writer fills
+// and verifies, then committed (Pending.Commit): the file's bytes and its
+// record are synced before the rename to its digest's name and the
+// directory after it, so that a power loss cannot leave a short file under
+// a digest's name. On start, pending leftovers are removed, and an object
+// counts only with its record and the recorded size; after an unclean stop
+// (no clean marker) every object is verified again before or while it is
+// first served (verify.go). Names come only from validated digests, never
+// from anything a client typed.
+//
+// The budget counts committed content and what pending files have claimed
+// together (budget.go). The order of use survives a restart: a hit touches
+// the file's modification time, at most once a minute per object, and the
+// index is rebuilt in that order.
+//
+// disk knows nothing of fills, HTTP or policy: it stores what it is given
+// and keeps records as tier.Merge says.
+package disk

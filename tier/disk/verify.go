@@ -1,0 +1,246 @@
+package disk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/tier"
+)
+
+// After an unclean stop (kill -9, a crash, a power loss) the disk is not
+// trusted blindly: an object is indexed only if its size matches its record,
+// and before it is first served its digest is checked again. A whole read
+// of an object is hashed while it streams, and its last byte is held until
+// the digest matched; a window, or a read at an offset (ReadAt), waits for a
+// check of the whole file first. An object that fails is removed, to be
+// fetched again; it is never served as whole.
+
+// File is content held by the disk tier: a tier.Content. Section gives a
+// reader of a window that keeps sendfile reachable.
+type File struct {
+	f        *os.File
+	d        *Disk
+	e        tier.Entry
+	verified bool // false: not checked since an unclean stop
+}
+
+// Size is the object's size.
+func (f *File) Size() int64 { return f.e.Size }
+
+// ReadAt reads the file; after an unclean stop the whole file is checked
+// first.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if !f.verified {
+		if err := f.d.Verify(context.Background(), f.e.Digest); err != nil {
+			return 0, err
+		}
+		f.verified = true
+	}
+	return f.f.ReadAt(p, off)
+}
+
+// Close closes the file.
+func (f *File) Close() error { return f.f.Close() }
+
+// Section returns a reader of length bytes from offset and hands the file
+// over to it (Close closes both). A whole read of a checked file is the
+// *os.File itself; a window of one offers File() (*os.File, error), which
+// gives the file positioned at the window, for sendfile. A whole read of an
+// unchecked file is hashed as it streams and its last byte held until the
+// digest matched; a window of one waits for a check of the whole file,
+// bounded by ctx.
+func (f *File) Section(ctx context.Context, offset, length int64) (io.ReadCloser, error) {
+	whole := offset == 0 && length == f.e.Size
+	switch {
+	case !f.verified && whole:
+		return &verifying{r: f.f, h: f.e.Digest.NewHash(), want: f.e.Digest, size: f.e.Size, end: f.d.checked(f.e.Digest)}, nil
+	case !f.verified:
+		if err := f.d.Verify(ctx, f.e.Digest); err != nil {
+			_ = f.f.Close()
+			return nil, err
+		}
+	}
+	if whole {
+		return f.f, nil
+	}
+	return &section{SectionReader: io.NewSectionReader(f.f, offset, length), f: f.f}, nil
+}
+
+// section reads a window of a file and closes the file when done.
+type section struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s *section) Close() error { return s.f.Close() }
+
+// File returns the file positioned at the window's start, for a server that
+// sends the window with sendfile; the caller then reads exactly the
+// window's length from it instead of reading s, and still closes s.
+func (s *section) File() (*os.File, error) {
+	_, off, _ := s.Outer()
+	if _, err := s.f.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return s.f, nil
+}
+
+// verifications lets concurrent first requests for an unchecked object
+// share one check.
+type verifications struct {
+	mu      sync.Mutex // guards running
+	running map[oci.Digest]*verification
+}
+
+type verification struct {
+	done chan struct{} // closed when err is set
+	err  error
+}
+
+// Verify checks dg's file against its digest, once, and records the
+// outcome: checked, or removed (and the error says why). Concurrent callers
+// share the check; ctx ends only the caller's own wait.
+func (d *Disk) Verify(ctx context.Context, dg oci.Digest) error {
+	d.verifying.mu.Lock()
+	if d.verifying.running == nil {
+		d.verifying.running = map[oci.Digest]*verification{}
+	}
+	v, running := d.verifying.running[dg]
+	if !running {
+		v = &verification{done: make(chan struct{})}
+		d.verifying.running[dg] = v
+	}
+	d.verifying.mu.Unlock()
+	if !running {
+		// The first caller checks on its own goroutine: the work is bounded
+		// by the file's size, and every other caller waits for it.
+		v.err = d.check(dg)
+		d.verifying.mu.Lock()
+		delete(d.verifying.running, dg)
+		d.verifying.mu.Unlock()
+		close(v.done)
+		return v.err
+	}
+	select {
+	case <-v.done:
+		return v.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// check hashes dg's committed file and records the outcome.
+func (d *Disk) check(dg oci.Digest) error {
+	e, ok := d.lookup(dg)
+	if !ok {
+		return fmt.Errorf("disk: %s: %w", dg.Short(), tier.ErrNotFound)
+	}
+	if e.verified {
+		return nil
+	}
+	f, err := os.Open(d.path(dg))
+	if err != nil {
+		d.forget(dg)
+		return fmt.Errorf("disk: verify %s: %w", dg.Short(), err)
+	}
+	defer f.Close()
+	h := dg.NewHash()
+	n, err := io.Copy(h, f)
+	switch {
+	case err != nil:
+		return fmt.Errorf("disk: verify %s: %w", dg.Short(), err)
+	case n != e.Size || !dg.Matches(h):
+		d.corrupt(dg, n, e.Size)
+		return fmt.Errorf("disk: %s after an unclean stop: %w", dg.Short(), tier.ErrMismatch)
+	}
+	d.markVerified(dg)
+	return nil
+}
+
+// checked records the verdict of a whole read that hashed dg's file.
+func (d *Disk) checked(dg oci.Digest) func(error) {
+	return func(err error) {
+		if err == nil {
+			d.markVerified(dg)
+			return
+		}
+		d.corrupt(dg, -1, -1)
+	}
+}
+
+// Checked records that dg's content was verified by a caller that read it
+// whole (a memory tier taking it in): nil marks it checked, an error
+// removes it.
+func (d *Disk) Checked(dg oci.Digest, err error) { d.checked(dg)(err) }
+
+func (d *Disk) markVerified(dg oci.Digest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if el, ok := d.index[dg]; ok {
+		el.Value.(*entry).verified = true
+	}
+}
+
+// corrupt removes an object that failed its check.
+func (d *Disk) corrupt(dg oci.Digest, got, want int64) {
+	d.log.Warn("disk: removed an object that does not match its digest", "digest", dg.Short(), "bytes", got, "recorded", want)
+	_ = d.Delete(context.Background(), dg)
+}
+
+// verifying passes a file through while hashing it, always holding back
+// the newest byte until the end, where the size and digest are checked and
+// end is told the verdict; a bad file ends in an error one byte short.
+type verifying struct {
+	r     io.ReadCloser
+	h     hash.Hash
+	want  oci.Digest
+	size  int64
+	n     int64
+	end   func(error)
+	carry []byte
+	held  [1]byte
+}
+
+func (v *verifying) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	off := copy(p, v.carry)
+	v.carry = nil
+	n, err := v.r.Read(p[off:])
+	v.h.Write(p[off : off+n])
+	v.n += int64(n)
+	total := off + n
+	switch {
+	case errors.Is(err, io.EOF):
+		var bad error
+		if v.n != v.size {
+			bad = fmt.Errorf("disk: %s is %d bytes, recorded %d: %w", v.want.Short(), v.n, v.size, tier.ErrMismatch)
+		} else if !v.want.Matches(v.h) {
+			bad = fmt.Errorf("disk: %s: %w", v.want.Short(), tier.ErrMismatch)
+		}
+		if v.end != nil {
+			v.end(bad)
+			v.end = nil
+		}
+		if bad != nil {
+			return max(total-1, 0), bad
+		}
+		return total, io.EOF
+	case err != nil:
+		return max(total-1, 0), err
+	case total == 0:
+		return 0, nil
+	}
+	v.held[0] = p[total-1]
+	v.carry = v.held[:]
+	return total - 1, nil
+}
+
+func (v *verifying) Close() error { return v.r.Close() }
