@@ -1,0 +1,237 @@
+// Package origintest is the fake origin of cacheyd's tests: an in-memory
+// registry with the method set of cache.Origin that counts what it is asked
+// and can be told to hold bodies back, send wrong bytes, refuse anonymous
+// requests, fail, cut bodies short or hang. The cache's tests, the retry
+// wrapper's and the server's all use it.
+package origintest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// Origin is the fake. Its zero value is not usable: use New. Faults are set
+// with Set, under its lock.
+type Origin struct {
+	mu      sync.Mutex // guards everything below
+	objects map[oci.Digest]object
+	tags    map[string]oci.Digest
+	calls   map[string]int // "GET blob sha256:..." → count
+
+	// Gate, when set, makes every GET body wait for it to close before
+	// sending its second half.
+	Gate chan struct{}
+	// Corrupt flips a byte of every body sent.
+	Corrupt bool
+	// Private demands this Authorization for everything; anything else is
+	// refused with 401 and a challenge.
+	Private string
+	// Fail, when set, is returned for every request.
+	Fail error
+	// FailNext is returned for the next FailCount GETs and the next
+	// FailHeads HEADs.
+	FailNext  error
+	FailCount int
+	FailHeads int
+	// CutAfter, while CutCount > 0, ends the next CutCount GET bodies with
+	// CutErr (io.ErrUnexpectedEOF when nil) after CutAfter bytes.
+	CutAfter int64
+	CutCount int
+	CutErr   error
+	// HangAfter, while HangCount > 0, makes the next HangCount GET bodies
+	// send HangAfter bytes and then nothing until the request is cancelled.
+	HangAfter int64
+	HangCount int
+	// Offsets records the Offset of every GET.
+	Offsets []int64
+}
+
+type object struct {
+	data      []byte
+	mediaType string
+}
+
+// New returns an empty fake origin.
+func New() *Origin {
+	return &Origin{objects: map[oci.Digest]object{}, tags: map[string]oci.Digest{}, calls: map[string]int{}}
+}
+
+// Add holds data (with a manifest's media type, or "") and returns its digest.
+func (o *Origin) Add(data []byte, mediaType string) oci.Digest {
+	dg := oci.FromBytes(data)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.objects[dg] = object{data, mediaType}
+	return dg
+}
+
+// Tag points tag at dg.
+func (o *Origin) Tag(tag string, dg oci.Digest) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.tags[tag] = dg
+}
+
+// Count reports how often method was asked for kind ref (a digest or tag).
+func (o *Origin) Count(method string, k oci.Kind, ref string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.calls[method+" "+k.String()+" "+ref]
+}
+
+// Set changes the fake under its lock.
+func (o *Origin) Set(fn func(o *Origin)) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	fn(o)
+}
+
+// GETOffsets returns the Offset of every GET so far.
+func (o *Origin) GETOffsets() []int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]int64(nil), o.Offsets...)
+}
+
+// Fetch answers req like a registry would, with the faults set.
+func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	o.mu.Lock()
+	o.calls[req.Method+" "+req.Kind.String()+" "+req.Reference.String()]++
+	gate, corrupt, private, fail, cutErr := o.Gate, o.Corrupt, o.Private, o.Fail, o.CutErr
+	cut, hang := int64(-1), int64(-1)
+	if req.Method == http.MethodHead && o.FailHeads > 0 {
+		o.FailHeads--
+		fail = o.FailNext
+	}
+	if req.Method == http.MethodGet {
+		o.Offsets = append(o.Offsets, req.Offset)
+		if o.FailCount > 0 {
+			o.FailCount--
+			fail = o.FailNext
+		}
+		if o.CutCount > 0 {
+			o.CutCount--
+			cut = o.CutAfter
+		}
+		if o.HangCount > 0 {
+			o.HangCount--
+			hang = o.HangAfter
+		}
+	}
+	dg := req.Reference.Digest
+	if !req.Reference.IsDigest() {
+		dg = o.tags[req.Reference.Tag]
+	}
+	obj, ok := o.objects[dg]
+	o.mu.Unlock()
+	if fail != nil {
+		return nil, fail
+	}
+	if private != "" && req.Authorization != private {
+		return nil, &oci.Error{Status: http.StatusUnauthorized, Code: oci.CodeUnauthorized, Message: "auth",
+			Challenge: `Bearer realm="http://localhost:1/token"`}
+	}
+	if !ok {
+		code := oci.CodeBlobUnknown
+		if req.Kind == oci.KindManifest {
+			code = oci.CodeManifestUnknown
+		}
+		return nil, &oci.Error{Status: http.StatusNotFound, Code: code, Message: "unknown"}
+	}
+	resp := &oci.Response{Digest: dg, MediaType: obj.mediaType, Size: int64(len(obj.data))}
+	if req.Method == http.MethodHead {
+		return resp, nil
+	}
+	if req.Offset > int64(len(obj.data)) {
+		return nil, &oci.Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid, Message: "range"}
+	}
+	data := bytes.Clone(obj.data[req.Offset:])
+	resp.Offset = req.Offset
+	if corrupt && len(data) > 0 {
+		data[len(data)/2] ^= 0xff
+	}
+	switch {
+	case hang >= 0 && hang < int64(len(data)):
+		resp.Body = hanging(ctx, data[:hang])
+	case cut >= 0 && cut < int64(len(data)):
+		if cutErr == nil {
+			cutErr = io.ErrUnexpectedEOF
+		}
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data[:cut]), ErrReader{cutErr}))
+	case gate != nil:
+		resp.Body = gated(ctx, data, gate)
+	default:
+		resp.Body = io.NopCloser(bytes.NewReader(data))
+	}
+	return resp, nil
+}
+
+// hanging sends data, then nothing until ctx ends.
+func hanging(ctx context.Context, data []byte) io.ReadCloser {
+	pr, pw := io.Pipe()
+	// Stops when the request's context ends or the reader closes the pipe.
+	go func() {
+		if _, err := pw.Write(data); err != nil {
+			return
+		}
+		<-ctx.Done()
+		pw.CloseWithError(ctx.Err())
+	}()
+	return pr
+}
+
+// gated sends the first half of data, then the rest once gate closes.
+func gated(ctx context.Context, data []byte, gate chan struct{}) io.ReadCloser {
+	pr, pw := io.Pipe()
+	// Stops when the whole body is written, the reader closes the pipe or
+	// the request's context ends.
+	go func() {
+		half := len(data) / 2
+		if _, err := pw.Write(data[:half]); err != nil {
+			return
+		}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			pw.CloseWithError(ctx.Err())
+			return
+		}
+		_, _ = pw.Write(data[half:])
+		pw.Close()
+	}()
+	return pr
+}
+
+// ErrReader fails every read with Err.
+type ErrReader struct{ Err error }
+
+func (e ErrReader) Read([]byte) (int, error) { return 0, e.Err }
+
+// Func adapts a function to the origin method set.
+type Func func(ctx context.Context, req *oci.Request) (*oci.Response, error)
+
+// Fetch calls f.
+func (f Func) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) { return f(ctx, req) }
+
+// Unavailable is an origin that cannot be reached at all.
+var Unavailable = Func(func(_ context.Context, req *oci.Request) (*oci.Response, error) {
+	return nil, errors.Join(errors.New("origin asked for "+req.Reference.String()), oci.ErrUpstreamUnavailable)
+})
+
+// RandomBytes returns n random bytes.
+func RandomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,39 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// backoff waits before the next attempt: upstream's Retry-After when the
+// last failure gave one, else exponential from Config.Backoff with jitter.
+// A Retry-After beyond maxBackoff fails at once.
+func (o *Origin) backoff(ctx context.Context, failures int, last error) error {
+	d := o.cfg.Backoff << min(failures, 10)
+	d = d/2 + rand.N(d/2+1)
+	if e, ok := oci.AsError(last); ok && e.RetryAfter != "" {
+		if secs, err := strconv.Atoi(e.RetryAfter); err == nil && secs >= 0 {
+			d = time.Duration(secs) * time.Second
+		} else if t, err := http.ParseTime(e.RetryAfter); err == nil {
+			d = time.Until(t)
+		}
+	}
+	if d > maxBackoff {
+		return fmt.Errorf("the origin asks to wait %s: %w", d.Round(time.Second), last)
+	}
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return errors.Join(last, context.Cause(ctx))
+	}
+}

@@ -1,0 +1,177 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// errIdle is why an attempt was abandoned for sending nothing.
+var errIdle = errors.New("origin sent nothing within the idle timeout")
+
+// progressCredit is what a failed attempt must have read to be given back.
+func progressCredit(size int64) int64 {
+	if size < 0 {
+		return 1 << 20
+	}
+	return min(max(size/16, 64<<10), 4<<20)
+}
+
+// body is the body of a fetch across its attempts. It is read by one
+// goroutine.
+type body struct {
+	o   *Origin
+	ctx context.Context
+	req oci.Request // as asked; Offset is where the caller's body starts
+
+	n        int64 // bytes handed to the caller
+	size     int64 // the object's size, -1 unknown
+	budget   int   // failed attempts left without progress
+	failures int   // failed in a row, for the backoff
+	started  bool
+
+	cur    io.ReadCloser           // the attempt's body
+	actx   context.Context         // the attempt's context
+	cancel context.CancelCauseFunc // ends the attempt
+	idle   *time.Timer
+	before int64 // n when the attempt started
+	err    error // sticky
+}
+
+// next makes attempts until one answers: first is the first request (its
+// answer is returned as it is), later ones resume the body from the bytes
+// read.
+func (b *body) next(first bool) (*oci.Response, error) {
+	for {
+		if !first || b.started {
+			if err := b.o.backoff(b.ctx, b.failures, b.err); err != nil {
+				return nil, err
+			}
+		}
+		b.started = true
+		actx, cancel := context.WithCancelCause(b.ctx)
+		req := b.req
+		req.Offset = b.req.Offset + b.n
+		resp, err := b.o.inner.Fetch(actx, &req)
+		if err == nil {
+			err = b.accept(resp, first)
+			if err != nil {
+				resp.Body.Close()
+			}
+		}
+		if err == nil {
+			b.cur, b.actx, b.cancel, b.before = resp.Body, actx, cancel, b.n
+			if resp.Body != nil {
+				b.idle = time.AfterFunc(b.o.cfg.IdleTimeout, func() { cancel(errIdle) })
+			} else {
+				cancel(nil)
+			}
+			return resp, nil
+		}
+		cancel(nil)
+		if !Retryable(err) || b.ctx.Err() != nil || b.budget <= 0 {
+			return nil, err
+		}
+		b.budget--
+		b.failures++
+		b.err = err
+		b.o.cfg.Logger.Debug("retry", "reference", b.req.Reference.String(), "offset", req.Offset, "err", err)
+	}
+}
+
+// accept checks a resumed answer against what came before, and skips what
+// an origin that ignored the Range sent again.
+func (b *body) accept(resp *oci.Response, first bool) error {
+	if first {
+		b.size = resp.Size
+		return nil
+	}
+	want := b.req.Offset + b.n
+	switch {
+	case resp.Offset > want:
+		return fmt.Errorf("retry: the origin answered from offset %d, asked for %d", resp.Offset, want)
+	case resp.Size >= 0 && b.size >= 0 && resp.Size != b.size:
+		return fmt.Errorf("retry: the origin changed the size from %d to %d on resume", b.size, resp.Size)
+	}
+	if skip := want - resp.Offset; skip > 0 {
+		if _, err := io.CopyN(io.Discard, resp.Body, skip); err != nil {
+			return fmt.Errorf("retry: skipping %d bytes already read: %w", skip, err)
+		}
+	}
+	return nil
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	for {
+		if b.err != nil && b.cur == nil {
+			return 0, b.err
+		}
+		n, err := b.cur.Read(p)
+		if n > 0 {
+			b.idle.Reset(b.o.cfg.IdleTimeout)
+			b.n += int64(n)
+		}
+		if errors.Is(err, io.EOF) && b.size >= 0 && b.req.Offset+b.n < b.size {
+			err = fmt.Errorf("body ended at %d of %d bytes: %w", b.req.Offset+b.n, b.size, io.ErrUnexpectedEOF)
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			return n, err
+		}
+		if cause := context.Cause(b.ctx); cause != nil {
+			return n, cause
+		}
+		if errors.Is(context.Cause(b.actx), errIdle) {
+			err = fmt.Errorf("%w: %w", errIdle, err)
+		}
+		b.end()
+		if !Retryable(err) {
+			b.err = err
+			return n, err
+		}
+		if b.n-b.before >= progressCredit(b.size) {
+			b.failures = 0
+		} else if b.budget <= 0 {
+			b.err = err
+			return n, err
+		} else {
+			b.budget--
+			b.failures++
+		}
+		b.err = err
+		if _, rerr := b.next(false); rerr != nil {
+			b.err = rerr
+			return n, rerr
+		}
+		b.err = nil
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// end ends the current attempt.
+func (b *body) end() {
+	if b.idle != nil {
+		b.idle.Stop()
+	}
+	if b.cur != nil {
+		b.cur.Close()
+		b.cur = nil
+	}
+	if b.cancel != nil {
+		b.cancel(nil)
+	}
+}
+
+// Close ends the fetch.
+func (b *body) Close() error {
+	b.end()
+	if b.err == nil {
+		b.err = errors.New("retry: body closed")
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package retry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/cacheyd/cacheyd/internal/origintest"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func get(dg oci.Digest) *oci.Request {
+	return &oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "docker.io", Repository: "library/app", Reference: oci.Reference{Digest: dg}}
+}
+
+// fetchAll fetches req through o and reads the body whole.
+func fetchAll(t *testing.T, o *Origin, req *oci.Request) ([]byte, error) {
+	t.Helper()
+	resp, err := o.Fetch(t.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// TestCutBodiesResume: bodies cut short are resumed with a Range from the
+// bytes read, invisibly to the reader. Attempts that made progress do not
+// use up the budget: five cuts get through a budget of one.
+func TestCutBodiesResume(t *testing.T) {
+	up := origintest.New()
+	data := origintest.RandomBytes(t, 1<<20)
+	dg := up.Add(data, "")
+	up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 100<<10, 5 })
+	o := New(up, Config{Retries: 1, Backoff: time.Millisecond})
+	got, err := fetchAll(t, o, get(dg))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("resumed body: %v", err)
+	}
+	want := []int64{0, 100 << 10, 200 << 10, 300 << 10, 400 << 10, 500 << 10}
+	if diff := cmp.Diff(want, up.GETOffsets()); diff != "" {
+		t.Errorf("GET offsets (-want +got):\n%s", diff)
+	}
+}
+
+// TestRetriesThenGivesUp: 503s, 429s and an unreachable origin are retried
+// within the budget; past it, or for a registry's real answer, the error.
+func TestRetriesThenGivesUp(t *testing.T) {
+	unavailable := &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "busy"}
+	tooMany := &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, Message: "slow down", RetryAfter: "0"}
+	tests := []struct {
+		name      string
+		err       error
+		failures  int
+		retries   int
+		wantOK    bool
+		wantCalls int
+	}{
+		{"503 within budget", unavailable, 2, 2, true, 3},
+		{"429 with Retry-After within budget", tooMany, 1, 2, true, 2},
+		{"unreachable within budget", oci.ErrUpstreamUnavailable, 2, 3, true, 3},
+		{"503 past budget", unavailable, 5, 2, false, 3},
+		{"404 is not retried", &oci.Error{Status: http.StatusNotFound, Code: oci.CodeBlobUnknown}, 1, 3, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := origintest.New()
+			data := origintest.RandomBytes(t, 64<<10)
+			dg := up.Add(data, "")
+			up.Set(func(o *origintest.Origin) { o.FailNext, o.FailCount = tt.err, tt.failures })
+			got, err := fetchAll(t, New(up, Config{Retries: tt.retries, Backoff: time.Millisecond}), get(dg))
+			if (err == nil) != tt.wantOK || (err == nil && !bytes.Equal(got, data)) {
+				t.Fatalf("err = %v, want ok %v", err, tt.wantOK)
+			}
+			if n := up.Count(http.MethodGet, oci.KindBlob, string(dg)); n != tt.wantCalls {
+				t.Errorf("GETs = %d, want %d", n, tt.wantCalls)
+			}
+		})
+	}
+}
+
+// TestHeadIsRetriedToo: a HEAD answered 503 twice is asked a third time.
+func TestHeadIsRetriedToo(t *testing.T) {
+	up := origintest.New()
+	dg := up.Add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
+	up.Set(func(o *origintest.Origin) {
+		o.FailNext, o.FailHeads = &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable}, 2
+	})
+	req := get(dg)
+	req.Method, req.Kind = http.MethodHead, oci.KindManifest
+	resp, err := New(up, Config{Backoff: time.Millisecond}).Fetch(t.Context(), req)
+	if err != nil || resp.Digest != dg || resp.Body != nil {
+		t.Fatalf("HEAD through two 503s: %v", err)
+	}
+	if n := up.Count(http.MethodHead, oci.KindManifest, string(dg)); n != 3 {
+		t.Errorf("HEADs = %d, want 3", n)
+	}
+}
+
+// TestRetryAfterTooLongFailsFast: an origin asking to wait an hour fails the
+// fetch at once with its own answer.
+func TestRetryAfterTooLongFailsFast(t *testing.T) {
+	up := origintest.New()
+	dg := up.Add(origintest.RandomBytes(t, 1000), "")
+	up.Set(func(o *origintest.Origin) {
+		o.FailNext, o.FailCount = &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, RetryAfter: "3600"}, 1
+	})
+	_, err := fetchAll(t, New(up, Config{}), get(dg))
+	if e, ok := oci.AsError(err); !ok || e.Status != http.StatusTooManyRequests {
+		t.Fatalf("err = %v, want the 429 passed on", err)
+	}
+}
+
+// TestIdleBodyIsResumed: a body that stops sending is abandoned after the
+// idle timeout and resumed from where it was.
+func TestIdleBodyIsResumed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := origintest.New()
+		data := origintest.RandomBytes(t, 512<<10)
+		dg := up.Add(data, "")
+		up.Set(func(o *origintest.Origin) { o.HangAfter, o.HangCount = 200<<10, 1 })
+		start := time.Now()
+		got, err := fetchAll(t, New(up, Config{IdleTimeout: 10 * time.Second, Backoff: time.Millisecond}), get(dg))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("body after an idle attempt: %v", err)
+		}
+		if diff := cmp.Diff([]int64{0, 200 << 10}, up.GETOffsets()); diff != "" {
+			t.Errorf("GET offsets (-want +got):\n%s", diff)
+		}
+		if waited := time.Since(start); waited < 10*time.Second || waited > 11*time.Second {
+			t.Errorf("resumed after %s, want the idle timeout", waited)
+		}
+	})
+}
+
+// TestRegistryAnswerInsideBodyIsNotRetried: a body that ends with a
+// registry's answer (a manifest cut at the size limit) fails at once.
+func TestRegistryAnswerInsideBodyIsNotRetried(t *testing.T) {
+	up := origintest.New()
+	dg := up.Add(origintest.RandomBytes(t, 64<<10), "")
+	up.Set(func(o *origintest.Origin) {
+		o.CutAfter, o.CutCount, o.CutErr = 1000, 5, oci.ErrTooLarge("manifest exceeds 4 MiB")
+	})
+	if _, err := fetchAll(t, New(up, Config{Backoff: time.Millisecond}), get(dg)); err == nil {
+		t.Fatal("fetch succeeded past a size refusal")
+	}
+	if n := up.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 1 {
+		t.Errorf("GETs = %d, want 1 (not retried)", n)
+	}
+}
+
+// TestFewBytesPerAttemptBoundAttempts: an origin that sends a few bytes of
+// an object before hanging up, again and again, gets Retries+1 attempts in
+// all: a few bytes are no progress that earns an attempt back.
+func TestFewBytesPerAttemptBoundAttempts(t *testing.T) {
+	up := origintest.New()
+	dg := up.Add(origintest.RandomBytes(t, 1<<20), "")
+	up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 1000, 1000 })
+	got, err := fetchAll(t, New(up, Config{Retries: 4, Backoff: time.Millisecond}), get(dg))
+	if err == nil {
+		t.Fatal("a fetch that never got more than 1000 bytes at a time succeeded")
+	}
+	if len(got) != 5000 {
+		t.Errorf("read %d bytes, want the 5 × 1000 the attempts sent", len(got))
+	}
+	if n := up.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 5 {
+		t.Errorf("GETs = %d, want Retries+1 = 5", n)
+	}
+}
+
+// TestCallerCancelStops: the caller's own cancellation is never retried.
+func TestCallerCancelStops(t *testing.T) {
+	up := origintest.New()
+	dg := up.Add(origintest.RandomBytes(t, 64<<10), "")
+	up.Set(func(o *origintest.Origin) { o.HangAfter, o.HangCount = 1000, 10 })
+	ctx, cancel := context.WithCancelCause(t.Context())
+	resp, err := New(up, Config{}).Fetch(ctx, get(dg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	gone := errors.New("client left")
+	cancel(gone)
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, gone) {
+		t.Errorf("read after the caller left: %v", err)
+	}
+	if n := up.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 1 {
+		t.Errorf("GETs = %d, want 1", n)
+	}
+}
