@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -28,6 +29,7 @@ type Client struct {
 	rt         http.RoundTripper // userAgent → counted → fetch transport
 	realmRT    http.RoundTripper // userAgent → counted → token transport
 	ids        *identities
+	timeout    time.Duration // Config.ResponseHeaderTimeout
 	metrics    *metrics.Metrics
 	log        *slog.Logger
 }
@@ -65,6 +67,7 @@ func New(cfg Config) (*Client, error) {
 		trust:      tr,
 		metrics:    cfg.Metrics,
 		log:        cfg.Logger,
+		timeout:    cfg.ResponseHeaderTimeout,
 	}
 	// Two transports, so that token requests and fetches share neither
 	// connections nor trust: only the token transport may dial an allowed
@@ -83,16 +86,19 @@ func New(cfg Config) (*Client, error) {
 // Fetch asks upstream for a manifest or blob. A registry's answer that is
 // not content is an *oci.Error (a refusal by cacheyd's registry policy is
 // 403 DENIED and wraps ErrRefused); failing to reach the registry at all
-// wraps oci.ErrUpstreamUnavailable. On success the caller closes the
-// Response's Body.
+// wraps oci.ErrUpstreamUnavailable, and also oci.ErrUpstreamTimeout when no
+// response headers came within Config.ResponseHeaderTimeout (header.go).
+// On success the caller closes the Response's Body.
 func (c *Client) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	t, err := c.route(req)
 	if err != nil {
 		return nil, err
 	}
 	ctx = withLabels(ctx, c.labels.of(t.registry), req.Kind.String())
+	h := newHeaderDeadline(ctx, c.timeout)
 	// One attempt for now; retrying and resuming (req.Offset) wrap this.
-	return c.fetchOnce(ctx, t, req)
+	resp, err := c.fetchOnce(h.ctx, t, req)
+	return h.finish(ctx, t, resp, err)
 }
 
 // fetchOnce makes one attempt, with the client's Authorization when it

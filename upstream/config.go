@@ -14,7 +14,7 @@ import (
 // Defaults for the zero values of Config.
 const (
 	DefaultDialTimeout           = 5 * time.Second
-	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultResponseHeaderTimeout = 5 * time.Second
 	DefaultAuthTimeout           = 30 * time.Second
 	DefaultAuthCacheSize         = 4096
 	DefaultUserAgent             = "cacheyd"
@@ -57,12 +57,19 @@ type Config struct {
 	// DialTimeout bounds resolving a host and connecting to it, so that an
 	// unreachable upstream fails fast. Zero means DefaultDialTimeout.
 	DialTimeout time.Duration
-	// ResponseHeaderTimeout bounds the wait for a response's headers once
-	// the request is sent. Bodies are not bounded here: the caller's context
-	// bounds them. Zero means DefaultResponseHeaderTimeout.
+	// ResponseHeaderTimeout bounds each Fetch from its start to the
+	// response headers as a whole: resolving, dialling, TLS, the ping and
+	// token exchange, every redirect and the headers of the final answer
+	// (headers trickled in a byte at a time included). When it passes,
+	// Fetch fails with an error wrapping oci.ErrUpstreamUnavailable and
+	// oci.ErrUpstreamTimeout. Bodies are not bounded here: the caller's
+	// context bounds them. Zero means DefaultResponseHeaderTimeout.
 	ResponseHeaderTimeout time.Duration
 	// AuthTimeout bounds setting up cacheyd's identity for one repository
-	// (the /v2/ ping and the token request). Zero means DefaultAuthTimeout.
+	// (the /v2/ ping and the token request). The setup is shared by every
+	// request for the repository and runs on past a Fetch that stops
+	// waiting for it at ResponseHeaderTimeout. Zero means
+	// DefaultAuthTimeout.
 	AuthTimeout time.Duration
 	// AuthCacheSize bounds how many (registry, repository) identities, each
 	// holding a token, are kept; the least recently used is dropped first.
@@ -75,9 +82,10 @@ type Config struct {
 	// Transport, when set, carries every request instead of the Client's
 	// own two (fetches and token requests), and then the dial policy
 	// (AllowPrivate, AllowedHosts, AllowRealms' addresses, Resolver), the
-	// timeouts and TLSConfig are the Transport's business. Registry names
-	// are still checked (IP literals, localhost, configured hosts). Nil
-	// means the Client's own transports. For tests.
+	// dial and TLS timeouts and TLSConfig are the Transport's business.
+	// Registry names are still checked (IP literals, localhost, configured
+	// hosts) and ResponseHeaderTimeout still applies. Nil means the
+	// Client's own transports. For tests.
 	Transport http.RoundTripper
 
 	// UserAgent is sent with every request. Empty means DefaultUserAgent.

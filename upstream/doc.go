@@ -35,10 +35,16 @@
 //     Response says where its body starts (0 when upstream ignored it).
 //
 // Errors: a registry's answer that is not content is an *oci.Error;
-// failing to reach it at all (DNS, connect, TLS, no response headers in
-// time) wraps oci.ErrUpstreamUnavailable, which the server answers with a
-// fast 502; a 206 whose Content-Range does not fit the request is treated
-// the same way. The caller's own cancellation is returned as such.
+// failing to reach it at all (DNS, connect, TLS) wraps
+// oci.ErrUpstreamUnavailable, which the server answers with a fast 502; a
+// 206 whose Content-Range does not fit the request is treated the same
+// way. The whole way from Fetch's start to the response headers (dial,
+// TLS, ping and token exchange, redirects, the final headers however
+// slowly they come) must fit Config.ResponseHeaderTimeout (header.go);
+// past it Fetch fails wrapping both oci.ErrUpstreamUnavailable and
+// oci.ErrUpstreamTimeout, so that the server can tell a hanging upstream
+// from an unreachable one (a gateway timeout, not a bad gateway). The
+// caller's own cancellation is returned as such.
 //
 // No open proxy: a registry name is a lookup key, never an address to
 // trust, and what the operator trusts is exact host:port pairs, never a

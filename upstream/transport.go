@@ -24,7 +24,9 @@ import (
 
 // newHTTPTransport is one of the Client's own transports: a policy dialer,
 // the timeouts, raw bytes (the caller asks for identity encoding) and
-// HTTP/2 where the server offers it.
+// HTTP/2 where the server offers it. The wait for response headers is not
+// bounded per request here: Fetch bounds its whole way to the headers
+// (header.go), and an identity's setup has AuthTimeout.
 func newHTTPTransport(cfg Config, d *dialer) *http.Transport {
 	return &http.Transport{
 		// No proxy from the environment: the dial policy must see the
@@ -33,7 +35,6 @@ func newHTTPTransport(cfg Config, d *dialer) *http.Transport {
 		DialContext:            d.DialContext,
 		TLSClientConfig:        cfg.TLSConfig.Clone(),
 		TLSHandshakeTimeout:    tlsHandshakeTimeout,
-		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConnsPerHost:    maxIdleConnsPerHost,
