@@ -68,6 +68,8 @@ type serveFlags struct {
 	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Trusted as exactly that URL (host and port) for exactly NAME. Repeatable."`
 	CredentialsFile string            `group:"Upstream" type:"path" placeholder:"FILE" help:"Docker config.json with cacheyd's own credentials per registry."`
 
+	UpstreamHeaderTimeout time.Duration `group:"Upstream" name:"upstream-header-timeout" default:"5s" help:"Longest time from the start of an upstream fetch to its response headers (dial, TLS, token, redirects included); past it upstream counts as timed out (0: 5s)."`
+
 	Registries    []string `group:"Security" name:"registries" placeholder:"NAME,..." help:"Serve only these registries; a request for any other is answered 403 DENIED and fetches nothing (default: every public registry)."`
 	AllowRegistry []string `group:"Security" name:"allow-registry" placeholder:"NAME" help:"Accept registry NAME (host[:port], port 443 if none; that port only) even if an IP address or localhost, and dial it at private, loopback or link-local addresses, e.g. an internal registry or its blob store. Repeatable."`
 	AllowRealm    []string `group:"Security" name:"allow-realm" placeholder:"HOST[:PORT]" help:"Accept token realms on HOST[:PORT] (no port: the realm URL scheme's, 443 or 80) for any registry, for token requests only; by default a realm must be on the registry's host or its registrable domain. Repeatable."`
@@ -103,11 +105,7 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 	if err != nil {
 		return err
 	}
-	origin, err := upstream.New(upstream.Config{
-		RegistryURLs: urls, CredentialsFile: s.CredentialsFile,
-		AllowedHosts: allowed, AllowRealms: s.AllowRealm, Registries: s.Registries,
-		UserAgent: "cacheyd/" + versionString(), Metrics: m, Logger: log,
-	})
+	origin, err := upstream.New(s.upstreamConfig(urls, allowed, m, log))
 	if err != nil {
 		return err
 	}
@@ -161,6 +159,16 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 	}
 	log.Info("stopped")
 	return err
+}
+
+// upstreamConfig is the upstream client's Config for these flags, given
+// the parsed --registry-url and --allow-registry.
+func (s *serveFlags) upstreamConfig(urls map[string]string, allowed []string, m *metrics.Metrics, log *slog.Logger) upstream.Config {
+	return upstream.Config{
+		RegistryURLs: urls, CredentialsFile: s.CredentialsFile, ResponseHeaderTimeout: s.UpstreamHeaderTimeout,
+		AllowedHosts: allowed, AllowRealms: s.AllowRealm, Registries: s.Registries,
+		UserAgent: "cacheyd/" + versionString(), Metrics: m, Logger: log,
+	}
 }
 
 // cacheDir is --cache-dir, or cacheyd in the user's cache directory, or in
