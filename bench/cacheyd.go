@@ -31,7 +31,8 @@ func startCacheyd(_ context.Context, c CacheydConfig) (string, func() error, err
 	reg.MustRegister(collectors.NewGoCollector())
 	m := metrics.New(reg)
 	origin, err := upstream.New(upstream.Config{
-		RegistryURLs: map[string]string{c.Registry: c.URL}, UserAgent: "cacheyd-bench", Metrics: m, Logger: log,
+		RegistryURLs: map[string]string{c.Registry: c.URL}, AllowedHosts: []string{c.CDN},
+		UserAgent: "cacheyd-bench", Metrics: m, Logger: log,
 	})
 	if err != nil {
 		return "", nil, err
@@ -76,7 +77,7 @@ func startForScenario(ctx context.Context, start Starter, dir, name string, reg 
 		}
 		dir, removeDir = tmp, func() { _ = os.RemoveAll(tmp) }
 	}
-	base, stopCacheyd, err := start(ctx, CacheydConfig{Dir: dir, Registry: reg.Host(), URL: reg.URL()})
+	base, stopCacheyd, err := start(ctx, CacheydConfig{Dir: dir, Registry: reg.Host(), URL: reg.URL(), CDN: reg.CDNHost()})
 	if err != nil {
 		removeDir()
 		return "", "", nil, nil, fmt.Errorf("bench: %s: start cacheyd: %w", name, err)

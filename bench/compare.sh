@@ -46,6 +46,8 @@ CY_PORT=$((PORT_BASE + 1))  # cacheyd for part 1 and 2
 NG_PORT=$((PORT_BASE + 2))  # nginx
 UP2_PORT=$((PORT_BASE + 3)) # fake upstream of cacheyd bench, part 3
 CY2_PORT=$((PORT_BASE + 4)) # cacheyd for part 3
+CDN_PORT=$((PORT_BASE + 5))  # the CDN of the fake upstream for part 1 and 2
+CDN2_PORT=$((PORT_BASE + 6)) # the CDN of the fake upstream of part 3
 
 for tool in go nginx wrk curl; do
 	command -v "$tool" >/dev/null || { echo "compare.sh: $tool is needed (apt-get install -y nginx wrk curl)" >&2; exit 1; }
@@ -119,7 +121,7 @@ start_cacheyd() {
 	cy_pid=
 	rm -rf "$work/cache"
 	"$work/cacheyd" --listen "127.0.0.1:$CY_PORT" --cache-dir "$work/cache" --memory-bytes "$MEMORY" \
-		--registry-url "localhost:$UP_PORT=http://localhost:$UP_PORT" --log-level "$1" \
+		--registry-url "localhost:$UP_PORT=http://localhost:$UP_PORT" --allow-registry "localhost:$CDN_PORT" --log-level "$1" \
 		>"$work/cacheyd-$1.log" 2>&1 &
 	cy_pid=$!
 	for _ in $(seq 1 100); do
@@ -172,7 +174,7 @@ EOF
 }
 
 if [[ $PARTS == *serve* ]]; then
-	"$work/cacheyd" bench --serve-upstream --upstream-addr "127.0.0.1:$UP_PORT" --images "$work/images.txt" \
+	"$work/cacheyd" bench --serve-upstream --upstream-addr "127.0.0.1:$UP_PORT" --upstream-cdn-addr "127.0.0.1:$CDN_PORT" --images "$work/images.txt" \
 		--latency 0 --bandwidth 0 --pull-limit 0 >"$work/upstream.txt" 2>&1 &
 	up_pid=$!
 	wait_for "$up_pid" "$work/upstream.txt" '^blob '
@@ -240,7 +242,7 @@ if [[ $PARTS == *memory* ]]; then
 	echo
 	echo "resident memory: $NODES clients stream a $BLOB blob through cacheyd (--memory-bytes $MEMORY), cold then warm"
 	"$work/cacheyd" --listen "127.0.0.1:$CY2_PORT" --cache-dir "$work/cache2" --memory-bytes "$MEMORY" \
-		--registry-url "localhost:$UP2_PORT=http://localhost:$UP2_PORT" --log-level warn \
+		--registry-url "localhost:$UP2_PORT=http://localhost:$UP2_PORT" --allow-registry "localhost:$CDN2_PORT" --log-level warn \
 		>"$work/cacheyd-memory.log" 2>&1 &
 	cy2_pid=$!
 	for _ in $(seq 1 100); do
@@ -248,6 +250,6 @@ if [[ $PARTS == *memory* ]]; then
 		sleep 0.1
 	done
 	"$work/cacheyd" bench --no-progress --target "http://127.0.0.1:$CY2_PORT" --target-pid "$cy2_pid" \
-		--upstream-addr "127.0.0.1:$UP2_PORT" --images "$work/images.txt" \
+		--upstream-addr "127.0.0.1:$UP2_PORT" --upstream-cdn-addr "127.0.0.1:$CDN2_PORT" --images "$work/images.txt" \
 		--nodes "$NODES" --scenarios cold,warm
 fi

@@ -69,9 +69,10 @@ type Config struct {
 
 	// Target is the base URL of a running cacheyd to measure instead of
 	// one started in-process ("http://127.0.0.1:30123"). It must map the
-	// fake upstream's registry name to its URL, for example
-	// --registry-url localhost:5000=http://localhost:5000 with
-	// UpstreamAddr 127.0.0.1:5000. Its cache cannot be wiped from here, so
+	// fake upstream's registry name to its URL and allow its CDN, for
+	// example --registry-url localhost:5000=http://localhost:5000
+	// --allow-registry localhost:5001 with UpstreamAddr 127.0.0.1:5000 and
+	// UpstreamCDNAddr 127.0.0.1:5001. Its cache cannot be wiped from here, so
 	// every cold burst is made cold by seeding new content under new tags.
 	// Empty means in-process.
 	Target string
@@ -82,6 +83,9 @@ type Config struct {
 	// UpstreamAddr is where the fake upstream's registry host listens, a
 	// loopback host:port. Empty means a free port on 127.0.0.1.
 	UpstreamAddr string
+	// UpstreamCDNAddr is where the fake upstream's CDN listens, likewise;
+	// it is advertised as localhost:<port>. Empty means a free port.
+	UpstreamCDNAddr string
 	// Start starts the in-process cacheyd of each cold burst. Nil means
 	// the harness's own wiring of upstream, tier and server with their
 	// defaults.
@@ -111,6 +115,9 @@ type CacheydConfig struct {
 	// Registry is the registry name nodes ask for with ?ns=
 	// ("localhost:<port>"); URL is where it is fetched from.
 	Registry, URL string
+	// CDN is the host:port ("localhost:<port>") blob GETs are redirected
+	// to, which cacheyd must allow (--allow-registry): it is on loopback.
+	CDN string
 }
 
 // DefaultNodes is the burst series of a default run.

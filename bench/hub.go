@@ -25,7 +25,7 @@ type fakeHub struct {
 
 func startHub(c Config) (*fakeHub, error) {
 	reg, err := registrytest.NewServer(registrytest.Options{
-		Token: true, Redirect: true, PullLimit: c.PullLimit, Addr: c.UpstreamAddr,
+		Token: true, Redirect: true, PullLimit: c.PullLimit, Addr: c.UpstreamAddr, CDNAddr: c.UpstreamCDNAddr,
 	})
 	if err != nil {
 		return nil, err

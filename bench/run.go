@@ -207,7 +207,7 @@ func (r *runner) cacheyd(ctx context.Context, n int) (base string, stop func() e
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", nil, "", fmt.Errorf("bench: %w", err)
 	}
-	base, stop, err = r.cfg.Start(ctx, CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL()})
+	base, stop, err = r.cfg.Start(ctx, CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL(), CDN: r.up.reg.CDNHost()})
 	if err != nil {
 		return "", nil, "", fmt.Errorf("bench: start cacheyd: %w", err)
 	}

@@ -6,11 +6,12 @@ import (
 	"io"
 )
 
-// ServeUpstream runs only the fake upstream of cfg (address, latency,
+// ServeUpstream runs only the fake upstream of cfg (addresses, latency,
 // bandwidth, pull limit), seeded with cfg.Images, until ctx ends. It first
 // writes what it holds to out, one object a line, for scripts:
 //
 //	upstream <registry name> <URL>
+//	cdn <host:port>
 //	tag <repository> <tag> <digest>
 //	manifest <repository> <digest> <size>
 //	blob <repository> <digest> <size>
@@ -32,8 +33,10 @@ func ServeUpstream(ctx context.Context, cfg Config, out io.Writer) error {
 		return fmt.Errorf("bench: seed: %w", err)
 	}
 	hub.reset()
-	fmt.Fprintf(out, "# the fake upstream; map it with: cacheyd --registry-url %s=%s\n", hub.reg.Host(), hub.reg.URL())
+	fmt.Fprintf(out, "# the fake upstream; map it with: cacheyd --registry-url %s=%s --allow-registry %s\n",
+		hub.reg.Host(), hub.reg.URL(), hub.reg.CDNHost())
 	fmt.Fprintf(out, "upstream %s %s\n", hub.reg.Host(), hub.reg.URL())
+	fmt.Fprintf(out, "cdn %s\n", hub.reg.CDNHost())
 	for _, img := range cat.images {
 		fmt.Fprintf(out, "tag %s %s %s\n", img.repo, img.tag, img.want[0].digest)
 		for _, o := range img.want {

@@ -22,7 +22,7 @@ func TestBurstPull(t *testing.T) {
 
 	cy := startCacheyd(t, buildCacheyd(t),
 		"--cache-dir", t.TempDir(),
-		"--registry-url", up.Host()+"="+up.URL())
+		"--registry-url", up.Host()+"="+up.URL(), "--allow-registry", up.CDNHost())
 	hosts := t.TempDir()
 	containerdtest.WriteHostsDir(t, hosts, up.Host(), cy.url())
 

@@ -56,7 +56,7 @@ func TestKilledMidFillRestartsClean(t *testing.T) {
 	})
 	up.Reset()
 	cacheDir := t.TempDir()
-	args := []string{"--cache-dir", cacheDir, "--registry-url", up.Host() + "=" + up.URL()}
+	args := []string{"--cache-dir", cacheDir, "--registry-url", up.Host() + "=" + up.URL(), "--allow-registry", up.CDNHost()}
 	blobURL := func(c *cacheyd, d string) string {
 		return c.url() + "/v2/e2e/app/blobs/" + d + "?ns=" + url.QueryEscape(up.Host())
 	}

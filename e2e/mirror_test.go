@@ -23,7 +23,7 @@ func TestPullThroughCacheyd(t *testing.T) {
 	seen := watchAgents(up)
 
 	bin, cacheDir := buildCacheyd(t), t.TempDir()
-	args := []string{"--cache-dir", cacheDir, "--registry-url", up.Host() + "=" + up.URL()}
+	args := []string{"--cache-dir", cacheDir, "--registry-url", up.Host() + "=" + up.URL(), "--allow-registry", up.CDNHost()}
 	cy := startCacheyd(t, bin, args...)
 	hosts := t.TempDir()
 	containerdtest.WriteHostsDir(t, hosts, up.Host(), cy.url())

@@ -63,9 +63,13 @@ func (e *Error) Unwrap() error { return e.Err }
 // 502 so containerd moves on to the next host in hosts.toml.
 var ErrUpstreamUnavailable = errors.New("upstream unavailable")
 
-// ErrUpstreamTimeout is wrapped together with ErrUpstreamUnavailable when
-// upstream accepted the request but sent no response headers in time.
-var ErrUpstreamTimeout = errors.New("upstream did not answer in time")
+// ErrUpstreamTimeout marks an upstream that was reached, or was being
+// reached, but did not send response headers in time (an upstream that
+// accepts connections and never answers, or drips its headers). It always
+// comes together with ErrUpstreamUnavailable, so whoever only knows that
+// one treats it as unreachable; the server can tell the two apart and
+// answer a gateway timeout (504) instead of 502.
+var ErrUpstreamTimeout = errors.New("upstream timed out before response headers")
 
 // AsError returns err's *Error, if it holds one.
 func AsError(err error) (*Error, bool) {

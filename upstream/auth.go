@@ -133,7 +133,7 @@ func (c *Client) newIdentity(ctx context.Context, t target) (http.RoundTripper, 
 		auth = authn.Anonymous
 	}
 	ctx = withLabels(ctx, c.labels.of(t.registry), kindAuth)
-	guard := realmGuard{inner: c.rt, policy: c.realms, registry: t.registry, registryHost: t.base.Hostname()}
+	guard := realmGuard{inner: c.rt, realm: c.realmRT, policy: c.trust.realms, registry: t.registry, registryAddr: addrKey(urlAddr(t.base))}
 	inner := forceScheme{inner: guard, host: t.base.Host, scheme: t.base.Scheme}
 	scope := "repository:" + t.repo + ":" + transport.PullScope
 	return transport.NewWithContext(ctx, reg, auth, inner, []string{scope})

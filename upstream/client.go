@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -23,17 +24,19 @@ type Client struct {
 	urls       map[string]*url.URL // canonical registry → base URL
 	creds      map[string]authn.Authenticator
 	registries oci.RegistryList
-	dialer     *dialer
-	realms     realmPolicy
+	trust      trust
 	labels     *registryLabels
-	rt         http.RoundTripper // userAgent → counted → transport
+	rt         http.RoundTripper // userAgent → counted → fetch transport
+	realmRT    http.RoundTripper // userAgent → counted → token transport
 	ids        *identities
+	timeout    time.Duration // Config.ResponseHeaderTimeout
 	metrics    *metrics.Metrics
 	log        *slog.Logger
 }
 
 // New returns a Client for cfg. It reads cfg.CredentialsFile and fails on a
-// malformed RegistryURLs entry or credentials file.
+// malformed RegistryURLs, AllowedHosts or AllowRealms entry or credentials
+// file.
 func New(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	urls, err := parseRegistryURLs(cfg.RegistryURLs)
@@ -48,12 +51,10 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	hosts := make([]string, 0, len(urls)+len(cfg.AllowRealms))
-	for _, u := range urls {
-		hosts = append(hosts, u.Hostname())
+	tr, err := newTrust(urls, cfg.AllowedHosts, cfg.AllowRealms)
+	if err != nil {
+		return nil, err
 	}
-	// A realm host the operator named is trusted like a mapped registry.
-	hosts = append(hosts, cfg.AllowRealms...)
 	configured := append([]string(nil), registries...)
 	for reg := range urls {
 		configured = append(configured, reg)
@@ -63,16 +64,21 @@ func New(cfg Config) (*Client, error) {
 		urls:       urls,
 		creds:      creds,
 		registries: registries,
-		dialer:     newDialer(cfg, hosts),
-		realms:     newRealmPolicy(cfg.AllowRealms),
+		trust:      tr,
 		metrics:    cfg.Metrics,
 		log:        cfg.Logger,
+		timeout:    cfg.ResponseHeaderTimeout,
 	}
-	base := cfg.Transport
-	if base == nil {
-		base = newHTTPTransport(cfg, c.dialer)
+	// Two transports, so that token requests and fetches share neither
+	// connections nor trust: only the token transport may dial an allowed
+	// realm's address.
+	fetchBase, tokenBase := cfg.Transport, cfg.Transport
+	if cfg.Transport == nil {
+		fetchBase = newHTTPTransport(cfg, newDialer(cfg, tr.fetchAddrs()))
+		tokenBase = newHTTPTransport(cfg, newDialer(cfg, tr.tokenAddrs()))
 	}
-	c.rt = userAgent{inner: counted{inner: base, metrics: cfg.Metrics}, ua: cfg.UserAgent}
+	c.rt = userAgent{inner: counted{inner: fetchBase, metrics: cfg.Metrics}, ua: cfg.UserAgent}
+	c.realmRT = userAgent{inner: counted{inner: tokenBase, metrics: cfg.Metrics}, ua: cfg.UserAgent}
 	c.ids = newIdentities(cfg.AuthCacheSize, cfg.AuthTimeout, c.newIdentity)
 	return c, nil
 }
@@ -80,16 +86,19 @@ func New(cfg Config) (*Client, error) {
 // Fetch asks upstream for a manifest or blob. A registry's answer that is
 // not content is an *oci.Error (a refusal by cacheyd's registry policy is
 // 403 DENIED and wraps ErrRefused); failing to reach the registry at all
-// wraps oci.ErrUpstreamUnavailable. On success the caller closes the
-// Response's Body.
+// wraps oci.ErrUpstreamUnavailable, and also oci.ErrUpstreamTimeout when no
+// response headers came within Config.ResponseHeaderTimeout (header.go).
+// On success the caller closes the Response's Body.
 func (c *Client) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	t, err := c.route(req)
 	if err != nil {
 		return nil, err
 	}
 	ctx = withLabels(ctx, c.labels.of(t.registry), req.Kind.String())
+	h := newHeaderDeadline(ctx, c.timeout)
 	// One attempt for now; retrying and resuming (req.Offset) wrap this.
-	return c.fetchOnce(ctx, t, req)
+	resp, err := c.fetchOnce(h.ctx, t, req)
+	return h.finish(ctx, t, resp, err)
 }
 
 // fetchOnce makes one attempt, with the client's Authorization when it

@@ -14,7 +14,7 @@ import (
 // Defaults for the zero values of Config.
 const (
 	DefaultDialTimeout           = 5 * time.Second
-	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultResponseHeaderTimeout = 5 * time.Second
 	DefaultAuthTimeout           = 30 * time.Second
 	DefaultAuthCacheSize         = 4096
 	DefaultUserAgent             = "cacheyd"
@@ -38,10 +38,13 @@ type Config struct {
 	// RegistryURLs maps a canonical registry name (as oci.NormalizeRegistry
 	// returns it, so "docker.io" for Docker Hub) to the base URL it is
 	// fetched from: "http" or "https", a host and an optional port, no path
-	// ("http://127.0.0.1:5000", "https://mirror.internal"). The host of a
-	// mapped URL is trusted: it is dialled whatever it resolves to. Registries
-	// not in the map are fetched from https://<registry>, Docker Hub from
-	// https://registry-1.docker.io. Nil maps nothing.
+	// ("http://127.0.0.1:5000", "https://mirror.internal"). A mapped URL is
+	// trusted as exactly that URL for exactly that registry name: its
+	// host:port (the port defaulting to the scheme's, 80 or 443) is dialled
+	// whatever it resolves to, and no other port of its host is, nor is the
+	// host:port itself accepted as a registry name a client gives.
+	// Registries not in the map are fetched from https://<registry>, Docker
+	// Hub from https://registry-1.docker.io. Nil maps nothing.
 	RegistryURLs map[string]string
 
 	// CredentialsFile is a Docker config.json whose "auths" hold cacheyd's
@@ -54,12 +57,19 @@ type Config struct {
 	// DialTimeout bounds resolving a host and connecting to it, so that an
 	// unreachable upstream fails fast. Zero means DefaultDialTimeout.
 	DialTimeout time.Duration
-	// ResponseHeaderTimeout bounds the wait for a response's headers once
-	// the request is sent. Bodies are not bounded here: the caller's context
-	// bounds them. Zero means DefaultResponseHeaderTimeout.
+	// ResponseHeaderTimeout bounds each Fetch from its start to the
+	// response headers as a whole: resolving, dialling, TLS, the ping and
+	// token exchange, every redirect and the headers of the final answer
+	// (headers trickled in a byte at a time included). When it passes,
+	// Fetch fails with an error wrapping oci.ErrUpstreamUnavailable and
+	// oci.ErrUpstreamTimeout. Bodies are not bounded here: the caller's
+	// context bounds them. Zero means DefaultResponseHeaderTimeout.
 	ResponseHeaderTimeout time.Duration
 	// AuthTimeout bounds setting up cacheyd's identity for one repository
-	// (the /v2/ ping and the token request). Zero means DefaultAuthTimeout.
+	// (the /v2/ ping and the token request). The setup is shared by every
+	// request for the repository and runs on past a Fetch that stops
+	// waiting for it at ResponseHeaderTimeout. Zero means
+	// DefaultAuthTimeout.
 	AuthTimeout time.Duration
 	// AuthCacheSize bounds how many (registry, repository) identities, each
 	// holding a token, are kept; the least recently used is dropped first.
@@ -70,10 +80,12 @@ type Config struct {
 	// with the system's roots.
 	TLSConfig *tls.Config
 	// Transport, when set, carries every request instead of the Client's
-	// own http.Transport, and then the dial policy (AllowPrivate,
-	// AllowedHosts, Resolver), the timeouts and TLSConfig are the
-	// Transport's business. IP literals as registry names are still
-	// refused. Nil means the Client's own transport. For tests.
+	// own two (fetches and token requests), and then the dial policy
+	// (AllowPrivate, AllowedHosts, AllowRealms' addresses, Resolver), the
+	// dial and TLS timeouts and TLSConfig are the Transport's business.
+	// Registry names are still checked (IP literals, localhost, configured
+	// hosts) and ResponseHeaderTimeout still applies. Nil means the
+	// Client's own transports. For tests.
 	Transport http.RoundTripper
 
 	// UserAgent is sent with every request. Empty means DefaultUserAgent.
@@ -94,25 +106,30 @@ type Config struct {
 	// dialled at loopback, private (RFC 1918, ULA), CGNAT, link-local,
 	// multicast and unspecified addresses. False refuses them, so that a
 	// client's ?ns= cannot reach into cacheyd's network; token realms and
-	// redirects go through the same check. It does not admit IP literals
-	// as registry names: list those in AllowedHosts or RegistryURLs.
+	// redirects go through the same check. It does not admit IP literals,
+	// localhost or configured hosts as registry names: list those in
+	// AllowedHosts or RegistryURLs.
 	AllowPrivate bool
-	// AllowedHosts are hosts that may be dialled whatever they resolve to,
-	// like the hosts of RegistryURLs: a private registry, its token server
-	// or its blob store. An entry is a host name or IP address, which
-	// allows every port, or host:port ("[::1]:5000" for IPv6), which allows
-	// that port only. An IP address or "localhost" listed here is also
-	// accepted as a registry name. Nil allows only the hosts of
-	// RegistryURLs and AllowRealms.
+	// AllowedHosts are registries, each named as a client names it,
+	// HOST[:PORT] ("registry.internal:5000", "10.0.0.5", "[::1]:5000"), the
+	// port defaulting to 443 as a registry name's does. Each allows exactly
+	// that host:port, never another port of the host: it is accepted as a
+	// registry name (an IP address or localhost too) and dialled whatever
+	// it resolves to. A redirect target at a private address (an internal
+	// blob store) is dialled only if its host:port is listed the same way
+	// (an http store on port 80 as "blobs.internal:80"). Nil allows none.
 	AllowedHosts []string
-	// AllowRealms are hosts (names or IP addresses, without port) that may
-	// serve token realms for any registry. Without them a realm must be on
-	// the registry's own host or share its registrable domain
+	// AllowRealms are addresses, HOST[:PORT], that may serve token realms
+	// for any registry; a missing port means the default port of the realm
+	// URL's scheme (443 for https, 80 for http). Without them a realm must
+	// be on the registry's own host or share its registrable domain
 	// (registry-1.docker.io and auth.docker.io share docker.io); any other
 	// realm is refused, 403 DENIED wrapping ErrRefused, before it is asked
 	// for a token, because cacheyd's credentials for the registry would go
-	// there. Hosts listed here are also dialled whatever they resolve to.
-	// Nil allows no other realm.
+	// there. An address listed here is dialled whatever it resolves to for
+	// token requests only, on a transport of their own: it is not a
+	// registry name a client may give, nor a redirect target. Nil allows
+	// no other realm.
 	AllowRealms []string
 	// Registries restricts the Client to these registries (names as
 	// oci.ParseRegistryList takes them); a request for any other is refused

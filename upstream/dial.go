@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
@@ -29,55 +28,35 @@ func refusal(host, why string) *oci.Error {
 }
 
 // dialer connects to upstream hosts under the policy that keeps cacheyd
-// from being an open proxy into its own network. Hosts the operator named
-// are dialled whatever they resolve to; any other host is resolved here and
-// only its public addresses are dialled, by address, so that a second DNS
-// answer between the check and the connect (rebinding) cannot matter. Token
-// realms and redirects pass through here too, since they share the
-// transport.
+// from being an open proxy into its own network. Addresses the operator
+// named, exactly as host:port, are dialled whatever they resolve to; any
+// other address is resolved here and only its public addresses are
+// dialled, by address, so that a second DNS answer between the check and
+// the connect (rebinding) cannot matter. The Client has two: one for
+// fetches (pings, content, redirects) and one for token requests, which
+// also trusts the allowed realms (see realm.go).
 type dialer struct {
-	trusted      map[string]bool // canonical hosts (see canonicalHost), any port
-	trustedAddrs map[string]bool // canonical host:port, that port only
+	trusted      map[string]bool // canonical host:port (see addrKey), that port only
 	allowPrivate bool
 	resolver     Resolver
 	timeout      time.Duration
 	net          net.Dialer
 }
 
-func newDialer(cfg Config, hosts []string) *dialer {
-	d := &dialer{
-		trusted:      make(map[string]bool),
-		trustedAddrs: make(map[string]bool),
+func newDialer(cfg Config, trusted map[string]bool) *dialer {
+	return &dialer{
+		trusted:      trusted,
 		allowPrivate: cfg.AllowPrivate,
 		resolver:     cfg.Resolver,
 		timeout:      cfg.DialTimeout,
 		net:          net.Dialer{KeepAlive: 30 * time.Second},
 	}
-	for _, h := range append(hosts, cfg.AllowedHosts...) {
-		if host, port, err := net.SplitHostPort(h); err == nil && port != "" {
-			d.trustedAddrs[net.JoinHostPort(canonicalHost(host), port)] = true
-			continue
-		}
-		d.trusted[canonicalHost(h)] = true
-	}
-	return d
-}
-
-// canonicalHost lower-cases a host and spells an IP address the one way
-// netip does, so that "::1" and "0:0::1" are the same host.
-func canonicalHost(h string) string {
-	h = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
-	if a, err := netip.ParseAddr(h); err == nil {
-		return a.String()
-	}
-	return h
 }
 
 // allowed reports whether the operator named host (without brackets) on
-// port, or on any port.
+// exactly port.
 func (d *dialer) allowed(host, port string) bool {
-	h := canonicalHost(host)
-	return d.trusted[h] || d.trustedAddrs[net.JoinHostPort(h, port)]
+	return d.trusted[addrKey(host, port)]
 }
 
 // DialContext is the transport's dial function.

@@ -111,16 +111,20 @@ func TestDialPolicy(t *testing.T) {
 		{"name resolving to loopback", "example.com:" + port, Config{}, ErrRefused},
 		{"name resolving only to private addresses", "mixed.test:" + port, Config{}, ErrRefused},
 		{"name resolving to loopback, AllowPrivate", "example.com:" + port, Config{AllowPrivate: true}, nil},
-		{"allowed host", "example.com:" + port, Config{AllowedHosts: []string{"EXAMPLE.com"}}, nil},
-		{"allowed IP literal", "127.0.0.1:" + port, Config{AllowedHosts: []string{"127.0.0.1"}}, nil},
+		{"allowed host is on 443 only", "example.com:" + port, Config{AllowedHosts: []string{"EXAMPLE.com"}}, ErrRefused},
+		{"allowed IP literal is on 443 only", "127.0.0.1:" + port, Config{AllowedHosts: []string{"127.0.0.1"}}, ErrRefused},
 		{"unknown name", "example.invalid:" + port, Config{}, oci.ErrUpstreamUnavailable},
 		{"name under .localhost", "registry.localhost:" + port, Config{AllowPrivate: true}, ErrRefused},
-		{"allowed host:port", "example.com:" + port, Config{AllowedHosts: []string{"example.com:" + port}}, nil},
+		{"allowed host:port", "example.com:" + port, Config{AllowedHosts: []string{"EXAMPLE.com:" + port}}, nil},
 		{"allowed host, other port", "example.com:" + port, Config{AllowedHosts: []string{"example.com:1"}}, ErrRefused},
 		{"allowed IP literal:port", "127.0.0.1:" + port, Config{AllowedHosts: []string{"127.0.0.1:" + port}}, nil},
 		// Past the policy; the test certificate does not name localhost.
 		{"allowed localhost:port", "localhost:" + port, Config{AllowedHosts: []string{"localhost:" + port}}, oci.ErrUpstreamUnavailable},
-		{"allowed realm host is dialable", "example.com:" + port, Config{AllowRealms: []string{"example.com"}}, nil},
+		{"allowed realm is no registry", "example.com:" + port, Config{AllowRealms: []string{"example.com:" + port}}, ErrRefused},
+		{"allowed realm host on another port", "example.com:" + port, Config{AllowRealms: []string{"example.com"}}, ErrRefused},
+		{"mapped host on another port", "example.com:" + port, Config{RegistryURLs: map[string]string{"docker.io": "https://example.com:1"}}, ErrRefused},
+		{"mapped address under another name", "example.com:" + port, Config{RegistryURLs: map[string]string{"docker.io": "https://example.com:" + port}}, ErrRefused},
+		{"mapped name", "docker.io", Config{RegistryURLs: map[string]string{"docker.io": "https://example.com:" + port}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,7 +195,7 @@ func TestRedirectDowngradeRefused(t *testing.T) {
 	roots.AddCert(srv.Certificate())
 	c := newClient(t, Config{
 		RegistryURLs: map[string]string{testRegistry: srv.URL},
-		AllowedHosts: []string{"127.0.0.1"},
+		AllowedHosts: []string{plain.Listener.Addr().String()},
 		TLSConfig:    &tls.Config{RootCAs: roots},
 	})
 	_, err := c.Fetch(t.Context(), blobRequest("GET", content))

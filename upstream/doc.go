@@ -27,30 +27,45 @@
 //     credential is only ever added by a transport that checks the request
 //     is for the registry's own host:port, and any Authorization is dropped
 //     when a redirect changes host:port. A redirect from https to http is
-//     refused.
+//     refused, and so is one to a non-public address that is not a
+//     trusted host:port (a mapped URL's or an allowed registry's).
 //  5. Bytes. Accept-Encoding: identity (no transparent decompression);
 //     manifests are asked for with every type cacheyd accepts. HEAD stays
 //     HEAD. A GET from an offset sends Range: bytes=<offset>-, and the
 //     Response says where its body starts (0 when upstream ignored it).
 //
 // Errors: a registry's answer that is not content is an *oci.Error;
-// failing to reach it at all (DNS, connect, TLS, no response headers in
-// time) wraps oci.ErrUpstreamUnavailable, which the server answers with a
-// fast 502; a 206 whose Content-Range does not fit the request is treated
-// the same way. The caller's own cancellation is returned as such.
+// failing to reach it at all (DNS, connect, TLS) wraps
+// oci.ErrUpstreamUnavailable, which the server answers with a fast 502; a
+// 206 whose Content-Range does not fit the request is treated the same
+// way. The whole way from Fetch's start to the response headers (dial,
+// TLS, ping and token exchange, redirects, the final headers however
+// slowly they come) must fit Config.ResponseHeaderTimeout (header.go);
+// past it Fetch fails wrapping both oci.ErrUpstreamUnavailable and
+// oci.ErrUpstreamTimeout, so that the server can tell a hanging upstream
+// from an unreachable one (a gateway timeout, not a bad gateway). The
+// caller's own cancellation is returned as such.
 //
 // No open proxy: a registry name is a lookup key, never an address to
-// trust. Config.Registries, when set, restricts the Client to a list (403
-// DENIED for any other). Hosts of RegistryURLs, Config.AllowedHosts and
-// Config.AllowRealms are dialled whatever they resolve to. Any other host,
-// including token realms and redirect targets, is resolved by the client
-// itself and dialled only at public addresses, by address, so a second DNS
-// answer cannot slip a private one in. IP literals and localhost as
-// registry names are refused unless configured. Token realms must be on
-// the registry's host or its registrable domain, or in AllowRealms
-// (realm.go), since cacheyd's credentials go there. A refusal is an
-// *oci.Error 403 DENIED wrapping ErrRefused. Proxies from the environment
-// are not used, since the policy must see the address it dials.
+// trust, and what the operator trusts is exact host:port pairs, never a
+// host on every port (trust.go). Config.Registries, when set, restricts the
+// Client to a list (403 DENIED for any other). A mapped URL
+// (RegistryURLs) is trusted as exactly that URL for exactly its registry
+// name; an allowed registry (AllowedHosts) is its name's host:port,
+// accepted as a registry name and dialled at private addresses; an allowed
+// realm (AllowRealms) is trusted for token requests to that host:port
+// only, which have a transport and a dialer of their own, so that neither
+// a fetch, nor a redirect, nor a pooled connection reaches a realm's
+// address. A registry a client names that is an IP literal (in any
+// spelling), localhost, or the host of any of those under another port or
+// name is refused before anything is dialled. Any other host, including
+// token realms and redirect targets, is resolved by the client itself and
+// dialled only at public addresses, by address, so a second DNS answer
+// cannot slip a private one in. Token realms must be on the registry's
+// host or its registrable domain, or in AllowRealms (realm.go), since
+// cacheyd's credentials go there. A refusal is an *oci.Error 403 DENIED
+// wrapping ErrRefused. Proxies from the environment are not used, since the
+// policy must see the address it dials.
 //
 // Limits: a manifest over oci.MaxManifestSize (4 MiB) is refused with 413
 // SIZE_INVALID, by its announced size before it is read, or by its bytes

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -45,12 +46,54 @@ func TestRealmAllowed(t *testing.T) {
 			t.Errorf("realmAllowed(%q, %q) = %v, want %v", tt.registry, tt.realm, got, tt.want)
 		}
 	}
-	p := newRealmPolicy([]string{"Auth.Vendor.example"})
-	if err := p.check("r", "registry.example.com", "auth.vendor.example"); err != nil {
-		t.Errorf("explicitly allowed realm refused: %v", err)
+}
+
+// TestAllowedRealmIsExact: an allowed realm is its host on exactly its
+// port, a missing port meaning the default port of the realm URL's scheme.
+func TestAllowedRealmIsExact(t *testing.T) {
+	p, err := newRealmPolicy([]string{"Auth.Vendor.example", "token.test:5001", "[::1]:5002"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := p.check("r", "registry.example.com", "other.vendor.example"); !errors.Is(err, ErrRefused) {
-		t.Errorf("realm of another domain = %v, want ErrRefused", err)
+	for realm, want := range map[string]bool{
+		"https://auth.vendor.example/token":      true,
+		"http://auth.vendor.example/token":       true,
+		"https://auth.vendor.example:443/token":  true,
+		"http://auth.vendor.example:80/token":    true,
+		"https://auth.vendor.example:8443/token": false,
+		"http://auth.vendor.example:443/token":   false, // 443 is not http's default
+		"https://auth.vendor.example:80/token":   false,
+		"http://token.test:5001/token":           true,
+		"https://token.test:5001/token":          true,
+		"http://token.test/token":                false,
+		"http://token.test:5000/token":           false,
+		"http://[::1]:5002/token":                true,
+		"http://[0::1]:5002/token":               true,
+		"http://[::1]:5003/token":                false,
+		"https://other.vendor.example/token":     false,
+	} {
+		u, err := url.Parse(realm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.check("r", "registry.example.com", u)
+		if want && err != nil {
+			t.Errorf("%s refused: %v", realm, err)
+		}
+		if !want && !errors.Is(err, ErrRefused) {
+			t.Errorf("%s = %v, want ErrRefused", realm, err)
+		}
+	}
+	for _, bad := range []string{"", "https://auth.vendor.example", "auth.vendor.example/token", "host:0", "host:65536", "host:x", "host:", "a..b", "user@host"} {
+		if _, err := newRealmPolicy([]string{bad}); err == nil {
+			t.Errorf("allowed realm %q accepted", bad)
+		}
+		if _, err := New(Config{AllowRealms: []string{bad}}); err == nil {
+			t.Errorf("New accepted allowed realm %q", bad)
+		}
+		if _, err := New(Config{AllowedHosts: []string{bad}}); err == nil {
+			t.Errorf("New accepted allowed host %q", bad)
+		}
 	}
 }
 
@@ -92,19 +135,25 @@ func TestRealmMustBelongToRegistry(t *testing.T) {
 	tests := []struct {
 		name      string
 		realmHost string
-		cfg       Config
+		cfg       func(tokenAddr string) Config
 		wantOK    bool
 	}{
-		{"registry's own host", "registry.example.com", Config{}, true},
-		{"same registrable domain", "auth.example.com", Config{AllowPrivate: true}, true},
-		{"another domain, though dialable", "auth.other.test", Config{AllowedHosts: []string{"auth.other.test"}}, false},
-		{"another domain, allowed realm", "auth.other.test", Config{AllowRealms: []string{"auth.other.test"}}, true},
-		{"same domain, private address", "auth.example.com", Config{}, false}, // the dial policy still applies
+		{"registry's own host, another port", "registry.example.com", func(string) Config { return Config{} }, false},
+		{"registry's own host, another port, allowed realm", "registry.example.com",
+			func(a string) Config { return Config{AllowRealms: []string{a}} }, true},
+		{"same registrable domain", "auth.example.com", func(string) Config { return Config{AllowPrivate: true} }, true},
+		{"another domain, though dialable", "auth.other.test",
+			func(a string) Config { return Config{AllowedHosts: []string{a}} }, false},
+		{"another domain, allowed realm", "auth.other.test",
+			func(a string) Config { return Config{AllowRealms: []string{a}} }, true},
+		{"another domain, allowed realm on another port", "auth.other.test",
+			func(string) Config { return Config{AllowRealms: []string{"auth.other.test"}} }, false},
+		{"same domain, private address", "auth.example.com", func(string) Config { return Config{} }, false}, // the dial policy still applies
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			url, _, tokens := tokenRegistry(t, tt.realmHost)
-			cfg := tt.cfg
+			url, tokenPort, tokens := tokenRegistry(t, tt.realmHost)
+			cfg := tt.cfg(net.JoinHostPort(tt.realmHost, tokenPort))
 			cfg.RegistryURLs = map[string]string{testRegistry: url}
 			cfg.Resolver = resolver
 			c := newClient(t, cfg)
@@ -148,7 +197,8 @@ func TestRegistrytestRealm(t *testing.T) {
 	}{
 		{"by name", reg.URL(), nil, true},
 		{"by address", "http://127.0.0.1:" + port, nil, false},
-		{"by address, realm allowed", "http://127.0.0.1:" + port, []string{"localhost"}, true},
+		{"by address, realm allowed", "http://127.0.0.1:" + port, []string{"localhost:" + port}, true},
+		{"by address, realm allowed on another port", "http://127.0.0.1:" + port, []string{"localhost"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -120,29 +119,28 @@ func (c *Client) route(req *oci.Request) (target, error) {
 		t.base = u
 		return t, nil
 	}
-	host, port := splitRegistry(reg)
-	switch {
-	case c.dialer.allowed(host, port):
-	case ipLike(host):
-		return target{}, refusal(reg, "an IP address is not accepted as registry name unless configured")
-	case isLocalhost(host):
-		return target{}, refusal(reg, "localhost is not accepted as registry name unless configured")
-	}
 	if reg == oci.DockerHub {
 		t.base = &url.URL{Scheme: "https", Host: oci.DockerHubAPI}
 	} else {
 		t.base = &url.URL{Scheme: "https", Host: reg}
 	}
-	return t, nil
-}
-
-// splitRegistry splits a canonical registry name into its host (without
-// IPv6 brackets) and port, which is 443 (https) when the name has none.
-func splitRegistry(reg string) (host, port string) {
-	if h, p, err := net.SplitHostPort(reg); err == nil {
-		return h, p
+	host, port := urlAddr(t.base)
+	if c.trust.allowed[addrKey(host, port)] {
+		return t, nil // named by the operator: private addresses and all
 	}
-	return strings.TrimSuffix(strings.TrimPrefix(reg, "["), "]"), "443"
+	// A registry the client named, not the operator. Anything that could
+	// reach into cacheyd's network by address is refused here, before any
+	// lookup; a name that resolves to a private address is refused by the
+	// dialer, before it connects.
+	switch {
+	case ipLike(host):
+		return target{}, refusal(reg, "an IP address is not accepted as registry name unless configured")
+	case isLocalhost(host):
+		return target{}, refusal(reg, "localhost is not accepted as registry name unless configured")
+	case c.trust.hosts[host]:
+		return target{}, refusal(reg, "a configured host is reachable only as configured (registry name, port)")
+	}
+	return t, nil
 }
 
 // isLocalhost reports whether host is a name that always means this machine

@@ -12,15 +12,21 @@ import (
 // The chain every upstream request passes through, outermost first:
 //
 //	identity (ggcr bearer/basic, see auth.go) or forwardAuth or nothing
-//	→ userAgent → counted → the http.Transport with the policy dialer
+//	→ userAgent → counted → the fetch http.Transport with its policy dialer
+//
+// except token requests, which an identity's realmGuard sends
+//
+//	→ userAgent → counted → the token http.Transport with its own dialer
 //
 // Authorization is only ever added by a RoundTripper that checks the
 // request's host, never put on the request the http.Client starts from, so a
 // redirect to another host cannot carry it.
 
-// newHTTPTransport is the Client's own transport: the policy dialer, the
-// timeouts, raw bytes (the caller asks for identity encoding) and HTTP/2
-// where the server offers it.
+// newHTTPTransport is one of the Client's own transports: a policy dialer,
+// the timeouts, raw bytes (the caller asks for identity encoding) and
+// HTTP/2 where the server offers it. The wait for response headers is not
+// bounded per request here: Fetch bounds its whole way to the headers
+// (header.go), and an identity's setup has AuthTimeout.
 func newHTTPTransport(cfg Config, d *dialer) *http.Transport {
 	return &http.Transport{
 		// No proxy from the environment: the dial policy must see the
@@ -29,7 +35,6 @@ func newHTTPTransport(cfg Config, d *dialer) *http.Transport {
 		DialContext:            d.DialContext,
 		TLSClientConfig:        cfg.TLSConfig.Clone(),
 		TLSHandshakeTimeout:    tlsHandshakeTimeout,
-		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConnsPerHost:    maxIdleConnsPerHost,

@@ -31,9 +31,10 @@ type benchCmd struct {
 	Parallel     int            `env:"CACHEYD_BENCH_PARALLEL" default:"3" help:"Blob downloads at once per node (containerd's max_concurrent_downloads)."`
 	Resume       int            `env:"CACHEYD_BENCH_RESUME" default:"3" help:"How many times a node resumes a broken download with Range."`
 	Timeout      time.Duration  `env:"CACHEYD_BENCH_TIMEOUT" default:"10m" help:"Longest a burst may take; nodes still pulling then fail."`
-	Target       string         `env:"CACHEYD_BENCH_TARGET" placeholder:"URL" help:"Measure a running cacheyd at URL (on this machine) instead of one in-process. It must map the fake upstream, e.g. --registry-url localhost:5000=http://localhost:5000 with --upstream-addr 127.0.0.1:5000."`
+	Target       string         `env:"CACHEYD_BENCH_TARGET" placeholder:"URL" help:"Measure a running cacheyd at URL (on this machine) instead of one in-process. It must map the fake upstream and allow its CDN, e.g. --registry-url localhost:5000=http://localhost:5000 --allow-registry localhost:5001 with --upstream-addr 127.0.0.1:5000 --upstream-cdn-addr 127.0.0.1:5001."`
 	TargetPID    int            `env:"CACHEYD_BENCH_TARGET_PID" name:"target-pid" placeholder:"PID" help:"Process ID of --target, whose peak resident memory is reported per burst."`
 	Upstream     string         `env:"CACHEYD_BENCH_UPSTREAM_ADDR" name:"upstream-addr" placeholder:"HOST:PORT" help:"Loopback address for the fake upstream (default: a free port)."`
+	UpstreamCDN  string         `env:"CACHEYD_BENCH_UPSTREAM_CDN_ADDR" name:"upstream-cdn-addr" placeholder:"HOST:PORT" help:"Loopback address for the fake upstream's CDN, advertised as localhost:PORT (default: a free port)."`
 	JSON         bool           `env:"CACHEYD_BENCH_JSON" help:"Print the report as JSON instead of a table."`
 	Chart        string         `env:"CACHEYD_BENCH_CHART" placeholder:"FILE" help:"Draw node pull time and upstream bytes against burst size into FILE (.svg or .png)."`
 	Progress     bool           `env:"CACHEYD_BENCH_PROGRESS" default:"true" negatable:"" help:"Show a progress bar per burst on standard error, when it is a terminal."`
@@ -110,7 +111,7 @@ func (b *benchCmd) config(s *serveFlags) (bench.Config, error) {
 		cfg.PullLimit = *b.PullLimit
 	}
 	cfg.Platform, cfg.Parallel, cfg.Resume, cfg.BurstTimeout = b.Platform, b.Parallel, b.Resume, b.Timeout
-	cfg.Target, cfg.TargetPID, cfg.UpstreamAddr = b.Target, b.TargetPID, b.Upstream
+	cfg.Target, cfg.TargetPID, cfg.UpstreamAddr, cfg.UpstreamCDNAddr = b.Target, b.TargetPID, b.Upstream, b.UpstreamCDN
 	cfg.JSON, cfg.Chart = b.JSON, b.Chart
 	if b.Progress && isTerminal(os.Stderr) {
 		cfg.Progress = os.Stderr
@@ -128,13 +129,15 @@ func isTerminal(f *os.File) bool {
 
 // benchStarter starts cacheyd in-process for a burst, exactly as "cacheyd
 // serve" would with these flags, except where it listens, its cache
-// directory and the one upstream it maps. It logs warnings and errors
+// directory, the one upstream it maps and that upstream's CDN, which it
+// allows. It logs warnings and errors
 // only (everything at --log-level debug), so the report stays readable.
 func (s *serveFlags) benchStarter() bench.Starter {
 	return func(ctx context.Context, c bench.CacheydConfig) (string, func() error, error) {
 		flags := *s
 		flags.Listen, flags.CacheDir = "127.0.0.1:0", c.Dir
 		flags.RegistryURL = map[string]string{c.Registry: c.URL}
+		flags.AllowRegistry = append(slices.Clone(s.AllowRegistry), c.CDN)
 		level := "warn"
 		if s.LogLevel == "debug" {
 			level = "debug"

@@ -63,6 +63,10 @@ func TestBenchFlags(t *testing.T) {
 			t.Errorf("%q (-want +got):\n%s", c.args, diff)
 		}
 	}
+	_, cfg := parseBench(t, "bench", "--upstream-addr", "127.0.0.1:5055", "--upstream-cdn-addr", "127.0.0.1:5056")
+	if cfg.UpstreamAddr != "127.0.0.1:5055" || cfg.UpstreamCDNAddr != "127.0.0.1:5056" {
+		t.Errorf("upstream addresses %q, %q", cfg.UpstreamAddr, cfg.UpstreamCDNAddr)
+	}
 }
 
 // The in-process cacheyd of "cacheyd bench" is cacheyd's own wiring: a

@@ -40,7 +40,7 @@ func TestDefaultsNeedNoFlags(t *testing.T) {
 		Listen: ":30123", ShutdownTimeout: 30 * time.Second, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20,
 		DiskBytes: 20 << 30, TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
 		MaxFills: 256, MaxFillsPerReg: 64,
-		DefaultRegistry: "docker.io", LogLevel: "info", LogFormat: "text",
+		DefaultRegistry: "docker.io", UpstreamHeaderTimeout: 5 * time.Second, LogLevel: "info", LogFormat: "text",
 	}
 	got := c.serveFlags
 	got.RegistryURL = nil
@@ -74,6 +74,15 @@ func TestFlagsAndEnvironment(t *testing.T) {
 			}},
 		{"registry-url from env", nil, map[string]string{"CACHEYD_REGISTRY_URL": "a.io=http://x;b.io=http://y"},
 			func(f serveFlags) bool { return len(f.RegistryURL) == 2 && f.RegistryURL["b.io"] == "http://y" }},
+		{"upstream header timeout", []string{"--upstream-header-timeout", "750ms"}, nil,
+			func(f serveFlags) bool {
+				return f.UpstreamHeaderTimeout == 750*time.Millisecond &&
+					f.upstreamConfig(nil, nil, nil, nil).ResponseHeaderTimeout == 750*time.Millisecond
+			}},
+		{"upstream header timeout from env", nil, map[string]string{"CACHEYD_UPSTREAM_HEADER_TIMEOUT": "2s"},
+			func(f serveFlags) bool {
+				return f.UpstreamHeaderTimeout == 2*time.Second && f.upstreamConfig(nil, nil, nil, nil).ResponseHeaderTimeout == 2*time.Second
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +103,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{"--log-format", "xml"},
 		{"--log-level", "chatty"},
 		{"--tag-ttl", "soon"},
+		{"--upstream-header-timeout", "soon"},
 	} {
 		if _, _, err := parse(t, args, nil); err == nil {
 			t.Errorf("%v accepted", args)

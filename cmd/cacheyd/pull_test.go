@@ -17,16 +17,19 @@ import (
 )
 
 // startCacheyd runs cacheyd in-process on a loopback port with the given
-// upstream mapped, and returns its base URL. It stops at test cleanup.
+// upstream mapped and its CDN allowed (--allow-registry <CDN host:port>:
+// a redirect to loopback is followed only to an allowed host:port), and
+// returns its base URL. It stops at test cleanup.
 func startCacheyd(t *testing.T, up *registrytest.Registry, dir string) string {
 	t.Helper()
-	return startCacheydWith(t, dir, map[string]string{up.Host(): up.URL()})
+	return startCacheydWith(t, dir, map[string]string{up.Host(): up.URL()}, up.CDNHost())
 }
 
-// startCacheydWith runs cacheyd with the given --registry-url mappings.
-func startCacheydWith(t *testing.T, dir string, urls map[string]string) string {
+// startCacheydWith runs cacheyd with the given --registry-url mappings and
+// --allow-registry names.
+func startCacheydWith(t *testing.T, dir string, urls map[string]string, allow ...string) string {
 	t.Helper()
-	base, stop := startCacheydStoppable(t, dir, urls)
+	base, stop := startCacheydStoppable(t, dir, urls, allow...)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
 			t.Errorf("cacheyd stopped with: %v", err)
@@ -38,12 +41,12 @@ func startCacheydWith(t *testing.T, dir string, urls map[string]string) string {
 // startCacheydStoppable runs cacheyd in-process and returns its base URL and
 // a stop function that begins a graceful shutdown (as SIGTERM does) and
 // waits for it; stop is safe to call more than once.
-func startCacheydStoppable(t *testing.T, dir string, urls map[string]string) (string, func() error) {
+func startCacheydStoppable(t *testing.T, dir string, urls map[string]string, allow ...string) (string, func() error) {
 	t.Helper()
 	flags := serveFlags{
 		Listen: "127.0.0.1:0", CacheDir: dir, MemoryBytes: 64 << 20, MemoryMaxObject: 1 << 20,
 		DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: 5 * time.Second,
-		LogLevel: "info", LogFormat: "text", RegistryURL: urls,
+		LogLevel: "info", LogFormat: "text", RegistryURL: urls, AllowRegistry: allow,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)

@@ -129,6 +129,18 @@ func TestNoOpenProxy(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || ociCode(body) != "UNAVAILABLE" {
 		t.Errorf("allowed registry: %d %s, want 502 UNAVAILABLE (dialled over https, answered in plain HTTP)", resp.StatusCode, body)
 	}
+	// Allowed is that host:port only: not the bare address (port 443),
+	// not another port, not localhost on that port.
+	bystander := registrytest.NewCountingListener(t)
+	for _, ns := range []string{"127.0.0.1", "127.0.0.1:" + bystander.Port(), "localhost:" + port} {
+		resp, body := get(t, http.MethodGet, allowedBase+"/v2/team/app/manifests/v1?ns="+url.QueryEscape(ns), nil)
+		if resp.StatusCode != http.StatusForbidden || ociCode(body) != "DENIED" {
+			t.Errorf("allowed registry, ns=%s: %d %s, want 403 DENIED", ns, resp.StatusCode, body)
+		}
+	}
+	if n, err := bystander.Accepted(t.Context()); err != nil || n != 0 {
+		t.Errorf("the listener on %s accepted %d connections (%v), want 0", bystander.Addr(), n, err)
+	}
 }
 
 // TestRegistriesFlag: with --registries, listed registries are served and
@@ -164,8 +176,10 @@ func TestRegistriesFlag(t *testing.T) {
 
 // TestRealmFlag: a registry whose token realm is on another host is
 // refused 403 DENIED, and the realm is never asked, unless --allow-realm
-// names it. The fake registry's realm is http://localhost:<port>/token;
-// mapped by IP address, localhost is another host.
+// names it with its port (a realm allowed without one is allowed on its
+// scheme's default port only). The fake registry's realm is
+// http://localhost:<port>/token; mapped by IP address, localhost is
+// another host.
 func TestRealmFlag(t *testing.T) {
 	up := registrytest.New(t, registrytest.Options{Token: true})
 	dg := up.SeedBlob(t, "team/app", []byte("realm content"))
@@ -185,8 +199,24 @@ func TestRealmFlag(t *testing.T) {
 	flags := secureFlags(t, urls)
 	flags.AllowRealm = []string{"localhost"}
 	resp, body = get(t, http.MethodGet, mustServe(t, flags)+target, nil)
+	if resp.StatusCode != http.StatusForbidden || ociCode(body) != "DENIED" {
+		t.Errorf("realm allowed on port 80 only: %d %s, want 403 DENIED", resp.StatusCode, body)
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindToken, ""); n != 0 {
+		t.Errorf("token requests = %d, want 0", n)
+	}
+
+	flags = secureFlags(t, urls)
+	flags.AllowRealm = []string{"localhost:" + port}
+	resp, body = get(t, http.MethodGet, mustServe(t, flags)+target, nil)
 	if resp.StatusCode != http.StatusOK || string(body) != "realm content" {
 		t.Errorf("allowed realm: %d %s", resp.StatusCode, body)
+	}
+
+	flags = secureFlags(t, urls)
+	flags.AllowRealm = []string{"http://localhost:" + port}
+	if _, err := serveWith(t, flags); err == nil {
+		t.Error("a URL accepted as --allow-realm")
 	}
 }
 

@@ -67,12 +67,14 @@ type serveFlags struct {
 	MaxFillsPerReg  int           `group:"Cache" name:"max-fills-per-registry" default:"64" placeholder:"N" help:"Upstream fetches into the cache from one registry at once."`
 
 	DefaultRegistry string            `group:"Upstream" default:"docker.io" help:"Registry for requests that name none (dockerd registry-mirrors)."`
-	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Repeatable."`
+	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Trusted as exactly that URL (host and port) for exactly NAME. Repeatable."`
 	CredentialsFile string            `group:"Upstream" type:"path" placeholder:"FILE" help:"Docker config.json with cacheyd's own credentials per registry."`
 
+	UpstreamHeaderTimeout time.Duration `group:"Upstream" name:"upstream-header-timeout" default:"5s" help:"Longest time from the start of an upstream fetch to its response headers (dial, TLS, token, redirects included); past it upstream counts as timed out (0: 5s)."`
+
 	Registries    []string `group:"Security" name:"registries" placeholder:"NAME,..." help:"Serve only these registries; a request for any other is answered 403 DENIED and fetches nothing (default: every public registry)."`
-	AllowRegistry []string `group:"Security" name:"allow-registry" placeholder:"NAME" help:"Let registry NAME (host: any port, or host:port) resolve to private, loopback or link-local addresses, e.g. an internal registry. Repeatable."`
-	AllowRealm    []string `group:"Security" name:"allow-realm" placeholder:"HOST" help:"Accept token realms on HOST for any registry; by default a realm must be on the registry's host or its registrable domain. Repeatable."`
+	AllowRegistry []string `group:"Security" name:"allow-registry" placeholder:"NAME" help:"Accept registry NAME (host[:port], port 443 if none; that port only) even if an IP address or localhost, and dial it at private, loopback or link-local addresses, e.g. an internal registry or its blob store. Repeatable."`
+	AllowRealm    []string `group:"Security" name:"allow-realm" placeholder:"HOST[:PORT]" help:"Accept token realms on HOST[:PORT] (no port: the realm URL scheme's, 443 or 80) for any registry, for token requests only; by default a realm must be on the registry's host or its registrable domain. Repeatable."`
 	ClientToken   []string `group:"Security" name:"client-token" placeholder:"TOKEN" help:"Serve /v2 only to requests whose X-Cacheyd-Token header is TOKEN (16+ visible ASCII characters; several for a rotation). Prefer CACHEYD_CLIENT_TOKEN: flags show in ps."`
 	GuardMetrics  bool     `group:"Security" name:"guard-metrics" help:"Require the client token on /metrics too (/healthz and /readyz stay open)."`
 	TLSCert       string   `group:"Security" name:"tls-cert" type:"path" placeholder:"FILE" help:"Serve HTTPS with this PEM certificate chain (with --tls-key); read at start."`
@@ -105,11 +107,7 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 	if err != nil {
 		return err
 	}
-	origin, err := upstream.New(upstream.Config{
-		RegistryURLs: urls, CredentialsFile: s.CredentialsFile,
-		AllowedHosts: allowed, AllowRealms: s.AllowRealm, Registries: s.Registries,
-		UserAgent: "cacheyd/" + versionString(), Metrics: m, Logger: log,
-	})
+	origin, err := upstream.New(s.upstreamConfig(urls, allowed, m, log))
 	if err != nil {
 		return err
 	}
@@ -117,6 +115,7 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 		Dir: dir, MemoryBytes: int64(s.MemoryBytes), MemoryMaxObject: int64(s.MemoryMaxObject),
 		DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
 		FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg,
+		AnswerTimeout: s.UpstreamHeaderTimeout,
 		Metrics: m, Logger: log,
 	}, origin)
 	if err != nil {
@@ -166,6 +165,16 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 	return err
 }
 
+// upstreamConfig is the upstream client's Config for these flags, given
+// the parsed --registry-url and --allow-registry.
+func (s *serveFlags) upstreamConfig(urls map[string]string, allowed []string, m *metrics.Metrics, log *slog.Logger) upstream.Config {
+	return upstream.Config{
+		RegistryURLs: urls, CredentialsFile: s.CredentialsFile, ResponseHeaderTimeout: s.UpstreamHeaderTimeout,
+		AllowedHosts: allowed, AllowRealms: s.AllowRealm, Registries: s.Registries,
+		UserAgent: "cacheyd/" + versionString(), Metrics: m, Logger: log,
+	}
+}
+
 // cacheDir is --cache-dir, or cacheyd in the user's cache directory, or in
 // the temporary directory when the user has none (a container without HOME).
 func (s *serveFlags) cacheDir() (string, error) {
@@ -193,7 +202,8 @@ func registryURLs(in map[string]string) (map[string]string, error) {
 }
 
 // allowedHosts turns --allow-registry names into the upstream client's
-// AllowedHosts: a host alone allows every port of it, host:port that port.
+// AllowedHosts: registry names, a host alone meaning port 443 as in any
+// registry name, host:port that port; never every port of a host.
 func allowedHosts(names []string) ([]string, error) {
 	out := make([]string, 0, len(names))
 	for _, n := range names {

@@ -57,7 +57,12 @@ type Options struct {
 
 	// Addr is where the registry host listens: a loopback host:port, so
 	// that a cacheyd started by hand can be pointed at a known address.
-	// Empty means a free port on 127.0.0.1. The CDN and seeding servers
-	// always take free ports.
+	// Empty means a free port on 127.0.0.1. The seeding server always
+	// takes a free port.
 	Addr string
+
+	// CDNAddr is where the CDN listens, as Addr for the registry: a
+	// cacheyd started by hand must allow the CDN's host:port to follow
+	// redirects to it. Empty means a free port on 127.0.0.1.
+	CDNAddr string
 }

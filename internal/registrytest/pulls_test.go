@@ -102,9 +102,14 @@ func TestNewServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close() // free a port to ask for
-	reg, err := NewServer(Options{Token: true, Redirect: true, Addr: addr})
+	cdnLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, cdnAddr := ln.Addr().String(), cdnLn.Addr().String()
+	ln.Close() // free two ports to ask for
+	cdnLn.Close()
+	reg, err := NewServer(Options{Token: true, Redirect: true, Addr: addr, CDNAddr: cdnAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +117,10 @@ func TestNewServer(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 	if reg.Host() != "localhost:"+port {
 		t.Errorf("Host %q, want localhost:%s", reg.Host(), port)
+	}
+	_, cdnPort, _ := net.SplitHostPort(cdnAddr)
+	if reg.CDNHost() != "localhost:"+cdnPort {
+		t.Errorf("CDNHost %q, want localhost:%s", reg.CDNHost(), cdnPort)
 	}
 	img, err := randomImageFor("linux/arm64", 2, 1000)
 	if err != nil {
@@ -134,6 +143,7 @@ func TestNewServer(t *testing.T) {
 		{"cdn hostname", Options{CDNHostname: "example.com"}},
 		{"public addr", Options{Addr: "192.0.2.1:5000"}},
 		{"bad addr", Options{Addr: "nonsense"}},
+		{"public CDN addr", Options{CDNAddr: "192.0.2.1:5000"}},
 	} {
 		if r, err := NewServer(c.opts); err == nil {
 			r.Close()

@@ -110,7 +110,10 @@ func NewServer(opts Options) (*Registry, error) {
 		return nil, err
 	}
 	r.front = front
-	r.cdn, _ = newServer(r.handler(HostCDN), "")
+	if r.cdn, err = newServer(r.handler(HostCDN), opts.CDNAddr); err != nil {
+		front.Close()
+		return nil, fmt.Errorf("registrytest: CDN: %w", err)
+	}
 	r.seed, _ = newServer(r.inner, "")
 	r.host = advertise(r.front, "localhost")
 	r.cdnHost = advertise(r.cdn, cdnName)
@@ -125,10 +128,10 @@ func newServer(h http.Handler, addr string) (*httptest.Server, error) {
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("registrytest: Options.Addr %q: %w", addr, err)
+		return nil, fmt.Errorf("registrytest: address %q: %w", addr, err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("registrytest: Options.Addr %q is not a loopback address", addr)
+		return nil, fmt.Errorf("registrytest: address %q is not a loopback address", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
