@@ -116,7 +116,7 @@ func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func
 		DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
 		FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg,
 		AnswerTimeout: s.UpstreamHeaderTimeout,
-		Metrics: m, Logger: log,
+		Metrics:       m, Logger: log,
 	}, origin)
 	if err != nil {
 		return err
