@@ -80,6 +80,14 @@ func (o *Origin) Tag(tag string, dg oci.Digest) {
 	o.tags[tag] = dg
 }
 
+// Remove forgets tag and the object dg, as a registry that deleted them.
+func (o *Origin) Remove(tag string, dg oci.Digest) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.tags, tag)
+	delete(o.objects, dg)
+}
+
 // Count reports how often method was asked for kind ref (a digest or tag).
 func (o *Origin) Count(method string, k oci.Kind, ref string) int {
 	o.mu.Lock()

@@ -235,6 +235,9 @@ func (d *Disk) load(clean bool) error {
 	return nil
 }
 
+// Path is where content with digest dg lives (or would).
+func (d *Disk) Path(dg oci.Digest) string { return d.path(dg) }
+
 // path is where content with digest dg lives.
 func (d *Disk) path(dg oci.Digest) string {
 	h := dg.Hex()

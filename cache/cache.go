@@ -1,0 +1,204 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/retry"
+	"github.com/cacheyd/cacheyd/tier/disk"
+	"github.com/cacheyd/cacheyd/tier/memory"
+)
+
+// Config configures a Cache. The zero value of every field but Dir is usable.
+type Config struct {
+	// Dir holds the disk tier. Required. Everything in it belongs to the
+	// cache: it may be wiped at any time.
+	Dir string
+	// MemoryBytes is the memory tier's budget in bytes. Zero disables it.
+	MemoryBytes int64
+	// MemoryMaxObject is the largest object kept in memory, in bytes.
+	// Zero means 1 MiB.
+	MemoryMaxObject int64
+	// DiskBytes is the disk tier's budget in bytes, fills in flight
+	// included; least recently used objects are evicted beyond it. Zero
+	// means unlimited.
+	DiskBytes int64
+	// TagTTL is how long a tag's answer is used before it is asked upstream
+	// again. Zero means ask every time.
+	TagTTL time.Duration
+	// TagStaleMax is how long past TagTTL the last known answer for a tag is
+	// served when upstream cannot answer. Zero means 24h; negative, never.
+	TagStaleMax time.Duration
+	// FillTimeout bounds one fill from its upstream request to its last
+	// byte. Zero means 30 minutes.
+	FillTimeout time.Duration
+	// FillIdleTimeout abandons an upstream transfer that sends nothing for
+	// this long; the fill then resumes (or retries) like after a reset.
+	// Zero means 30s.
+	FillIdleTimeout time.Duration
+	// FillRetries is how many failed attempts in a row without progress a
+	// fill (and the first lookup of a tag) survives; see package retry.
+	// Zero means 4; negative, none.
+	FillRetries int
+	// RetryBackoff is the first wait between attempts, doubled after each
+	// failure in a row, with jitter; upstream's Retry-After wins. Zero means
+	// 200ms.
+	RetryBackoff time.Duration
+	// AnswerTimeout bounds how long a request waits for upstream to start
+	// answering: for a fill to learn its size (including its wait for a
+	// fill slot), or for a tag to resolve. Past it the request is answered
+	// with an error wrapping oci.ErrUpstreamTimeout (504) while the shared
+	// work goes on in the background within its own bounds. Zero means 5s.
+	AnswerTimeout time.Duration
+	// MaxFills bounds the fills fetching from upstream at once; more wait
+	// for a slot (slots.go). Zero means 256.
+	MaxFills int
+	// MaxFillsPerRegistry bounds the fills fetching from one registry at
+	// once. Zero means 64.
+	MaxFillsPerRegistry int
+	// Metrics receives counts; nil means counts go nowhere.
+	Metrics *metrics.Metrics
+	// Logger receives background fill outcomes; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultMemoryMaxObject = 1 << 20
+	defaultTagStaleMax     = 24 * time.Hour
+	defaultFillTimeout     = 30 * time.Minute
+	defaultAnswerTimeout   = 5 * time.Second
+	defaultMaxFills        = 256
+	defaultMaxFillsPerReg  = 64
+	// tagTimeout bounds one upstream tag resolution, which is shared by
+	// every request waiting for it and so does not run on any one of
+	// their contexts.
+	tagTimeout = 30 * time.Second
+)
+
+// Cache is the read path.
+type Cache struct {
+	cfg      Config
+	origin   Origin        // one attempt per request
+	retrying *retry.Origin // fills and first tag lookups
+	mem      *memory.Memory
+	disk     *disk.Disk
+	tags     *tagCache
+	private  *privacy   // checks of client credentials for private content
+	slots    *fillSlots // bounds the fills fetching at once
+	log      *slog.Logger
+	m        *metrics.Metrics
+
+	// ctx is the cache's own context: fills and shared tag lookups run on
+	// it, so no single client can cancel them. Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // counts running fills; Close waits for them
+
+	mu    sync.Mutex // guards fills
+	fills map[fillKey]*fill
+
+	tagFlight singleflight.Group // one upstream tag lookup per tag at a time
+}
+
+// New opens the cache in cfg.Dir: pending leftovers of an earlier run are
+// removed and committed content is served at once (warm restart).
+func New(cfg Config, origin Origin) (*Cache, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("cache: Config.Dir is required")
+	}
+	if cfg.MemoryMaxObject == 0 {
+		cfg.MemoryMaxObject = defaultMemoryMaxObject
+	}
+	if cfg.TagStaleMax == 0 {
+		cfg.TagStaleMax = defaultTagStaleMax
+	}
+	if cfg.FillTimeout == 0 {
+		cfg.FillTimeout = defaultFillTimeout
+	}
+	if cfg.AnswerTimeout == 0 {
+		cfg.AnswerTimeout = defaultAnswerTimeout
+	}
+	if cfg.MaxFills <= 0 {
+		cfg.MaxFills = defaultMaxFills
+	}
+	if cfg.MaxFillsPerRegistry <= 0 {
+		cfg.MaxFillsPerRegistry = defaultMaxFillsPerReg
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	mem, err := memory.New(memory.Config{Bytes: cfg.MemoryBytes, MaxObject: cfg.MemoryMaxObject, Metrics: cfg.Metrics})
+	if err != nil {
+		return nil, err
+	}
+	d, err := disk.Open(disk.Config{Dir: cfg.Dir, Budget: cfg.DiskBytes, Metrics: cfg.Metrics, Logger: cfg.Logger})
+	if err != nil {
+		mem.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Cache{
+		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(),
+		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
+			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
+		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),
+		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},
+	}, nil
+}
+
+// Close aborts fills in flight, waits for them to clean up, records a clean
+// stop on disk and releases the memory tier.
+func (c *Cache) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	c.mem.Close()
+	return c.disk.Close()
+}
+
+// Get answers a request for a manifest or blob. req.Method "HEAD" answers
+// the headers only (an upstream HEAD on a miss, never a GET). Errors that
+// are a registry's answer (404, 401 with its challenge, ...) are *oci.Error.
+func (c *Cache) Get(ctx context.Context, req *oci.Request) (*Object, error) {
+	switch {
+	case req.Kind != oci.KindManifest && req.Kind != oci.KindBlob:
+		return nil, fmt.Errorf("cache: cannot get %s", req.Kind)
+	case req.Kind == oci.KindBlob && !req.Reference.IsDigest():
+		return nil, oci.ErrDigestInvalid("blob reference must be a digest")
+	case req.Kind == oci.KindManifest && !req.Reference.IsDigest():
+		return c.getTag(ctx, req)
+	}
+	return c.getDigest(ctx, req)
+}
+
+// Usage reports what the tiers hold, for a status page.
+func (c *Cache) Usage() (memoryBytes, diskBytes int64, diskObjects int) {
+	db, do, _ := c.disk.Usage()
+	return c.mem.Used(), db, do
+}
+
+func kindOf(manifest bool) oci.Kind {
+	if manifest {
+		return oci.KindManifest
+	}
+	return oci.KindBlob
+}
+
+// mediaTypeFor is the Content-Type to answer with: a manifest's own media
+// type, and application/octet-stream for every blob.
+func mediaTypeFor(k oci.Kind, mediaType string) string {
+	if k == oci.KindManifest && mediaType != "" {
+		return mediaType
+	}
+	return oci.BlobMediaType
+}

@@ -1,0 +1,25 @@
+// Package cache is cacheyd's read path: the policy that decides, for each
+// request of a manifest or blob, where its answer comes from.
+//
+//   - Digests (digest.go): memory tier → disk tier → a fill in flight → a new
+//     fill. A fill (fill.go) is one fetch from the origin into a pending
+//     file of the disk tier, that every request for the digest reads while
+//     it is written (package flight); it belongs to the cache, not to the
+//     request that started it, and waits for a slot (slots.go) so that
+//     fills are bounded in number.
+//   - Tags (tags.go): resolved at the origin with a HEAD once their answer is
+//     older than the TTL, the last answer served while the origin fails.
+//   - Accept (accept.go): a manifest whose media type the client does not
+//     take is asked from the origin with the client's own Accept.
+//   - Private content (private.go): what the origin gave only to a client's
+//     credentials is served only for its sources, after the origin accepts
+//     the request's credentials.
+//   - Uncached (uncached.go): pass-through with a client's credentials, and
+//     content the disk cannot take, streamed and still verified.
+//
+// The cache fetches through one seam it declares, Origin (origin.go); the
+// credential fallback (as cacheyd, then with the client's credentials) is
+// written once there, and retries are the retry package's. The cache knows
+// nothing of HTTP servers, nor of how the origin reaches a registry: it
+// imports neither server nor upstream.
+package cache

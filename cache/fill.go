@@ -1,0 +1,243 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/cacheyd/cacheyd/flight"
+	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/tier"
+	"github.com/cacheyd/cacheyd/tier/disk"
+)
+
+// copyBuffer is the size of one write of a fill: readers are woken once per
+// write. It is also most of what a running fill holds in memory, whatever
+// upstream announces, so MaxFills × copyBuffer bounds the fills' buffers.
+const copyBuffer = 128 << 10
+
+// fillKey names a fill: the same digest asked for as a blob and as a
+// manifest is two fills, because only the manifest fill learns a media type.
+type fillKey struct {
+	digest   oci.Digest
+	manifest bool
+	// cred is set for a fill made with a client's credentials (see
+	// private.go): only requests with the same credential join it.
+	cred string
+	// source is set for a fill of marked content for a registry/repository
+	// that is not one of its sources: only requests for that same source
+	// join it, and it never looks at what the tiers hold.
+	source string
+}
+
+// fill is one fetch from the origin into a pending file of the disk tier:
+// a flight, and what the cache keeps beside it.
+type fill struct {
+	*flight.Flight
+	// mediaType is the origin's Content-Type, set before the flight opens
+	// and read only after Wait.
+	mediaType string
+}
+
+// joinOrStart returns the fill in flight for key with a reference taken, or
+// starts one. It returns nil when the content was committed meanwhile.
+func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.fills[key]; f != nil && f.Acquire() {
+		return f, false
+	}
+	// Re-check the disk under c.mu: a fill commits to disk before it
+	// unregisters (under c.mu), so a request that missed on disk and then
+	// finds no fill here may have raced with a commit. Without this check it
+	// would fetch the same content again. A fill for a source elsewhere
+	// does not care what is committed.
+	if key.source == "" {
+		if e, err := c.disk.Stat(context.Background(), key.digest); err == nil && (!key.manifest || e.MediaType != "") {
+			return nil, false
+		}
+	}
+	f = &fill{Flight: flight.New(key.digest)}
+	f.Acquire() // the caller's reference, beside the writer's
+	c.fills[key] = f
+	c.m.FillsInFlight.Inc()
+	c.wg.Add(1)
+	origin := *req
+	origin.Method, origin.Offset = http.MethodGet, 0
+	if key.cred == "" {
+		origin.Authorization = "" // as cacheyd itself
+	}
+	// Stopped by the fill's end: success, upstream failure, its timeout or
+	// Close cancelling c.ctx.
+	go c.runFill(f, key, &origin)
+	return f, true
+}
+
+// runFill waits for a fill slot, fetches one object into a pending file,
+// verifies it, commits it and unregisters the fill.
+func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
+	defer c.wg.Done()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FillTimeout)
+	defer cancel()
+	var n int64
+	sctx, scancel := context.WithTimeout(ctx, c.cfg.AnswerTimeout)
+	c.m.FillsWaiting.Inc()
+	release, err := c.slots.acquire(sctx, req.Registry)
+	c.m.FillsWaiting.Dec()
+	scancel()
+	if err == nil {
+		n, err = c.fetchInto(ctx, f, req)
+		release()
+	}
+	if err != nil {
+		err = fmt.Errorf("fill %s: %w", f.Digest().Short(), err)
+	}
+	// Unregister before telling the readers: a request that sees this
+	// fill's outcome and asks again must start a new fill (or hit the
+	// disk, where a success was committed), never join a finished one.
+	c.mu.Lock()
+	delete(c.fills, key)
+	c.mu.Unlock()
+	f.Finish(err)
+	c.m.FillsInFlight.Dec()
+	attrs := []any{"registry", req.Registry, "repository", req.Repository, "digest", f.Digest().Short(),
+		"kind", req.Kind.String(), "bytes", n, "duration", time.Since(start).Round(time.Millisecond)}
+	if err != nil {
+		c.m.Fills.WithLabelValues("error").Inc()
+		c.log.Warn("fill failed", append(attrs, "err", err)...)
+		return
+	}
+	c.m.Fills.WithLabelValues("ok").Inc()
+	c.log.Info("fill done", attrs...)
+}
+
+// fetchInto does the work of a fill and returns the bytes written. On
+// success the content is verified and committed before the caller releases
+// the readers' last byte, so a client that has the whole object knows it is
+// kept; on failure nothing is left behind. A commit that fails (the file
+// system broke in the meantime) does not fail the fill: its readers get
+// verified content, which is only not kept.
+func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64, error) {
+	limit := int64(-1)
+	if req.Kind == oci.KindManifest {
+		limit = oci.MaxManifestSize
+	}
+	resp, err := c.retrying.Fetch(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.Digest != "" && resp.Digest != f.Digest():
+		return 0, fmt.Errorf("upstream answered with digest %s", resp.Digest.Short())
+	case limit >= 0 && resp.Size > limit:
+		return 0, oci.ErrTooLarge(fmt.Sprintf("manifest of %d bytes exceeds %d", resp.Size, limit))
+	}
+	p, err := c.disk.Create(resp.Size)
+	if err != nil {
+		return 0, err
+	}
+	file := p.File()
+	f.mediaType = resp.MediaType
+	f.Open(file, resp.Size, func() { _ = file.Close() })
+	n, err := copyInto(f, p, resp.Body, resp.Size, limit)
+	if err == nil {
+		err = f.Verify(n)
+	}
+	if err != nil {
+		p.Abort()
+		return n, err
+	}
+	return n, c.commit(f, p, req, n)
+}
+
+// copyInto writes body into the fill's flight in order. Without an
+// announced size, each step of bytes is claimed from the disk budget before
+// it is written.
+func copyInto(f *fill, p *disk.Pending, body io.Reader, size, limit int64) (int64, error) {
+	buf := make([]byte, copyBuffer)
+	if size > 0 {
+		buf = buf[:min(int64(len(buf)), size)]
+	}
+	var n, claimed int64
+	for {
+		m, rerr := body.Read(buf)
+		if m > 0 {
+			if limit >= 0 && n+int64(m) > limit {
+				return n, oci.ErrTooLarge(fmt.Sprintf("manifest exceeds %d bytes", limit))
+			}
+			for size < 0 && n+int64(m) > claimed {
+				if err := p.Grow(reserveStep); err != nil {
+					return n, err
+				}
+				claimed += reserveStep
+			}
+			if _, err := f.WriteAt(buf[:m], n); err != nil {
+				if errors.Is(err, flight.ErrBeyondSize) {
+					return n, fmt.Errorf("upstream sent more than the %d bytes it announced", size)
+				}
+				return n, p.Failed(fmt.Errorf("write pending file: %w", err))
+			}
+			n += int64(m)
+		}
+		if errors.Is(rerr, io.EOF) {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, fmt.Errorf("read upstream after %d bytes: %w", n, rerr)
+		}
+	}
+}
+
+// reserveStep is how much a fill of unknown size claims at a time.
+const reserveStep = 1 << 20
+
+// commit keeps a verified fill: on disk with its record, and in memory when
+// it is small and public.
+func (c *Cache) commit(f *fill, p *disk.Pending, req *oci.Request, n int64) error {
+	var data []byte // the content, read back when it is small enough to matter
+	if req.Kind == oci.KindManifest || c.mem.Fits(n) {
+		data = make([]byte, n)
+		if _, err := p.File().ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+			c.log.Warn("fill: reading back a verified object failed", "digest", f.Digest().Short(), "err", err)
+			data = nil
+		}
+	}
+	e := tier.Entry{Digest: f.Digest(), Size: n}
+	if req.Kind == oci.KindManifest {
+		e.MediaType = f.mediaType
+		if e.MediaType == "" && data != nil {
+			// Readers of this fill answer with a generic type; what is kept
+			// must still be served as a manifest next time.
+			e.MediaType = oci.SniffManifestMediaType(data)
+		}
+	}
+	if req.Authorization != "" {
+		e.Private = []string{sourceOf(req)}
+	} else {
+		e.Public = []string{sourceOf(req)}
+	}
+	held, err := p.Commit(e)
+	if err != nil {
+		c.m.Uncached.WithLabelValues(uncachedReason(err)).Inc()
+		c.log.Warn("fill verified but not kept", "digest", f.Digest().Short(), "err", err)
+		return nil
+	}
+	c.keepInMemory(held, data)
+	return nil
+}
+
+// keepInMemory offers verified content to the memory tier, which must only
+// ever hold public content: marked content is taken out instead.
+func (c *Cache) keepInMemory(e tier.Entry, data []byte) {
+	switch {
+	case e.Marked():
+		_ = c.mem.Delete(context.Background(), e.Digest)
+	case data != nil:
+		c.mem.Set(e, data)
+	}
+}

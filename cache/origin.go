@@ -1,0 +1,58 @@
+package cache
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// Origin fetches content the cache does not hold: an upstream registry, or
+// another cache. Errors that are a registry's answer are *oci.Error; failing
+// to reach the registry at all wraps oci.ErrUpstreamUnavailable (and
+// oci.ErrUpstreamTimeout too when it accepted the request but did not
+// answer in time).
+type Origin interface {
+	Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error)
+}
+
+// OriginFunc adapts a function to Origin.
+type OriginFunc func(ctx context.Context, req *oci.Request) (*oci.Response, error)
+
+// Fetch calls f.
+func (f OriginFunc) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	return f(ctx, req)
+}
+
+// The credential fallback, written once: the cache fetches as cacheyd, and
+// when the origin refuses cacheyd and the request carries the client's own
+// Authorization, it asks again with that. What comes back that way is the
+// client's, not the cache's: it is either marked private (fills) or not
+// kept at all.
+
+// fetchAs fetches req with origin as cacheyd, then with the client's
+// credentials on a refusal. private reports that the answer came only with
+// the client's credentials.
+func (c *Cache) fetchAs(ctx context.Context, origin Origin, req *oci.Request) (resp *oci.Response, private bool, err error) {
+	up := *req
+	up.Authorization = ""
+	resp, err = origin.Fetch(ctx, &up)
+	return c.asClient(ctx, origin, req, resp, err)
+}
+
+// asClient is the second half of fetchAs, for an answer obtained as
+// cacheyd elsewhere (a shared tag lookup): on cacheyd's refusal, req is
+// asked again with its own credentials, if it has any.
+func (c *Cache) asClient(ctx context.Context, origin Origin, req *oci.Request, resp *oci.Response, err error) (*oci.Response, bool, error) {
+	if !refused(err) || req.Authorization == "" {
+		return resp, false, err
+	}
+	resp, err = origin.Fetch(ctx, req)
+	return resp, true, err
+}
+
+// refused reports whether the origin refused the identity it was asked with.
+func refused(err error) bool {
+	e, ok := oci.AsError(err)
+	return ok && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
+}
