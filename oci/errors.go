@@ -63,6 +63,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // 502 so containerd moves on to the next host in hosts.toml.
 var ErrUpstreamUnavailable = errors.New("upstream unavailable")
 
+// ErrUpstreamTimeout is wrapped together with ErrUpstreamUnavailable when
+// upstream accepted the request but sent no response headers in time.
+var ErrUpstreamTimeout = errors.New("upstream did not answer in time")
+
 // AsError returns err's *Error, if it holds one.
 func AsError(err error) (*Error, bool) {
 	var e *Error
