@@ -241,6 +241,7 @@ func TestErrorHeadersForHeadAsForGet(t *testing.T) {
 	}{
 		{name: "no endpoint", target: "/v2/app/nope", want: 404},
 		{name: "bad name", target: "/v2/BAD/manifests/v1", want: 400},
+		{name: "duplicate ns", target: "/v2/app/manifests/v1?ns=ghcr.io&ns=quay.io", want: 400},
 		{name: "push", target: "/v2/app/blobs/uploads/", want: 405},
 		{
 			name: "upstream 401 with challenge and body", target: "/v2/org/private/manifests/v1",
