@@ -256,6 +256,10 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 				return
 			}
 		}
+		// Headers go out before the first byte, which may be long in
+		// coming, and so the body's bytes reach the connection as they
+		// come (stream.go).
+		ctx.Response.ImmediateHeaderFlush = true
 		ctx.Response.SetBodyStream(&readerStream{base}, size)
 	}
 }

@@ -127,7 +127,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	lim := newLimitListener(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, newRefuser(tc, s.ready.Load), s.log)
 	ln = lim
 	if tc != nil {
-		ln = tls.NewListener(lim, tc)
+		ln = &tlsListener{Listener: lim, config: tc}
 	}
 	s.mu.Lock()
 	if s.closed {
