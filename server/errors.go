@@ -85,6 +85,15 @@ type errorEntry struct {
 	Detail  any    `json:"detail"`
 }
 
+// statusClientClosed is nginx's "client closed request": the status logged
+// and counted for a request whose client left before its answer was ready.
+// It is written to a connection that is being closed, so no client reads it.
+const statusClientClosed = 499
+
+// errClientGone is the cause of a request context cancelled because the
+// client closed its connection (hangup_linux.go).
+var errClientGone = errors.New("client closed the connection")
+
 // writeError answers err on resp and returns the status it chose:
 //
 //   - *oci.Error carrying upstream's own Body: status, Content-Type, body,
@@ -97,6 +106,7 @@ type errorEntry struct {
 //     upstream (or a fill waiting on it) took too long;
 //   - oci.ErrUpstreamUnavailable: 502 UNAVAILABLE at once, so containerd
 //     moves on to the next host in hosts.toml;
+//   - errClientGone: 499, for the log; nobody reads it;
 //   - a cancelled request (the server is shutting down): 503 UNAVAILABLE;
 //   - anything else: 500 with a generic message; what went wrong is for the
 //     access log, not for the client.
@@ -118,6 +128,8 @@ func writeError(resp *fasthttp.Response, err error) int {
 		e = &oci.Error{Status: http.StatusGatewayTimeout, Code: oci.CodeUnavailable, Message: "upstream registry did not answer in time"}
 	case errors.Is(err, oci.ErrUpstreamUnavailable):
 		e = &oci.Error{Status: http.StatusBadGateway, Code: oci.CodeUnavailable, Message: "upstream registry unavailable"}
+	case errors.Is(err, errClientGone):
+		e = &oci.Error{Status: statusClientClosed, Code: oci.CodeUnavailable, Message: "client closed the connection"}
 	case errors.Is(err, context.Canceled):
 		e = &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "server shutting down"}
 	default:

@@ -104,6 +104,12 @@ func TestWriteError(t *testing.T) {
 			wantCode:   oci.CodeUnavailable,
 		},
 		{
+			name:       "the client left",
+			err:        fmt.Errorf("%w: %w", errClientGone, context.Canceled),
+			wantStatus: statusClientClosed,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
 			name:       "cancelled while shutting down",
 			err:        fmt.Errorf("fill wait: %w", context.Canceled),
 			wantStatus: 503,

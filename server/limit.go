@@ -2,19 +2,22 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 )
 
 // limitListener enforces Config.MaxConns and Config.MaxConnsPerIP as it
 // accepts. fasthttp's own limits answer with plain text, and its
 // MaxConnsPerIP wraps every connection in a type that hides
 // *net.TCPConn's ReadFrom, and with it sendfile (see stream.go); the
-// connections of this listener keep ReadFrom, and a refused connection is handed to the refuser
+// connections of this listener keep ReadFrom (and SyscallConn, for the
+// hangup watcher), and a refused connection is handed to the refuser
 // (refuse.go), which answers its health probes and refuses the rest with
 // OCI error JSON (503 UNAVAILABLE). (They lose fasthttp's writev of large
 // in-memory bodies, which recognises only its own wrapper: a far smaller
@@ -163,6 +166,17 @@ func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	return io.Copy(writerOnly{c.Conn}, r)
 }
+
+// SyscallConn gives the hangup watcher the socket beneath (hangup_linux.go).
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errNotSocket
+	}
+	return sc.SyscallConn()
+}
+
+var errNotSocket = errors.New("server: connection is not a socket")
 
 // writerOnly hides every method but Write, so that io.Copy does not call
 // back into ReadFrom.
