@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -38,8 +40,9 @@ type exchange struct {
 	sent         int64  // body bytes (handed to the connection, for a stream)
 	err          error  // what went wrong, for the log
 
-	// cancel ends the request's context; nil if it has none.
-	cancel    context.CancelFunc
+	// ctx is the request's context, ended with the exchange; nil if it
+	// has none.
+	ctx       *requestContext
 	streaming bool // the body is a stream, which ends the exchange
 	ended     bool
 }
@@ -74,12 +77,18 @@ func (x *exchange) end(sent int64, err error) {
 		return
 	}
 	x.ended = true
-	if x.cancel != nil {
-		x.cancel()
+	gone := false
+	if x.ctx != nil {
+		gone = x.ctx.clientGone()
+		x.ctx.end()
 	}
 	x.sent = sent
 	if err != nil && x.err == nil {
 		x.err = err
+		if gone && errors.Is(err, context.Canceled) {
+			// A fill reader's "context canceled" says less than its cause.
+			x.err = fmt.Errorf("%w: %w", errClientGone, err)
+		}
 	}
 	if sent > 0 && x.source != "" && x.source != "error" {
 		x.s.m.BytesServed.WithLabelValues(x.source).Add(float64(sent))

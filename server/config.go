@@ -53,9 +53,10 @@ type Config struct {
 	// close.
 	IdleTimeout time.Duration
 
-	// MaxConns bounds the connections served at once; beyond it new
-	// connections are answered 503 UNAVAILABLE (OCI error JSON; over TLS
-	// they are closed without an answer) and closed. Zero means 16384.
+	// MaxConns bounds the connections served at once; a new connection
+	// beyond it is answered and closed: GET and HEAD of /healthz and
+	// /readyz as within the limit, anything else 503 UNAVAILABLE (OCI error
+	// JSON). Zero means 16384.
 	MaxConns int
 	// MaxConnsPerIP bounds the connections from one client address, refused
 	// as MaxConns refuses. Zero means unlimited, which suits a cache that

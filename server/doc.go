@@ -29,6 +29,13 @@
 //   - Range: one range (bytes=N-, N-M, -N) is 206, a first byte past the
 //     end 416 RANGE_INVALID with "Content-Range: bytes */size"; several
 //     ranges or a malformed header are ignored (200), as RFC 9110 allows.
+//   - ?ns= given more than once is 400 NAME_INVALID, like a malformed one:
+//     the request names two registries, and taking one of them would let
+//     whatever sits in front of cacheyd read it as naming the other.
+//   - Errors (errors.go): upstream's own answer passes through; an upstream
+//     that did not answer in time (oci.ErrUpstreamTimeout, or a deadline)
+//     is 504 UNAVAILABLE, one that cannot be reached 502; a HEAD gets the
+//     headers a GET of the same error gets, Content-Length included.
 //
 // Guards (see docs/security.md):
 //
@@ -42,14 +49,27 @@
 //     reading of a request from the connection's start or the request's
 //     first byte (408, then close), so a client that sends half a request
 //     holds a connection for ReadTimeout at most; connections beyond
-//     MaxConns or MaxConnsPerIP are answered 503 UNAVAILABLE and closed
-//     (limit.go). Every refusal is OCI error JSON.
+//     MaxConns or MaxConnsPerIP are answered and closed (limit.go,
+//     refuse.go): their request head is read on a goroutine of its own
+//     (a few KiB within a second, at most 64 such connections at once),
+//     GET and HEAD of /healthz and /readyz get the answers they would get
+//     within the limits, so that probes do not fail a cacheyd for being
+//     busy, and anything else 503 UNAVAILABLE. Every refusal is OCI error
+//     JSON.
+//   - A client that leaves while its request waits (on upstream, on a fill
+//     to start, or on the bytes of a fill in flight) is noticed: its
+//     request context is cancelled, the response fails and the connection
+//     is closed, which frees its slot (reqcontext.go, hangup_linux.go). It
+//     is logged and counted as 499, as nginx does. (Over TLS the close
+//     notification a client sends first ends the watch undecided; there a
+//     client that left is noticed at the next write.)
 //   - Config.TLS serves HTTPS (HTTP/1.1).
 //
 // The server is the only package that knows the HTTP library (fasthttp);
 // below it, everything speaks oci.Request, context.Context and io.Reader.
 // Bodies are streamed: a disk hit is sent with sendfile, a fill in flight as
-// it is written, and a body that fails part-way aborts the connection so
+// it is written (its headers at once, each read as it returns, not when a
+// buffer fills), and a body that fails part-way aborts the connection so
 // that a client never mistakes a short response for a whole one. The write
 // deadline moves with progress, so a long download is never cut off but a
 // client that stops reading is (see stream.go).

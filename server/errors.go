@@ -85,6 +85,15 @@ type errorEntry struct {
 	Detail  any    `json:"detail"`
 }
 
+// statusClientClosed is nginx's "client closed request": the status logged
+// and counted for a request whose client left before its answer was ready.
+// It is written to a connection that is being closed, so no client reads it.
+const statusClientClosed = 499
+
+// errClientGone is the cause of a request context cancelled because the
+// client closed its connection (hangup_linux.go).
+var errClientGone = errors.New("client closed the connection")
+
 // writeError answers err on resp and returns the status it chose:
 //
 //   - *oci.Error carrying upstream's own Body: status, Content-Type, body,
@@ -93,11 +102,20 @@ type errorEntry struct {
 //     registry's realm and retries with Authorization;
 //   - *oci.Error without Body: its status with the OCI error JSON (and its
 //     challenge and Retry-After, if any);
+//   - oci.ErrUpstreamTimeout or context.DeadlineExceeded: 504 UNAVAILABLE,
+//     upstream (or a fill waiting on it) took too long;
 //   - oci.ErrUpstreamUnavailable: 502 UNAVAILABLE at once, so containerd
 //     moves on to the next host in hosts.toml;
+//   - errClientGone: 499, for the log; nobody reads it;
 //   - a cancelled request (the server is shutting down): 503 UNAVAILABLE;
 //   - anything else: 500 with a generic message; what went wrong is for the
 //     access log, not for the client.
+//
+// The answer does not depend on the method: a HEAD gets every header a GET
+// of the same error gets, Content-Type and Content-Length included, and
+// fasthttp leaves out the body. (Upstream's answer to a HEAD has no body,
+// so an error met by an upstream HEAD is answered with cacheyd's own JSON,
+// to a HEAD as it would be to a GET.)
 func writeError(resp *fasthttp.Response, err error) int {
 	if na := (*notAllowed)(nil); errors.As(err, &na) {
 		resp.Header.Set("Allow", na.allow)
@@ -105,8 +123,13 @@ func writeError(resp *fasthttp.Response, err error) int {
 	e, ok := oci.AsError(err)
 	switch {
 	case ok && e.Status >= 400 && e.Status <= 599:
+	case errors.Is(err, oci.ErrUpstreamTimeout), errors.Is(err, context.DeadlineExceeded):
+		// Before ErrUpstreamUnavailable, which a timeout wraps too.
+		e = &oci.Error{Status: http.StatusGatewayTimeout, Code: oci.CodeUnavailable, Message: "upstream registry did not answer in time"}
 	case errors.Is(err, oci.ErrUpstreamUnavailable):
 		e = &oci.Error{Status: http.StatusBadGateway, Code: oci.CodeUnavailable, Message: "upstream registry unavailable"}
+	case errors.Is(err, errClientGone):
+		e = &oci.Error{Status: statusClientClosed, Code: oci.CodeUnavailable, Message: "client closed the connection"}
 	case errors.Is(err, context.Canceled):
 		e = &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "server shutting down"}
 	default:
@@ -119,19 +142,22 @@ func writeError(resp *fasthttp.Response, err error) int {
 	if e.RetryAfter != "" {
 		resp.Header.Set("Retry-After", e.RetryAfter)
 	}
-	if e.Body != nil {
+	body := e.Body
+	if body != nil {
 		if e.ContentType != "" {
 			resp.Header.SetContentType(e.ContentType)
 		}
-		resp.SetBody(e.Body)
-		return e.Status
+	} else {
+		var merr error
+		if body, merr = json.Marshal(errorJSON{Errors: []errorEntry{{Code: e.Code, Message: e.Message}}}); merr != nil {
+			// Strings always marshal; this is unreachable.
+			body = []byte(`{"errors":[{"code":"UNKNOWN","message":"internal error","detail":null}]}`)
+		}
+		resp.Header.SetContentType("application/json")
 	}
-	body, merr := json.Marshal(errorJSON{Errors: []errorEntry{{Code: e.Code, Message: e.Message}}})
-	if merr != nil {
-		// Strings always marshal; this is unreachable.
-		body = []byte(`{"errors":[{"code":"UNKNOWN","message":"internal error","detail":null}]}`)
-	}
-	resp.Header.SetContentType("application/json")
 	resp.SetBody(body)
+	// fasthttp sets Content-Length from the body it sends; for a HEAD it
+	// keeps ours, which an empty body would otherwise leave out.
+	resp.Header.SetContentLength(len(body))
 	return e.Status
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -70,6 +71,42 @@ func TestWriteError(t *testing.T) {
 			name:       "upstream unavailable is a fast 502",
 			err:        fmt.Errorf("dial registry-1.docker.io: %w", oci.ErrUpstreamUnavailable),
 			wantStatus: 502,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
+			name:       "upstream timeout is 504, though it is also unavailable",
+			err:        fmt.Errorf("upstream registry.example.test: %w: %w", oci.ErrUpstreamUnavailable, oci.ErrUpstreamTimeout),
+			wantStatus: 504,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
+			name:       "upstream timeout alone is 504",
+			err:        fmt.Errorf("tag lookup: %w", oci.ErrUpstreamTimeout),
+			wantStatus: 504,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
+			name:       "a deadline is 504",
+			err:        fmt.Errorf("fill sha256:abc: %w", context.DeadlineExceeded),
+			wantStatus: 504,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
+			name:       "a deadline beside unavailable is 504",
+			err:        fmt.Errorf("dial: %w: %w", oci.ErrUpstreamUnavailable, context.DeadlineExceeded),
+			wantStatus: 504,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
+			name:       "a registry's own 503 stays its answer",
+			err:        fmt.Errorf("fill: %w", &oci.Error{Status: 503, Code: oci.CodeUnavailable, Message: "maintenance", Err: context.DeadlineExceeded}),
+			wantStatus: 503,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
+			name:       "the client left",
+			err:        fmt.Errorf("%w: %w", errClientGone, context.Canceled),
+			wantStatus: statusClientClosed,
 			wantCode:   oci.CodeUnavailable,
 		},
 		{
@@ -192,5 +229,86 @@ func TestUnavailableAndInternal(t *testing.T) {
 		if line["err"] != errs[i].Error() || line["source"] != "error" {
 			t.Errorf("access line err=%v source=%v, want %q and error", line["err"], line["source"], errs[i])
 		}
+	}
+}
+
+// TestErrorHeadersForHeadAsForGet: a HEAD that meets an error gets every
+// header a GET meeting the same error gets (status, Content-Type,
+// Content-Length, WWW-Authenticate, Retry-After, the API version, Allow),
+// and no body: errors cacheyd makes, upstream answers passed through with
+// their body, and upstream answers without one (as an upstream HEAD's are).
+func TestErrorHeadersForHeadAsForGet(t *testing.T) {
+	upstreamBody := []byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}`)
+	tests := []struct {
+		name   string
+		target string
+		err    error // the cache's answer
+		want   int
+	}{
+		{name: "no endpoint", target: "/v2/app/nope", want: 404},
+		{name: "bad name", target: "/v2/BAD/manifests/v1", want: 400},
+		{name: "duplicate ns", target: "/v2/app/manifests/v1?ns=ghcr.io&ns=quay.io", want: 400},
+		{name: "push", target: "/v2/app/blobs/uploads/", want: 405},
+		{
+			name: "upstream 401 with challenge and body", target: "/v2/org/private/manifests/v1",
+			err:  &oci.Error{Status: 401, Code: oci.CodeUnauthorized, Challenge: challenge, Body: upstreamBody, ContentType: "application/json; charset=utf-8"},
+			want: 401,
+		},
+		{
+			name: "upstream 401 from a HEAD, without body", target: "/v2/org/private/manifests/v1",
+			err:  &oci.Error{Status: 401, Code: oci.CodeUnauthorized, Message: "upstream answered 401 Unauthorized", Challenge: challenge},
+			want: 401,
+		},
+		{
+			name: "upstream 429 with Retry-After and body", target: "/v2/app/manifests/v1",
+			err:  &oci.Error{Status: 429, Code: oci.CodeTooManyRequests, RetryAfter: "30", Body: []byte("slow down"), ContentType: "text/plain"},
+			want: 429,
+		},
+		{
+			name: "upstream 429 with Retry-After, without body", target: "/v2/app/blobs/" + string(digestA),
+			err:  &oci.Error{Status: 429, Code: oci.CodeTooManyRequests, Message: "upstream answered 429", RetryAfter: "30"},
+			want: 429,
+		},
+		{
+			name: "upstream error with an empty body", target: "/v2/app/manifests/v1",
+			err:  &oci.Error{Status: 403, Code: oci.CodeDenied, Body: []byte{}},
+			want: 403,
+		},
+		{
+			name: "upstream timeout", target: "/v2/app/manifests/v1",
+			err:  fmt.Errorf("upstream: %w: %w", oci.ErrUpstreamUnavailable, oci.ErrUpstreamTimeout),
+			want: 504,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fc := &fakeCache{answer: func(*oci.Request) (answer, error) { return answer{}, tt.err }}
+			ts := startServer(t, Config{}, fc.get)
+			get, getBody, err := ts.do(t, "GET", tt.target, nil)
+			if err != nil || get.StatusCode != tt.want {
+				t.Fatalf("GET: %v, status %d, want %d", err, get.StatusCode, tt.want)
+			}
+			head, headBody, err := ts.do(t, "HEAD", tt.target, nil)
+			if err != nil || head.StatusCode != get.StatusCode {
+				t.Fatalf("HEAD: %v, status %d, GET's %d", err, head.StatusCode, get.StatusCode)
+			}
+			if len(headBody) != 0 {
+				t.Errorf("HEAD has a body of %d bytes", len(headBody))
+			}
+			if cl := get.Header.Get("Content-Length"); cl != strconv.Itoa(len(getBody)) {
+				t.Errorf("GET Content-Length %q for a body of %d bytes", cl, len(getBody))
+			}
+			getHeader, headHeader := get.Header.Clone(), head.Header.Clone()
+			getHeader.Del("Date")
+			headHeader.Del("Date")
+			if diff := cmp.Diff(getHeader, headHeader); diff != "" {
+				t.Errorf("headers (-GET +HEAD):\n%s", diff)
+			}
+			for _, k := range []string{"Content-Length", apiVersionHeader} {
+				if _, ok := head.Header[http.CanonicalHeaderKey(k)]; !ok {
+					t.Errorf("HEAD without %s", k)
+				}
+			}
+		})
 	}
 }

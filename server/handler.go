@@ -1,8 +1,8 @@
 package server
 
 import (
-	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -152,10 +152,16 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
 
 // serveContent answers a manifest or blob from the cache.
 func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incoming, req *oci.Request) {
-	rctx, cancel := context.WithCancel(s.base)
-	x.cancel = cancel
+	rctx := s.newRequestContext(ctx.Conn())
+	x.ctx = rctx
 	ans, err := s.get(rctx, req)
 	if err != nil {
+		if rctx.clientGone() {
+			// Whatever the cache made of its cancelled wait: the answer
+			// goes nowhere, and the connection is closed after it.
+			err = fmt.Errorf("%w: %w", errClientGone, err)
+			ctx.SetConnectionClose()
+		}
 		x.fail(ctx, err)
 		return
 	}
@@ -256,6 +262,10 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 				return
 			}
 		}
+		// Headers go out before the first byte, which may be long in
+		// coming, and so the body's bytes reach the connection as they
+		// come (stream.go).
+		ctx.Response.ImmediateHeaderFlush = true
 		ctx.Response.SetBodyStream(&readerStream{base}, size)
 	}
 }

@@ -1,63 +1,52 @@
 package server
 
 import (
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"sync"
-	"time"
-
-	"github.com/cacheyd/cacheyd/oci"
+	"syscall"
 )
 
 // limitListener enforces Config.MaxConns and Config.MaxConnsPerIP as it
 // accepts. fasthttp's own limits answer with plain text, and its
 // MaxConnsPerIP wraps every connection in a type that hides
 // *net.TCPConn's ReadFrom, and with it sendfile (see stream.go); the
-// connections of this listener keep ReadFrom, and a refused connection is
-// answered like any other refusal, with OCI error JSON (503 UNAVAILABLE),
-// before it is closed. (They lose fasthttp's writev of large in-memory
-// bodies, which recognises only its own wrapper: a far smaller cost.)
+// connections of this listener keep ReadFrom (and SyscallConn, for the
+// hangup watcher), and a refused connection is handed to the refuser
+// (refuse.go), which answers its health probes and refuses the rest with
+// OCI error JSON (503 UNAVAILABLE). (They lose fasthttp's writev of large
+// in-memory bodies, which recognises only its own wrapper: a far smaller
+// cost.)
 type limitListener struct {
 	net.Listener
 	maxConns int // 0: no limit
 	maxPerIP int // 0: no limit
-	// refusal is written to a refused connection before it is closed; nil
-	// closes it at once (TLS, where the handshake has not happened yet).
-	refusal []byte
+	// refuser answers the connections beyond the limits; nil closes them
+	// at once.
+	refuser *refuser
 	log     *slog.Logger
 
-	mu    sync.Mutex // guards total and perIP
+	mu    sync.Mutex // guards total, perIP and changed
 	total int
 	perIP map[netip.Addr]int // open connections per client address
+	// changed is closed and cleared when total changes; it exists only
+	// while someone waits (waitOpen), so that nobody else pays for it.
+	changed chan struct{}
 }
 
-// refusalWriteTimeout bounds writing the refusal: it fits the socket's
-// send buffer, so only a connection that is already gone takes long.
-const refusalWriteTimeout = time.Second
-
-func newLimitListener(ln net.Listener, maxConns, maxPerIP int, plain bool, log *slog.Logger) *limitListener {
-	l := &limitListener{Listener: ln, maxConns: maxConns, maxPerIP: maxPerIP, log: log, perIP: map[netip.Addr]int{}}
-	if plain {
-		l.refusal = tooManyConnections()
-	}
-	return l
-}
-
-// tooManyConnections is the whole HTTP response a refused connection gets.
-func tooManyConnections() []byte {
-	body, _ := json.Marshal(errorJSON{Errors: []errorEntry{{Code: oci.CodeUnavailable, Message: "too many connections"}}})
-	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s: %s\r\nConnection: close\r\n\r\n%s",
-		http.StatusServiceUnavailable, http.StatusText(http.StatusServiceUnavailable), len(body), apiVersionHeader, apiVersion, body)
+func newLimitListener(ln net.Listener, maxConns, maxPerIP int, refuser *refuser, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: ln, maxConns: maxConns, maxPerIP: maxPerIP, refuser: refuser, log: log, perIP: map[netip.Addr]int{}}
 }
 
 // Accept returns the next connection that is within the limits; the
-// others are answered 503 and closed at once, which a client such as
-// containerd answers by trying its next mirror or the registry itself.
+// others go to the refuser, which never makes Accept wait on a client. A
+// client such as containerd answers the 503 by trying its next mirror or
+// the registry itself.
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
@@ -72,12 +61,22 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return &limitedConn{Conn: c, l: l, ip: ip}, nil
 		}
 		l.log.Debug("connection refused: too many", "remote", c.RemoteAddr().String(), "max_conns", l.maxConns, "max_conns_per_ip", l.maxPerIP)
-		if l.refusal != nil {
-			_ = c.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
-			_, _ = c.Write(l.refusal)
+		if l.refuser != nil {
+			l.refuser.refuse(c)
+		} else {
+			_ = c.Close()
 		}
-		_ = c.Close()
 	}
+}
+
+// Close closes the listener, then the refused connections still being
+// answered, and waits for their goroutines.
+func (l *limitListener) Close() error {
+	err := l.Listener.Close()
+	if l.refuser != nil {
+		l.refuser.close()
+	}
+	return err
 }
 
 func (l *limitListener) acquire(ip netip.Addr) bool {
@@ -93,6 +92,10 @@ func (l *limitListener) acquire(ip netip.Addr) bool {
 	if ip.IsValid() {
 		l.perIP[ip]++
 	}
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
 	return true
 }
 
@@ -100,6 +103,10 @@ func (l *limitListener) release(ip netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
 	if !ip.IsValid() {
 		return
 	}
@@ -113,6 +120,27 @@ func (l *limitListener) open() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.total
+}
+
+// waitOpen waits until exactly n connections are held, or ctx is done.
+func (l *limitListener) waitOpen(ctx context.Context, n int) error {
+	for {
+		l.mu.Lock()
+		if l.total == n {
+			l.mu.Unlock()
+			return nil
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("server: waiting for %d open connections, have %d: %w", n, l.open(), ctx.Err())
+		}
+	}
 }
 
 // limitedConn gives its slots back when closed.
@@ -138,6 +166,17 @@ func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	return io.Copy(writerOnly{c.Conn}, r)
 }
+
+// SyscallConn gives the hangup watcher the socket beneath (hangup_linux.go).
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errNotSocket
+	}
+	return sc.SyscallConn()
+}
+
+var errNotSocket = errors.New("server: connection is not a socket")
 
 // writerOnly hides every method but Write, so that io.Copy does not call
 // back into ReadFrom.

@@ -21,6 +21,8 @@ type incoming struct {
 	path  string
 	ns    string
 	hasNS bool
+	// nsRepeated: ?ns= was given more than once.
+	nsRepeated bool
 	// accept holds every Accept header value as sent.
 	accept        []string
 	rangeHeader   string
@@ -46,6 +48,13 @@ func readIncoming(ctx *fasthttp.RequestCtx) incoming {
 	}
 	if args := ctx.QueryArgs(); args.Has("ns") {
 		in.ns, in.hasNS = string(args.Peek("ns")), true
+		n := 0
+		for k := range args.All() {
+			if string(k) == "ns" {
+				n++
+			}
+		}
+		in.nsRepeated = n > 1
 	}
 	for _, v := range h.PeekAll("Accept") {
 		if len(in.accept) == maxAcceptValues {
@@ -85,6 +94,11 @@ func parseAPI(in *incoming, defaultRegistry string) (apiRequest, error) {
 		// With ?ns= (containerd's mirror protocol) the whole path is the
 		// repository name, even when its first component looks like a host:
 		// "team.name/app" on ns=registry.example.com is one name.
+		if in.nsRepeated {
+			// Two registries named: taking either one would let a proxy in
+			// front of cacheyd and cacheyd itself read different requests.
+			return apiRequest{}, oci.ErrNameInvalid("ns: given more than once")
+		}
 		if registry, err = oci.NormalizeRegistry(in.ns); err != nil {
 			return apiRequest{}, oci.ErrNameInvalid("ns: " + err.Error())
 		}

@@ -47,9 +47,10 @@ type Server struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 
-	mu        sync.Mutex     // guards listeners and closed
-	listeners []net.Listener // every listener given to Serve
-	closed    bool           // Shutdown has been called
+	mu        sync.Mutex       // guards listeners, limits and closed
+	listeners []net.Listener   // every listener given to Serve
+	limits    []*limitListener // the limit listener of each, beneath TLS if any
+	closed    bool             // Shutdown has been called
 }
 
 // New returns a Server answering from cache. It panics if cfg.Validate
@@ -117,12 +118,16 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 // nil, speaking HTTPS when Config.TLS is set. Any other error is the
 // listener's.
 func (s *Server) Serve(ln net.Listener) error {
-	ln = newLimitListener(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, s.cfg.TLS == nil, s.log)
+	var tc *tls.Config
 	if s.cfg.TLS != nil {
-		tc := s.cfg.TLS.Clone()
+		tc = s.cfg.TLS.Clone()
 		// fasthttp speaks HTTP/1.1 only.
 		tc.NextProtos = []string{"http/1.1"}
-		ln = tls.NewListener(ln, tc)
+	}
+	lim := newLimitListener(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, newRefuser(tc, s.ready.Load), s.log)
+	ln = lim
+	if tc != nil {
+		ln = &tlsListener{Listener: lim, config: tc}
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -130,6 +135,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return nil
 	}
 	s.listeners = append(s.listeners, ln)
+	s.limits = append(s.limits, lim)
 	s.mu.Unlock()
 	err := s.http.Serve(ln)
 	if s.isClosed() {

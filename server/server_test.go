@@ -217,7 +217,7 @@ func TestLimitListener(t *testing.T) {
 		return &fakeAddrConn{addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000}}
 	}
 	in := &chanListener{conns: make(chan net.Conn, 10)}
-	l := newLimitListener(in, 0, 2, false, slog.New(newLogSink()))
+	l := newLimitListener(in, 0, 2, nil, slog.New(newLogSink()))
 	a1, a2, a3, b1 := conn("10.0.0.1"), conn("10.0.0.1"), conn("::ffff:10.0.0.1"), conn("10.0.0.2")
 	for _, c := range []net.Conn{a1, a2, a3, b1} {
 		in.conns <- c
@@ -257,7 +257,7 @@ func TestLimitListener(t *testing.T) {
 
 func TestLimitListenerTotal(t *testing.T) {
 	in := &chanListener{conns: make(chan net.Conn, 10)}
-	l := newLimitListener(in, 2, 0, false, slog.New(newLogSink()))
+	l := newLimitListener(in, 2, 0, nil, slog.New(newLogSink()))
 	conns := []*fakeAddrConn{
 		{addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.1")}}, {addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.2")}},
 		{addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.3")}}, {addr: &net.TCPAddr{IP: net.ParseIP("10.0.0.4")}},

@@ -31,6 +31,18 @@ import (
 //     piece is one sendfile run, with the deadline renewed and the bytes
 //     counted between pieces. strace shows sendfile(2) calls of 1 MiB, and
 //     BenchmarkServeBlob shows fileStream keeping pace with a bare *os.File.
+//   - Any other stream (a fill in flight, a pass-through, an uncached
+//     stream) is sent as its bytes arrive: a slow upstream must not leave a
+//     client with nothing for seconds. Its headers are flushed before the
+//     body (Response.ImmediateHeaderFlush), so the writer's buffer is empty
+//     when readerStream.WriteTo hands the body to the fixed-size writer's
+//     ReadFrom; bufio.Writer.ReadFrom then passes it straight to the
+//     connection's ReadFrom, whose generic path (io.Copy) writes each read
+//     at once. Written through the fixed-size writer's Write, a small read
+//     would wait in fasthttp's 4 KiB buffer instead. A body of unknown size
+//     goes out chunked, which fasthttp reads through Read and flushes chunk
+//     by chunk. Over TLS the connection is given a ReadFrom of the same kind
+//     (tls.go), since *tls.Conn has none.
 //   - fasthttp's WriteTimeout is one deadline for the whole response,
 //     headers and body, set when the handler returns (not per write), so
 //     any value short enough to drop a stalled client would cut off a
@@ -81,10 +93,17 @@ func (s *streamBase) renewDeadline() {
 	}
 }
 
-// Read serves fasthttp when it does not use WriteTo.
+// Read serves fasthttp when it does not use WriteTo (a chunked body).
 func (s *streamBase) Read(p []byte) (int, error) {
-	n, err := s.body.Read(p)
+	n, err := s.read(p)
 	s.sent += int64(n)
+	return n, err
+}
+
+// read reads the body, renewing the write deadline for the bytes it got
+// (they are written next) and keeping the first error for the log.
+func (s *streamBase) read(p []byte) (int, error) {
+	n, err := s.body.Read(p)
 	if n > 0 {
 		s.renewDeadline()
 	}
@@ -111,12 +130,29 @@ func (s *streamBase) CloseWithError(werr error) error {
 	return cerr
 }
 
-// readerStream streams any body (a fill in flight, a window of a file, a
-// pass-through) in copyBufferSize pieces.
+// readerStream streams any body but a file (a fill in flight, a
+// pass-through, an uncached stream), each read handed to the connection as
+// it comes (see the top of this file). Its headers must have been flushed.
 type readerStream struct{ streamBase }
 
-// WriteTo copies the body to w.
-func (s *readerStream) WriteTo(w io.Writer) (int64, error) { return s.copyTo(w) }
+// WriteTo gives the body to w's ReadFrom when it has one (fasthttp's
+// fixed-size writer always does), else copies it.
+func (s *readerStream) WriteTo(w io.Writer) (int64, error) {
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		return s.copyTo(w)
+	}
+	n, err := rf.ReadFrom(bodyReader{&s.streamBase})
+	s.sent += n
+	return n, err
+}
+
+// bodyReader is a stream's body as a bare io.Reader. It is neither an
+// io.WriterTo nor a syscall.Conn, so a connection's ReadFrom takes its
+// generic path and writes each read as it returns.
+type bodyReader struct{ s *streamBase }
+
+func (r bodyReader) Read(p []byte) (int, error) { return r.s.read(p) }
 
 // copyTo copies the body to w, renewing the write deadline before each
 // write so that only a stall, not a long transfer, times out.

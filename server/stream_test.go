@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -353,4 +354,56 @@ func TestStalledClientIsDropped(t *testing.T) {
 		t.Errorf("logged bytes = %d, want fewer than %d", got, size)
 	}
 	c.checkClosed(t)
+}
+
+// TestStreamBytesReachClientAtOnce: a stream other than a file (here a
+// fill whose upstream is slow) sends its headers before its first byte
+// exists, and every piece as it comes, rather than when fasthttp's 4 KiB
+// buffer fills: with a known size and chunked, over plain TCP and TLS.
+func TestStreamBytesReachClientAtOnce(t *testing.T) {
+	const piece, pieces = 100, 3
+	cert, pool := selfSigned(t)
+	for _, tt := range []struct {
+		name string
+		size int64
+		tls  bool
+	}{
+		{"known size", piece * pieces, false},
+		{"chunked", -1, false},
+		{"known size over TLS", piece * pieces, true},
+		{"chunked over TLS", -1, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHeldFill(tt.size)
+			cfg := Config{}
+			if tt.tls {
+				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
+			ts := startTCPServer(t, cfg, h.get)
+			c := dialRaw(t, ts.addr)
+			if tt.tls {
+				c = deadlined(t, tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}))
+			}
+			sendRaw(t, c, "GET /v2/app/blobs/"+string(digestA)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no headers while the fill has sent nothing: %v", err)
+			}
+			if resp.StatusCode != 200 || resp.ContentLength != tt.size {
+				t.Fatalf("status %d, Content-Length %d; want 200, %d", resp.StatusCode, resp.ContentLength, tt.size)
+			}
+			for i := range pieces {
+				data := testData(piece)
+				h.feed <- data
+				got := make([]byte, piece)
+				if _, err := io.ReadFull(resp.Body, got); err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("piece %d did not arrive while the fill held the rest: %v", i, err)
+				}
+			}
+			close(h.feed)
+			if rest, err := io.ReadAll(resp.Body); err != nil || len(rest) != 0 {
+				t.Errorf("after the last piece: %d bytes, %v", len(rest), err)
+			}
+		})
+	}
 }

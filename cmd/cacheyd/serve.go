@@ -50,7 +50,7 @@ func (serveCmd) Run(s *serveFlags) error {
 type serveFlags struct {
 	Listen          string        `group:"Server" default:":30123" help:"Address to serve the registry API, /metrics and health on."`
 	ShutdownTimeout time.Duration `group:"Server" default:"30s" help:"On SIGTERM, how long responses in flight may take to finish."`
-	MaxConns        int           `group:"Server" name:"max-conns" placeholder:"N" help:"Connections served at once; more are answered 503 and closed (0: 16384)."`
+	MaxConns        int           `group:"Server" name:"max-conns" placeholder:"N" help:"Connections served at once; more are answered 503 (health probes as usual) and closed (0: 16384)."`
 	MaxConnsPerIP   int           `group:"Server" name:"max-conns-per-ip" placeholder:"N" help:"Connections from one client address (0: unlimited; nodes behind source NAT share one)."`
 	ReadTimeout     time.Duration `group:"Server" name:"read-timeout" help:"Longest time to receive one request, headers included (0: 30s)."`
 	WriteTimeout    time.Duration `group:"Server" name:"write-timeout" help:"Longest time a response may make no progress before the client is dropped (0: 60s)."`
