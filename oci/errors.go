@@ -78,17 +78,6 @@ func AsError(err error) (*Error, bool) {
 	return e, ok
 }
 
-// StatusOf maps any error to the HTTP status it should be answered with.
-func StatusOf(err error) int {
-	if e, ok := AsError(err); ok {
-		return e.Status
-	}
-	if errors.Is(err, ErrUpstreamUnavailable) {
-		return http.StatusBadGateway
-	}
-	return http.StatusInternalServerError
-}
-
 func newError(status int, code, msg string) *Error {
 	return &Error{Status: status, Code: code, Message: msg}
 }

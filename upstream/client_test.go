@@ -124,8 +124,8 @@ func TestInvalidRequests(t *testing.T) {
 			r := *good
 			tt.change(&r)
 			_, err := c.Fetch(t.Context(), &r)
-			if got := oci.StatusOf(err); got != tt.status {
-				t.Errorf("Fetch = %v (status %d), want status %d", err, got, tt.status)
+			if e, ok := oci.AsError(err); !ok || e.Status != tt.status {
+				t.Errorf("Fetch = %v, want an *oci.Error with status %d", err, tt.status)
 			}
 		})
 	}
@@ -192,7 +192,7 @@ func TestUnreachableUpstream(t *testing.T) {
 		req := blobRequest("GET", content)
 		req.Authorization = auth
 		_, err := c.Fetch(t.Context(), req)
-		if !errors.Is(err, oci.ErrUpstreamUnavailable) || oci.StatusOf(err) != http.StatusBadGateway {
+		if _, isAnswer := oci.AsError(err); !errors.Is(err, oci.ErrUpstreamUnavailable) || isAnswer {
 			t.Errorf("Fetch with Authorization %q = %v, want ErrUpstreamUnavailable (502)", auth, err)
 		}
 		if _, ok := oci.AsError(err); ok {
