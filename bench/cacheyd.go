@@ -2,66 +2,26 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
+	"github.com/cacheyd/cacheyd/internal/app"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
-	"github.com/cacheyd/cacheyd/metrics"
-	"github.com/cacheyd/cacheyd/server"
-	"github.com/cacheyd/cacheyd/tier"
-	"github.com/cacheyd/cacheyd/upstream"
 )
 
-// startCacheyd is the Starter used when Config.Start is nil: cacheyd wired
-// from upstream, tier and server as cmd/cacheyd does, with cacheyd's
-// default budgets (256 MiB memory, objects up to 1 MiB in memory, a 1m tag
-// TTL), its metrics at /metrics (the soak reads them), listening on a free
-// loopback port, logging nothing.
-func startCacheyd(_ context.Context, c CacheydConfig) (string, func() error, error) {
-	log := slog.New(slog.DiscardHandler)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector())
-	m := metrics.New(reg)
-	origin, err := upstream.New(upstream.Config{
-		RegistryURLs: map[string]string{c.Registry: c.URL}, AllowedHosts: []string{c.CDN},
-		UserAgent: "cacheyd-bench", Metrics: m, Logger: log,
-	})
-	if err != nil {
-		return "", nil, err
-	}
-	cache, err := tier.New(tier.Config{
-		Dir: c.Dir, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20, TagTTL: time.Minute, Metrics: m, Logger: log,
-	}, origin)
-	if err != nil {
-		return "", nil, err
-	}
-	srv := server.New(server.Config{Name: "cacheyd", Logger: log, Metrics: m, Gatherer: reg}, cache)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cache.Close()
-		return "", nil, fmt.Errorf("bench: listen: %w", err)
-	}
-	served := make(chan error, 1)
-	// Stops when stop shuts the server down.
-	go func() { served <- srv.Serve(ln) }()
-	stop := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := srv.Shutdown(ctx)
-		if serr := <-served; serr != nil && !errors.Is(serr, net.ErrClosed) {
-			err = errors.Join(err, serr)
-		}
-		return errors.Join(err, cache.Close())
-	}
-	return "http://" + ln.Addr().String(), stop, nil
+// startCacheyd is the Starter used when Config.Start is nil: cacheyd with
+// its own wiring and defaults (app.Defaults), on a free loopback port, the
+// cache directory given, the one upstream mapped and its CDN allowed,
+// logging nothing.
+func startCacheyd(ctx context.Context, c CacheydConfig) (string, func() error, error) {
+	cfg := app.Defaults()
+	cfg.Listen, cfg.ShutdownTimeout, cfg.Cache.Dir = "127.0.0.1:0", 10*time.Second, c.Dir
+	cfg.Upstream.RegistryURLs = map[string]string{c.Registry: c.URL}
+	cfg.Upstream.AllowedHosts = []string{c.CDN}
+	return app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
 }
 
 // startForScenario starts cacheyd for the load or soak scenario on dir (a

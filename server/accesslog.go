@@ -35,7 +35,7 @@ type exchange struct {
 	path string
 
 	status       int
-	source       string // tier.Source, or "error"
+	source       string // cache.Source, or "error"
 	contentRange string // the Content-Range of a 206
 	sent         int64  // body bytes (handed to the connection, for a stream)
 	err          error  // what went wrong, for the log

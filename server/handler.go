@@ -154,7 +154,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
 func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incoming, req *oci.Request) {
 	rctx := s.newRequestContext(ctx.Conn())
 	x.ctx = rctx
-	ans, err := s.get(rctx, req)
+	obj, err := s.cache.Get(rctx, req)
 	if err != nil {
 		if rctx.clientGone() {
 			// Whatever the cache made of its cancelled wait: the answer
@@ -165,35 +165,36 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		x.fail(ctx, err)
 		return
 	}
-	x.source = ans.source.String()
-	if req.Method == http.MethodGet && !ans.hasBody {
+	x.source = obj.Source.String()
+	hasBody := obj.HasBody()
+	if req.Method == http.MethodGet && !hasBody {
 		// Headers with no body would read as empty content.
-		_ = ans.content.Close()
+		_ = obj.Close()
 		x.fail(ctx, errNoBody)
 		return
 	}
 	etag := ""
-	if ans.digest != "" {
-		etag = `"` + string(ans.digest) + `"`
+	if obj.Digest != "" {
+		etag = `"` + string(obj.Digest) + `"`
 	}
 
 	// Range applies to GET only (RFC 9110 §14.2), and only while If-Range,
 	// if sent, still names this content.
-	off, n, status := int64(0), ans.size, http.StatusOK
-	if ans.hasBody && in.rangeHeader != "" && (in.ifRange == "" || (etag != "" && in.ifRange == etag)) {
-		br, rr := parseRange(in.rangeHeader, ans.size)
+	off, n, status := int64(0), obj.Size, http.StatusOK
+	if hasBody && in.rangeHeader != "" && (in.ifRange == "" || (etag != "" && in.ifRange == etag)) {
+		br, rr := parseRange(in.rangeHeader, obj.Size)
 		switch rr {
 		case rangeUnsatisfiable:
-			_ = ans.content.Close()
-			ctx.Response.Header.Set("Content-Range", "bytes */"+strconv.FormatInt(ans.size, 10))
+			_ = obj.Close()
+			ctx.Response.Header.Set("Content-Range", "bytes */"+strconv.FormatInt(obj.Size, 10))
 			x.fail(ctx, &oci.Error{
 				Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid,
-				Message: "range " + quoteShort(in.rangeHeader) + " not satisfiable: content is " + strconv.FormatInt(ans.size, 10) + " bytes",
+				Message: "range " + quoteShort(in.rangeHeader) + " not satisfiable: content is " + strconv.FormatInt(obj.Size, 10) + " bytes",
 			})
 			return
 		case rangeOK:
 			off, n, status = br.start, br.length, http.StatusPartialContent
-			x.contentRange = br.contentRange(ans.size)
+			x.contentRange = br.contentRange(obj.Size)
 		}
 	}
 
@@ -203,16 +204,16 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		raw  []byte
 		body io.ReadCloser
 	)
-	switch b := ans.content.Bytes(); {
-	case !ans.hasBody: // HEAD
-		_ = ans.content.Close()
-	case b != nil && int64(len(b)) == ans.size:
+	switch b := obj.Bytes(); {
+	case !hasBody: // HEAD
+		_ = obj.Close()
+	case b != nil && int64(len(b)) == obj.Size:
 		// A memory hit: the shared slice is immutable, so no copy.
-		_ = ans.content.Close()
+		_ = obj.Close()
 		raw = b[off : off+n]
 	default:
-		if body, err = ans.content.Body(off, n); err != nil {
-			_ = ans.content.Close()
+		if body, err = obj.Body(off, n); err != nil {
+			_ = obj.Close()
 			x.fail(ctx, err)
 			return
 		}
@@ -220,14 +221,14 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 
 	h := &ctx.Response.Header
 	ctx.SetStatusCode(status)
-	if ans.digest != "" {
-		h.Set("Docker-Content-Digest", string(ans.digest))
+	if obj.Digest != "" {
+		h.Set("Docker-Content-Digest", string(obj.Digest))
 		h.Set("ETag", etag)
 	}
-	if ans.mediaType != "" {
-		h.SetContentType(ans.mediaType)
+	if obj.MediaType != "" {
+		h.SetContentType(obj.MediaType)
 	}
-	if ans.size >= 0 {
+	if obj.Size >= 0 {
 		h.Set("Accept-Ranges", "bytes")
 	}
 	if x.contentRange != "" {
@@ -235,11 +236,11 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 	}
 
 	switch {
-	case !ans.hasBody:
+	case !hasBody:
 		// The headers of a GET, Content-Length included, and no body:
 		// fasthttp skips the body of a HEAD and keeps our Content-Length.
 		// An unknown size is announced as a GET would send it: chunked.
-		h.SetContentLength(int(max(ans.size, -1)))
+		h.SetContentLength(int(max(obj.Size, -1)))
 	case raw != nil:
 		ctx.Response.SetBodyRaw(raw)
 		x.sent = int64(len(raw))

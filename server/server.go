@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -16,21 +14,21 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier"
 )
 
-// Cache is what the server needs of the read path; *tier.Cache is one.
+// Cache is what the server needs of the read path; *cache.Cache is one.
 // Errors that are a registry's answer are *oci.Error.
 type Cache interface {
-	Get(ctx context.Context, req *oci.Request) (*tier.Object, error)
+	Get(ctx context.Context, req *oci.Request) (*cache.Object, error)
 }
 
 // Server is cacheyd's HTTP front end. Create it with New.
 type Server struct {
 	cfg        Config
-	get        getFunc
+	cache      Cache
 	registries oci.RegistryList
 	guard      guard
 	log        *slog.Logger
@@ -56,11 +54,7 @@ type Server struct {
 // New returns a Server answering from cache. It panics if cfg.Validate
 // fails: check the configuration first where it is read. A new Server is
 // ready (see SetReady).
-func New(cfg Config, cache Cache) *Server {
-	return newServer(cfg, fromCache(cache))
-}
-
-func newServer(cfg Config, get getFunc) *Server {
+func New(cfg Config, c Cache) *Server {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
@@ -69,7 +63,7 @@ func newServer(cfg Config, get getFunc) *Server {
 	if m == nil {
 		m = metrics.New(nil)
 	}
-	s := &Server{cfg: cfg, get: get, registries: cfg.Registries, guard: newGuard(cfg.ClientTokens), log: cfg.Logger, m: m, started: time.Now()}
+	s := &Server{cfg: cfg, cache: c, registries: cfg.Registries, guard: newGuard(cfg.ClientTokens), log: cfg.Logger, m: m, started: time.Now()}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	if cfg.Gatherer != nil {
 		s.promHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -177,50 +171,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
 	return nil
-}
-
-// getFunc asks the cache; a test replaces it to answer with fake content.
-type getFunc func(ctx context.Context, req *oci.Request) (answer, error)
-
-// content is what the server uses of the cache's answer; *tier.Object is
-// one.
-type content interface {
-	// Bytes is the whole content when it is in memory, else nil. The slice
-	// is shared and never modified.
-	Bytes() []byte
-	// Body reads length bytes from offset (length -1: to the end); for a
-	// whole disk hit it is the *os.File itself.
-	Body(offset, length int64) (io.ReadCloser, error)
-	// Close releases the content if Body was not called.
-	Close() error
-}
-
-// answer is the cache's answer in the server's terms.
-type answer struct {
-	digest    oci.Digest
-	mediaType string
-	size      int64 // -1 when unknown
-	source    tier.Source
-	hasBody   bool // false for a HEAD
-	content   content
-}
-
-var errNilObject = errors.New("server: cache answered with neither object nor error")
-
-func fromCache(c Cache) getFunc {
-	return func(ctx context.Context, req *oci.Request) (answer, error) {
-		o, err := c.Get(ctx, req)
-		if err != nil {
-			return answer{}, err
-		}
-		if o == nil {
-			return answer{}, errNilObject
-		}
-		return answer{
-			digest: o.Digest, mediaType: o.MediaType, size: o.Size, source: o.Source,
-			hasBody: o.HasBody(), content: o,
-		}, nil
-	}
 }
 
 // fasthttpLogger sends fasthttp's own messages (mostly connections that

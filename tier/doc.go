@@ -1,12 +1,10 @@
-// Package tier is cacheyd's read path: a memory tier (ristretto) for
-// manifests and small blobs, a content-addressed disk tier for everything,
-// fills in flight that many readers stream while one upstream fetch writes
-// them, and tag resolution with a freshness window.
+// Package tier says what a storage tier of cacheyd's cache is: content by
+// digest with its record (Entry), behind the small Tier interface. The
+// tiers live in its subpackages: memory (ristretto, for manifests and small
+// blobs) and disk (content-addressed files, durable, under a byte budget);
+// tiertest is the conformance suite every tier passes, so that another (an
+// S3-compatible object store) can be dropped in.
 //
-// Digest-addressed content is looked up memory → disk → fill in flight →
-// new fill. Tags, the only mutable thing, are resolved upstream with a HEAD
-// when the last answer is older than the tag TTL.
-//
-// tier knows nothing of HTTP servers: it takes an oci.Request and answers an
-// Object. What it needs from upstream it declares as Origin.
+// tier holds no fills, no HTTP and no policy: which content goes in which
+// tier, and who may read it, is the cache's business.
 package tier

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cacheyd/cacheyd/bench"
+	"github.com/cacheyd/cacheyd/internal/app"
 )
 
 // benchCmd is "cacheyd bench": the burst-scaling benchmark (package bench).
@@ -143,21 +143,10 @@ func (s *serveFlags) benchStarter() bench.Starter {
 			level = "debug"
 		}
 		log := newLogger(level, s.LogFormat, os.Stderr)
-		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		addr := make(chan net.Addr, 1)
-		done := make(chan error, 1)
-		// Stops when stop cancels ctx.
-		go func() { done <- flags.serve(ctx, log, func(a net.Addr) { addr <- a }) }()
-		select {
-		case a := <-addr:
-			stop := func() error {
-				cancel()
-				return <-done
-			}
-			return "http://" + a.String(), stop, nil
-		case err := <-done:
-			cancel()
+		cfg, err := flags.config()
+		if err != nil {
 			return "", nil, err
 		}
+		return app.Start(ctx, cfg, log)
 	}
 }

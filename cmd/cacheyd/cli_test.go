@@ -77,11 +77,11 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		{"upstream header timeout", []string{"--upstream-header-timeout", "750ms"}, nil,
 			func(f serveFlags) bool {
 				return f.UpstreamHeaderTimeout == 750*time.Millisecond &&
-					f.upstreamConfig(nil, nil, nil, nil).ResponseHeaderTimeout == 750*time.Millisecond
+					f.upstreamConfig(nil, nil).ResponseHeaderTimeout == 750*time.Millisecond
 			}},
 		{"upstream header timeout from env", nil, map[string]string{"CACHEYD_UPSTREAM_HEADER_TIMEOUT": "2s"},
 			func(f serveFlags) bool {
-				return f.UpstreamHeaderTimeout == 2*time.Second && f.upstreamConfig(nil, nil, nil, nil).ResponseHeaderTimeout == 2*time.Second
+				return f.UpstreamHeaderTimeout == 2*time.Second && f.upstreamConfig(nil, nil).ResponseHeaderTimeout == 2*time.Second
 			}},
 	}
 	for _, tt := range tests {

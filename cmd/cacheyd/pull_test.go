@@ -1,10 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -48,25 +44,11 @@ func startCacheydStoppable(t *testing.T, dir string, urls map[string]string, all
 		DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: 5 * time.Second,
 		LogLevel: "info", LogFormat: "text", RegistryURL: urls, AllowRegistry: allow,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// Stops when cancel ends the serve context.
-	go func() { done <- flags.serve(ctx, log, func(a net.Addr) { addr <- a }) }()
-	select {
-	case a := <-addr:
-		var once sync.Once
-		var err error
-		return "http://" + a.String(), func() error {
-			once.Do(func() { cancel(); err = <-done })
-			return err
-		}
-	case err := <-done:
-		cancel()
+	base, stop, err := startFlags(t, flags)
+	if err != nil {
 		t.Fatalf("cacheyd did not start: %v", err)
 	}
-	return "", nil
+	return base, stop
 }
 
 // TestBurstOfColdPullsFetchesEachBlobOnce is the headline: 50 nodes pulling

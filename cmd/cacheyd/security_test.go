@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -24,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cacheyd/cacheyd/internal/app"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
 
@@ -46,30 +46,27 @@ func secureFlags(t *testing.T, urls map[string]string) serveFlags {
 // stopped with before listening.
 func serveWith(t *testing.T, flags serveFlags) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	// Stops when cancel ends the serve context.
-	go func() {
-		done <- flags.serve(ctx, slog.New(slog.DiscardHandler), func(a net.Addr) { addr <- a })
-	}()
-	select {
-	case a := <-addr:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("cacheyd stopped with: %v", err)
-			}
-		})
-		scheme := "http://"
-		if flags.TLSCert != "" {
-			scheme = "https://"
-		}
-		return scheme + a.String(), nil
-	case err := <-done:
-		cancel()
+	base, stop, err := startFlags(t, flags)
+	if err != nil {
 		return "", err
 	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("cacheyd stopped with: %v", err)
+		}
+	})
+	return base, nil
+}
+
+// startFlags runs cacheyd with flags in-process, through the one wiring
+// (app.Start), and returns its base URL and a stop.
+func startFlags(t *testing.T, flags serveFlags) (string, func() error, error) {
+	t.Helper()
+	cfg, err := flags.config()
+	if err != nil {
+		return "", nil, err
+	}
+	return app.Start(t.Context(), cfg, slog.New(slog.DiscardHandler))
 }
 
 func mustServe(t *testing.T, flags serveFlags) string {

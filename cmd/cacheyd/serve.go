@@ -14,20 +14,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/app"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/server"
-	"github.com/cacheyd/cacheyd/tier"
 	"github.com/cacheyd/cacheyd/upstream"
 )
 
 // The seams, checked at compile time: the consumer of each declares it.
 var (
-	_ tier.Origin  = (*upstream.Client)(nil)
-	_ server.Cache = (*tier.Cache)(nil)
+	_ cache.Origin = (*upstream.Client)(nil)
+	_ server.Cache = (*cache.Cache)(nil)
 )
 
 // serveCmd is "cacheyd serve", the default command.
@@ -84,94 +81,60 @@ type serveFlags struct {
 	LogFormat string `group:"Logging" default:"text" enum:"text,json" help:"Log format: text or json."`
 }
 
-// serve wires and runs cacheyd until ctx ends. listening, if set, is told
-// the bound address (tests listen on port 0).
+// serve runs cacheyd with these flags until ctx ends. listening, if set, is
+// told the bound address (tests listen on port 0).
 func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func(net.Addr)) error {
-	dir, err := s.cacheDir()
+	cfg, err := s.config()
 	if err != nil {
 		return err
+	}
+	return app.Run(ctx, cfg, log, listening)
+}
+
+// config turns the flags into cacheyd's configuration.
+func (s *serveFlags) config() (app.Config, error) {
+	dir, err := s.cacheDir()
+	if err != nil {
+		return app.Config{}, err
 	}
 	urls, err := registryURLs(s.RegistryURL)
 	if err != nil {
-		return err
+		return app.Config{}, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-
 	allowed, err := allowedHosts(s.AllowRegistry)
 	if err != nil {
-		return err
+		return app.Config{}, err
 	}
 	tlsConfig, err := loadTLS(s.TLSCert, s.TLSKey)
 	if err != nil {
-		return err
+		return app.Config{}, err
 	}
-	origin, err := upstream.New(s.upstreamConfig(urls, allowed, m, log))
-	if err != nil {
-		return err
-	}
-	cache, err := tier.New(tier.Config{
-		Dir: dir, MemoryBytes: int64(s.MemoryBytes), MemoryMaxObject: int64(s.MemoryMaxObject),
-		DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
-		FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg,
-		AnswerTimeout: s.UpstreamHeaderTimeout,
-		Metrics:       m, Logger: log,
-	}, origin)
-	if err != nil {
-		return err
-	}
-	defer cache.Close()
-	srvCfg := server.Config{
-		DefaultRegistry: s.DefaultRegistry, Name: "cacheyd", Logger: log, Metrics: m, Gatherer: reg,
-		ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, IdleTimeout: s.IdleTimeout,
-		MaxConns: s.MaxConns, MaxConnsPerIP: s.MaxConnsPerIP,
-		Registries: s.Registries, ClientTokens: s.ClientToken, GuardMetrics: s.GuardMetrics, TLS: tlsConfig,
-		Status: server.StatusInfo{Version: versionString(), MemoryBytes: int64(s.MemoryBytes), DiskBytes: int64(s.DiskBytes)},
-	}
-	if err := srvCfg.Validate(); err != nil {
-		return err
-	}
-	srv := server.New(srvCfg, cache)
-
-	ln, err := net.Listen("tcp", s.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", s.Listen, err)
-	}
-	log.Info("listening", "addr", ln.Addr().String(), "version", versionString(), "cache_dir", dir,
-		"memory_bytes", int64(s.MemoryBytes), "disk_bytes", int64(s.DiskBytes), "default_registry", s.DefaultRegistry,
-		"tls", tlsConfig != nil, "client_token", len(s.ClientToken) > 0, "registries", s.Registries)
-	if listening != nil {
-		listening(ln.Addr())
-	}
-	served := make(chan error, 1)
-	// Stops when the listener is closed by Shutdown or fails.
-	go func() { served <- srv.Serve(ln) }()
-	srv.SetReady(true)
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "timeout", s.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-served; serr != nil && !errors.Is(serr, net.ErrClosed) {
-		err = errors.Join(err, serr)
-	}
-	log.Info("stopped")
-	return err
+	return app.Config{
+		Listen: s.Listen, ShutdownTimeout: s.ShutdownTimeout,
+		Upstream: s.upstreamConfig(urls, allowed),
+		Cache: cache.Config{
+			Dir: dir, MemoryBytes: int64(s.MemoryBytes), MemoryMaxObject: int64(s.MemoryMaxObject),
+			DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
+			FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg,
+			AnswerTimeout: s.UpstreamHeaderTimeout,
+		},
+		Server: server.Config{
+			DefaultRegistry: s.DefaultRegistry, Name: "cacheyd",
+			ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, IdleTimeout: s.IdleTimeout,
+			MaxConns: s.MaxConns, MaxConnsPerIP: s.MaxConnsPerIP,
+			Registries: s.Registries, ClientTokens: s.ClientToken, GuardMetrics: s.GuardMetrics, TLS: tlsConfig,
+			Status: server.StatusInfo{Version: versionString(), MemoryBytes: int64(s.MemoryBytes), DiskBytes: int64(s.DiskBytes)},
+		},
+	}, nil
 }
 
 // upstreamConfig is the upstream client's Config for these flags, given
 // the parsed --registry-url and --allow-registry.
-func (s *serveFlags) upstreamConfig(urls map[string]string, allowed []string, m *metrics.Metrics, log *slog.Logger) upstream.Config {
+func (s *serveFlags) upstreamConfig(urls map[string]string, allowed []string) upstream.Config {
 	return upstream.Config{
 		RegistryURLs: urls, CredentialsFile: s.CredentialsFile, ResponseHeaderTimeout: s.UpstreamHeaderTimeout,
 		AllowedHosts: allowed, AllowRealms: s.AllowRealm, Registries: s.Registries,
-		UserAgent: "cacheyd/" + versionString(), Metrics: m, Logger: log,
+		UserAgent: "cacheyd/" + versionString(),
 	}
 }
 

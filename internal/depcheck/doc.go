@@ -1,5 +1,6 @@
-// Package depcheck holds the test that keeps cacheyd's layering: fasthttp
-// only in server, ristretto only in tier, kong only in cmd, tier and
-// upstream never importing each other, and leaf packages importing no
-// cacheyd package above them.
+// Package depcheck holds the test that keeps cacheyd's layering: which
+// cacheyd packages each package may import (flight and retry nothing but
+// oci; the tiers neither flight nor cache; cache neither upstream nor
+// server), and that fasthttp is only in server, ristretto only in
+// tier/memory and kong only in cmd.
 package depcheck

@@ -1,0 +1,141 @@
+// Package app is cacheyd's composition root: it wires the upstream client,
+// the cache and the server into one running cacheyd, listens, and shuts it
+// down. The command (cmd/cacheyd, which turns flags into a Config), the
+// benchmark harness and the tests all start cacheyd through Run, so there is
+// one wiring and one set of defaults (Defaults).
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/server"
+	"github.com/cacheyd/cacheyd/upstream"
+)
+
+// Config is one cacheyd: where it listens and how long it takes to stop,
+// and the configuration of each part. Metrics, Logger and Gatherer of the
+// parts are set by Run.
+type Config struct {
+	// Listen is the address of the registry API, /metrics and health.
+	Listen string
+	// ShutdownTimeout is how long responses in flight may take once a
+	// shutdown begins.
+	ShutdownTimeout time.Duration
+	Upstream        upstream.Config
+	Cache           cache.Config
+	Server          server.Config
+}
+
+// Defaults is the configuration of cacheyd started with no flags, but for
+// the cache directory (Cache.Dir), which is the caller's: port 30123, 256 MiB
+// of memory for objects up to 1 MiB, 20 GiB of disk, a one-minute tag TTL
+// with a day of stale answers, 5 s for upstream to answer, 256 fills at
+// once (64 per registry), Docker Hub for requests that name no registry.
+func Defaults() Config {
+	return Config{
+		Listen:          ":30123",
+		ShutdownTimeout: 30 * time.Second,
+		Upstream:        upstream.Config{ResponseHeaderTimeout: 5 * time.Second, UserAgent: "cacheyd"},
+		Cache: cache.Config{
+			MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20, DiskBytes: 20 << 30,
+			TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
+			AnswerTimeout: 5 * time.Second, MaxFills: 256, MaxFillsPerRegistry: 64,
+		},
+		Server: server.Config{DefaultRegistry: "docker.io", Name: "cacheyd"},
+	}
+}
+
+// Run starts cacheyd with cfg and serves until ctx ends, then shuts down
+// gracefully: readiness turns false, responses in flight get
+// cfg.ShutdownTimeout, fills are aborted and the disk records a clean stop.
+// listening, if set, is told the bound address once cacheyd serves (tests
+// listen on port 0).
+func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.Addr)) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	cfg.Upstream.Metrics, cfg.Upstream.Logger = m, log
+	cfg.Cache.Metrics, cfg.Cache.Logger = m, log
+	cfg.Server.Metrics, cfg.Server.Logger, cfg.Server.Gatherer = m, log, reg
+	if err := cfg.Server.Validate(); err != nil {
+		return err
+	}
+	origin, err := upstream.New(cfg.Upstream)
+	if err != nil {
+		return err
+	}
+	c, err := cache.New(cfg.Cache, origin)
+	if err != nil {
+		return err
+	}
+	srv := server.New(cfg.Server, c)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return errors.Join(fmt.Errorf("listen %s: %w", cfg.Listen, err), c.Close())
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "version", cfg.Server.Status.Version, "cache_dir", cfg.Cache.Dir,
+		"memory_bytes", cfg.Cache.MemoryBytes, "disk_bytes", cfg.Cache.DiskBytes, "default_registry", cfg.Server.DefaultRegistry,
+		"tls", cfg.Server.TLS != nil, "client_token", len(cfg.Server.ClientTokens) > 0, "registries", cfg.Server.Registries)
+	if listening != nil {
+		listening(ln.Addr())
+	}
+	served := make(chan error, 1)
+	// Stops when the listener is closed by Shutdown or fails.
+	go func() { served <- srv.Serve(ln) }()
+	srv.SetReady(true)
+
+	select {
+	case err := <-served:
+		return errors.Join(fmt.Errorf("serve: %w", err), c.Close())
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-served; serr != nil && !errors.Is(serr, net.ErrClosed) {
+		err = errors.Join(err, serr)
+	}
+	err = errors.Join(err, c.Close())
+	log.Info("stopped")
+	return err
+}
+
+// Start runs cacheyd with cfg on a goroutine of its own and returns once it
+// serves: its base URL ("http://host:port", https with TLS) and a stop that shuts it down as
+// Run does when its context ends, waits, and returns Run's error; stop is
+// safe to call more than once. A cacheyd that cannot start is an error.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (string, func() error, error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	// Stops when stop cancels ctx.
+	go func() { done <- Run(ctx, cfg, log, func(a net.Addr) { addr <- a }) }()
+	select {
+	case a := <-addr:
+		scheme := "http://"
+		if cfg.Server.TLS != nil {
+			scheme = "https://"
+		}
+		var once sync.Once
+		var err error
+		return scheme + a.String(), func() error {
+			once.Do(func() { cancel(); err = <-done })
+			return err
+		}, nil
+	case err := <-done:
+		cancel()
+		return "", nil, err
+	}
+}
