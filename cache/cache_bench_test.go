@@ -18,7 +18,7 @@ import (
 
 // The read path's hot spots, measured through the exported API only:
 //
-//	go test -run XXX -bench . -benchmem ./tier
+//	go test -run XXX -bench . -benchmem ./cache
 
 // memOrigin serves one object from memory, like an upstream on loopback
 // with no latency: what is measured is the cache, not the origin.

@@ -96,7 +96,7 @@ func (c *Client) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 	}
 	ctx = withLabels(ctx, c.labels.of(t.registry), req.Kind.String())
 	h := newHeaderDeadline(ctx, c.timeout)
-	// One attempt for now; retrying and resuming (req.Offset) wrap this.
+	// One attempt: retries and resumes (req.Offset) are package retry's.
 	resp, err := c.fetchOnce(h.ctx, t, req)
 	return h.finish(ctx, t, resp, err)
 }

@@ -268,7 +268,7 @@ func TestMetricsCountEveryExchange(t *testing.T) {
 	}
 }
 
-// Client has tier.Origin's method set; tier is not imported here (the
+// Client has cache.Origin's method set; cache is not imported here (the
 // packages do not import each other), so the interface is spelled out.
 var _ interface {
 	Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error)

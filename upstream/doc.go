@@ -1,7 +1,7 @@
 // Package upstream is cacheyd's net/http client for upstream registries. Its
 // *Client fetches one manifest or blob per oci.Request and answers with an
-// oci.Response or an error; it has the method set of tier.Origin, and the two
-// packages do not import each other (cmd/cacheyd joins them).
+// oci.Response or an error; it has the method set of cache.Origin, and the two
+// packages do not import each other (internal/app joins them).
 //
 // How a request goes upstream:
 //
@@ -81,6 +81,7 @@
 // configured registries by name, others by name only once they have served
 // content and at most 64 of them, the rest as "other".
 //
-// There are no retries yet: Fetch makes one attempt (fetchOnce), which is
-// where retrying and resuming will wrap.
+// Fetch makes one attempt (fetchOnce). Retries, backoff and the resuming of
+// cut bodies are package retry's, which wraps the Client (or any origin) for
+// the requests that need them; the client itself never asks twice.
 package upstream

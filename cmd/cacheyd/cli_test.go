@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/cacheyd/cacheyd/internal/app"
+	"github.com/cacheyd/cacheyd/upstream"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func parse(t *testing.T, args []string, env map[string]string) (*cli, string, error) {
@@ -117,5 +120,29 @@ func TestBadFlagsAreRefused(t *testing.T) {
 func TestVersionCommand(t *testing.T) {
 	if _, cmd, err := parse(t, []string{"version"}, nil); err != nil || cmd != "version" {
 		t.Errorf("version: %q %v", cmd, err)
+	}
+}
+
+// TestFlagDefaultsAreTheAppDefaults: cacheyd started with no flags is
+// app.Defaults, the configuration the benchmark and the tests start too, so
+// the two cannot drift apart.
+func TestFlagDefaultsAreTheAppDefaults(t *testing.T) {
+	c, _, err := parse(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.serveFlags.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := app.Defaults()
+	// What is the command's own: where the cache lives, the version it
+	// reports, the empty maps and lists of unset flags.
+	want.Cache.Dir = got.Cache.Dir
+	want.Upstream.UserAgent = got.Upstream.UserAgent
+	want.Server.Status = got.Server.Status
+	opts := []cmp.Option{cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(upstream.Config{}), cmpopts.IgnoreFields(upstream.Config{}, "Resolver", "Transport", "TLSConfig")}
+	if diff := cmp.Diff(want, got, opts...); diff != "" {
+		t.Errorf("flag defaults differ from app.Defaults (-app +flags):\n%s", diff)
 	}
 }

@@ -247,7 +247,7 @@ func (d *Disk) path(dg oci.Digest) string {
 // lookup returns the entry for dg and marks it recently used, recording the
 // use on the file at most once per touchEvery.
 func (d *Disk) lookup(dg oci.Digest) (entry, bool) {
-	now := time.Now()
+	now := timeNow()
 	d.mu.Lock()
 	el, ok := d.index[dg]
 	if !ok {
