@@ -416,3 +416,43 @@ func TestWritesAreChecked(t *testing.T) {
 	}
 	r.Close()
 }
+
+// TestReadersAtEveryOffset: for a small object written in shuffled chunks,
+// a reader at every offset, whole or a window, gets exactly its bytes.
+func TestReadersAtEveryOffset(t *testing.T) {
+	const size = 300
+	data, dg := content(t, size)
+	synctest.Test(t, func(t *testing.T) {
+		f, _, released := open(t, dg, size)
+		var readers sync.WaitGroup
+		for off := int64(0); off < size; off++ {
+			for _, n := range []int64{-1, 1, 17} {
+				f.Acquire()
+				r := f.NewReader(t.Context(), off, n, off%2 == 0)
+				readers.Go(func() {
+					defer r.Close()
+					end := int64(size)
+					if n >= 0 {
+						end = min(off+n, size)
+					}
+					if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data[off:end]) {
+						t.Errorf("reader at %d for %d: %d bytes, %v", off, n, len(got), err)
+					}
+				})
+			}
+		}
+		for _, c := range chunks(size, 7, 5) {
+			if _, err := f.WriteAt(data[c[0]:c[1]], c[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Verify(size); err != nil {
+			t.Fatal(err)
+		}
+		f.Finish(nil)
+		readers.Wait()
+		if released.Load() != 1 {
+			t.Errorf("release ran %d times", released.Load())
+		}
+	})
+}
