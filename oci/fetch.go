@@ -19,8 +19,16 @@ type Request struct {
 	// Reference is the manifest's tag or digest, or the blob's digest.
 	Reference Reference
 	// Offset, on a GET, asks for the content from this byte on (a Range of
-	// "bytes=Offset-"), to resume a fill. Zero means the whole object.
+	// "bytes=Offset-"), to resume a fill or fetch a chunk. Zero means from
+	// the start.
 	Offset int64
+	// Length, with Offset, asks for at most Length bytes from Offset (a
+	// Range of "bytes=Offset-(Offset+Length-1)"). Zero means to the end.
+	Length int64
+	// Suffix asks for the last Suffix bytes of the object (a Range of
+	// "bytes=-Suffix"), when Offset and Length are zero: a window at the
+	// end of an object whose size is not known yet.
+	Suffix int64
 	// Accept lists the manifest media types the caller takes. Empty means
 	// every type in ManifestMediaTypes.
 	Accept []string
@@ -37,9 +45,13 @@ type Response struct {
 	MediaType string
 	// Size is the object's full size in bytes, or -1 when unknown.
 	Size int64
-	// Offset is the byte of the object where Body starts: Request.Offset if
-	// upstream honoured the range, else 0.
+	// Offset is the byte of the object where Body starts: where the range
+	// asked for starts if upstream honoured it, else 0.
 	Offset int64
+	// End is the byte of the object after the body's last: Size when the
+	// body runs to the end of the object, -1 when that is unknown too. Zero
+	// (not said) means the body runs to the end.
+	End int64
 	// Body is the content from Offset on; nil for a HEAD. The caller closes it.
 	Body io.ReadCloser
 }

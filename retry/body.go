@@ -26,10 +26,14 @@ func progressCredit(size int64) int64 {
 type body struct {
 	o   *Origin
 	ctx context.Context
-	req oci.Request // as asked; Offset is where the caller's body starts
+	req oci.Request // as asked
 
-	n        int64 // bytes handed to the caller
-	size     int64 // the object's size, -1 unknown
+	// start and end are the bytes of the object the caller's body runs
+	// over, as the first answer said: end exclusive, -1 when unknown.
+	start, end int64
+	window     bool  // the caller asked for a window (Length or Suffix)
+	n          int64 // bytes handed to the caller
+	size       int64 // the object's size, -1 unknown
 	budget   int   // failed attempts left without progress
 	failures int   // failed in a row, for the backoff
 	started  bool
@@ -38,6 +42,7 @@ type body struct {
 	actx   context.Context         // the attempt's context
 	cancel context.CancelCauseFunc // ends the attempt
 	idle   *time.Timer
+	past   bool  // the attempt's answer runs past end (it ignored the range)
 	before int64 // n when the attempt started
 	err    error // sticky
 }
@@ -55,7 +60,12 @@ func (b *body) next(first bool) (*oci.Response, error) {
 		b.started = true
 		actx, cancel := context.WithCancelCause(b.ctx)
 		req := b.req
-		req.Offset = b.req.Offset + b.n
+		if !first {
+			req.Offset, req.Suffix, req.Length = b.start+b.n, 0, 0
+			if b.window && b.end >= 0 {
+				req.Length = b.end - req.Offset
+			}
+		}
 		resp, err := b.o.inner.Fetch(actx, &req)
 		if err == nil {
 			err = b.accept(resp, first)
@@ -87,16 +97,21 @@ func (b *body) next(first bool) (*oci.Response, error) {
 // an origin that ignored the Range sent again.
 func (b *body) accept(resp *oci.Response, first bool) error {
 	if first {
-		b.size = resp.Size
+		b.size, b.start, b.end = resp.Size, resp.Offset, resp.End
+		if b.end <= 0 {
+			b.end = resp.Size // not said: to the end
+		}
+		b.window = b.req.Length > 0 || b.req.Suffix > 0
 		return nil
 	}
-	want := b.req.Offset + b.n
+	want := b.start + b.n
 	switch {
 	case resp.Offset > want:
 		return fmt.Errorf("retry: the origin answered from offset %d, asked for %d", resp.Offset, want)
 	case resp.Size >= 0 && b.size >= 0 && resp.Size != b.size:
 		return fmt.Errorf("retry: the origin changed the size from %d to %d on resume", b.size, resp.Size)
 	}
+	b.past = b.end >= 0 && (resp.End <= 0 || resp.End > b.end)
 	if skip := want - resp.Offset; skip > 0 {
 		if _, err := io.CopyN(io.Discard, resp.Body, skip); err != nil {
 			return fmt.Errorf("retry: skipping %d bytes already read: %w", skip, err)
@@ -110,13 +125,20 @@ func (b *body) Read(p []byte) (int, error) {
 		if b.err != nil && b.cur == nil {
 			return 0, b.err
 		}
+		if b.end >= 0 {
+			left := b.end - (b.start + b.n)
+			if left <= 0 {
+				return 0, b.atEnd()
+			}
+			p = p[:min(int64(len(p)), left)]
+		}
 		n, err := b.cur.Read(p)
 		if n > 0 {
 			b.idle.Reset(b.o.cfg.IdleTimeout)
 			b.n += int64(n)
 		}
-		if errors.Is(err, io.EOF) && b.size >= 0 && b.req.Offset+b.n < b.size {
-			err = fmt.Errorf("body ended at %d of %d bytes: %w", b.req.Offset+b.n, b.size, io.ErrUnexpectedEOF)
+		if errors.Is(err, io.EOF) && b.end >= 0 && b.start+b.n < b.end {
+			err = fmt.Errorf("body ended at %d of %d bytes: %w", b.start+b.n, b.end, io.ErrUnexpectedEOF)
 		}
 		if err == nil || errors.Is(err, io.EOF) {
 			return n, err
@@ -127,7 +149,7 @@ func (b *body) Read(p []byte) (int, error) {
 		if errors.Is(context.Cause(b.actx), errIdle) {
 			err = fmt.Errorf("%w: %w", errIdle, err)
 		}
-		b.end()
+		b.stop()
 		if !Retryable(err) {
 			b.err = err
 			return n, err
@@ -153,8 +175,28 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 }
 
-// end ends the current attempt.
-func (b *body) end() {
+// atEnd is what a read at the end of the caller's body returns: EOF, unless
+// the answer goes on past what it said it holds, which is no answer to
+// trust. A resumed answer that ignored the range runs past on purpose.
+func (b *body) atEnd() error {
+	if b.past || b.cur == nil {
+		return io.EOF
+	}
+	var probe [1]byte
+	n, err := b.cur.Read(probe[:])
+	switch {
+	case n > 0:
+		b.err = fmt.Errorf("retry: the origin sent more than the %d bytes it announced", b.end-b.start)
+		b.stop()
+		return b.err
+	case err == nil || errors.Is(err, io.EOF):
+		return io.EOF
+	}
+	return err
+}
+
+// stop ends the current attempt.
+func (b *body) stop() {
 	if b.idle != nil {
 		b.idle.Stop()
 	}
@@ -169,7 +211,7 @@ func (b *body) end() {
 
 // Close ends the fetch.
 func (b *body) Close() error {
-	b.end()
+	b.stop()
 	if b.err == nil {
 		b.err = errors.New("retry: body closed")
 	}

@@ -201,3 +201,53 @@ func TestCallerCancelStops(t *testing.T) {
 		t.Errorf("GETs = %d, want 1", n)
 	}
 }
+
+// TestWindowsResumeWithinTheirWindow: a window (Offset and Length) or a
+// suffix cut short resumes for the rest of that window only, and an origin
+// that answers a resume with the whole object is read for the window alone.
+func TestWindowsResumeWithinTheirWindow(t *testing.T) {
+	data := origintest.RandomBytes(t, 256<<10)
+	for _, tt := range []struct {
+		name        string
+		req         func(*oci.Request)
+		want        []byte
+		ignoreRange bool
+	}{
+		{"window", func(r *oci.Request) { r.Offset, r.Length = 1000, 100 << 10 }, data[1000 : 1000+100<<10], false},
+		{"suffix", func(r *oci.Request) { r.Suffix = 100 << 10 }, data[len(data)-100<<10:], false},
+		{"window, resumed from an origin ignoring ranges", func(r *oci.Request) { r.Offset, r.Length = 1000, 100 << 10 }, data[1000 : 1000+100<<10], true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := origintest.New()
+			dg := up.Add(data, "")
+			up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 30<<10, 1 })
+			req := get(dg)
+			tt.req(req)
+			o := New(origintest.Func(func(ctx context.Context, r *oci.Request) (*oci.Response, error) {
+				if tt.ignoreRange && len(up.GETOffsets()) > 0 {
+					up.Set(func(o *origintest.Origin) { o.IgnoreRange = true })
+				}
+				return up.Fetch(ctx, r)
+			}), Config{Backoff: time.Millisecond})
+			got, err := fetchAll(t, o, req)
+			if err != nil || !bytes.Equal(got, tt.want) {
+				t.Fatalf("%d bytes, %v; want the window's %d", len(got), err, len(tt.want))
+			}
+			if n := len(up.GETOffsets()); n != 2 {
+				t.Errorf("GETs = %d, want 2 (cut, resumed)", n)
+			}
+		})
+	}
+}
+
+// TestLongerThanAnnouncedFails: bytes past what the origin announced are no
+// answer to trust.
+func TestLongerThanAnnouncedFails(t *testing.T) {
+	data := origintest.RandomBytes(t, 1000)
+	o := New(origintest.Func(func(context.Context, *oci.Request) (*oci.Response, error) {
+		return &oci.Response{Size: 1000, End: 1000, Body: io.NopCloser(bytes.NewReader(append(bytes.Clone(data), "more"...)))}, nil
+	}), Config{})
+	if _, err := fetchAll(t, o, get(oci.FromBytes(data))); err == nil {
+		t.Error("a body longer than announced was read without error")
+	}
+}

@@ -171,8 +171,8 @@ func (c *Client) send(ctx context.Context, rt http.RoundTripper, t target, req *
 		}
 		hreq.Header.Set("Accept", strings.Join(accept, ", "))
 	}
-	if req.Method == http.MethodGet && req.Offset > 0 {
-		hreq.Header.Set("Range", fmt.Sprintf("bytes=%d-", req.Offset))
+	if r := rangeOf(req); r != "" {
+		hreq.Header.Set("Range", r)
 	}
 	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	return hc.Do(hreq)

@@ -37,7 +37,7 @@ func (c *Client) answer(t target, req *oci.Request, resp *http.Response) (*oci.R
 		defer resp.Body.Close()
 		return nil, upstreamError(req.Kind, resp)
 	}
-	out := &oci.Response{Size: resp.ContentLength}
+	out := &oci.Response{Size: resp.ContentLength, End: resp.ContentLength}
 	if d, err := oci.ParseDigest(resp.Header.Get("Docker-Content-Digest")); err == nil {
 		out.Digest = d
 	}
@@ -46,15 +46,15 @@ func (c *Client) answer(t target, req *oci.Request, resp *http.Response) (*oci.R
 	}
 	if resp.StatusCode == http.StatusPartialContent && req.Method == http.MethodGet {
 		r, err := parseContentRange(resp.Header.Get("Content-Range"))
-		if err == nil && r.start != req.Offset {
-			err = fmt.Errorf("range starts at %d, asked for %d", r.start, req.Offset)
+		if err == nil {
+			err = r.answers(req)
 		}
 		if err != nil {
 			resp.Body.Close()
 			return nil, fmt.Errorf("upstream %s: %w: %w: %s %s: %w", t.registry, oci.ErrUpstreamUnavailable, errBadResponse,
 				req.Method, t.url(req.Kind, req.Reference), err)
 		}
-		out.Offset, out.Size = r.start, r.size
+		out.Offset, out.End, out.Size = r.start, r.end+1, r.size
 	}
 	if req.Kind == oci.KindManifest && out.Size > oci.MaxManifestSize {
 		resp.Body.Close()
@@ -266,4 +266,45 @@ func parseLength(s string) (int64, error) {
 		return 0, strconv.ErrSyntax
 	}
 	return strconv.ParseInt(s, 10, 64)
+}
+
+// rangeOf is the Range header a GET for req sends, or "" for the whole
+// object.
+func rangeOf(req *oci.Request) string {
+	switch {
+	case req.Method != http.MethodGet:
+		return ""
+	case req.Suffix > 0:
+		return fmt.Sprintf("bytes=-%d", req.Suffix)
+	case req.Length > 0:
+		return fmt.Sprintf("bytes=%d-%d", req.Offset, req.Offset+req.Length-1)
+	case req.Offset > 0:
+		return fmt.Sprintf("bytes=%d-", req.Offset)
+	}
+	return ""
+}
+
+// answers checks that a 206's range is the one req asked for: the start
+// asked, and the end asked or the object's last byte before it.
+func (r contentRange) answers(req *oci.Request) error {
+	start, end := req.Offset, int64(-1) // end inclusive; -1: the object's last byte
+	if req.Length > 0 {
+		end = req.Offset + req.Length - 1
+	}
+	if req.Suffix > 0 {
+		if r.size < 0 {
+			return fmt.Errorf("range of an object of unknown size, asked for its last %d bytes", req.Suffix)
+		}
+		start = max(r.size-req.Suffix, 0)
+	}
+	last := r.size - 1 // -2 when the size is unknown
+	switch {
+	case r.start != start:
+		return fmt.Errorf("range starts at %d, asked for %d", r.start, start)
+	case end >= 0 && r.end != end && !(r.size >= 0 && r.end == last && end > last):
+		return fmt.Errorf("range ends at %d, asked for %d", r.end, end)
+	case end < 0 && r.size >= 0 && r.end != last:
+		return fmt.Errorf("range ends at %d, short of the object's end at %d", r.end, last)
+	}
+	return nil
 }

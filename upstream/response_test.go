@@ -34,7 +34,7 @@ func TestContentAnswers(t *testing.T) {
 				w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
 				w.Write(content)
 			},
-			want:     oci.Response{Digest: digest, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 10},
+			want:     oci.Response{Digest: digest, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 10, End: 10},
 			wantBody: "0123456789",
 		},
 		{
@@ -45,7 +45,7 @@ func TestContentAnswers(t *testing.T) {
 				w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
 				w.Header().Set("Content-Length", "10")
 			},
-			want: oci.Response{Digest: digest, MediaType: "application/vnd.oci.image.index.v1+json", Size: 10},
+			want: oci.Response{Digest: digest, MediaType: "application/vnd.oci.image.index.v1+json", Size: 10, End: 10},
 		},
 		{
 			name: "invalid digest header is ignored",
@@ -55,7 +55,7 @@ func TestContentAnswers(t *testing.T) {
 				w.Header().Set("Content-Type", "application/octet-stream")
 				w.Write(content)
 			},
-			want:     oci.Response{Size: 10},
+			want:     oci.Response{Size: 10, End: 10},
 			wantBody: "0123456789",
 		},
 		{
@@ -66,7 +66,7 @@ func TestContentAnswers(t *testing.T) {
 				http.NewResponseController(w).Flush()
 				w.Write(content[5:])
 			},
-			want:     oci.Response{Size: -1},
+			want:     oci.Response{Size: -1, End: -1},
 			wantBody: "0123456789",
 		},
 		{
@@ -80,7 +80,7 @@ func TestContentAnswers(t *testing.T) {
 				w.WriteHeader(http.StatusPartialContent)
 				w.Write(content[4:])
 			},
-			want:     oci.Response{Size: 10, Offset: 4},
+			want:     oci.Response{Size: 10, Offset: 4, End: 10},
 			wantBody: "456789",
 		},
 		{
@@ -91,7 +91,7 @@ func TestContentAnswers(t *testing.T) {
 				w.WriteHeader(http.StatusPartialContent)
 				w.Write(content[4:])
 			},
-			want:     oci.Response{Size: -1, Offset: 4},
+			want:     oci.Response{Size: -1, Offset: 4, End: 10},
 			wantBody: "456789",
 		},
 		{
@@ -100,8 +100,47 @@ func TestContentAnswers(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Write(content)
 			},
-			want:     oci.Response{Size: 10, Offset: 0},
+			want:     oci.Response{Size: 10, Offset: 0, End: 10},
 			wantBody: "0123456789",
+		},
+		{
+			name: "a window honoured",
+			req:  withWindow(blobRequest("GET", content), 2, 3),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Range") != "bytes=2-4" {
+					t.Errorf("Range = %q", r.Header.Get("Range"))
+				}
+				w.Header().Set("Content-Range", "bytes 2-4/10")
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(content[2:5])
+			},
+			want:     oci.Response{Size: 10, Offset: 2, End: 5},
+			wantBody: "234",
+		},
+		{
+			name: "a window past the end ends at the object's end",
+			req:  withWindow(blobRequest("GET", content), 8, 5),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Range", "bytes 8-9/10")
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(content[8:])
+			},
+			want:     oci.Response{Size: 10, Offset: 8, End: 10},
+			wantBody: "89",
+		},
+		{
+			name: "a suffix honoured",
+			req:  withSuffix(blobRequest("GET", content), 3),
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Range") != "bytes=-3" {
+					t.Errorf("Range = %q", r.Header.Get("Range"))
+				}
+				w.Header().Set("Content-Range", "bytes 7-9/10")
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(content[7:])
+			},
+			want:     oci.Response{Size: 10, Offset: 7, End: 10},
+			wantBody: "789",
 		},
 	}
 	for _, tt := range tests {
@@ -133,6 +172,16 @@ func withOffset(r *oci.Request, off int64) *oci.Request {
 	return r
 }
 
+func withWindow(r *oci.Request, off, n int64) *oci.Request {
+	r.Offset, r.Length = off, n
+	return r
+}
+
+func withSuffix(r *oci.Request, n int64) *oci.Request {
+	r.Suffix = n
+	return r
+}
+
 func TestUnusablePartialContent(t *testing.T) {
 	for _, cr := range []string{"bytes 3-9/10", "bytes 4-9", "items 4-9/10", "bytes 4-3/10", ""} {
 		t.Run(cr, func(t *testing.T) {
@@ -146,6 +195,28 @@ func TestUnusablePartialContent(t *testing.T) {
 			_, err := c.Fetch(t.Context(), withOffset(blobRequest("GET", content), 4))
 			if !errors.Is(err, oci.ErrUpstreamUnavailable) || !errors.Is(err, errBadResponse) {
 				t.Fatalf("Fetch = %v, want a bad response marked upstream unavailable", err)
+			}
+		})
+	}
+	// A range other than the window or suffix asked for is no answer either.
+	for _, tt := range []struct {
+		name string
+		req  *oci.Request
+		cr   string
+	}{
+		{"window cut short", withWindow(blobRequest("GET", content), 2, 5), "bytes 2-4/10"},
+		{"window run long", withWindow(blobRequest("GET", content), 2, 3), "bytes 2-9/10"},
+		{"suffix elsewhere", withSuffix(blobRequest("GET", content), 3), "bytes 6-9/10"},
+		{"suffix of an unknown size", withSuffix(blobRequest("GET", content), 3), "bytes 7-9/*"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := serveRegistry(t, Config{}, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Range", tt.cr)
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(content[2:5])
+			})
+			if _, err := c.Fetch(t.Context(), tt.req); !errors.Is(err, errBadResponse) {
+				t.Fatalf("Fetch = %v, want a bad response", err)
 			}
 		})
 	}

@@ -101,8 +101,11 @@ func (c *Client) route(req *oci.Request) (target, error) {
 			return target{}, badHeader("Accept")
 		}
 	}
-	if req.Offset < 0 {
-		return target{}, &oci.Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid, Message: "upstream: negative offset"}
+	switch {
+	case req.Offset < 0 || req.Length < 0 || req.Suffix < 0:
+		return target{}, &oci.Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid, Message: "upstream: negative range"}
+	case req.Suffix > 0 && (req.Offset != 0 || req.Length != 0):
+		return target{}, &oci.Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid, Message: "upstream: a suffix range with an offset"}
 	}
 	if !oci.ValidName(req.Repository) {
 		return target{}, oci.ErrNameInvalid("upstream: invalid repository name")

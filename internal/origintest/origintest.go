@@ -50,6 +50,9 @@ type Origin struct {
 	// send HangAfter bytes and then nothing until the request is cancelled.
 	HangAfter int64
 	HangCount int
+	// IgnoreRange answers every GET with the whole object, as a server
+	// that does not do ranges.
+	IgnoreRange bool
 	// Offsets records the Offset of every GET.
 	Offsets []int64
 }
@@ -113,7 +116,7 @@ func (o *Origin) GETOffsets() []int64 {
 func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	o.mu.Lock()
 	o.calls[req.Method+" "+req.Kind.String()+" "+req.Reference.String()]++
-	gate, corrupt, private, fail, cutErr := o.Gate, o.Corrupt, o.Private, o.Fail, o.CutErr
+	gate, corrupt, private, fail, cutErr, ignoreRange := o.Gate, o.Corrupt, o.Private, o.Fail, o.CutErr, o.IgnoreRange
 	cut, hang := int64(-1), int64(-1)
 	if req.Method == http.MethodHead && o.FailHeads > 0 {
 		o.FailHeads--
@@ -154,15 +157,25 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		}
 		return nil, &oci.Error{Status: http.StatusNotFound, Code: code, Message: "unknown"}
 	}
-	resp := &oci.Response{Digest: dg, MediaType: obj.mediaType, Size: int64(len(obj.data))}
+	size := int64(len(obj.data))
+	resp := &oci.Response{Digest: dg, MediaType: obj.mediaType, Size: size, End: size}
 	if req.Method == http.MethodHead {
 		return resp, nil
 	}
-	if req.Offset > int64(len(obj.data)) {
+	start, end := req.Offset, size
+	switch {
+	case ignoreRange:
+		start = 0
+	case req.Suffix > 0:
+		start = max(size-req.Suffix, 0)
+	case req.Length > 0:
+		end = min(start+req.Length, size)
+	}
+	if start > size {
 		return nil, &oci.Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid, Message: "range"}
 	}
-	data := bytes.Clone(obj.data[req.Offset:])
-	resp.Offset = req.Offset
+	data := bytes.Clone(obj.data[start:end])
+	resp.Offset, resp.End = start, end
 	if corrupt && len(data) > 0 {
 		data[len(data)/2] ^= 0xff
 	}
