@@ -34,9 +34,9 @@ type body struct {
 	window     bool  // the caller asked for a window (Length or Suffix)
 	n          int64 // bytes handed to the caller
 	size       int64 // the object's size, -1 unknown
-	budget   int   // failed attempts left without progress
-	failures int   // failed in a row, for the backoff
-	started  bool
+	budget     int   // failed attempts left without progress
+	failures   int   // failed in a row, for the backoff
+	started    bool
 
 	cur    io.ReadCloser           // the attempt's body
 	actx   context.Context         // the attempt's context

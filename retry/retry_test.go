@@ -213,9 +213,9 @@ func TestWindowsResumeWithinTheirWindow(t *testing.T) {
 		want        []byte
 		ignoreRange bool
 	}{
-		{"window", func(r *oci.Request) { r.Offset, r.Length = 1000, 100 << 10 }, data[1000 : 1000+100<<10], false},
+		{"window", func(r *oci.Request) { r.Offset, r.Length = 1000, 100<<10 }, data[1000 : 1000+100<<10], false},
 		{"suffix", func(r *oci.Request) { r.Suffix = 100 << 10 }, data[len(data)-100<<10:], false},
-		{"window, resumed from an origin ignoring ranges", func(r *oci.Request) { r.Offset, r.Length = 1000, 100 << 10 }, data[1000 : 1000+100<<10], true},
+		{"window, resumed from an origin ignoring ranges", func(r *oci.Request) { r.Offset, r.Length = 1000, 100<<10 }, data[1000 : 1000+100<<10], true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			up := origintest.New()
