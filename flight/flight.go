@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/cacheyd/cacheyd/oci"
@@ -59,6 +60,11 @@ type Flight struct {
 	// notify is closed and replaced whenever written, prefix or done
 	// change, so that a waiter waits on it without holding mu.
 	notify chan struct{}
+	// wanted counts the readers waiting at each offset, for a writer that
+	// fetches what readers need first; wantedCh is closed and replaced when
+	// a reader starts waiting (readers do not watch it).
+	wanted   map[int64]int
+	wantedCh chan struct{}
 	// refs counts the writer and every reader; release runs when it drops
 	// to zero (after Open: it closes the file).
 	refs    int
@@ -302,6 +308,52 @@ func (f *Flight) Release() {
 	if last && release != nil {
 		release()
 	}
+}
+
+// want records a reader starting (+1) or ending (-1) a wait at off.
+func (f *Flight) want(off int64, d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.wanted == nil {
+		f.wanted = map[int64]int{}
+	}
+	if f.wanted[off] += d; f.wanted[off] <= 0 {
+		delete(f.wanted, off)
+	}
+	if d > 0 && f.wantedCh != nil {
+		close(f.wantedCh) // a writer choosing what to fetch next may care
+		f.wantedCh = nil
+	}
+}
+
+// WantedChanged returns a channel closed when a reader next starts waiting.
+func (f *Flight) WantedChanged() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.wantedCh == nil {
+		f.wantedCh = make(chan struct{})
+	}
+	return f.wantedCh
+}
+
+// Wanted returns the offsets readers are waiting at, in ascending order.
+func (f *Flight) Wanted() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]int64, 0, len(f.wanted))
+	for off := range f.wanted {
+		out = append(out, off)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Changed returns a channel closed at the next change: bytes written,
+// the prefix hashed, a reader waiting, the end.
+func (f *Flight) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notify
 }
 
 // Written reports the end of the bytes written without a gap from off

@@ -13,25 +13,26 @@ import (
 // gives back; the flight must be open (Wait returned nil). ctx ends its
 // waiting, and only its own.
 //
-// A reader whose window reaches the object's last byte gets that byte only
-// once the whole object is verified (Finish(nil)); so does every reader of
-// an object whose size is unknown, for which any byte may be the last.
-// With hold, a window short of the end waits for the verdict before its
-// own last byte too; without it, a window is answered as soon as its bytes
-// are written, as a registry answers a Range: unverified.
+// A reader of the whole object gets its last byte only once the whole
+// object is verified (Finish(nil)); so does every reader of an object whose
+// size is unknown, for which any byte may be the last. With hold, a window
+// waits for the verdict before its own last byte too; without it, a window
+// is answered as soon as its bytes are written, as a registry answers a
+// Range: unverified (a client verifies what it assembles).
 func (f *Flight) NewReader(ctx context.Context, offset, length int64, hold bool) io.ReadCloser {
 	end := int64(-1)
 	if length >= 0 {
 		end = offset + length
 	}
-	return &reader{f: f, ctx: ctx, off: offset, end: end, hold: hold}
+	return &reader{f: f, ctx: ctx, from: offset, off: offset, end: end, hold: hold}
 }
 
 // reader reads a window of a flight as it is written.
 type reader struct {
 	f      *Flight
 	ctx    context.Context
-	off    int64
+	from   int64 // where the window starts
+	off    int64 // where the next read starts
 	end    int64 // exclusive; -1: the end of the object
 	hold   bool
 	closed bool
@@ -60,8 +61,8 @@ func (r *reader) available() (until int64, done bool, err error, notify <-chan s
 		until = winEnd
 	}
 	if !f.done {
-		last := winEnd < 0 || winEnd == size // the object's last byte, or it may be
-		if (last || r.hold) && (winEnd < 0 || until == winEnd) {
+		whole := winEnd < 0 || (r.from == 0 && winEnd == size) // or it may be
+		if (whole || r.hold) && (winEnd < 0 || until == winEnd) {
 			until--
 		}
 	}
@@ -100,11 +101,14 @@ func (r *reader) Read(p []byte) (int, error) {
 			}
 			return 0, fmt.Errorf("flight %s: %w", r.f.digest.Short(), err)
 		}
+		r.f.want(r.off, +1)
 		select {
 		case <-notify:
 		case <-r.ctx.Done():
+			r.f.want(r.off, -1)
 			return 0, context.Cause(r.ctx)
 		}
+		r.f.want(r.off, -1)
 	}
 }
 
