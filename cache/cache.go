@@ -58,6 +58,13 @@ type Config struct {
 	// with an error wrapping oci.ErrUpstreamTimeout (504) while the shared
 	// work goes on in the background within its own bounds. Zero means 5s.
 	AnswerTimeout time.Duration
+	// FillChunk is the largest region of a blob fetched in one request: a
+	// blob larger than it is fetched as regions, in parallel (chunks.go).
+	// Zero means 16 MiB.
+	FillChunk int64
+	// FillParallel is how many requests one fill makes to the origin at
+	// once. Zero means 4; 1 fetches every object as one stream.
+	FillParallel int
 	// MaxFills bounds the fills fetching from upstream at once; more wait
 	// for a slot (slots.go). Zero means 256.
 	MaxFills int
@@ -76,6 +83,8 @@ const (
 	defaultFillTimeout     = 30 * time.Minute
 	defaultAnswerTimeout   = 5 * time.Second
 	defaultMaxFills        = 256
+	defaultFillChunk       = 16 << 20
+	defaultFillParallel    = 4
 	defaultMaxFillsPerReg  = 64
 	// tagTimeout bounds one upstream tag resolution, which is shared by
 	// every request waiting for it and so does not run on any one of
@@ -125,6 +134,12 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	}
 	if cfg.AnswerTimeout == 0 {
 		cfg.AnswerTimeout = defaultAnswerTimeout
+	}
+	if cfg.FillChunk <= 0 {
+		cfg.FillChunk = defaultFillChunk
+	}
+	if cfg.FillParallel <= 0 {
+		cfg.FillParallel = defaultFillParallel
 	}
 	if cfg.MaxFills <= 0 {
 		cfg.MaxFills = defaultMaxFills

@@ -37,6 +37,9 @@ type fillKey struct {
 // a flight, and what the cache keeps beside it.
 type fill struct {
 	*flight.Flight
+	// hint is the window the request that started the fill asked for
+	// (Offset, Length, Suffix of a Range), fetched first.
+	hint oci.Request
 	// mediaType is the origin's Content-Type, set before the flight opens
 	// and read only after Wait.
 	mediaType string
@@ -60,13 +63,13 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 			return nil, false
 		}
 	}
-	f = &fill{Flight: flight.New(key.digest)}
+	f = &fill{Flight: flight.New(key.digest), hint: oci.Request{Offset: req.Offset, Length: req.Length, Suffix: req.Suffix}}
 	f.Acquire() // the caller's reference, beside the writer's
 	c.fills[key] = f
 	c.m.FillsInFlight.Inc()
 	c.wg.Add(1)
 	origin := *req
-	origin.Method, origin.Offset = http.MethodGet, 0
+	origin.Method, origin.Offset, origin.Length, origin.Suffix = http.MethodGet, 0, 0, 0
 	if key.cred == "" {
 		origin.Authorization = "" // as cacheyd itself
 	}
@@ -126,11 +129,19 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	if req.Kind == oci.KindManifest {
 		limit = oci.MaxManifestSize
 	}
-	resp, err := c.retrying.Fetch(ctx, req)
+	// The first request asks for the starter's window, if it has one and a
+	// window of a blob can be worth it; chunks.go fetches the rest.
+	first := *req
+	first.Offset, first.Length, first.Suffix = 0, 0, 0
+	if req.Kind == oci.KindBlob && c.cfg.FillParallel > 1 {
+		first.Offset, first.Length, first.Suffix = f.hint.Offset, f.hint.Length, f.hint.Suffix
+	}
+	resp, err := c.retrying.Fetch(ctx, &first)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	whole := resp.Offset == 0 && (resp.End <= 0 || resp.End == resp.Size)
 	switch {
 	case resp.Digest != "" && resp.Digest != f.Digest():
 		return 0, fmt.Errorf("upstream answered with digest %s", resp.Digest.Short())
@@ -144,7 +155,17 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	file := p.File()
 	f.mediaType = resp.MediaType
 	f.Open(file, resp.Size, func() { _ = file.Close() })
-	n, err := copyInto(f, p, resp.Body, resp.Size, limit)
+	var n int64
+	if resp.Size >= 0 && req.Kind == oci.KindBlob && (!whole || (resp.Size > c.cfg.FillChunk && c.cfg.FillParallel > 1)) {
+		k := &chunker{c: c, f: f, p: p, req: *req, size: resp.Size, chunk: c.cfg.FillChunk}
+		k.req.Offset, k.req.Length, k.req.Suffix = 0, 0, 0
+		hinted := first.Offset != 0 || first.Length != 0 || first.Suffix != 0
+		if err = k.run(ctx, resp, c.cfg.FillParallel, hinted); err == nil {
+			n = resp.Size
+		}
+	} else {
+		n, err = copyInto(f, p, resp.Body, resp.Size, limit)
+	}
 	if err == nil {
 		err = f.Verify(n)
 	}

@@ -87,8 +87,10 @@ func (o *Object) Bytes() []byte { return o.data }
 // HTTP server can use sendfile; for a window of a disk hit, a reader with a
 // method File() (*os.File, error) that gives the file positioned at the
 // window, for the same purpose. Reading a fill in flight blocks until the
-// bytes are written and fails if the fill fails; the last byte of a fill is
-// released only after the digest is verified.
+// bytes are written and fails if the fill fails; the last byte of the whole
+// object is released only after its digest is verified, while a window is
+// answered as soon as its bytes are in (not verified against the object's
+// digest, like a registry's own answer to a Range).
 func (o *Object) Body(offset, length int64) (io.ReadCloser, error) {
 	if o.taken {
 		return nil, errors.New("cache: object body already taken")
@@ -116,8 +118,10 @@ func (o *Object) Body(offset, length int64) (io.ReadCloser, error) {
 	case o.fill != nil:
 		f := o.fill
 		o.fill = nil // the reader now holds the reference
-		// Every window waits for the verdict before its last byte.
-		return f.NewReader(ctx, offset, length, true), nil
+		// The whole object waits for the verdict before its last byte; a
+		// window is answered as soon as its bytes are in, unverified, as
+		// the registry's own Range answer would be.
+		return f.NewReader(ctx, offset, length, false), nil
 	case o.pass != nil:
 		r := o.pass
 		o.pass = nil
