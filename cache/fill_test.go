@@ -132,8 +132,9 @@ func TestReadersStreamBeforeFillEnds(t *testing.T) {
 	}
 }
 
-// TestLastByteWaitsForVerification: a reader whose window ends at the
-// object's last byte cannot finish before the digest is checked.
+// TestLastByteWaitsForVerification: a reader of the whole object cannot
+// finish before the digest is checked, while a window whose bytes are in
+// is answered at once, as a registry answers a Range.
 func TestLastByteWaitsForVerification(t *testing.T) {
 	o := origintest.New()
 	data := randomBytes(t, 64<<10)
@@ -141,24 +142,32 @@ func TestLastByteWaitsForVerification(t *testing.T) {
 	gate := make(chan struct{})
 	o.Set(func(o *origintest.Origin) { o.Gate = gate })
 	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes = 0 })
-	obj, err := c.Get(t.Context(), blobReq(dg))
+	half := int64(len(data) / 2)
+
+	window, err := c.Get(t.Context(), blobReq(dg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	half := int64(len(data) / 2)
-	// The window [half-10, half) is fully written, but it ends at... not
-	// the last byte, so it is still held: its own last byte waits too.
-	ctx, cancel := context.WithCancel(t.Context())
-	obj.ctx = ctx
-	r, _ := obj.Body(half-10, 10)
-	buf := make([]byte, 10)
-	n, err := io.ReadFull(r, buf[:9])
-	if err != nil || n != 9 {
-		t.Fatalf("first 9 bytes of a written window: n=%d err=%v", n, err)
+	r, _ := window.Body(half-10, 10)
+	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data[half-10:half]) {
+		t.Fatalf("a written window: %d bytes, %v; want it at once", len(got), err)
 	}
-	cancel() // the 10th byte must wait for verification, so this read ends by ctx
-	if _, err := r.Read(buf[9:]); !errors.Is(err, context.Canceled) {
-		t.Fatalf("last byte of window before verification: err %v, want context.Canceled", err)
+	r.Close()
+
+	whole, err := c.Get(t.Context(), blobReq(dg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	whole.ctx = ctx
+	r, _ = whole.Body(0, -1)
+	buf := make([]byte, len(data))
+	if n, err := io.ReadFull(r, buf[:half]); err != nil || n != int(half) {
+		t.Fatalf("the written half: n=%d err=%v", n, err)
+	}
+	cancel() // the rest waits for upstream, then the last byte for verification
+	if _, err := io.ReadFull(r, buf[half:]); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the whole object before verification: err %v, want context.Canceled", err)
 	}
 	r.Close()
 	close(gate)
