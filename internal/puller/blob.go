@@ -51,7 +51,7 @@ func (p *Puller) readBlob(ctx context.Context, repo string, f *Fetch, size int64
 		if got > 0 {
 			rng = fmt.Sprintf("bytes=%d-", got)
 		}
-		n, restarted, err := p.readBlobFrom(ctx, repo, f, h, rng, got, size)
+		n, restarted, inBody, err := p.readBlobFrom(ctx, repo, f, h, rng, got, size)
 		if restarted {
 			got = 0
 		}
@@ -60,6 +60,9 @@ func (p *Puller) readBlob(ctx context.Context, repo string, f *Fetch, size int64
 			break
 		}
 		if f.Resumes >= p.Resume || ctx.Err() != nil {
+			if !inBody { // a refusal or a failed request says which blob itself
+				return got, err
+			}
 			return got, fmt.Errorf("blob %s: after %d bytes: %w", f.Digest.Short(), got, err)
 		}
 		f.Resumes++
@@ -77,11 +80,11 @@ func (p *Puller) readBlob(ctx context.Context, repo string, f *Fetch, size int64
 // and hashes its body into h (when not nil), reading at most one byte
 // more than the blob's size has left from offset from. A server that
 // ignores the Range and answers 200 restarts the hash: restarted reports
-// that.
-func (p *Puller) readBlobFrom(ctx context.Context, repo string, f *Fetch, h hash.Hash, rng string, from, size int64) (n int64, restarted bool, err error) {
+// that. inBody reports that err, if any, came from reading the body.
+func (p *Puller) readBlobFrom(ctx context.Context, repo string, f *Fetch, h hash.Hash, rng string, from, size int64) (n int64, restarted, inBody bool, err error) {
 	resp, err := p.do(ctx, http.MethodGet, repo, KindBlob, string(f.Digest), rng)
 	if err != nil {
-		return 0, false, err
+		return 0, false, false, err
 	}
 	defer resp.Body.Close()
 	if rng != "" {
@@ -93,7 +96,7 @@ func (p *Puller) readBlobFrom(ctx context.Context, repo string, f *Fetch, h hash
 			restarted, from = true, 0
 		case http.StatusPartialContent:
 			if cr := resp.Header.Get("Content-Range"); !strings.HasPrefix(cr, fmt.Sprintf("bytes %d-", from)) {
-				return 0, false, fmt.Errorf("asked for %s, got Content-Range %q", rng, cr)
+				return 0, false, true, fmt.Errorf("asked for %s, got Content-Range %q", rng, cr)
 			}
 		}
 	}
@@ -105,7 +108,7 @@ func (p *Puller) readBlobFrom(ctx context.Context, repo string, f *Fetch, h hash
 	// shows that, and a server sending without end is not read forever.
 	body := io.LimitReader(&observedReader{r: resp.Body, p: p, f: f}, max(size-from, 0)+1)
 	n, err = io.Copy(w, body)
-	return n, restarted, err
+	return n, restarted, true, err
 }
 
 // observedReader notes the first byte and the bytes of a fetch's body.

@@ -182,6 +182,10 @@ func TestBlobChecks(t *testing.T) {
 	if n, err := p.BlobUnverified(t.Context(), "app", desc); err != nil || n != size {
 		t.Errorf("BlobUnverified of a corrupt body = %d, %v; want %d bytes and no error", n, err, size)
 	}
+	up.SetHook(registrytest.Fail(up.BlobBytes(l0.String()), http.StatusServiceUnavailable, 0))
+	if _, err := p.Blob(t.Context(), "app", desc); err == nil || !strings.HasPrefix(err.Error(), "GET blob sha256:") {
+		t.Errorf("Blob refused: %v, want the refusal alone (no bytes were read)", err)
+	}
 	up.SetHook(nil)
 	for _, wrong := range []int64{size - 1, size + 1} {
 		d := v1.Descriptor{Digest: l0, Size: wrong}
