@@ -13,15 +13,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
 
 // loadTarget is what the clients ask for.
 type loadTarget struct {
-	base, ns             string
-	repo                 string
+	base, ns       string // cacheyd, and the registry asked for with ?ns=
+	repo, fillRepo string // the hits' repository; the cold fill's
+	// manifest and disk are the hits; fill is the cold blob.
 	manifest, disk, fill object
-	manifestURL, diskURL string
+}
+
+// puller asks cacheyd for the target's registry over c.
+func (tg *loadTarget) puller(c *http.Client) *puller.Puller {
+	return &puller.Puller{Client: c, Base: tg.base, Namespace: tg.ns}
 }
 
 // RunLoad runs the load scenario and writes its report to out.
@@ -52,7 +58,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig, out io.Writer) (*LoadReport, e
 	if err != nil {
 		return nil, fmt.Errorf("bench: load: seed: %w", err)
 	}
-	tg := &loadTarget{ns: reg.Host(), repo: "load/small"}
+	tg := &loadTarget{ns: reg.Host(), repo: "load/small", fillRepo: "load/big"}
 	tg.manifest, tg.disk = largestOf(cat.images[0].want, true), largestOf(cat.images[0].want, false)
 	tg.fill = largestOf(cat.images[1].want, false)
 	// Only the cold fill is slow: hits are measured against cacheyd, not
@@ -65,17 +71,11 @@ func RunLoad(ctx context.Context, cfg LoadConfig, out io.Writer) (*LoadReport, e
 	}
 	defer cleanup()
 	tg.base = base
-	tg.manifestURL = fmt.Sprintf("%s/v2/%s/manifests/%s?ns=%s", base, tg.repo, tg.manifest.digest, tg.ns)
-	tg.diskURL = fmt.Sprintf("%s/v2/%s/blobs/%s?ns=%s", base, tg.repo, tg.disk.digest, tg.ns)
-	fillURL := fmt.Sprintf("%s/v2/load/big/blobs/%s?ns=%s", base, tg.fill.digest, tg.ns)
 
 	// Prime: the manifest lands in memory, the layer on disk.
 	prime := &http.Client{Transport: &http.Transport{DisableCompression: true}}
-	for _, o := range []struct {
-		url string
-		obj object
-	}{{tg.manifestURL, tg.manifest}, {tg.diskURL, tg.disk}} {
-		if _, err := fetchVerify(ctx, prime, o.url, o.obj, true); err != nil {
+	for _, o := range []object{tg.manifest, tg.disk} {
+		if _, err := hit(ctx, tg.puller(prime), tg.repo, o, true); err != nil {
 			return nil, fmt.Errorf("bench: load: priming: %w", err)
 		}
 	}
@@ -100,7 +100,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig, out io.Writer) (*LoadReport, e
 	phase.Store(phaseDuring)
 	fillStart := time.Now()
 	fc := &http.Client{Transport: &http.Transport{DisableCompression: true}}
-	n, ferr := fetchVerify(ctx, fc, fillURL, tg.fill, true)
+	n, ferr := hit(ctx, tg.puller(fc), tg.fillRepo, tg.fill, true)
 	fc.CloseIdleConnections()
 	rep.FillSeconds, rep.FillOK, rep.FillBytes = time.Since(fillStart).Seconds(), ferr == nil, n
 	rep.FillSize = tg.fill.size

@@ -2,17 +2,12 @@ package bench
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/internal/puller"
 )
 
 // clientResult is what one load client did.
@@ -32,7 +27,7 @@ func loadClient(ctx context.Context, tg *loadTarget, i, diskEvery int, phase *at
 		DisableCompression:  true,
 	}
 	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
+	node := tg.puller(&http.Client{Transport: tr})
 	var r clientResult
 	for n := i; ; n++ { // start at i so that the clients do not all ask for the disk blob at once
 		select {
@@ -42,15 +37,15 @@ func loadClient(ctx context.Context, tg *loadTarget, i, diskEvery int, phase *at
 			return r
 		default:
 		}
-		kind, url, obj := hitMemory, tg.manifestURL, tg.manifest
+		kind, obj := hitMemory, tg.manifest
 		if n%diskEvery == 0 {
-			kind, url, obj = hitDisk, tg.diskURL, tg.disk
+			kind, obj = hitDisk, tg.disk
 		}
 		p := phase.Load()
 		start := time.Now()
 		// Hashing 2 MiB on every disk hit would measure the clients' CPU:
 		// every 16th is verified, every one's length checked.
-		_, err := fetchVerify(ctx, c, url, obj, kind == hitMemory || n%16 == 0)
+		_, err := hit(ctx, node, tg.repo, obj, kind == hitMemory || n%16 == 0)
 		d := time.Since(start).Seconds()
 		if ctx.Err() != nil {
 			return r
@@ -69,42 +64,23 @@ func loadClient(ctx context.Context, tg *loadTarget, i, diskEvery int, phase *at
 	}
 }
 
-// acceptManifests is the Accept header of a manifest hit: containerd's.
-var acceptManifests = strings.Join(oci.ManifestMediaTypes, ", ")
-
-// fetchVerify GETs url and checks the answer is obj: status 200, its
-// length, and with verify its digest. It returns the bytes read.
-func fetchVerify(ctx context.Context, c *http.Client, url string, obj object, verify bool) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// hit asks cacheyd for o the way a node does, through p: a manifest
+// whole with its digest checked, a blob to its end with its size checked
+// and, with verify, its digest. It returns the bytes read.
+func hit(ctx context.Context, p *puller.Puller, repo string, o object, verify bool) (int64, error) {
+	if o.manifest {
+		m, err := p.Manifest(ctx, repo, o.digest)
+		if err != nil {
+			return 0, err
+		}
+		return int64(len(m.Raw)), nil
+	}
+	desc, err := o.descriptor()
 	if err != nil {
 		return 0, err
 	}
-	if obj.manifest {
-		req.Header.Set("Accept", acceptManifests)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return 0, fmt.Errorf("GET %s answered %d", obj.digest.Short(), resp.StatusCode)
-	}
-	var w io.Writer = io.Discard
-	h := sha256.New()
 	if verify {
-		w = h
+		return p.Blob(ctx, repo, desc)
 	}
-	n, err := io.Copy(w, resp.Body)
-	if err != nil {
-		return n, fmt.Errorf("GET %s: after %d bytes: %w", obj.digest.Short(), n, err)
-	}
-	if n != obj.size {
-		return n, fmt.Errorf("GET %s: %d bytes, want %d", obj.digest.Short(), n, obj.size)
-	}
-	if verify && oci.Digest("sha256:"+hex.EncodeToString(h.Sum(nil))) != obj.digest {
-		return n, fmt.Errorf("GET %s: digest mismatch", obj.digest.Short())
-	}
-	return n, nil
+	return p.BlobUnverified(ctx, repo, desc)
 }
