@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+
+	"github.com/cacheyd/cacheyd/internal/puller"
 )
 
 // Scenario is how the nodes of a burst reach the images.
@@ -40,8 +42,8 @@ type Config struct {
 	Scenarios []Scenario
 	// Images is the image set every node pulls. Nil means DefaultImages.
 	Images []Image
-	// Platform is the nodes' platform, which they pick from each index.
-	// Empty means linux/amd64.
+	// Platform is the nodes' platform ("os/arch" or "os/arch/variant"),
+	// which they pick from each index. Empty means linux/amd64.
 	Platform string
 
 	// Bandwidth caps each upstream response body, and so each upstream
@@ -209,6 +211,9 @@ func (c Config) withDefaults() (Config, error) {
 		if n < 1 || n > 4096 {
 			return c, fmt.Errorf("bench: burst size %d: want 1 to 4096 nodes", n)
 		}
+	}
+	if _, err := puller.ParsePlatform(c.Platform); err != nil {
+		return c, fmt.Errorf("bench: %w", err)
 	}
 	if err := validateImages(c.Images); err != nil {
 		return c, fmt.Errorf("bench: %w", err)

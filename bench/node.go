@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
-	"path"
 	"sync"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/oci"
@@ -53,12 +53,23 @@ func (n *node) pull(ctx context.Context, cat *catalog) nodeResult {
 	defer n.client.CloseIdleConnections()
 	store := map[oci.Digest]bool{} // the node's content store; used by this goroutine only
 	var res nodeResult
+	plat, err := puller.ParsePlatform(n.cfg.Platform)
+	if err != nil { // Config.withDefaults refuses such a platform
+		res.errs = append(res.errs, err)
+		return res
+	}
+	var progress func(puller.Kind, int64)
+	if n.progress != nil {
+		progress = func(_ puller.Kind, b int64) { n.progress(b) }
+	}
 	for _, img := range cat.images {
+		// Tokens: straight from the upstream a node answers its challenge,
+		// as containerd does.
 		p := &puller.Puller{
-			Client: n.client, Base: n.base, Namespace: n.ns, Platform: n.cfg.Platform,
+			Client: n.client, Base: n.base, Namespace: n.ns, Platforms: []v1.Platform{plat}, Tokens: true,
 			Parallel: n.cfg.Parallel, Resume: n.cfg.Resume,
 			Known:    func(d oci.Digest) bool { return store[d] },
-			Progress: n.progress,
+			Progress: progress,
 			Observe:  n.observe,
 		}
 		pr, err := p.Pull(ctx, img.repo, img.tag)
@@ -110,21 +121,19 @@ func (r *nodeResult) check(cat *catalog) error {
 }
 
 // brief shortens an unexpected status to what it was and on what kind of
-// request, without the URL, so that the nodes it stopped are counted as one
-// reason rather than one per digest.
+// request, without the reference, so that the nodes it stopped are counted
+// as one reason rather than one per digest.
 func brief(err error) error {
 	var se *puller.StatusError
 	if !errors.As(err, &se) {
 		return err
 	}
 	kind := "request"
-	if u, perr := url.Parse(se.URL); perr == nil {
-		switch path.Base(path.Dir(u.Path)) {
-		case "manifests":
-			kind = "manifest"
-		case "blobs":
-			kind = "blob"
-		}
+	switch se.Kind {
+	case puller.KindManifest:
+		kind = "manifest"
+	case puller.KindBlob:
+		kind = "blob"
 	}
 	return fmt.Errorf("%s %s answered %d %s", se.Method, kind, se.Status, http.StatusText(se.Status))
 }

@@ -30,6 +30,15 @@ type object struct {
 	manifest bool
 }
 
+// descriptor is o as a manifest lists it.
+func (o object) descriptor() (v1.Descriptor, error) {
+	h, err := v1.NewHash(string(o.digest))
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v1.Descriptor{Digest: h, Size: o.size}, nil
+}
+
 // catalog is the image set as seeded, seen from one platform.
 type catalog struct {
 	images []seeded

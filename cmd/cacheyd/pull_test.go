@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 	"github.com/cacheyd/cacheyd/oci"
@@ -69,7 +71,7 @@ func TestBurstOfColdPullsFetchesEachBlobOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := &puller.Puller{Client: client, Base: base, Namespace: up.Host(), Platform: "linux/amd64"}
+			p := &puller.Puller{Client: client, Base: base, Namespace: up.Host(), Platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}}}
 			res, err := p.Pull(t.Context(), "team/app", "v1")
 			if err != nil {
 				t.Errorf("node %d: %v", i, err)

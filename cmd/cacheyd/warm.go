@@ -17,6 +17,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/internal/warm"
 )
 
@@ -56,11 +57,12 @@ func (w *warmCmd) run(ctx context.Context, stdin io.Reader, out, bar io.Writer) 
 	}
 	var plats []v1.Platform
 	for _, s := range w.Platform {
-		p, err := v1.ParsePlatform(s)
-		if err != nil || p.OS == "" || p.Architecture == "" {
-			return nil, fmt.Errorf("--platform %q: want os/arch or os/arch/variant, such as linux/amd64", s)
+		p, err := puller.ParsePlatform(s)
+		if err != nil {
+			// The flag's name before the puller's `platform "x": ...`.
+			return nil, fmt.Errorf("--%w", err)
 		}
-		plats = append(plats, *p)
+		plats = append(plats, p)
 	}
 	var pb *progressbar.ProgressBar
 	cfg := warm.Config{Target: w.Target, Platforms: plats, Parallel: w.Parallel}

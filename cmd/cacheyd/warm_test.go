@@ -113,7 +113,11 @@ func TestWarmThenNodePullsStayInCache(t *testing.T) {
 	// Nodes of both platforms now pull with no GET upstream at all.
 	up.Reset()
 	for _, p := range []string{"linux/amd64", "linux/arm64"} {
-		node := &puller.Puller{Base: base, Namespace: up.Host(), Platform: p}
+		plat, err := puller.ParsePlatform(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := &puller.Puller{Base: base, Namespace: up.Host(), Platforms: []v1.Platform{plat}}
 		if _, err := node.Pull(t.Context(), "team/app", "v1"); err != nil {
 			t.Fatalf("%s node: %v", p, err)
 		}

@@ -2,11 +2,15 @@
 // needed, so that a later burst of nodes finds every manifest and blob in
 // the cache.
 //
-// It asks cacheyd exactly what containerd would: a HEAD of the tag, a GET of
-// the manifest (and of each chosen platform's manifest in an index) by
-// digest, and a GET of the config and every layer, each with ?ns=<registry>.
-// Every body is read to the end and checked against its digest, then thrown
-// away; nothing is stored locally.
+// It asks cacheyd exactly what containerd would, through internal/puller:
+// a HEAD of the tag, a GET of the manifest (and of each chosen platform's
+// manifest in an index) by digest, and a GET of the config and every
+// layer, each with ?ns=<registry>. Every body is read to the end and
+// checked against its digest, then thrown away; nothing is stored
+// locally. What is warm's own is around that: the image list, reading
+// every manifest before any blob so that a blob shared by several images
+// is fetched once and the progress bar knows its total, the hints on a
+// refusal, and the fetched and already-cached accounting below.
 //
 // Whether a byte was already cached cannot be read from cacheyd's answers:
 // a hit and a fill look the same to a client. So the split is taken from

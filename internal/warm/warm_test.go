@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
 
@@ -238,12 +239,12 @@ func TestRunReportsEachFailure(t *testing.T) {
 	if err == nil {
 		t.Fatal("Run succeeded, want an error")
 	}
-	for _, s := range []string{"team/missing:v1: HEAD manifest v1: 404", "team/bad:v1: blob", errDigestMismatch.Error()} {
+	for _, s := range []string{"team/missing:v1: HEAD manifest v1: 404", "team/bad:v1: blob", puller.ErrDigestMismatch.Error()} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not say %q", err, s)
 		}
 	}
-	if !errors.Is(res.Images[1].Err, errDigestMismatch) {
+	if !errors.Is(res.Images[1].Err, puller.ErrDigestMismatch) {
 		t.Errorf("bad image: %v, want a digest mismatch", res.Images[1].Err)
 	}
 	if res.Images[0].Err == nil || res.Images[2].Err != nil {
@@ -261,5 +262,26 @@ func TestRunRejectsBadTarget(t *testing.T) {
 		if _, err := Run(t.Context(), Config{Target: target}, nil); err == nil {
 			t.Errorf("Run with target %q: no error", target)
 		}
+	}
+}
+
+// TestRunHintsAtCredentials: a refusal gets the hint an operator can act
+// on, and the warm, which talks to cacheyd alone, never asks the realm a
+// challenge names.
+func TestRunHintsAtCredentials(t *testing.T) {
+	up := registrytest.New(t, registrytest.Options{Token: true})
+	up.SeedImage(t, "team/private", "v1", 1, 10)
+	up.Reset()
+	res, err := Run(t.Context(), Config{Target: up.URL()}, []Image{image(t, up, "team/private:v1")})
+	var se *puller.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusUnauthorized {
+		t.Fatalf("Run: %v, want a 401", err)
+	}
+	want := "HEAD manifest v1: 401 Unauthorized (cacheyd may not pull team/private anonymously: give it credentials for " + up.Host() + " with --credentials-file"
+	if !strings.HasPrefix(res.Images[0].Err.Error(), want) {
+		t.Errorf("error %q, want it to start %q", res.Images[0].Err, want)
+	}
+	if n := up.Count("", registrytest.KindToken, ""); n != 0 {
+		t.Errorf("token requests = %d, want 0", n)
 	}
 }
