@@ -29,6 +29,7 @@ type Client struct {
 	rt         http.RoundTripper // userAgent → counted → fetch transport
 	realmRT    http.RoundTripper // userAgent → counted → token transport
 	ids        *identities
+	locations  locations     // where blob GETs were redirected (locations.go)
 	timeout    time.Duration // Config.ResponseHeaderTimeout
 	metrics    *metrics.Metrics
 	log        *slog.Logger
@@ -109,6 +110,9 @@ func (c *Client) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 // answer and challenge, with which the client can authenticate by itself
 // and retry with Authorization.
 func (c *Client) fetchOnce(ctx context.Context, t target, req *oci.Request) (*oci.Response, error) {
+	if resp, ok := c.fromLocation(ctx, t, req); ok {
+		return resp, nil
+	}
 	if req.Authorization != "" {
 		rt := forwardAuth{inner: c.rt, host: t.base.Host, authorization: req.Authorization}
 		return c.do(ctx, rt, t, req)

@@ -115,8 +115,13 @@ func TestTokenReusedPerRepository(t *testing.T) {
 	if n := reg.Count("GET", registrytest.KindToken, ""); n != len(images) {
 		t.Errorf("token requests = %d, want exactly one per repository (%d)", n, len(images))
 	}
-	if n := reg.Count("GET", registrytest.KindBlob, ""); n != 8*6 {
-		t.Errorf("blob GETs = %d, want %d", n, 8*6)
+	// Every fetch came from the CDN, the first of each blob through the
+	// registry's redirect, later ones often straight (locations.go).
+	if n := reg.Count("GET", registrytest.KindCDN, ""); n != 8*6 {
+		t.Errorf("CDN GETs = %d, want %d", n, 8*6)
+	}
+	if n := reg.Count("GET", registrytest.KindBlob, ""); n < 6 || n > 8*6 {
+		t.Errorf("registry blob GETs = %d, want one to %d", n, 8*6)
 	}
 	for _, q := range reg.Requests() {
 		switch {
@@ -263,8 +268,57 @@ func TestRangeThroughRedirect(t *testing.T) {
 			ranges = append(ranges, q.Host+" "+q.Range)
 		}
 	}
-	if want := []string{"registry bytes=1000-", "cdn bytes=1000-"}; strings.Join(ranges, ";") != strings.Join(want, ";") {
+	// The whole fetch was redirected; the ranged one went to the CDN at
+	// once, where the first was sent (locations.go).
+	if want := []string{"cdn bytes=1000-"}; strings.Join(ranges, ";") != strings.Join(want, ";") {
 		t.Errorf("Range sent: %q, want %q", ranges, want)
+	}
+}
+
+// TestRedirectResolvedOncePerBlob: a blob fetched in many ranged requests
+// is redirected once; the others go to the CDN directly, without
+// Authorization. A location learnt with a client's credentials is not used
+// for another's, and one that stops serving is forgotten.
+func TestRedirectResolvedOncePerBlob(t *testing.T) {
+	reg, c := fakeRegistry(t, registrytest.Options{Token: true, Redirect: true}, Config{})
+	img := seed(t, reg, "team/app", "v1")
+	d := img.blobs[1]
+	full := fetchAll(t, c, blobOf(img.repo, d))
+	for off := int64(0); off+100 <= int64(len(full)); off += 100 {
+		req := blobOf(img.repo, d)
+		req.Offset, req.Length = off, 100
+		resp, err := c.Fetch(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readBody(t, resp); got != full[off:off+100] {
+			t.Fatalf("range at %d differs", off)
+		}
+	}
+	if n := reg.Count("GET", registrytest.KindBlob, string(d)); n != 1 {
+		t.Errorf("registry GETs of the blob = %d, want 1 (the redirect, once)", n)
+	}
+	for _, q := range reg.Requests() {
+		if q.Host == registrytest.HostCDN && q.Authorization != "" {
+			t.Errorf("CDN request carried Authorization")
+		}
+	}
+	// Another credential asks the registry itself.
+	other := blobOf(img.repo, d)
+	other.Authorization = "Bearer someone"
+	if resp, err := c.Fetch(t.Context(), other); err == nil {
+		resp.Body.Close()
+	}
+	if n := reg.Count("GET", registrytest.KindBlob, string(d)); n != 2 {
+		t.Errorf("registry GETs after another credential's = %d, want 2", n)
+	}
+	// The CDN stops serving the location once: the registry is asked again.
+	reg.SetHook(registrytest.Fail(registrytest.On("GET", registrytest.KindCDN, "").First(1), http.StatusForbidden, 0))
+	if got := fetchAll(t, c, blobOf(img.repo, d)); got != full {
+		t.Fatal("blob after a refused location differs")
+	}
+	if n := reg.Count("GET", registrytest.KindBlob, string(d)); n != 3 {
+		t.Errorf("registry GETs after a refused location = %d, want 3", n)
 	}
 }
 

@@ -37,6 +37,7 @@ func (c *Client) answer(t target, req *oci.Request, resp *http.Response) (*oci.R
 		defer resp.Body.Close()
 		return nil, upstreamError(req.Kind, resp)
 	}
+	c.remember(t, req, resp)
 	out := &oci.Response{Size: resp.ContentLength, End: resp.ContentLength}
 	if d, err := oci.ParseDigest(resp.Header.Get("Docker-Content-Digest")); err == nil {
 		out.Digest = d
