@@ -62,6 +62,8 @@ type serveFlags struct {
 	FillTimeout     time.Duration `group:"Cache" default:"30m" help:"Longest time one upstream fetch into the cache may take."`
 	MaxFills        int           `group:"Cache" name:"max-fills" default:"256" placeholder:"N" help:"Upstream fetches into the cache at once; more wait for a slot (each holds a 128 KiB buffer and a connection)."`
 	MaxFillsPerReg  int           `group:"Cache" name:"max-fills-per-registry" default:"64" placeholder:"N" help:"Upstream fetches into the cache from one registry at once."`
+	FillChunk       byteSize      `group:"Cache" name:"fill-chunk" default:"16MiB" help:"A blob larger than this is fetched as ranges of this size, several at once, the ones readers wait for first."`
+	FillParallel    int           `group:"Cache" name:"fill-parallel" default:"4" placeholder:"N" help:"Upstream requests one fill makes at once (1: every object as one stream)."`
 
 	DefaultRegistry string            `group:"Upstream" default:"docker.io" help:"Registry for requests that name none (dockerd registry-mirrors)."`
 	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Trusted as exactly that URL (host and port) for exactly NAME. Repeatable."`
@@ -116,6 +118,7 @@ func (s *serveFlags) config() (app.Config, error) {
 			Dir: dir, MemoryBytes: int64(s.MemoryBytes), MemoryMaxObject: int64(s.MemoryMaxObject),
 			DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
 			FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg,
+			FillChunk: int64(s.FillChunk), FillParallel: s.FillParallel,
 			AnswerTimeout: s.UpstreamHeaderTimeout,
 		},
 		Server: server.Config{
