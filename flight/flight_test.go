@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	mrand "math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -460,4 +461,64 @@ func TestReadersAtEveryOffset(t *testing.T) {
 			t.Errorf("release ran %d times", released.Load())
 		}
 	})
+}
+
+// TestNextGivesAFileOfItsOwn: a reader that sends from the file gets one of
+// its own, positioned at its next byte, for exactly the bytes it may send;
+// two such readers do not move each other's offsets.
+func TestNextGivesAFileOfItsOwn(t *testing.T) {
+	data, dg := content(t, 100000)
+	file, err := os.CreateTemp(t.TempDir(), "pending-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := New(dg)
+	f.Open(file, int64(len(data)), func() { file.Close() })
+	type sender interface {
+		Next() (*os.File, int64, error)
+		Advance(int64)
+	}
+	read := func(r io.ReadCloser) ([]byte, error) {
+		s := r.(sender)
+		var got []byte
+		for {
+			own, n, err := s.Next()
+			if errors.Is(err, io.EOF) {
+				return got, nil
+			}
+			if err != nil {
+				return got, err
+			}
+			buf := make([]byte, n)
+			if _, err := io.ReadFull(own, buf); err != nil {
+				return got, err
+			}
+			s.Advance(n)
+			got = append(got, buf...)
+		}
+	}
+	f.Acquire()
+	f.Acquire()
+	a := f.NewReader(t.Context(), 0, 50000, false)
+	b := f.NewReader(t.Context(), 30000, 20000, false)
+	if _, err := f.WriteAt(data[:60000], 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		r         io.ReadCloser
+		from, end int
+	}{{a, 0, 50000}, {b, 30000, 50000}} {
+		got, err := read(tt.r)
+		if err != nil || !bytes.Equal(got, data[tt.from:tt.end]) {
+			t.Errorf("window [%d, %d): %d bytes, %v", tt.from, tt.end, len(got), err)
+		}
+		tt.r.Close()
+	}
+	if _, err := f.WriteAt(data[60000:], 60000); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Verify(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	f.Finish(nil)
 }

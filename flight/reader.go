@@ -31,7 +31,8 @@ func (f *Flight) NewReader(ctx context.Context, offset, length int64, hold bool)
 type reader struct {
 	f      *Flight
 	ctx    context.Context
-	from   int64 // where the window starts
+	own    *os.File // the file opened again for Next, nil until then
+	from   int64    // where the window starts
 	off    int64 // where the next read starts
 	end    int64 // exclusive; -1: the end of the object
 	hold   bool
@@ -81,19 +82,29 @@ func (r *reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	until, err := r.wait()
+	if err != nil {
+		return 0, err
+	}
+	n := min(int64(len(p)), until-r.off)
+	m, rerr := r.f.file.ReadAt(p[:n], r.off)
+	r.off += int64(m)
+	if rerr != nil && !errors.Is(rerr, io.EOF) {
+		return m, fmt.Errorf("flight %s: read pending file: %w", r.f.digest.Short(), rerr)
+	}
+	if m > 0 {
+		return m, nil
+	}
+	return 0, fmt.Errorf("flight %s: pending file shorter than written: %w", r.f.digest.Short(), io.ErrUnexpectedEOF)
+}
+
+// wait waits until the reader may read (until > r.off), or returns EOF at
+// the end of its window, the flight's failure, or ctx's cause.
+func (r *reader) wait() (until int64, err error) {
 	for {
 		until, _, err, notify := r.available()
 		if r.off < until {
-			n := min(int64(len(p)), until-r.off)
-			m, rerr := r.f.file.ReadAt(p[:n], r.off)
-			r.off += int64(m)
-			if rerr != nil && !errors.Is(rerr, io.EOF) {
-				return m, fmt.Errorf("flight %s: read pending file: %w", r.f.digest.Short(), rerr)
-			}
-			if m > 0 {
-				return m, nil
-			}
-			return 0, fmt.Errorf("flight %s: pending file shorter than written: %w", r.f.digest.Short(), io.ErrUnexpectedEOF)
+			return until, nil
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -112,10 +123,47 @@ func (r *reader) Read(p []byte) (int, error) {
 	}
 }
 
+// Next is Read for a caller that sends bytes from the file itself, with
+// sendfile: it waits until the reader may read, and returns a file of its
+// own (not the flight's, whose offset others would move) positioned at the
+// reader's next byte, and how many bytes may be sent from it now. The
+// caller reports what it sent with Advance. At the end of the window it
+// returns io.EOF. The flight's file must be an *os.File, on a system where
+// it can be opened again (Linux); otherwise Next fails with
+// errors.ErrUnsupported and the caller reads instead.
+func (r *reader) Next() (*os.File, int64, error) {
+	if r.closed {
+		return nil, 0, os.ErrClosed
+	}
+	until, err := r.wait()
+	if err != nil {
+		return nil, 0, err
+	}
+	if r.own == nil {
+		f, ok := r.f.file.(*os.File)
+		if !ok {
+			return nil, 0, errors.ErrUnsupported
+		}
+		if r.own, err = reopen(f); err != nil {
+			return nil, 0, err
+		}
+	}
+	if _, err := r.own.Seek(r.off, io.SeekStart); err != nil {
+		return nil, 0, fmt.Errorf("flight %s: %w", r.f.digest.Short(), err)
+	}
+	return r.own, until - r.off, nil
+}
+
+// Advance records n bytes sent from the file Next gave.
+func (r *reader) Advance(n int64) { r.off += n }
+
 // Close gives the reader's reference back.
 func (r *reader) Close() error {
 	if !r.closed {
 		r.closed = true
+		if r.own != nil {
+			_ = r.own.Close()
+		}
 		r.f.Release()
 	}
 	return nil
