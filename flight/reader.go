@@ -33,8 +33,8 @@ type reader struct {
 	ctx    context.Context
 	own    *os.File // the file opened again for Next, nil until then
 	from   int64    // where the window starts
-	off    int64 // where the next read starts
-	end    int64 // exclusive; -1: the end of the object
+	off    int64    // where the next read starts
+	end    int64    // exclusive; -1: the end of the object
 	hold   bool
 	closed bool
 }
