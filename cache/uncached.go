@@ -101,6 +101,22 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if len(p) <= len(v.carry) {
+		// Only the held byte fits, and it may go only once the byte after
+		// it, or the end, has been read (a window short of the end asks for
+		// its last byte so): read through a buffer with room for both.
+		var buf [2]byte
+		n, err := v.Read(buf[:])
+		if n > len(p) {
+			// The end came, verified, with both: hand out the first and hold
+			// the other; the next read meets the end again.
+			v.held[0] = buf[1]
+			v.carry = v.held[:]
+			n, err = len(p), nil
+		}
+		copy(p, buf[:n])
+		return n, err
+	}
 	off := copy(p, v.carry)
 	v.carry = nil
 	n, err := v.r.Read(p[off:])

@@ -40,3 +40,51 @@ func TestVerifyingReader(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyingReaderSmallReads: reads of one byte, which only the held byte
+// fits, still make progress: through a whole body, through one whose end
+// comes with its last bytes, and through a window short of the end (a
+// Range), whose last read asks for one byte.
+func TestVerifyingReaderSmallReads(t *testing.T) {
+	data := randomBytes(t, 1000)
+	dg := oci.FromBytes(data)
+	newReader := func(r io.Reader) *verifyingReader {
+		return &verifyingReader{r: io.NopCloser(r), h: dg.NewHash(), want: dg, size: int64(len(data))}
+	}
+	for _, tt := range []struct {
+		name string
+		r    io.Reader
+		want []byte
+	}{
+		{"whole", newReader(bytes.NewReader(data)), data},
+		{"whole, the end with the last bytes", newReader(nonEmpty{iotest.DataErrReader(bytes.NewReader(data))}), data},
+		{"window", io.LimitReader(newReader(bytes.NewReader(data)), 10), data[:10]},
+	} {
+		// Bounded: a reader that makes no progress fails, not hangs.
+		var got []byte
+		var err error
+		for range 2*len(data) + 10 {
+			var b [1]byte
+			var n int
+			n, err = tt.r.Read(b[:])
+			got = append(got, b[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if err != io.EOF || !bytes.Equal(got, tt.want) {
+			t.Errorf("%s, one byte at a time: %d of %d bytes, %v", tt.name, len(got), len(tt.want), err)
+		}
+	}
+}
+
+// nonEmpty answers an empty read at once, which iotest.DataErrReader does
+// not (it reads on, for ever).
+type nonEmpty struct{ r io.Reader }
+
+func (r nonEmpty) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return r.r.Read(p)
+}

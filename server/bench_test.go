@@ -1,7 +1,7 @@
 package server
 
 import (
-	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
@@ -12,15 +12,19 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier"
 )
 
-// BenchmarkServeBlob measures a 16 MiB body over loopback TCP: fasthttp
-// sending a bare *os.File (the sendfile baseline), the server's disk-hit
-// stream (fileStream, which must keep up with it), the same file copied
-// through user space, a streamed reader from memory (like a fill whose
-// bytes are in the page cache), and a memory hit.
+// BenchmarkServeBlob measures a 16 MiB body over loopback TCP. Two
+// baselines are fasthttp alone: sending a bare *os.File (sendfile), and the
+// same file hidden behind a plain reader (copied through user space). The
+// rest are the server over a real cache: a disk hit (fileStream, which must
+// keep pace with the bare file), a cold fill streamed as it is written and
+// verified (readerStream; the object is new on every iteration, and its
+// last byte waits for the commit), an uncached stream (readerStream over
+// the origin's body, hashed on the way), and a memory hit.
 func BenchmarkServeBlob(b *testing.B) {
 	const size = 16 << 20
 	data := testData(size)
@@ -28,28 +32,10 @@ func BenchmarkServeBlob(b *testing.B) {
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	dg := oci.FromBytes(data)
 	quiet := slog.New(slog.DiscardHandler)
-
-	fromFile := func(ctx context.Context, req *oci.Request) (answer, error) {
-		return answer{digest: dg, size: size, source: tier.SourceDisk, hasBody: true, content: &fakeContent{data: data, path: p}}, nil
-	}
-	// The same file, hidden behind a plain reader: copied, not sendfile.
-	fromFileCopied := func(ctx context.Context, req *oci.Request) (answer, error) {
-		return answer{digest: dg, size: size, source: tier.SourceDisk, hasBody: true, content: &fakeContent{data: data, reader: func(off, n int64) io.Reader {
-			f, err := os.Open(p)
-			if err != nil {
-				panic(err)
-			}
-			return struct{ io.ReadCloser }{f}
-		}}}, nil
-	}
-	fromReader := func(ctx context.Context, req *oci.Request) (answer, error) {
-		return answer{digest: dg, size: size, source: tier.SourceFillJoined, hasBody: true, content: &fakeContent{data: data}}, nil
-	}
-	fromMemory := func(ctx context.Context, req *oci.Request) (answer, error) {
-		return answer{digest: dg, size: size, source: tier.SourceMemory, hasBody: true, content: &fakeContent{mem: data}}, nil
-	}
+	origin := origintest.New()
+	dg := origin.Add(data, "")
+	served := func(c Cache) fasthttp.RequestHandler { return New(Config{Logger: quiet}, c).handle }
 	bare := func(ctx *fasthttp.RequestCtx) {
 		f, err := os.Open(p)
 		if err != nil {
@@ -58,15 +44,30 @@ func BenchmarkServeBlob(b *testing.B) {
 		}
 		ctx.Response.SetBodyStream(f, size)
 	}
+	copied := func(ctx *fasthttp.RequestCtx) {
+		f, err := os.Open(p)
+		if err != nil {
+			ctx.Error(err.Error(), 500)
+			return
+		}
+		ctx.Response.SetBodyStream(struct{ io.ReadCloser }{f}, size)
+	}
+	fills := newTestCache(b, origin, func(cfg *cache.Config) { cfg.MemoryBytes, cfg.DiskBytes = 0, 4*size })
 	for _, bc := range []struct {
 		name    string
 		handler fasthttp.RequestHandler
+		// next, if set, makes the object of the next iteration, untimed,
+		// and returns its digest.
+		next func(b *testing.B) oci.Digest
 	}{
-		{"bare-os.File", bare},
-		{"fileStream", newServer(Config{Logger: quiet}, fromFile).handle},
-		{"fileCopied", newServer(Config{Logger: quiet}, fromFileCopied).handle},
-		{"readerStream", newServer(Config{Logger: quiet}, fromReader).handle},
-		{"memory", newServer(Config{Logger: quiet}, fromMemory).handle},
+		{name: "bare-os.File", handler: bare},
+		{name: "bare-copied", handler: copied},
+		{name: "disk-fileStream", handler: served(warmCache(b, origin, func(cfg *cache.Config) { cfg.MemoryBytes = 0 }, blobRequest(dg)))},
+		{name: "fill-readerStream", handler: served(fills), next: newObject(origin, data)},
+		{name: "uncached-readerStream", handler: served(newTestCache(b, origin, func(cfg *cache.Config) { cfg.DiskBytes = 1 }))},
+		{name: "memory", handler: served(warmCache(b, origin, func(cfg *cache.Config) {
+			cfg.MemoryBytes, cfg.MemoryMaxObject = 2*size, size
+		}, blobRequest(dg)))},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -74,21 +75,27 @@ func BenchmarkServeBlob(b *testing.B) {
 				b.Fatal(err)
 			}
 			srv := &fasthttp.Server{Handler: bc.handler, NoDefaultContentType: true}
-			served := make(chan error, 1)
+			stopped := make(chan error, 1)
 			// Stopped by the Shutdown below.
-			go func() { served <- srv.Serve(ln) }()
+			go func() { stopped <- srv.Serve(ln) }()
 			defer func() {
 				_ = srv.Shutdown()
-				<-served
+				<-stopped
 			}()
 			tr := &http.Transport{DisableCompression: true}
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
-			url := "http://" + ln.Addr().String() + "/v2/app/blobs/" + string(dg)
+			base := "http://" + ln.Addr().String() + "/v2/app/blobs/"
 			b.SetBytes(size)
 			b.ReportAllocs()
 			for b.Loop() {
-				resp, err := client.Get(url)
+				want := dg
+				if bc.next != nil {
+					b.StopTimer()
+					want = bc.next(b)
+					b.StartTimer()
+				}
+				resp, err := client.Get(base + string(want))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -99,5 +106,25 @@ func BenchmarkServeBlob(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// newObject returns a maker of objects of data's size that no cache holds
+// yet: data with a counter in its first bytes, held by origin in place of
+// the one made before.
+func newObject(origin *origintest.Origin, data []byte) func(b *testing.B) oci.Digest {
+	var (
+		i    uint64
+		prev oci.Digest
+	)
+	return func(b *testing.B) oci.Digest {
+		i++
+		d := append([]byte(nil), data...)
+		binary.BigEndian.PutUint64(d, i)
+		if prev != "" {
+			origin.Remove("", prev)
+		}
+		prev = origin.Add(d, "")
+		return prev
 	}
 }

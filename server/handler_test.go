@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -11,30 +10,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier"
 )
 
-// errorCode returns the code of an OCI error body, or "" if body is not one.
-func errorCode(t *testing.T, body []byte) string {
-	t.Helper()
-	var e errorJSON
-	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 {
-		return ""
-	}
-	return e.Errors[0].Code
-}
-
-// memAnswer answers every request with a small memory hit.
-func memAnswer(req *oci.Request) (answer, error) {
-	data := []byte(`{"schemaVersion":2}`)
-	return answer{
-		digest: oci.FromBytes(data), mediaType: "application/vnd.oci.image.manifest.v1+json",
-		size: int64(len(data)), source: tier.SourceMemory, hasBody: req.Method == http.MethodGet,
-		content: &fakeContent{mem: data},
-	}, nil
-}
-
 func TestRouting(t *testing.T) {
+	im := newImage()
+	blob := im.blobDigest
 	noAllow := "-" // the Allow header must be absent
 	tests := []struct {
 		name       string
@@ -81,14 +61,14 @@ func TestRouting(t *testing.T) {
 			wantReq: &oci.Request{Method: "GET", Kind: oci.KindManifest, Registry: "registry.example.com", Repository: "team.name/app", Reference: oci.Reference{Tag: "v1"}},
 		},
 		{
-			name: "host prefix", method: "GET", target: "/v2/ghcr.io/org/app/blobs/" + string(digestA),
+			name: "host prefix", method: "GET", target: "/v2/ghcr.io/org/app/blobs/" + string(blob),
 			wantStatus: 200, wantAllow: noAllow,
-			wantReq: &oci.Request{Method: "GET", Kind: oci.KindBlob, Registry: "ghcr.io", Repository: "org/app", Reference: oci.Reference{Digest: digestA}},
+			wantReq: &oci.Request{Method: "GET", Kind: oci.KindBlob, Registry: "ghcr.io", Repository: "org/app", Reference: oci.Reference{Digest: blob}},
 		},
 		{
-			name: "host prefix docker.io adds library/", method: "GET", target: "/v2/docker.io/alpine/manifests/" + string(digestA),
+			name: "host prefix docker.io adds library/", method: "GET", target: "/v2/docker.io/alpine/manifests/" + string(im.manifestDigest),
 			wantStatus: 200, wantAllow: noAllow,
-			wantReq: &oci.Request{Method: "GET", Kind: oci.KindManifest, Registry: "docker.io", Repository: "library/alpine", Reference: oci.Reference{Digest: digestA}},
+			wantReq: &oci.Request{Method: "GET", Kind: oci.KindManifest, Registry: "docker.io", Repository: "library/alpine", Reference: oci.Reference{Digest: im.manifestDigest}},
 		},
 		{
 			name: "host prefix with port", method: "GET", target: "/v2/localhost:5000/app/manifests/v1",
@@ -123,8 +103,8 @@ func TestRouting(t *testing.T) {
 		{name: "upload status", method: "GET", target: "/v2/alpine/blobs/uploads/1234", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: ""},
 		{name: "referrers", method: "GET", target: "/v2/alpine/referrers/" + string(digestA), wantStatus: 404, wantCode: oci.CodeUnsupported, wantAllow: noAllow},
 	}
-	fc := &fakeCache{answer: memAnswer}
-	ts := startServer(t, Config{}, fc.get)
+	fc := newSpy(t, im)
+	ts := startServer(t, Config{}, fc)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fc.reset()
@@ -174,8 +154,8 @@ func TestRouting(t *testing.T) {
 }
 
 func TestDefaultRegistryConfig(t *testing.T) {
-	fc := &fakeCache{answer: memAnswer}
-	ts := startServer(t, Config{DefaultRegistry: "Quay.IO"}, fc.get)
+	fc := newSpy(t, newImage())
+	ts := startServer(t, Config{DefaultRegistry: "Quay.IO"}, fc)
 	for _, target := range []string{"/v2/coreos/etcd/manifests/v3", "/v2/etcd/manifests/v3"} {
 		if resp, _, _ := ts.do(t, "GET", target, nil); resp.StatusCode != 200 {
 			t.Fatalf("GET %s: status %d", target, resp.StatusCode)
@@ -205,7 +185,7 @@ func TestConfigValidate(t *testing.T) {
 // TestUnreadableRequests: requests fasthttp cannot read get an OCI error
 // and an access line too.
 func TestUnreadableRequests(t *testing.T) {
-	ts := startServer(t, Config{MaxHeaderBytes: 4096}, (&fakeCache{answer: memAnswer}).get)
+	ts := startServer(t, Config{MaxHeaderBytes: 4096}, newTestCache(t, newImage().origin, nil))
 	tests := []struct {
 		name       string
 		raw        string
@@ -244,8 +224,8 @@ func TestUnreadableRequests(t *testing.T) {
 // TestAbsoluteFormTarget: a request-target in absolute form (as sent to a
 // proxy) routes by its path, as sent.
 func TestAbsoluteFormTarget(t *testing.T) {
-	fc := &fakeCache{answer: memAnswer}
-	ts := startServer(t, Config{}, fc.get)
+	fc := newSpy(t, newImage())
+	ts := startServer(t, Config{}, fc)
 	conn, err := ts.ln.Dial()
 	if err != nil {
 		t.Fatal(err)

@@ -1,27 +1,402 @@
 package server
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier"
 )
+
+// The shared helpers of the server's tests: a real cache over the fake
+// origin (and the ways to make it answer from each source), a spy on what
+// the server asks it, servers on in-memory and TCP listeners, raw
+// connections, and the access log as a way to wait for a request's end.
 
 // waitLimit bounds every wait of a test on something the server does; it is
 // a failure deadline, never a way to let time pass.
 const waitLimit = 10 * time.Second
+
+var errBoom = errors.New("boom: /var/lib/cacheyd/secret path")
+
+const (
+	// digestA names content no origin holds, for requests that are refused
+	// or fail before any content matters.
+	digestA = oci.Digest("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+
+	manifestType = "application/vnd.oci.image.manifest.v1+json"
+	challenge    = `Bearer realm="https://auth.example.test/token",service="registry.example.test",scope="repository:org/private:pull"`
+)
+
+// testData is size bytes of a recognisable pattern.
+func testData(size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}
+
+// errorCode returns the code of an OCI error body, or "" if body is not one.
+func errorCode(t *testing.T, body []byte) string {
+	t.Helper()
+	var e errorJSON
+	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 {
+		return ""
+	}
+	return e.Errors[0].Code
+}
+
+// image is what most tests ask for: a manifest under the tags they use and a
+// blob, held by a fake origin. The origin answers a tag or digest for any
+// registry and repository.
+type image struct {
+	origin         *origintest.Origin
+	manifest       []byte
+	manifestDigest oci.Digest
+	blob           []byte
+	blobDigest     oci.Digest
+}
+
+func newImage() *image {
+	o := origintest.New()
+	im := &image{origin: o, manifest: []byte(`{"schemaVersion":2,"mediaType":"` + manifestType + `"}`), blob: testData(3000)}
+	im.manifestDigest = o.Add(im.manifest, manifestType)
+	im.blobDigest = o.Add(im.blob, "")
+	for _, tag := range []string{"latest", "v1", "v3", "3.20"} {
+		o.Tag(tag, im.manifestDigest)
+	}
+	return im
+}
+
+// testCache is a real cache in a directory of its own.
+type testCache struct {
+	*cache.Cache
+	dir string
+	// origin, when the cache's origin is the fake one, is asked for the
+	// bodies left open.
+	origin *origintest.Origin
+	once   sync.Once
+}
+
+// newTestCache returns a real cache over origin in a temporary directory,
+// with a memory tier of 4 MiB for objects up to 64 KiB, changed by mod. An
+// upstream attempt that fails without progress is not made again, so a
+// fault a test sets is seen at once. The cache is closed when the test ends.
+func newTestCache(t testing.TB, origin cache.Origin, mod func(*cache.Config)) *testCache {
+	t.Helper()
+	c, err := openTestCache(t.TempDir(), origin, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+// openTestCache is newTestCache in dir, for a caller that closes it.
+func openTestCache(dir string, origin cache.Origin, mod func(*cache.Config)) (*testCache, error) {
+	cfg := cache.Config{Dir: dir, MemoryBytes: 4 << 20, MemoryMaxObject: 64 << 10, FillRetries: -1,
+		Logger: slog.New(slog.DiscardHandler)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := cache.New(cfg, origin)
+	if err != nil {
+		return nil, err
+	}
+	tc := &testCache{Cache: c, dir: cfg.Dir}
+	tc.origin, _ = origin.(*origintest.Origin)
+	return tc, nil
+}
+
+// close closes the cache once: its fills are aborted and waited for.
+func (c *testCache) close() {
+	c.once.Do(func() { _ = c.Cache.Close() })
+}
+
+// released fails t if a body the fake origin handed out, or a file under the
+// cache's directory, is still open: whoever took it (the server, for a
+// stream; the cache, for a fill) did not close it. Call it when nothing runs
+// in the cache any more, or after closeReleased's Close.
+func (c *testCache) released(t *testing.T) {
+	t.Helper()
+	if c.origin != nil {
+		if n := c.origin.OpenBodies(); n != 0 {
+			t.Errorf("%d origin bodies left open", n)
+		}
+	}
+	checkNoneOpen(t, c.dir)
+}
+
+// closeReleased closes the cache, which waits for its fills to end, and then
+// checks that everything was released: a fill's pending file is closed only
+// once every reader of it is, so a body the server never closed keeps it
+// open.
+func (c *testCache) closeReleased(t *testing.T) {
+	t.Helper()
+	c.close()
+	c.released(t)
+}
+
+// checkNoneOpen fails t if this process holds a file under dir open. It
+// reads /proc/self/fd, so it checks on Linux only.
+func checkNoneOpen(t *testing.T, dir string) {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return // no /proc: not Linux
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	for _, fd := range fds {
+		if p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(p, dir+string(filepath.Separator)) {
+			t.Errorf("file left open: %s", p)
+		}
+	}
+}
+
+func blobRequest(dg oci.Digest) *oci.Request {
+	return &oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "docker.io", Repository: "library/app", Reference: oci.Reference{Digest: dg}}
+}
+
+// fetch asks c for req and reads the whole body, as a client would.
+func fetch(t testing.TB, c Cache, req *oci.Request) []byte {
+	t.Helper()
+	obj, err := c.Get(t.Context(), req)
+	if err != nil {
+		t.Fatalf("get %s: %v", req.Reference, err)
+	}
+	r, err := obj.Body(0, -1)
+	if err != nil {
+		obj.Close()
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read %s: %v", req.Reference, err)
+	}
+	return b
+}
+
+// warmCache returns a cache on a directory that already holds the content
+// of reqs: a first cache fetched it and was closed (so its fills have ended
+// and released everything) before this one opened it, as after a restart;
+// each is then asked once more, which puts small objects back in memory.
+func warmCache(t testing.TB, origin cache.Origin, mod func(*cache.Config), reqs ...*oci.Request) *testCache {
+	t.Helper()
+	dir := t.TempDir()
+	inDir := func(cfg *cache.Config) {
+		if mod != nil {
+			mod(cfg)
+		}
+		cfg.Dir = dir
+	}
+	first, err := openTestCache(dir, origin, inDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range reqs {
+		fetch(t, first, req)
+	}
+	first.close()
+	c := newTestCache(t, origin, inDir)
+	for _, req := range reqs {
+		fetch(t, c, req)
+	}
+	return c
+}
+
+// source is a way content reaches the server through the real cache.
+type source struct {
+	name   string
+	source cache.Source // what the access line of a GET says
+	// serve returns a cache that answers every request for data from this
+	// source; data is held by a fake origin as a blob or, with a media
+	// type, a manifest.
+	serve func(t *testing.T, data []byte, mediaType string) servedCache
+}
+
+// servedCache is a cache set up by a source, and its check that whatever
+// the server took of it was released once the requests ended.
+type servedCache struct {
+	Cache
+	released func(t *testing.T)
+}
+
+var sources = []source{
+	// A memory hit: the shared slice.
+	{"memory", cache.SourceMemory, func(t *testing.T, data []byte, mediaType string) servedCache {
+		o, req := holding(data, mediaType)
+		c := warmCache(t, o, nil, req)
+		return servedCache{c, c.released}
+	}},
+	// A disk hit without a memory tier: the *os.File, or a window of it.
+	{"disk", cache.SourceDisk, func(t *testing.T, data []byte, mediaType string) servedCache {
+		o, req := holding(data, mediaType)
+		c := warmCache(t, o, func(cfg *cache.Config) { cfg.MemoryBytes = 0 }, req)
+		return servedCache{c, c.released}
+	}},
+	// A fill: every request is the first its cache sees.
+	{"fill", cache.SourceFillNew, func(t *testing.T, data []byte, mediaType string) servedCache {
+		o, _ := holding(data, mediaType)
+		f := &freshCaches{origin: o, base: t.TempDir()}
+		t.Cleanup(f.close)
+		return servedCache{f, f.released}
+	}},
+	// An uncached stream: the disk budget cannot take the object, so each
+	// request streams it from the origin, verified on the way.
+	{"uncached", cache.SourceUncached, func(t *testing.T, data []byte, mediaType string) servedCache {
+		o, _ := holding(data, mediaType)
+		c := newTestCache(t, o, func(cfg *cache.Config) { cfg.DiskBytes = 1 })
+		return servedCache{c, c.released}
+	}},
+}
+
+// holding returns a fake origin holding data (a manifest if mediaType is
+// set) and a request for it.
+func holding(data []byte, mediaType string) (*origintest.Origin, *oci.Request) {
+	o := origintest.New()
+	req := blobRequest(o.Add(data, mediaType))
+	if mediaType != "" {
+		req.Kind = oci.KindManifest
+	}
+	return o, req
+}
+
+// freshCaches answers each request from a new cache that holds nothing, so
+// that every GET starts a fill and streams it.
+type freshCaches struct {
+	origin *origintest.Origin
+	base   string
+
+	mu     sync.Mutex // guards caches
+	caches []*testCache
+}
+
+func (f *freshCaches) Get(ctx context.Context, req *oci.Request) (*cache.Object, error) {
+	f.mu.Lock()
+	dir := filepath.Join(f.base, strconv.Itoa(len(f.caches)))
+	c, err := openTestCache(dir, f.origin, nil)
+	if err == nil {
+		f.caches = append(f.caches, c)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return c.Get(ctx, req)
+}
+
+func (f *freshCaches) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.caches {
+		c.close()
+	}
+}
+
+// released closes every cache made so far (waiting for their fills) and
+// checks that nothing is left open.
+func (f *freshCaches) released(t *testing.T) {
+	t.Helper()
+	f.close()
+	if n := f.origin.OpenBodies(); n != 0 {
+		t.Errorf("%d origin bodies left open", n)
+	}
+	checkNoneOpen(t, f.base)
+}
+
+// spyCache is a Cache that records every request the server asks and its
+// context, and answers from the cache beneath.
+type spyCache struct {
+	Cache
+
+	mu   sync.Mutex // guards reqs and ctxs
+	reqs []oci.Request
+	ctxs []context.Context
+}
+
+func (s *spyCache) Get(ctx context.Context, req *oci.Request) (*cache.Object, error) {
+	s.mu.Lock()
+	s.reqs = append(s.reqs, *req)
+	s.ctxs = append(s.ctxs, ctx)
+	s.mu.Unlock()
+	return s.Cache.Get(ctx, req)
+}
+
+func (s *spyCache) reset() {
+	s.mu.Lock()
+	s.reqs, s.ctxs = nil, nil
+	s.mu.Unlock()
+}
+
+func (s *spyCache) requests() []oci.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]oci.Request(nil), s.reqs...)
+}
+
+func (s *spyCache) contexts() []context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]context.Context(nil), s.ctxs...)
+}
+
+// waitDone waits until exactly n requests were asked and the context of
+// each is done.
+func (s *spyCache) waitDone(t *testing.T, n int) {
+	t.Helper()
+	ctxs := s.contexts()
+	if len(ctxs) != n {
+		t.Fatalf("%d requests asked, want %d", len(ctxs), n)
+	}
+	limit := timeout(t)
+	for i, ctx := range ctxs {
+		select {
+		case <-ctx.Done():
+		case <-limit:
+			t.Fatalf("waited %v: %d of %d request contexts done", waitLimit, i, n)
+		}
+	}
+}
+
+// newSpy returns a spy on a real cache over the image's origin.
+func newSpy(t *testing.T, im *image) *spyCache {
+	return &spyCache{Cache: newTestCache(t, im.origin, nil)}
+}
+
+// cacheFunc is a Cache made of a function: for the few answers a real cache
+// never gives.
+type cacheFunc func(ctx context.Context, req *oci.Request) (*cache.Object, error)
+
+func (f cacheFunc) Get(ctx context.Context, req *oci.Request) (*cache.Object, error) {
+	return f(ctx, req)
+}
 
 // logSink is a slog.Handler that keeps the access lines, so that a test can
 // wait for a request to have ended (its stream closed) before looking at
@@ -76,136 +451,7 @@ func (l *logSink) wait(t *testing.T, n int) []map[string]any {
 	}
 }
 
-// fakeContent is content of a fake answer. Readers it hands out are
-// counted, so that a test can prove each was closed.
-type fakeContent struct {
-	mem  []byte // a memory hit
-	data []byte // streamed content
-	// reader, if set, makes the body reader (for failures part-way).
-	reader func(off, n int64) io.Reader
-	// path, if set, is a file holding the content: a whole read returns the
-	// *os.File itself, as a disk hit does.
-	path string
-
-	mu     sync.Mutex // guards opened, closed, objClosed, files
-	files  []*os.File // every *os.File handed out
-	opened int
-	closed int
-	// objClosed counts Close calls on the object itself.
-	objClosed int
-}
-
-func (c *fakeContent) Bytes() []byte { return c.mem }
-
-func (c *fakeContent) Body(off, n int64) (io.ReadCloser, error) {
-	if n < 0 {
-		n = int64(len(c.data)) - off
-	}
-	if c.path != "" && off == 0 && n == int64(len(c.data)) {
-		f, err := os.Open(c.path)
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		c.files = append(c.files, f)
-		c.mu.Unlock()
-		return f, nil
-	}
-	var r io.Reader
-	if c.reader != nil {
-		r = c.reader(off, n)
-	} else {
-		r = bytes.NewReader(c.data[off : off+n])
-	}
-	c.mu.Lock()
-	c.opened++
-	c.mu.Unlock()
-	return &countedReader{Reader: r, c: c}, nil
-}
-
-func (c *fakeContent) Close() error {
-	c.mu.Lock()
-	c.objClosed++
-	c.mu.Unlock()
-	return nil
-}
-
-// checkClosed fails t unless every reader and file handed out was closed.
-func (c *fakeContent) checkClosed(t *testing.T) {
-	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.opened != c.closed {
-		t.Errorf("%d body readers opened, %d closed", c.opened, c.closed)
-	}
-	for _, f := range c.files {
-		if _, err := f.Stat(); !errors.Is(err, os.ErrClosed) {
-			t.Errorf("file %s left open", f.Name())
-		}
-	}
-}
-
-type countedReader struct {
-	io.Reader
-	c    *fakeContent
-	once sync.Once
-}
-
-func (r *countedReader) Close() error {
-	r.once.Do(func() {
-		r.c.mu.Lock()
-		r.c.closed++
-		r.c.mu.Unlock()
-	})
-	return nil
-}
-
-// failingReader yields n bytes of data, then err.
-type failingReader struct {
-	data []byte
-	err  error
-}
-
-func (r *failingReader) Read(p []byte) (int, error) {
-	if len(r.data) == 0 {
-		return 0, r.err
-	}
-	n := copy(p, r.data)
-	r.data = r.data[n:]
-	return n, nil
-}
-
-// fakeCache answers from a fixed table and records every request.
-type fakeCache struct {
-	mu   sync.Mutex // guards reqs
-	reqs []oci.Request
-	// answer makes the answer to a request.
-	answer func(req *oci.Request) (answer, error)
-}
-
-func (f *fakeCache) get(_ context.Context, req *oci.Request) (answer, error) {
-	f.mu.Lock()
-	f.reqs = append(f.reqs, *req)
-	f.mu.Unlock()
-	if f.answer == nil {
-		return answer{}, oci.ErrManifestUnknown(req.Reference.String())
-	}
-	return f.answer(req)
-}
-
-func (f *fakeCache) reset() {
-	f.mu.Lock()
-	f.reqs = nil
-	f.mu.Unlock()
-}
-
-func (f *fakeCache) requests() []oci.Request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]oci.Request(nil), f.reqs...)
-}
-
-// testServer is a Server on an in-memory listener with a net/http client.
+// testServer is a Server on a listener of its own with a net/http client.
 type testServer struct {
 	*Server
 	logs   *logSink
@@ -214,15 +460,36 @@ type testServer struct {
 	addr   string                         // for TCP servers
 }
 
-func startServer(t *testing.T, cfg Config, get getFunc) *testServer {
+// startServer serves c on an in-memory listener.
+func startServer(t *testing.T, cfg Config, c Cache) *testServer {
 	t.Helper()
 	logs := newLogSink()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(logs)
 	}
-	s := newServer(cfg, get)
 	ln := fasthttputil.NewInmemoryListener()
-	return serveOn(t, s, ln, logs, func(context.Context, string, string) (net.Conn, error) { return ln.Dial() })
+	return serveOn(t, New(cfg, c), ln, logs, func(context.Context, string, string) (net.Conn, error) { return ln.Dial() })
+}
+
+// startTCP serves c on a loopback TCP listener, wrapped by wrap if set.
+func startTCP(t *testing.T, cfg Config, c Cache, wrap func(net.Listener) net.Listener) *testServer {
+	t.Helper()
+	logs := newLogSink()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(logs)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener = tcp
+	if wrap != nil {
+		ln = wrap(tcp)
+	}
+	var d net.Dialer
+	return serveOn(t, New(cfg, c), ln, logs, func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", tcp.Addr().String())
+	})
 }
 
 func serveOn(t *testing.T, s *Server, ln net.Listener, logs *logSink, dial func(context.Context, string, string) (net.Conn, error)) *testServer {
@@ -272,12 +539,202 @@ func (ts *testServer) do(t *testing.T, method, target string, header http.Header
 	return resp, body, err
 }
 
-// tierAnswer adapts a real tier.Cache for tests that go through it.
-func tierAnswer(c *tier.Cache) getFunc { return fromCache(c) }
+// limit returns the limit listener of a server serving TCP, once Serve has
+// made it (a request answered on a connection of its own proves it), with
+// that connection's slot given back.
+func (ts *testServer) limit(t *testing.T) *limitListener {
+	t.Helper()
+	c := dialRaw(t, ts.addr)
+	sendRaw(t, c, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	readRaw(t, bufio.NewReader(c), "GET")
+	c.Close()
+	ts.mu.Lock()
+	lim := ts.limits[0]
+	ts.mu.Unlock()
+	waitOpen(t, lim, 0)
+	return lim
+}
 
-var errBoom = errors.New("boom: /var/lib/cacheyd/secret path")
+// waitOpen waits until lim holds exactly n connections.
+func waitOpen(t *testing.T, lim *limitListener, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	defer cancel()
+	if err := lim.waitOpen(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
 
-const (
-	digestA = oci.Digest("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
-	digestB = oci.Digest("sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
-)
+// timeout is a channel that fires after waitLimit, as a failure deadline.
+func timeout(t *testing.T) <-chan struct{} {
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	t.Cleanup(cancel)
+	return ctx.Done()
+}
+
+// dialRaw opens a TCP connection to addr whose reads fail after waitLimit,
+// so that a test waiting for an answer that never comes fails instead of
+// hanging.
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return deadlined(t, c)
+}
+
+func deadlined(t *testing.T, c net.Conn) net.Conn {
+	t.Helper()
+	if err := c.SetReadDeadline(time.Now().Add(waitLimit)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func sendRaw(t *testing.T, c net.Conn, raw string) {
+	t.Helper()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readRaw reads one response to a request of method and its whole body.
+func readRaw(t *testing.T, br *bufio.Reader, method string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the body: %v", err)
+	}
+	return resp, body
+}
+
+// spyConn records what reaches the TCP connection's ReadFrom: an
+// *io.LimitedReader around an *os.File is what net.TCPConn sends with
+// sendfile(2).
+type spyConn struct {
+	*net.TCPConn
+	mu        *sync.Mutex // guards fileBytes, other
+	fileBytes *int64
+	other     *int
+}
+
+func (c *spyConn) ReadFrom(r io.Reader) (int64, error) {
+	isFile := false
+	if lr, ok := r.(*io.LimitedReader); ok {
+		_, isFile = lr.R.(*os.File)
+	}
+	n, err := c.TCPConn.ReadFrom(r)
+	c.mu.Lock()
+	if isFile {
+		*c.fileBytes += n
+	} else {
+		*c.other++
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+type spyListener struct {
+	net.Listener
+	mu        sync.Mutex // guards fileBytes, other
+	fileBytes int64
+	other     int
+}
+
+func (l *spyListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &spyConn{TCPConn: c.(*net.TCPConn), mu: &l.mu, fileBytes: &l.fileBytes, other: &l.other}, nil
+}
+
+func (l *spyListener) counts() (int64, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fileBytes, l.other
+}
+
+// selfSigned makes a certificate for 127.0.0.1, valid for an hour.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "cacheyd test"},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// gatedBlob returns a cache whose origin holds a blob of size bytes and
+// holds the second half of every body until the returned gate is closed:
+// a fill in flight, readable to its middle.
+func gatedBlob(t *testing.T, size int) (*testCache, oci.Digest, chan struct{}) {
+	t.Helper()
+	o := origintest.New()
+	dg := o.Add(testData(size), "")
+	gate := make(chan struct{})
+	o.Set(func(o *origintest.Origin) { o.Gate = gate })
+	return newTestCache(t, o, nil), dg, gate
+}
+
+// pacedBlob is a blob whose origin sends nothing of it until told: a fill of
+// it is in flight, its readers waiting, for as long as a test likes, and
+// gets its bytes as the test hands them out. A spy sits on its cache.
+type pacedBlob struct {
+	*spyCache
+	cache  *testCache
+	digest oci.Digest
+	data   []byte
+	// pace lets the origin's body out: n more bytes for each n sent, the
+	// rest once closed.
+	pace chan int
+}
+
+// newPacedBlob makes a paced blob of size bytes; with unknownSize the
+// origin announces no size, so that the fill streams it chunked.
+func newPacedBlob(t *testing.T, size int, unknownSize bool) *pacedBlob {
+	t.Helper()
+	o := origintest.New()
+	p := &pacedBlob{data: testData(size), pace: make(chan int)}
+	p.digest = o.Add(p.data, "")
+	o.Set(func(o *origintest.Origin) { o.Pace, o.UnknownSize = p.pace, unknownSize })
+	p.cache = newTestCache(t, o, nil)
+	p.spyCache = &spyCache{Cache: p.cache}
+	return p
+}
+
+// send lets n more bytes of the body out.
+func (p *pacedBlob) send(t *testing.T, n int) {
+	t.Helper()
+	select {
+	case p.pace <- n:
+	case <-timeout(t):
+		t.Fatalf("waited %v for the origin to take %d more bytes", waitLimit, n)
+	}
+}

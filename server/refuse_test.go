@@ -22,7 +22,7 @@ func TestHealthAtConnectionLimit(t *testing.T) {
 			if useTLS {
 				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
-			ts := startTCPServer(t, cfg, (&fakeCache{answer: memAnswer}).get)
+			ts := startTCP(t, cfg, newTestCache(t, newImage().origin, nil), nil)
 			dial := func() net.Conn {
 				c := dialRaw(t, ts.addr)
 				if useTLS {

@@ -2,17 +2,9 @@ package server
 
 import (
 	"bufio"
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"io/fs"
-	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,8 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier"
 )
 
 // rawRequest sends raw bytes on a new connection to ts and reads one
@@ -52,30 +45,23 @@ func rawRequest(t *testing.T, ts *testServer, raw string) (*http.Response, []byt
 	return resp, body
 }
 
-// TestHostilePathsThroughTier walks hostile requests through the whole
-// server into a real tier on a temporary directory, next to a sentinel.
+// TestHostilePathsThroughCache walks hostile requests through the whole
+// server into a real cache on a temporary directory, next to a sentinel.
 // Every refusal is OCI error JSON with its status; afterwards nothing exists
 // outside the cache directory that was not there before, and no file or
 // directory name in it holds any text a client sent (every client-chosen
 // name, tag and registry below carries the marker "zq").
-func TestHostilePathsThroughTier(t *testing.T) {
+func TestHostilePathsThroughCache(t *testing.T) {
 	root := t.TempDir()
 	sentinel := filepath.Join(root, "sentinel")
 	if err := os.WriteFile(sentinel, []byte("untouched"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	o := newOrigin()
-	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`)
-	md := o.add(manifest, "application/vnd.oci.image.manifest.v1+json")
-	o.tags["zqtag"] = md
-	blob := []byte("zq blob content")
-	bd := o.add(blob, "")
-	cache, err := tier.New(tier.Config{Dir: filepath.Join(root, "cache"), Logger: slog.New(slog.DiscardHandler)}, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cache.Close() })
-	ts := startServer(t, Config{}, tierAnswer(cache))
+	o := origintest.New()
+	o.Tag("zqtag", o.Add([]byte(`{"schemaVersion":2,"mediaType":"`+manifestType+`"}`), manifestType))
+	bd := o.Add([]byte("zq blob content"), "")
+	c := newTestCache(t, o, func(cfg *cache.Config) { cfg.Dir = filepath.Join(root, "cache") })
+	ts := startServer(t, Config{}, c)
 
 	hex := strings.Repeat("a", 64)
 	long := strings.Repeat("zq", 1100)
@@ -179,8 +165,8 @@ func TestHostilePathsThroughTier(t *testing.T) {
 // another registry, by ?ns= or by path prefix, is 403 DENIED and the cache
 // is never asked.
 func TestRegistriesRefusedBeforeCache(t *testing.T) {
-	fc := &fakeCache{answer: memAnswer}
-	ts := startServer(t, Config{Registries: []string{"docker.io", "ghcr.io"}}, fc.get)
+	fc := newSpy(t, newImage())
+	ts := startServer(t, Config{Registries: []string{"docker.io", "ghcr.io"}}, fc)
 	tests := []struct {
 		target     string
 		wantStatus int
@@ -230,8 +216,8 @@ const testToken = "0123456789abcdef-token"
 // health stays open, /metrics unless guarded.
 func TestClientToken(t *testing.T) {
 	for _, guardMetrics := range []bool{false, true} {
-		fc := &fakeCache{answer: memAnswer}
-		ts := startServer(t, Config{ClientTokens: []string{"another-token-0123456789", testToken}, GuardMetrics: guardMetrics, Gatherer: prometheus.NewRegistry()}, fc.get)
+		fc := newSpy(t, newImage())
+		ts := startServer(t, Config{ClientTokens: []string{"another-token-0123456789", testToken}, GuardMetrics: guardMetrics, Gatherer: prometheus.NewRegistry()}, fc)
 		tests := []struct {
 			target     string
 			header     http.Header
@@ -282,24 +268,6 @@ func TestClientToken(t *testing.T) {
 	}
 }
 
-// startTCPServer serves cfg on a loopback TCP port.
-func startTCPServer(t *testing.T, cfg Config, get getFunc) *testServer {
-	t.Helper()
-	logs := newLogSink()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(logs)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d net.Dialer
-	addr := ln.Addr().String()
-	return serveOn(t, newServer(cfg, get), ln, logs, func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, "tcp", addr)
-	})
-}
-
 // TestSlowClientsTieUpNothing: connections that send half a request line
 // hold their slots only until ReadTimeout, then get 408 OCI JSON and are
 // closed; a normal request is served meanwhile, connections beyond MaxConns
@@ -310,7 +278,7 @@ func TestSlowClientsTieUpNothing(t *testing.T) {
 		slow        = 10
 		readTimeout = time.Second
 	)
-	ts := startTCPServer(t, Config{ReadTimeout: readTimeout, MaxConns: slow + 1}, (&fakeCache{answer: memAnswer}).get)
+	ts := startTCP(t, Config{ReadTimeout: readTimeout, MaxConns: slow + 1}, newTestCache(t, newImage().origin, nil), nil)
 	type slowConn struct {
 		conn  net.Conn
 		start time.Time
@@ -380,40 +348,11 @@ func TestSlowClientsTieUpNothing(t *testing.T) {
 	}
 }
 
-// selfSigned makes a certificate for 127.0.0.1, valid for an hour.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "cacheyd test"},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
 // TestServeTLS: with Config.TLS the server speaks HTTPS on loopback, and a
 // plain HTTP request to it is not served.
 func TestServeTLS(t *testing.T) {
 	cert, pool := selfSigned(t)
-	ts := startTCPServer(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}, (&fakeCache{answer: memAnswer}).get)
+	ts := startTCP(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}, newTestCache(t, newImage().origin, nil), nil)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	t.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr}

@@ -13,13 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier"
 )
 
 func TestOperationalEndpoints(t *testing.T) {
-	ts := startServer(t, Config{}, (&fakeCache{}).get)
+	ts := startServer(t, Config{}, newTestCache(t, origintest.New(), nil))
 	tests := []struct {
 		method, path string
 		notReady     bool
@@ -46,18 +47,18 @@ func TestOperationalEndpoints(t *testing.T) {
 	}
 }
 
+// TestMetrics: requests are counted by kind and status, and body bytes by
+// the source they came from: here a manifest from memory and a blob, larger
+// than the memory tier takes, from disk.
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	data := testData(3000)
-	fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
-		if req.Kind == oci.KindManifest {
-			return memAnswer(req)
-		}
-		return answer{digest: digestA, size: int64(len(data)), source: tier.SourceDisk, hasBody: true, content: &fakeContent{data: data}}, nil
-	}}
-	ts := startServer(t, Config{Metrics: m, Gatherer: reg}, fc.get)
-	for _, target := range []string{"/v2/app/manifests/v1", "/v2/app/blobs/" + string(digestA), "/v2/app/blobs/" + string(digestA), "/v2/BAD/blobs/x"} {
+	im := newImage()
+	manifest := blobRequest(im.manifestDigest)
+	manifest.Kind = oci.KindManifest
+	warm := warmCache(t, im.origin, func(cfg *cache.Config) { cfg.MemoryMaxObject = 1 << 10 }, manifest, blobRequest(im.blobDigest))
+	ts := startServer(t, Config{Metrics: m, Gatherer: reg}, warm)
+	for _, target := range []string{"/v2/app/manifests/v1", "/v2/app/blobs/" + string(im.blobDigest), "/v2/app/blobs/" + string(im.blobDigest), "/v2/BAD/blobs/x"} {
 		if _, _, err := ts.do(t, "GET", target, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -71,8 +72,8 @@ func TestMetrics(t *testing.T) {
 		{"manifest 200", m.Requests.WithLabelValues("manifest", "200"), 1},
 		{"blob 200", m.Requests.WithLabelValues("blob", "200"), 2},
 		{"other 400", m.Requests.WithLabelValues("other", "400"), 1},
-		{"memory bytes", m.BytesServed.WithLabelValues("memory"), float64(len(`{"schemaVersion":2}`))},
-		{"disk bytes", m.BytesServed.WithLabelValues("disk"), 2 * float64(len(data))},
+		{"memory bytes", m.BytesServed.WithLabelValues("memory"), float64(len(im.manifest))},
+		{"disk bytes", m.BytesServed.WithLabelValues("disk"), 2 * float64(len(im.blob))},
 	} {
 		if got := testutil.ToFloat64(c.c); got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, got, c.want)
@@ -87,34 +88,12 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// blockingContent streams first, then blocks until its request's context is
-// done and fails with the context's error, as a reader of a stalled fill.
-func blockingContent(first []byte) (getFunc, *fakeContent) {
-	c := &fakeContent{}
-	get := func(ctx context.Context, req *oci.Request) (answer, error) {
-		c.reader = func(off, n int64) io.Reader {
-			rest := first
-			return readerFunc(func(p []byte) (int, error) {
-				if len(rest) > 0 {
-					k := copy(p, rest)
-					rest = rest[k:]
-					return k, nil
-				}
-				<-ctx.Done()
-				return 0, ctx.Err()
-			})
-		}
-		return answer{digest: digestA, size: 1 << 30, source: tier.SourceFillJoined, hasBody: true, content: c}, nil
-	}
-	return get, c
-}
-
 // TestShutdownAbortsWaitingStreams: when Shutdown's deadline passes, the
 // request contexts are cancelled and a body still waiting on a fill breaks.
 func TestShutdownAbortsWaitingStreams(t *testing.T) {
-	get, c := blockingContent(testData(64 << 10))
-	ts := startServer(t, Config{}, get)
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(digestA), nil)
+	c, dg, gate := gatedBlob(t, 128<<10)
+	ts := startServer(t, Config{}, c)
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(dg), nil)
 	resp, err := ts.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +114,9 @@ func TestShutdownAbortsWaitingStreams(t *testing.T) {
 	if line["err"] == nil || !strings.Contains(line["err"].(string), "context canceled") {
 		t.Errorf("access line err = %v, want the cancellation", line["err"])
 	}
-	c.checkClosed(t)
+	// The fill ends; its file is closed only if the server closed its reader.
+	close(gate)
+	c.closeReleased(t)
 	if ts.ready.Load() {
 		t.Error("still ready after Shutdown")
 	}
@@ -147,47 +128,31 @@ func TestShutdownAbortsWaitingStreams(t *testing.T) {
 // TestShutdownWaitsForStreams: a graceful Shutdown lets a body in progress
 // finish.
 func TestShutdownWaitsForStreams(t *testing.T) {
-	release := make(chan struct{})
-	data := testData(128 << 10)
-	c := &fakeContent{data: data, reader: func(off, n int64) io.Reader {
-		first := true
-		r := io.MultiReader(io.LimitReader(bytesReader(data), 64<<10), readerFunc(func(p []byte) (int, error) {
-			if first {
-				first = false
-				<-release
-			}
-			return 0, io.EOF
-		}), bytesReader(data[64<<10:]))
-		return r
-	}}
-	fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
-		return answer{digest: digestA, size: int64(len(data)), source: tier.SourceFillNew, hasBody: true, content: c}, nil
-	}}
-	ts := startServer(t, Config{}, fc.get)
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(digestA), nil)
+	const size = 128 << 10
+	c, dg, gate := gatedBlob(t, size)
+	ts := startServer(t, Config{}, c)
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(dg), nil)
 	resp, err := ts.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+	if _, err := io.ReadFull(resp.Body, make([]byte, size/2)); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	// Ends when the stream below completes.
 	go func() { done <- ts.Shutdown(context.Background()) }()
-	close(release)
+	close(gate)
 	rest, err := io.ReadAll(resp.Body)
-	if err != nil || len(rest) != len(data)-64<<10 {
+	if err != nil || len(rest) != size/2 {
 		t.Fatalf("rest of body: %d bytes, %v", len(rest), err)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
-	c.checkClosed(t)
+	c.closeReleased(t)
 }
-
-func bytesReader(b []byte) io.Reader { return strings.NewReader(string(b)) }
 
 // fakeAddrConn is a connection that only has a remote address.
 type fakeAddrConn struct {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/metrics"
 )
 
@@ -21,7 +22,7 @@ func TestStatusPage(t *testing.T) {
 	m.BytesServed.WithLabelValues("disk").Add(3 << 30)
 	m.UpstreamBytes.WithLabelValues("docker.io").Add(1 << 30)
 	m.DiskBytes.Set(512 << 20)
-	ts := startServer(t, Config{Metrics: m, Gatherer: reg, Status: StatusInfo{Version: "v<1>", DiskBytes: 1 << 30}}, (&fakeCache{}).get)
+	ts := startServer(t, Config{Metrics: m, Gatherer: reg, Status: StatusInfo{Version: "v<1>", DiskBytes: 1 << 30}}, newTestCache(t, origintest.New(), nil))
 
 	resp, body, err := ts.do(t, http.MethodGet, "/", nil)
 	if err != nil || resp.StatusCode != http.StatusOK {

@@ -8,62 +8,67 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier"
 )
 
 // TestBrokenStreamAbortsConnection: once headers are out, a body that fails
 // or ends early must break the response (the client sees an error), never
 // end it cleanly with fewer bytes.
 func TestBrokenStreamAbortsConnection(t *testing.T) {
-	const size = 256 << 10
+	// The cut comes before the fill has made the progress for which a
+	// broken body is resumed (1/16 of the object, at least 64 KiB), and the
+	// test caches make no other retry: the fill fails at the cut.
+	const size, cut = 256 << 10, 40 << 10
 	data := testData(size)
+	// cutFill is a cache whose fills of data break after cut bytes with
+	// cutErr (a clean end for io.EOF), for the two requests below.
+	cutFill := func(t *testing.T, cutErr error, unknownSize bool) (*testCache, oci.Digest) {
+		o := origintest.New()
+		dg := o.Add(data, "")
+		o.Set(func(o *origintest.Origin) {
+			o.CutAfter, o.CutCount, o.CutErr, o.UnknownSize = cut, 2, cutErr, unknownSize
+		})
+		return newTestCache(t, o, nil), dg
+	}
 	tests := []struct {
-		name string
-		size int64 // announced; -1 for chunked
-		make func(t *testing.T) *fakeContent
+		name  string
+		size  int64 // announced; -1 for chunked
+		serve func(t *testing.T) (*testCache, oci.Digest)
 	}{
-		{"read error", size, func(*testing.T) *fakeContent {
-			return &fakeContent{data: data, reader: func(off, n int64) io.Reader {
-				return &failingReader{data: data[:100<<10], err: errors.New("fill sha256:abc: digest mismatch")}
-			}}
+		{"read error", size, func(t *testing.T) (*testCache, oci.Digest) {
+			return cutFill(t, errors.New("upstream died"), false)
 		}},
-		{"early EOF", size, func(*testing.T) *fakeContent {
-			return &fakeContent{data: data, reader: func(off, n int64) io.Reader {
-				return bytes.NewReader(data[:100<<10])
-			}}
+		{"early EOF", size, func(t *testing.T) (*testCache, oci.Digest) {
+			return cutFill(t, io.EOF, false)
 		}},
-		{"read error, chunked", -1, func(*testing.T) *fakeContent {
-			return &fakeContent{data: data, reader: func(off, n int64) io.Reader {
-				return &failingReader{data: data[:100<<10], err: errors.New("upstream died")}
-			}}
+		{"read error, chunked", -1, func(t *testing.T) (*testCache, oci.Digest) {
+			return cutFill(t, errors.New("upstream died"), true)
 		}},
-		{"file shorter than its size", size, func(t *testing.T) *fakeContent {
-			p := filepath.Join(t.TempDir(), "short")
-			if err := os.WriteFile(p, data[:100<<10], 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return &fakeContent{data: data, path: p}
+		{"file shorter than its size", size, func(t *testing.T) (*testCache, oci.Digest) {
+			// A disk hit whose file was cut short beneath the cache.
+			o := origintest.New()
+			dg := o.Add(data, "")
+			c := warmCache(t, o, func(cfg *cache.Config) { cfg.MemoryBytes = 0 }, blobRequest(dg))
+			truncate(t, c.dir, dg, cut)
+			return c, dg
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := tt.make(t)
-			fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
-				return answer{digest: oci.FromBytes(data), size: tt.size, source: tier.SourceFillNew, hasBody: true, content: c}, nil
-			}}
-			ts := startServer(t, Config{}, fc.get)
-			target := "/v2/app/blobs/" + string(oci.FromBytes(data))
+			c, dg := tt.serve(t)
+			ts := startServer(t, Config{}, c)
+			target := "/v2/app/blobs/" + string(dg)
 
 			// net/http: reading the body must fail.
 			resp, body, err := ts.do(t, "GET", target, nil)
@@ -111,113 +116,59 @@ func TestBrokenStreamAbortsConnection(t *testing.T) {
 				t.Errorf("chunked body ends with the last chunk: looks whole")
 			}
 			ts.logs.wait(t, 2)
-			c.checkClosed(t)
+			c.closeReleased(t)
 		})
+	}
+}
+
+// truncate cuts the file holding dg under dir to n bytes.
+func truncate(t *testing.T, dir string, dg oci.Digest, n int64) {
+	t.Helper()
+	found := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.Name() != dg.Hex() {
+			return err
+		}
+		found++
+		return os.Truncate(path, n)
+	})
+	if err != nil || found != 1 {
+		t.Fatalf("truncating %s: %d files, %v", dg.Short(), found, err)
 	}
 }
 
 // TestStreamContextEndsWithResponse: the context the cache is asked with
-// lives while the body streams and is cancelled once it is done.
+// lives while the body streams and is cancelled once it is done. A fill
+// reader waits on it: were it cancelled early, the body would break.
 func TestStreamContextEndsWithResponse(t *testing.T) {
-	data := testData(64 << 10)
-	var (
-		mu      sync.Mutex // guards ctxs and duringRead
-		ctxs    []context.Context
-		live    []bool // ctx.Err() == nil seen from inside a body read
-		content = &fakeContent{data: data}
-	)
-	content.reader = func(off, n int64) io.Reader {
-		mu.Lock()
-		ctx := ctxs[len(ctxs)-1]
-		mu.Unlock()
-		return readerFunc(func(p []byte) (int, error) {
-			mu.Lock()
-			live = append(live, ctx.Err() == nil)
-			mu.Unlock()
-			if len(data) == 0 {
-				return 0, io.EOF
-			}
-			k := copy(p, data)
-			data = data[k:]
-			return k, nil
-		})
+	const size = 64 << 10
+	c, dg, gate := gatedBlob(t, size)
+	spy := &spyCache{Cache: c}
+	ts := startServer(t, Config{}, spy)
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(dg), nil)
+	resp, err := ts.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	get := func(ctx context.Context, req *oci.Request) (answer, error) {
-		mu.Lock()
-		ctxs = append(ctxs, ctx)
-		mu.Unlock()
-		return answer{digest: digestA, size: int64(len(data)), source: tier.SourceFillJoined, hasBody: true, content: content}, nil
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, size/2)); err != nil {
+		t.Fatalf("first half: %v", err)
 	}
-	ts := startServer(t, Config{}, get)
-	resp, body, err := ts.do(t, "GET", "/v2/app/blobs/"+string(digestA), nil)
-	if err != nil || resp.StatusCode != 200 || len(body) != 64<<10 {
-		t.Fatalf("GET: %v, status %d, %d bytes", err, resp.StatusCode, len(body))
+	ctxs := spy.contexts()
+	if len(ctxs) != 1 || ctxs[0].Err() != nil {
+		t.Fatalf("%d requests asked; mid-stream the context is done: %v", len(ctxs), ctxs[0].Err())
+	}
+	close(gate) // the reader, waiting on that context, gets the rest
+	if rest, err := io.ReadAll(resp.Body); err != nil || len(rest) != size/2 {
+		t.Fatalf("second half: %d bytes, %v", len(rest), err)
 	}
 	ts.logs.wait(t, 1)
-	mu.Lock()
-	defer mu.Unlock()
-	for i, ok := range live {
-		if !ok {
-			t.Errorf("read %d saw the request context already done", i)
-		}
-	}
-	if len(ctxs) != 1 || ctxs[0].Err() == nil {
-		t.Errorf("request context not cancelled after the response (%d contexts)", len(ctxs))
+	if ctxs[0].Err() == nil {
+		t.Error("request context not cancelled after the response")
 	}
 }
 
-type readerFunc func(p []byte) (int, error)
-
-func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
-
-// spyConn records what reaches the TCP connection's ReadFrom: an
-// *io.LimitedReader around an *os.File is what net.TCPConn sends with
-// sendfile(2).
-type spyConn struct {
-	*net.TCPConn
-	mu        *sync.Mutex // guards fileBytes, other
-	fileBytes *int64
-	other     *int
-}
-
-func (c *spyConn) ReadFrom(r io.Reader) (int64, error) {
-	isFile := false
-	if lr, ok := r.(*io.LimitedReader); ok {
-		_, isFile = lr.R.(*os.File)
-	}
-	n, err := c.TCPConn.ReadFrom(r)
-	c.mu.Lock()
-	if isFile {
-		*c.fileBytes += n
-	} else {
-		*c.other++
-	}
-	c.mu.Unlock()
-	return n, err
-}
-
-type spyListener struct {
-	net.Listener
-	mu        sync.Mutex // guards fileBytes, other
-	fileBytes int64
-	other     int
-}
-
-func (l *spyListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &spyConn{TCPConn: c.(*net.TCPConn), mu: &l.mu, fileBytes: &l.fileBytes, other: &l.other}, nil
-}
-
-func (l *spyListener) counts() (int64, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.fileBytes, l.other
-}
-
-// TestDiskHitReachesSendfile serves a whole file over loopback TCP and
+// TestDiskHitReachesSendfile serves a whole disk hit over loopback TCP and
 // checks that every body byte went through the connection's ReadFrom with
 // the file itself, both with and without the per-IP limit's wrapper.
 func TestDiskHitReachesSendfile(t *testing.T) {
@@ -225,47 +176,27 @@ func TestDiskHitReachesSendfile(t *testing.T) {
 	data := testData(size)
 	for _, perIP := range []int{0, 4} {
 		t.Run("MaxConnsPerIP="+strconv.Itoa(perIP), func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "blob")
-			if err := os.WriteFile(p, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c := &fakeContent{data: data, path: p}
-			fc := contentCache(data, c, tier.SourceDisk, oci.BlobMediaType)
+			o := origintest.New()
+			dg := o.Add(data, "")
+			c := warmCache(t, o, func(cfg *cache.Config) { cfg.MemoryBytes = 0 }, blobRequest(dg))
 			var spy *spyListener
-			ts := startTCP(t, Config{MaxConnsPerIP: perIP}, fc.get, func(ln net.Listener) net.Listener {
+			ts := startTCP(t, Config{MaxConnsPerIP: perIP}, c, func(ln net.Listener) net.Listener {
 				spy = &spyListener{Listener: ln}
 				return spy
 			})
-			resp, body, err := ts.do(t, "GET", "/v2/app/blobs/"+string(oci.FromBytes(data)), nil)
+			resp, body, err := ts.do(t, "GET", "/v2/app/blobs/"+string(dg), nil)
 			if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
 				t.Fatalf("GET: %v, status %d, %d bytes", err, resp.StatusCode, len(body))
 			}
-			ts.logs.wait(t, 1)
-			c.checkClosed(t)
+			if line := ts.logs.wait(t, 1)[0]; line["source"] != "disk" {
+				t.Errorf("source %v, want disk", line["source"])
+			}
+			c.released(t)
 			if fileBytes, _ := spy.counts(); fileBytes != size {
 				t.Errorf("%d bytes went to TCPConn.ReadFrom as a file, want all %d", fileBytes, size)
 			}
 		})
 	}
-}
-
-// startTCP serves s on a loopback TCP listener (wrapped by wrap, if set).
-func startTCP(t *testing.T, cfg Config, get getFunc, wrap func(net.Listener) net.Listener) *testServer {
-	t.Helper()
-	logs := newLogSink()
-	cfg.Logger = slog.New(logs)
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ln net.Listener = tcp
-	if wrap != nil {
-		ln = wrap(tcp)
-	}
-	var d net.Dialer
-	return serveOn(t, newServer(cfg, get), ln, logs, func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, "tcp", tcp.Addr().String())
-	})
 }
 
 // TestStreamRenewsWriteDeadline: a body that takes longer than
@@ -277,39 +208,25 @@ func startTCP(t *testing.T, cfg Config, get getFunc, wrap func(net.Listener) net
 func TestStreamRenewsWriteDeadline(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	const piece, count = 64 << 10, 4
-	pieces := make(chan []byte)
-	c := &fakeContent{reader: func(off, n int64) io.Reader {
-		var cur []byte
-		return readerFunc(func(p []byte) (int, error) {
-			for len(cur) == 0 {
-				b, ok := <-pieces
-				if !ok {
-					return 0, io.EOF
-				}
-				cur = b
-			}
-			k := copy(p, cur)
-			cur = cur[k:]
-			return k, nil
-		})
-	}}
-	fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
-		return answer{digest: digestA, size: piece * count, source: tier.SourceFillNew, hasBody: true, content: c}, nil
-	}}
-	ts := startTCP(t, Config{WriteTimeout: timeout}, fc.get, nil)
-	// Feeds the body, pausing 1.5×WriteTimeout between pieces; stops after
-	// count pieces.
+	p := newPacedBlob(t, piece*count, false)
+	ts := startTCP(t, Config{WriteTimeout: timeout}, p, nil)
+	ctx := t.Context()
+	// Feeds the fill's upstream, pausing 1.5×WriteTimeout between pieces;
+	// stops after count pieces, or when the test ends.
 	go func() {
-		defer close(pieces)
 		for i := range count {
 			if i > 0 {
 				<-time.After(3 * timeout / 2)
 			}
-			pieces <- testData(piece)
+			select {
+			case p.pace <- piece:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
-	resp, body, err := ts.do(t, "GET", "/v2/app/blobs/"+string(digestA), nil)
-	if err != nil || resp.StatusCode != 200 || len(body) != piece*count {
+	resp, body, err := ts.do(t, "GET", "/v2/app/blobs/"+string(p.digest), nil)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, p.data) {
 		t.Fatalf("GET: %v, status %d, %d of %d bytes", err, resp.StatusCode, len(body), piece*count)
 	}
 }
@@ -328,14 +245,21 @@ func (z *zeros) Read(p []byte) (int, error) {
 }
 
 // TestStalledClientIsDropped: a client that stops reading is dropped after
-// WriteTimeout, and its request ends (reader closed, context cancelled).
+// WriteTimeout, and its request ends (body closed, context cancelled). The
+// stream is an uncached one (the disk budget cannot take the object), from
+// an origin of zeros that holds nothing in memory.
 func TestStalledClientIsDropped(t *testing.T) {
 	const size = 256 << 20 // far more than loopback socket buffers hold
-	c := &fakeContent{reader: func(off, n int64) io.Reader { return &zeros{n: n} }}
-	fc := &fakeCache{answer: func(req *oci.Request) (answer, error) {
-		return answer{digest: digestA, size: size, source: tier.SourceFillNew, hasBody: true, content: c}, nil
-	}}
-	ts := startTCP(t, Config{WriteTimeout: 200 * time.Millisecond}, fc.get, nil)
+	var bodies origintest.Bodies
+	o := origintest.Func(func(_ context.Context, req *oci.Request) (*oci.Response, error) {
+		resp := &oci.Response{Digest: req.Reference.Digest, Size: size}
+		if req.Method == http.MethodGet {
+			resp.Body = bodies.Track(io.NopCloser(&zeros{n: size}))
+		}
+		return resp, nil
+	})
+	spy := &spyCache{Cache: newTestCache(t, o, func(cfg *cache.Config) { cfg.DiskBytes = 1 << 20 })}
+	ts := startTCP(t, Config{WriteTimeout: 200 * time.Millisecond}, spy, nil)
 	conn, err := net.Dial("tcp", ts.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -347,62 +271,73 @@ func TestStalledClientIsDropped(t *testing.T) {
 	}
 	// Read nothing more: the server's writes block, then time out.
 	line := ts.logs.wait(t, 1)[0]
-	if line["err"] == nil {
-		t.Errorf("stalled stream ended without an error: %v", line)
+	if line["err"] == nil || line["source"] != cache.SourceUncached.String() {
+		t.Errorf("stalled %v stream ended without an error: %v", line["source"], line)
 	}
 	if got, _ := line["bytes"].(int64); got >= size {
 		t.Errorf("logged bytes = %d, want fewer than %d", got, size)
 	}
-	c.checkClosed(t)
+	if n := bodies.Open(); n != 0 {
+		t.Errorf("%d origin bodies left open", n)
+	}
+	spy.waitDone(t, 1)
 }
 
 // TestStreamBytesReachClientAtOnce: a stream other than a file (here a
 // fill whose upstream is slow) sends its headers before its first byte
 // exists, and every piece as it comes, rather than when fasthttp's 4 KiB
-// buffer fills: with a known size and chunked, over plain TCP and TLS.
+// buffer fills: with a known size and chunked, over plain TCP and TLS. A
+// fill holds back the byte that may be its last until it is verified, so
+// each piece but the last arrives short of that one byte.
 func TestStreamBytesReachClientAtOnce(t *testing.T) {
 	const piece, pieces = 100, 3
 	cert, pool := selfSigned(t)
 	for _, tt := range []struct {
-		name string
-		size int64
-		tls  bool
+		name    string
+		chunked bool
+		tls     bool
 	}{
-		{"known size", piece * pieces, false},
-		{"chunked", -1, false},
-		{"known size over TLS", piece * pieces, true},
-		{"chunked over TLS", -1, true},
+		{"known size", false, false},
+		{"chunked", true, false},
+		{"known size over TLS", false, true},
+		{"chunked over TLS", true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHeldFill(tt.size)
+			p := newPacedBlob(t, piece*pieces, tt.chunked)
 			cfg := Config{}
 			if tt.tls {
 				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
-			ts := startTCPServer(t, cfg, h.get)
+			ts := startTCP(t, cfg, p, nil)
 			c := dialRaw(t, ts.addr)
 			if tt.tls {
 				c = deadlined(t, tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}))
 			}
-			sendRaw(t, c, "GET /v2/app/blobs/"+string(digestA)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			sendRaw(t, c, "GET /v2/app/blobs/"+string(p.digest)+" HTTP/1.1\r\nHost: x\r\n\r\n")
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
 				t.Fatalf("no headers while the fill has sent nothing: %v", err)
 			}
-			if resp.StatusCode != 200 || resp.ContentLength != tt.size {
-				t.Fatalf("status %d, Content-Length %d; want 200, %d", resp.StatusCode, resp.ContentLength, tt.size)
+			wantLength := int64(piece * pieces)
+			if tt.chunked {
+				wantLength = -1
 			}
-			for i := range pieces {
-				data := testData(piece)
-				h.feed <- data
-				got := make([]byte, piece)
-				if _, err := io.ReadFull(resp.Body, got); err != nil || !bytes.Equal(got, data) {
+			if resp.StatusCode != 200 || resp.ContentLength != wantLength {
+				t.Fatalf("status %d, Content-Length %d; want 200, %d", resp.StatusCode, resp.ContentLength, wantLength)
+			}
+			got := 0
+			for i := range pieces - 1 {
+				p.send(t, piece)
+				want := (i+1)*piece - 1
+				buf := make([]byte, want-got)
+				if _, err := io.ReadFull(resp.Body, buf); err != nil || !bytes.Equal(buf, p.data[got:want]) {
 					t.Fatalf("piece %d did not arrive while the fill held the rest: %v", i, err)
 				}
+				got = want
 			}
-			close(h.feed)
-			if rest, err := io.ReadAll(resp.Body); err != nil || len(rest) != 0 {
-				t.Errorf("after the last piece: %d bytes, %v", len(rest), err)
+			p.send(t, piece)
+			if rest, err := io.ReadAll(resp.Body); err != nil || !bytes.Equal(rest, p.data[got:]) {
+				t.Errorf("after the last piece: %d bytes, %v; want %d", len(rest), err, len(p.data)-got)
 			}
 		})
 	}

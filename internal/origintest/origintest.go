@@ -1,8 +1,9 @@
 // Package origintest is the fake origin of cacheyd's tests: an in-memory
 // registry with the method set of cache.Origin that counts what it is asked
-// and can be told to hold bodies back, send wrong bytes, refuse anonymous
-// requests, fail, cut bodies short or hang. The cache's tests, the retry
-// wrapper's and the server's all use it.
+// and the bodies it hands out, and can be told to hold bodies back or let
+// them out piece by piece, send wrong bytes, leave out the size or the
+// digest, refuse anonymous requests, fail, cut bodies short or hang. The
+// cache's tests, the retry wrapper's and the server's all use it.
 package origintest
 
 import (
@@ -29,11 +30,24 @@ type Origin struct {
 	// Gate, when set, makes every GET body wait for it to close before
 	// sending its second half.
 	Gate chan struct{}
+	// Pace, when set, makes every GET body send nothing of its own: each n
+	// received from it lets n more bytes out (to whichever body takes it),
+	// and its closing lets the rest out. A slow upstream, step by step.
+	Pace chan int
+	// UnknownSize answers every request with Size -1, as a registry that
+	// sends no Content-Length (a chunked body).
+	UnknownSize bool
+	// NoDigest answers every request without a digest, as a registry that
+	// sends no Docker-Content-Digest.
+	NoDigest bool
 	// Corrupt flips a byte of every body sent.
 	Corrupt bool
 	// Private demands this Authorization for everything; anything else is
-	// refused with 401 and a challenge.
+	// refused with Refusal.
 	Private string
+	// Refusal is Private's answer to the wrong Authorization; nil means a
+	// 401 with a Bearer challenge and no body.
+	Refusal *oci.Error
 	// Fail, when set, is returned for every request.
 	Fail error
 	// FailNext is returned for the next FailCount GETs and the next
@@ -55,6 +69,8 @@ type Origin struct {
 	IgnoreRange bool
 	// Offsets records the Offset of every GET.
 	Offsets []int64
+
+	bodies Bodies // every GET body handed out
 }
 
 type object struct {
@@ -105,6 +121,10 @@ func (o *Origin) Set(fn func(o *Origin)) {
 	fn(o)
 }
 
+// OpenBodies reports how many GET bodies the origin handed out that were
+// not closed yet: zero once every reader of them is done, unless one leaked.
+func (o *Origin) OpenBodies() int { return o.bodies.Open() }
+
 // GETOffsets returns the Offset of every GET so far.
 func (o *Origin) GETOffsets() []int64 {
 	o.mu.Lock()
@@ -116,7 +136,8 @@ func (o *Origin) GETOffsets() []int64 {
 func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	o.mu.Lock()
 	o.calls[req.Method+" "+req.Kind.String()+" "+req.Reference.String()]++
-	gate, corrupt, private, fail, cutErr, ignoreRange := o.Gate, o.Corrupt, o.Private, o.Fail, o.CutErr, o.IgnoreRange
+	gate, pace, corrupt, private, refusal, fail, cutErr := o.Gate, o.Pace, o.Corrupt, o.Private, o.Refusal, o.Fail, o.CutErr
+	unknownSize, noDigest, ignoreRange := o.UnknownSize, o.NoDigest, o.IgnoreRange
 	cut, hang := int64(-1), int64(-1)
 	if req.Method == http.MethodHead && o.FailHeads > 0 {
 		o.FailHeads--
@@ -147,6 +168,9 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		return nil, fail
 	}
 	if private != "" && req.Authorization != private {
+		if refusal != nil {
+			return nil, refusal
+		}
 		return nil, &oci.Error{Status: http.StatusUnauthorized, Code: oci.CodeUnauthorized, Message: "auth",
 			Challenge: `Bearer realm="http://localhost:1/token"`}
 	}
@@ -159,7 +183,13 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 	}
 	size := int64(len(obj.data))
 	resp := &oci.Response{Digest: dg, MediaType: obj.mediaType, Size: size, End: size}
+	if noDigest {
+		resp.Digest = ""
+	}
 	if req.Method == http.MethodHead {
+		if unknownSize {
+			resp.Size, resp.End = -1, -1
+		}
 		return resp, nil
 	}
 	start, end := req.Offset, size
@@ -176,6 +206,9 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 	}
 	data := bytes.Clone(obj.data[start:end])
 	resp.Offset, resp.End = start, end
+	if unknownSize {
+		resp.Size, resp.End = -1, -1
+	}
 	if corrupt && len(data) > 0 {
 		data[len(data)/2] ^= 0xff
 	}
@@ -189,9 +222,12 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data[:cut]), ErrReader{cutErr}))
 	case gate != nil:
 		resp.Body = gated(ctx, data, gate)
+	case pace != nil:
+		resp.Body = paced(ctx, data, pace)
 	default:
 		resp.Body = io.NopCloser(bytes.NewReader(data))
 	}
+	resp.Body = o.bodies.Track(resp.Body)
 	return resp, nil
 }
 
@@ -229,6 +265,72 @@ func gated(ctx context.Context, data []byte, gate chan struct{}) io.ReadCloser {
 		pw.Close()
 	}()
 	return pr
+}
+
+// paced sends data as pace lets it out: n bytes for each n received, the
+// rest once pace is closed.
+func paced(ctx context.Context, data []byte, pace <-chan int) io.ReadCloser {
+	pr, pw := io.Pipe()
+	// Stops when the whole body is written, the reader closes the pipe or
+	// the request's context ends.
+	go func() {
+		for len(data) > 0 {
+			n := len(data)
+			select {
+			case k, ok := <-pace:
+				if ok {
+					n = min(k, n)
+				}
+			case <-ctx.Done():
+				pw.CloseWithError(ctx.Err())
+				return
+			}
+			if _, err := pw.Write(data[:n]); err != nil {
+				return
+			}
+			data = data[n:]
+		}
+		pw.Close()
+	}()
+	return pr
+}
+
+// Bodies counts bodies handed out and closed, so that a test can prove
+// every body was closed by whoever took it. The zero value is ready.
+type Bodies struct {
+	mu             sync.Mutex // guards opened and closed
+	opened, closed int
+}
+
+// Track counts body as handed out and returns it with a Close that counts
+// it closed, once however often it is called.
+func (b *Bodies) Track(body io.ReadCloser) io.ReadCloser {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.opened++
+	return &tracked{ReadCloser: body, b: b}
+}
+
+// Open reports how many tracked bodies are not closed yet.
+func (b *Bodies) Open() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opened - b.closed
+}
+
+type tracked struct {
+	io.ReadCloser
+	b    *Bodies
+	once sync.Once
+}
+
+func (t *tracked) Close() error {
+	t.once.Do(func() {
+		t.b.mu.Lock()
+		t.b.closed++
+		t.b.mu.Unlock()
+	})
+	return t.ReadCloser.Close()
 }
 
 // ErrReader fails every read with Err.

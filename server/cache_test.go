@@ -2,103 +2,35 @@ package server
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"testing"
 
+	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier"
 )
 
-// origin is an in-memory registry for a real tier.Cache.
-type origin struct {
-	mu      sync.Mutex // guards everything below
-	objects map[oci.Digest][]byte
-	types   map[oci.Digest]string
-	tags    map[string]oci.Digest
-	gets    int
-	corrupt bool // flip a byte of every body
-	// gate, when set, holds every body after its first half until closed.
-	gate   chan struct{}
-	refuse *oci.Error // answer every request with this
-}
+// The server over the real cache, end to end: what each source looks like
+// to a client, and the fill's guarantees as a client sees them.
 
-func newOrigin() *origin {
-	return &origin{objects: map[oci.Digest][]byte{}, types: map[oci.Digest]string{}, tags: map[string]oci.Digest{}}
-}
-
-func (o *origin) add(data []byte, mediaType string) oci.Digest {
-	dg := oci.FromBytes(data)
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.objects[dg], o.types[dg] = data, mediaType
-	return dg
-}
-
-func (o *origin) Fetch(_ context.Context, req *oci.Request) (*oci.Response, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.refuse != nil {
-		return nil, o.refuse
-	}
-	dg := req.Reference.Digest
-	if !req.Reference.IsDigest() {
-		dg = o.tags[req.Reference.Tag]
-	}
-	data, ok := o.objects[dg]
-	if !ok {
-		return nil, oci.ErrManifestUnknown(req.Reference.String())
-	}
-	resp := &oci.Response{Digest: dg, MediaType: o.types[dg], Size: int64(len(data))}
-	if req.Method == http.MethodGet {
-		o.gets++
-		body := data
-		if o.corrupt {
-			body = bytes.Clone(data)
-			body[len(body)/2] ^= 0xff
-		}
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		if gate := o.gate; gate != nil {
-			half := len(body) / 2
-			resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body[:half]),
-				readerFunc(func([]byte) (int, error) { <-gate; return 0, io.EOF }),
-				bytes.NewReader(body[half:])))
-		}
-	}
-	return resp, nil
-}
-
-func newTierCache(t *testing.T, o *origin) *tier.Cache {
-	t.Helper()
-	// No memory tier: hits come from disk.
-	c, err := tier.New(tier.Config{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// TestThroughTier serves a real tier.Cache: a cold GET streams the fill, a
-// warm GET is a disk hit sent with sendfile, Range and HEAD work on both,
-// and manifests keep their media type, by digest and by tag.
-func TestThroughTier(t *testing.T) {
-	o := newOrigin()
-	blob := make([]byte, 2<<20+7)
-	rand.Read(blob)
-	blobDigest := o.add(blob, "")
-	const manifestType = "application/vnd.oci.image.manifest.v1+json"
+// TestThroughCache: a cold GET streams the fill, a warm GET is a disk hit
+// sent with sendfile, Range and HEAD work on both, and manifests keep their
+// media type, by digest and by tag; upstream sees each object once.
+func TestThroughCache(t *testing.T) {
+	o := origintest.New()
+	blob := origintest.RandomBytes(t, 2<<20+7)
+	blobDigest := o.Add(blob, "")
 	manifest := []byte(`{"schemaVersion":2,"mediaType":"` + manifestType + `"}`)
-	manifestDigest := o.add(manifest, manifestType)
-	o.tags["v1"] = manifestDigest
+	manifestDigest := o.Add(manifest, manifestType)
+	o.Tag("v1", manifestDigest)
 
+	// No memory tier: hits come from disk.
+	c := newTestCache(t, o, func(cfg *cache.Config) { cfg.MemoryBytes = 0 })
 	var spy *spyListener
-	ts := startTCP(t, Config{}, tierAnswer(newTierCache(t, o)), func(ln net.Listener) net.Listener {
+	ts := startTCP(t, Config{}, c, func(ln net.Listener) net.Listener {
 		spy = &spyListener{Listener: ln}
 		return spy
 	})
@@ -144,22 +76,21 @@ func TestThroughTier(t *testing.T) {
 	if fileBytes, _ := spy.counts(); fileBytes != int64(len(blob)+len(blob[1<<20:])) {
 		t.Errorf("%d bytes sent from a file by ReadFrom, want the warm blob's %d and its window's %d", fileBytes, len(blob), len(blob[1<<20:]))
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.gets != 2 {
-		t.Errorf("origin saw %d GETs, want 2 (one blob, one manifest)", o.gets)
+	if b, m := o.Count("GET", oci.KindBlob, string(blobDigest)), o.Count("GET", oci.KindManifest, string(manifestDigest)); b != 1 || m != 1 {
+		t.Errorf("origin saw %d GETs of the blob and %d of the manifest, want 1 each", b, m)
 	}
+	c.closeReleased(t)
 }
 
 // TestCorruptFillBreaksResponse: content whose digest turns out wrong is
 // never delivered whole: the client's read fails.
 func TestCorruptFillBreaksResponse(t *testing.T) {
-	o := newOrigin()
-	blob := make([]byte, 1<<20)
-	rand.Read(blob)
-	dg := o.add(blob, "")
-	o.corrupt = true
-	ts := startServer(t, Config{}, tierAnswer(newTierCache(t, o)))
+	o := origintest.New()
+	blob := origintest.RandomBytes(t, 1<<20)
+	dg := o.Add(blob, "")
+	o.Set(func(o *origintest.Origin) { o.Corrupt = true })
+	c := newTestCache(t, o, nil)
+	ts := startServer(t, Config{}, c)
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(dg), nil)
 	resp, err := ts.client.Do(req)
 	if err == nil {
@@ -176,15 +107,18 @@ func TestCorruptFillBreaksResponse(t *testing.T) {
 	if line["err"] == nil {
 		t.Errorf("access line without err: %v", line)
 	}
+	c.closeReleased(t)
 }
 
-// TestTierRefusalPassesThrough: upstream's 401 reaches the client through a
-// real cache with challenge and body.
-func TestTierRefusalPassesThrough(t *testing.T) {
-	o := newOrigin()
+// TestRefusalPassesThroughCache: upstream's 401 reaches the client through
+// a real cache with challenge and body.
+func TestRefusalPassesThroughCache(t *testing.T) {
+	o := origintest.New()
 	body := []byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}`)
-	o.refuse = &oci.Error{Status: 401, Code: oci.CodeUnauthorized, Challenge: challenge, Body: body, ContentType: "application/json"}
-	ts := startServer(t, Config{}, tierAnswer(newTierCache(t, o)))
+	o.Set(func(o *origintest.Origin) {
+		o.Fail = &oci.Error{Status: 401, Code: oci.CodeUnauthorized, Challenge: challenge, Body: body, ContentType: "application/json"}
+	})
+	ts := startServer(t, Config{}, newTestCache(t, o, nil))
 	resp, got, err := ts.do(t, "GET", "/v2/org/private/blobs/"+string(digestA)+"?ns=registry.example.test", nil)
 	if err != nil || resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != challenge || !bytes.Equal(got, body) {
 		t.Errorf("got %v %d %q %q", err, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), got)
@@ -193,15 +127,12 @@ func TestTierRefusalPassesThrough(t *testing.T) {
 
 // TestBurstIsOneUpstreamFetch: clients that ask for the same cold blob at
 // once all stream the one fill: upstream sees one GET, every client gets
-// every byte.
+// every byte, and the fill's readers all end.
 func TestBurstIsOneUpstreamFetch(t *testing.T) {
 	const clients = 16
-	o := newOrigin()
-	blob := make([]byte, 1<<20)
-	rand.Read(blob)
-	dg := o.add(blob, "")
-	o.gate = make(chan struct{})
-	ts := startServer(t, Config{}, tierAnswer(newTierCache(t, o)))
+	const size = 1 << 20
+	c, dg, gate := gatedBlob(t, size)
+	ts := startServer(t, Config{}, c)
 	ts.client.Transport.(*http.Transport).MaxIdleConnsPerHost = clients
 
 	resps := make([]*http.Response, clients)
@@ -209,8 +140,8 @@ func TestBurstIsOneUpstreamFetch(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Add(1)
-		// Ends when the response headers arrive: the first half of the
-		// blob is written before the gate, so they are flushed.
+		// Ends when the response headers arrive, which the fill sends as
+		// soon as it knows the size, before the gate.
 		go func() {
 			defer wg.Done()
 			req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(dg), nil)
@@ -218,20 +149,27 @@ func TestBurstIsOneUpstreamFetch(t *testing.T) {
 		}()
 	}
 	wg.Wait() // every client is now reading the fill
-	close(o.gate)
+	close(gate)
+	want := testData(size)
 	for i, resp := range resps {
 		if errs[i] != nil {
 			t.Fatalf("client %d: %v", i, errs[i])
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if err != nil || !bytes.Equal(body, blob) {
+		if err != nil || !bytes.Equal(body, want) {
 			t.Errorf("client %d: %d bytes, %v", i, len(body), err)
 		}
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.gets != 1 {
-		t.Errorf("upstream saw %d GETs for %d clients, want 1", o.gets, clients)
+	if n := c.origin.Count("GET", oci.KindBlob, string(dg)); n != 1 {
+		t.Errorf("upstream saw %d GETs for %d clients, want 1", n, clients)
 	}
+	sources := map[any]int{}
+	for _, line := range ts.logs.wait(t, clients) {
+		sources[line["source"]]++
+	}
+	if sources["fill"] != 1 || sources["joined"] != clients-1 {
+		t.Errorf("sources %v, want one fill and %d joined", sources, clients-1)
+	}
+	c.closeReleased(t)
 }
