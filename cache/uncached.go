@@ -3,9 +3,6 @@ package cache
 import (
 	"context"
 	"errors"
-	"fmt"
-	"hash"
-	"io"
 	"net/http"
 
 	"github.com/cacheyd/cacheyd/oci"
@@ -68,7 +65,7 @@ func (c *Cache) streamUncached(ctx context.Context, req *oci.Request, cause erro
 	}
 	return &Object{
 		Digest: req.Reference.Digest, MediaType: mediaTypeFor(req.Kind, resp.MediaType), Size: resp.Size,
-		Source: SourceUncached, ctx: ctx, pass: &verifyingReader{r: resp.Body, h: req.Reference.Digest.NewHash(), want: req.Reference.Digest, size: resp.Size},
+		Source: SourceUncached, ctx: ctx, pass: oci.NewVerifyingReader(resp.Body, req.Reference.Digest, resp.Size, nil),
 		passOffset: resp.Offset,
 	}, nil
 }
@@ -82,64 +79,3 @@ func uncachedReason(err error) string {
 	}
 	return "disk"
 }
-
-// verifyingReader passes a body through while hashing it. Like a fill, it
-// always holds back the newest byte until the body has ended and its size
-// and digest are checked, so content streamed without a pending file still
-// cannot complete wrong: a bad body ends in an error one byte short.
-type verifyingReader struct {
-	r     io.ReadCloser
-	h     hash.Hash
-	want  oci.Digest
-	size  int64 // -1 unknown
-	n     int64 // bytes read from r
-	carry []byte
-	held  [1]byte
-}
-
-func (v *verifyingReader) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if len(p) <= len(v.carry) {
-		// Only the held byte fits, and it may go only once the byte after
-		// it, or the end, has been read (a window short of the end asks for
-		// its last byte so): read through a buffer with room for both.
-		var buf [2]byte
-		n, err := v.Read(buf[:])
-		if n > len(p) {
-			// The end came, verified, with both: hand out the first and hold
-			// the other; the next read meets the end again.
-			v.held[0] = buf[1]
-			v.carry = v.held[:]
-			n, err = len(p), nil
-		}
-		copy(p, buf[:n])
-		return n, err
-	}
-	off := copy(p, v.carry)
-	v.carry = nil
-	n, err := v.r.Read(p[off:])
-	v.h.Write(p[off : off+n])
-	v.n += int64(n)
-	total := off + n
-	switch {
-	case errors.Is(err, io.EOF):
-		if v.size >= 0 && v.n != v.size {
-			return max(total-1, 0), fmt.Errorf("body ended at %d of %d bytes: %w", v.n, v.size, io.ErrUnexpectedEOF)
-		}
-		if !v.want.Matches(v.h) {
-			return max(total-1, 0), fmt.Errorf("digest mismatch: content is not %s", v.want.Short())
-		}
-		return total, io.EOF
-	case err != nil:
-		return max(total-1, 0), err
-	case total == 0:
-		return 0, nil
-	}
-	v.held[0] = p[total-1]
-	v.carry = v.held[:]
-	return total - 1, nil
-}
-
-func (v *verifyingReader) Close() error { return v.r.Close() }

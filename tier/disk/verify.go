@@ -2,9 +2,7 @@ package disk
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"sync"
@@ -59,7 +57,7 @@ func (f *File) Section(ctx context.Context, offset, length int64) (io.ReadCloser
 	whole := offset == 0 && length == f.e.Size
 	switch {
 	case !f.verified && whole:
-		return &verifying{r: f.f, h: f.e.Digest.NewHash(), want: f.e.Digest, size: f.e.Size, end: f.d.checked(f.e.Digest)}, nil
+		return oci.NewVerifyingReader(f.f, f.e.Digest, f.e.Size, f.d.checked(f.e.Digest)), nil
 	case !f.verified:
 		if err := f.d.Verify(ctx, f.e.Digest); err != nil {
 			_ = f.f.Close()
@@ -192,55 +190,3 @@ func (d *Disk) corrupt(dg oci.Digest, got, want int64) {
 	d.log.Warn("disk: removed an object that does not match its digest", "digest", dg.Short(), "bytes", got, "recorded", want)
 	_ = d.Delete(context.Background(), dg)
 }
-
-// verifying passes a file through while hashing it, always holding back
-// the newest byte until the end, where the size and digest are checked and
-// end is told the verdict; a bad file ends in an error one byte short.
-type verifying struct {
-	r     io.ReadCloser
-	h     hash.Hash
-	want  oci.Digest
-	size  int64
-	n     int64
-	end   func(error)
-	carry []byte
-	held  [1]byte
-}
-
-func (v *verifying) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	off := copy(p, v.carry)
-	v.carry = nil
-	n, err := v.r.Read(p[off:])
-	v.h.Write(p[off : off+n])
-	v.n += int64(n)
-	total := off + n
-	switch {
-	case errors.Is(err, io.EOF):
-		var bad error
-		if v.n != v.size {
-			bad = fmt.Errorf("disk: %s is %d bytes, recorded %d: %w", v.want.Short(), v.n, v.size, tier.ErrMismatch)
-		} else if !v.want.Matches(v.h) {
-			bad = fmt.Errorf("disk: %s: %w", v.want.Short(), tier.ErrMismatch)
-		}
-		if v.end != nil {
-			v.end(bad)
-			v.end = nil
-		}
-		if bad != nil {
-			return max(total-1, 0), bad
-		}
-		return total, io.EOF
-	case err != nil:
-		return max(total-1, 0), err
-	case total == 0:
-		return 0, nil
-	}
-	v.held[0] = p[total-1]
-	v.carry = v.held[:]
-	return total - 1, nil
-}
-
-func (v *verifying) Close() error { return v.r.Close() }

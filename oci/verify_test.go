@@ -1,7 +1,8 @@
-package cache
+package oci_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"io"
 	"testing"
 	"testing/iotest"
@@ -9,6 +10,18 @@ import (
 	"github.com/cacheyd/cacheyd/oci"
 )
 
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestVerifyingReader: a body that is not the content named, or is short,
+// ends in an error before its last byte; a right one passes unaltered, and
+// the verdict is told.
 func TestVerifyingReader(t *testing.T) {
 	data := randomBytes(t, 10000)
 	good := oci.FromBytes(data)
@@ -26,7 +39,7 @@ func TestVerifyingReader(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := &verifyingReader{r: io.NopCloser(iotest.OneByteReader(bytes.NewReader(tt.body))), h: good.NewHash(), want: good, size: tt.size}
+			v := oci.NewVerifyingReader(io.NopCloser(iotest.OneByteReader(bytes.NewReader(tt.body))), good, tt.size, nil)
 			got, err := io.ReadAll(v)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
@@ -48,8 +61,8 @@ func TestVerifyingReader(t *testing.T) {
 func TestVerifyingReaderSmallReads(t *testing.T) {
 	data := randomBytes(t, 1000)
 	dg := oci.FromBytes(data)
-	newReader := func(r io.Reader) *verifyingReader {
-		return &verifyingReader{r: io.NopCloser(r), h: dg.NewHash(), want: dg, size: int64(len(data))}
+	newReader := func(r io.Reader) *oci.VerifyingReader {
+		return oci.NewVerifyingReader(io.NopCloser(r), dg, int64(len(data)), nil)
 	}
 	for _, tt := range []struct {
 		name string
