@@ -268,3 +268,29 @@ func mustGet(t *testing.T, c *Cache, req *oci.Request) *Object {
 	}
 	return obj
 }
+
+// TestUnreachableOriginAnswersAtOnce: an origin that cannot be reached is
+// answered at once (a 502, so that containerd tries its next host), not
+// after every retry; the fill retries in the background.
+func TestUnreachableOriginAnswersAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var attempts atomic.Int32
+		o := OriginFunc(func(_ context.Context, req *oci.Request) (*oci.Response, error) {
+			attempts.Add(1)
+			return nil, fmt.Errorf("connect: refused: %w", oci.ErrUpstreamUnavailable)
+		})
+		c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes, cfg.FillRetries = 0, 4 })
+		start := time.Now()
+		_, err := c.Get(t.Context(), blobReq(oci.FromBytes([]byte("far away"))))
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("the client waited %s for an unreachable origin, want no wait", waited)
+		}
+		if !errors.Is(err, oci.ErrUpstreamUnavailable) || errors.Is(err, oci.ErrUpstreamTimeout) {
+			t.Errorf("err = %v, want unreachable, not a timeout", err)
+		}
+		c.wg.Wait()
+		if n := attempts.Load(); n != 5 {
+			t.Errorf("%d attempts, want FillRetries+1 = 5 in the background", n)
+		}
+	})
+}

@@ -90,11 +90,25 @@ func (c *Cache) privateFill(ctx context.Context, req *oci.Request, key fillKey) 
 var errAnswerTimeout = fmt.Errorf("no answer from upstream within the answer timeout: %w: %w",
 	oci.ErrUpstreamTimeout, oci.ErrUpstreamUnavailable)
 
-// waitAnswer waits for f to learn its size, for at most AnswerTimeout.
+// waitAnswer waits for f to learn its size, for at most AnswerTimeout, or
+// until a first attempt found the origin unreachable.
 func (c *Cache) waitAnswer(ctx context.Context, f *fill) error {
 	wctx, cancel := context.WithTimeoutCause(ctx, c.cfg.AnswerTimeout, errAnswerTimeout)
 	defer cancel()
+	wctx, stop := withCauseOf(wctx, f.unreachable)
+	defer stop()
 	return f.Wait(wctx)
+}
+
+// withCauseOf returns ctx, also cancelled, with its cause, when other is.
+func withCauseOf(ctx, other context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(other, func() {
+		if cause := context.Cause(other); cause != context.Canceled {
+			cancel(cause)
+		}
+	})
+	return ctx, func() { stop(); cancel(nil) }
 }
 
 // accepted passes on a tier's answer, or asks upstream instead for a

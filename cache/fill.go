@@ -40,6 +40,13 @@ type fill struct {
 	// hint is the window the request that started the fill asked for
 	// (Offset, Length, Suffix of a Range), fetched first.
 	hint oci.Request
+	// unreachable is cancelled, with the cause, when the origin could not
+	// be reached on a first attempt: the requests waiting then are
+	// answered at once (a fast 502, and containerd tries its next host)
+	// while the fill retries for those to come. runFill cancels it at the
+	// end in any case.
+	unreachable context.Context
+	setUnreach  context.CancelCauseFunc
 	// mediaType is the origin's Content-Type, set before the flight opens
 	// and read only after Wait.
 	mediaType string
@@ -64,6 +71,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 		}
 	}
 	f = &fill{Flight: flight.New(key.digest), hint: oci.Request{Offset: req.Offset, Length: req.Length, Suffix: req.Suffix}}
+	f.unreachable, f.setUnreach = context.WithCancelCause(context.Background())
 	f.Acquire() // the caller's reference, beside the writer's
 	c.fills[key] = f
 	c.m.FillsInFlight.Inc()
@@ -136,7 +144,11 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	if req.Kind == oci.KindBlob && c.cfg.FillParallel > 1 {
 		first.Offset, first.Length, first.Suffix = f.hint.Offset, f.hint.Length, f.hint.Suffix
 	}
-	resp, err := c.retrying.Fetch(ctx, &first)
+	resp, err := c.retrying.FetchNotify(ctx, &first, func(err error) {
+		if errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout) {
+			f.setUnreach(err) // the first cause stays
+		}
+	})
 	if err != nil {
 		return 0, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/retry"
 	"github.com/cacheyd/cacheyd/tier"
 )
 
@@ -103,16 +104,17 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		defer cancel()
 		// With a last answer to fall back on, one try: the stale answer is
 		// better served at once. Without one, retry what a retry can cure
-		// (5xx, 429, unreachable) as fills do, rather than fail every node
-		// that asked at that moment.
-		origin := Origin(c.origin)
-		if !known {
-			origin = c.retrying
+		// (5xx, 429) as fills do, rather than fail every node that asked at
+		// that moment.
+		// An origin that cannot be reached at all is answered at once, as
+		// a fill's is: the waiting clients try their next host.
+		head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
+			Repository: req.Repository, Reference: req.Reference}
+		resp, err := c.origin.Fetch(ctx, head)
+		unreachable := errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout)
+		if err != nil && !known && !unreachable && retry.Retryable(err) {
+			resp, err = c.retrying.Fetch(ctx, head)
 		}
-		resp, err := origin.Fetch(ctx, &oci.Request{
-			Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-			Repository: req.Repository, Reference: req.Reference,
-		})
 		if err != nil {
 			return descriptor{}, err
 		}

@@ -37,6 +37,7 @@ type body struct {
 	budget     int   // failed attempts left without progress
 	failures   int   // failed in a row, for the backoff
 	started    bool
+	failed   func(error) // told of failed attempts before the first answer
 
 	cur    io.ReadCloser           // the attempt's body
 	actx   context.Context         // the attempt's context
@@ -85,6 +86,9 @@ func (b *body) next(first bool) (*oci.Response, error) {
 		cancel(nil)
 		if !Retryable(err) || b.ctx.Err() != nil || b.budget <= 0 {
 			return nil, err
+		}
+		if first && b.failed != nil {
+			b.failed(err)
 		}
 		b.budget--
 		b.failures++

@@ -86,7 +86,15 @@ func New(inner Fetcher, cfg Config) *Origin {
 // worth another attempt, and returns a body that resumes itself. The
 // caller closes the body.
 func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
-	b := &body{o: o, ctx: ctx, req: *req, budget: o.cfg.Retries, size: -1}
+	return o.FetchNotify(ctx, req, nil)
+}
+
+// FetchNotify is Fetch that tells failed, when not nil, of each attempt that
+// failed before the origin answered and that is retried: a caller can let
+// those waiting for it know at once (a fast 502 for an unreachable
+// registry) while the retries go on.
+func (o *Origin) FetchNotify(ctx context.Context, req *oci.Request, failed func(error)) (*oci.Response, error) {
+	b := &body{o: o, ctx: ctx, req: *req, budget: o.cfg.Retries, size: -1, failed: failed}
 	resp, err := b.next(true)
 	if err != nil {
 		return nil, err

@@ -81,7 +81,10 @@ func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
 	x.err = err
 }
 
-var errNoBody = errors.New("server: cache answered a GET without a body")
+var (
+	errNoBody    = errors.New("server: cache answered a GET without a body")
+	errNilObject = errors.New("server: cache answered with neither object nor error")
+)
 
 // isRead reports whether method is one cacheyd answers: GET or HEAD.
 func isRead(method string) bool {
@@ -163,6 +166,10 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 			ctx.SetConnectionClose()
 		}
 		x.fail(ctx, err)
+		return
+	}
+	if obj == nil {
+		x.fail(ctx, errNilObject)
 		return
 	}
 	x.source = obj.Source.String()
