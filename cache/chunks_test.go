@@ -106,7 +106,7 @@ func TestColdSuffixIsOneRoundTrip(t *testing.T) {
 	o := &ranges{up: up, release: make(chan struct{})}
 	c := chunkedCache(t, o)
 	req := blobReq(dg)
-	req.Suffix = 4096
+	req.Wants.Suffix = 4096
 	obj, err := c.Get(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +151,7 @@ func TestReadersAtManyOffsetsEachByteOnce(t *testing.T) {
 		wg.Go(func() {
 			off := int64(i) * int64(len(data)) / 50
 			req := blobReq(dg)
-			req.Offset, req.Length = off, 10000
+			req.Wants = oci.Window{Offset: off, Length: 10000}
 			obj, err := c.Get(t.Context(), req)
 			if err != nil {
 				t.Error(err)
@@ -213,7 +213,7 @@ func TestOriginIgnoringRangeIsOneStream(t *testing.T) {
 			c := chunkedCache(t, up)
 			req := blobReq(dg)
 			if hint {
-				req.Offset, req.Length = 500000, 1000
+				req.Wants = oci.Window{Offset: 500000, Length: 1000}
 			}
 			obj, err := c.Get(t.Context(), req)
 			if err != nil {

@@ -37,9 +37,9 @@ type fillKey struct {
 // a flight, and what the cache keeps beside it.
 type fill struct {
 	*flight.Flight
-	// hint is the window the request that started the fill asked for
-	// (Offset, Length, Suffix of a Range), fetched first.
-	hint oci.Request
+	// hint is the window the request that started the fill asked for,
+	// fetched first.
+	hint oci.Window
 	// unreachable is cancelled, with the cause, when the origin could not
 	// be reached on a first attempt: the requests waiting then are
 	// answered at once (a fast 502, and containerd tries its next host)
@@ -70,14 +70,14 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 			return nil, false
 		}
 	}
-	f = &fill{Flight: flight.New(key.digest), hint: oci.Request{Offset: req.Offset, Length: req.Length, Suffix: req.Suffix}}
+	f = &fill{Flight: flight.New(key.digest), hint: req.Wants}
 	f.unreachable, f.setUnreach = context.WithCancelCause(context.Background())
 	f.Acquire() // the caller's reference, beside the writer's
 	c.fills[key] = f
 	c.m.FillsInFlight.Inc()
 	c.wg.Add(1)
 	origin := *req
-	origin.Method, origin.Offset, origin.Length, origin.Suffix = http.MethodGet, 0, 0, 0
+	origin.Method, origin.Wants = http.MethodGet, oci.Window{}
 	if key.cred == "" {
 		origin.Authorization = "" // as cacheyd itself
 	}

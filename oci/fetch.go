@@ -29,12 +29,22 @@ type Request struct {
 	// "bytes=-Suffix"), when Offset and Length are zero: a window at the
 	// end of an object whose size is not known yet.
 	Suffix int64
+	// Wants, on a request to a cache, is the window its client will read
+	// first (its Range), so that a cold fill can fetch those bytes first.
+	// Origins ignore it. The zero value is the whole object.
+	Wants Window
 	// Accept lists the manifest media types the caller takes. Empty means
 	// every type in ManifestMediaTypes.
 	Accept []string
 	// Authorization is the client's own Authorization header, forwarded
 	// unaltered. Empty means fetch as cacheyd itself.
 	Authorization string
+}
+
+// Window is bytes of an object: Length bytes from Offset (Length zero: to
+// the end), or the last Suffix bytes.
+type Window struct {
+	Offset, Length, Suffix int64
 }
 
 // Response is an origin's answer with content.

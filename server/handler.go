@@ -274,6 +274,11 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		// coming, and so the body's bytes reach the connection as they
 		// come (stream.go).
 		ctx.Response.ImmediateHeaderFlush = true
+		// A fill in flight is sent from its file as it grows (stream.go).
+		if src, ok := body.(fileSender); ok && n >= 0 {
+			ctx.Response.SetBodyStream(&growingStream{streamBase: base, src: src}, size)
+			return
+		}
 		ctx.Response.SetBodyStream(&readerStream{base}, size)
 	}
 }

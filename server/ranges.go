@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/cacheyd/cacheyd/oci"
 )
 
 // rangeResult says what to do with a request's Range header.
@@ -108,4 +110,44 @@ func parseDigits(s string) (int64, bool) {
 		n = n*10 + d
 	}
 	return n, true
+}
+
+// wantsOf reads a Range header, before the size is known, as the window a
+// client will read first: a hint for a cold fill, which fetches those bytes
+// first. Only the first range-spec counts; anything malformed is the whole
+// object (the zero Window).
+func wantsOf(h string) oci.Window {
+	if h == "" || len(h) > maxRangeHeader {
+		return oci.Window{}
+	}
+	unit, spec, ok := strings.Cut(h, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") {
+		return oci.Window{}
+	}
+	spec, _, _ = strings.Cut(spec, ",")
+	first, last, ok := strings.Cut(strings.Trim(spec, " \t"), "-")
+	if !ok {
+		return oci.Window{}
+	}
+	if first == "" {
+		if n, ok := parseDigits(last); ok && n > 0 {
+			return oci.Window{Suffix: n}
+		}
+		return oci.Window{}
+	}
+	start, ok := parseDigits(first)
+	if !ok {
+		return oci.Window{}
+	}
+	if last == "" {
+		return oci.Window{Offset: start}
+	}
+	end, ok := parseDigits(last)
+	switch {
+	case !ok || end < start:
+		return oci.Window{}
+	case end == math.MaxInt64: // past any object: to the end
+		return oci.Window{Offset: start}
+	}
+	return oci.Window{Offset: start, Length: end - start + 1}
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"math"
 	"testing"
+
+	"github.com/cacheyd/cacheyd/oci"
 )
 
 func TestParseRange(t *testing.T) {
@@ -88,5 +90,27 @@ func BenchmarkParseRange(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestWantsOf(t *testing.T) {
+	for _, tt := range []struct {
+		h    string
+		want oci.Window
+	}{
+		{"", oci.Window{}},
+		{"bytes=100-199", oci.Window{Offset: 100, Length: 100}},
+		{"bytes=100-", oci.Window{Offset: 100}},
+		{"bytes=-65536", oci.Window{Suffix: 65536}},
+		{"bytes=0-9, 20-29", oci.Window{Offset: 0, Length: 10}},
+		{"bytes=-0", oci.Window{}},
+		{"bytes=9-1", oci.Window{}},
+		{"items=1-2", oci.Window{}},
+		{"bytes=x-2", oci.Window{}},
+		{"bytes=5-99999999999999999999", oci.Window{Offset: 5}},
+	} {
+		if got := wantsOf(tt.h); got != tt.want {
+			t.Errorf("wantsOf(%q) = %+v, want %+v", tt.h, got, tt.want)
+		}
 	}
 }

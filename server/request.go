@@ -121,6 +121,9 @@ func parseAPI(in *incoming, defaultRegistry string) (apiRequest, error) {
 		Accept:        parseAccept(in.accept),
 		Authorization: in.authorization,
 	}
+	if p.Kind == oci.KindBlob && in.method == http.MethodGet {
+		out.req.Wants = wantsOf(in.rangeHeader)
+	}
 	return out, nil
 }
 

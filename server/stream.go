@@ -31,8 +31,11 @@ import (
 //     piece is one sendfile run, with the deadline renewed and the bytes
 //     counted between pieces. strace shows sendfile(2) calls of 1 MiB, and
 //     BenchmarkServeBlob shows fileStream keeping pace with a bare *os.File.
-//   - Any other stream (a fill in flight, a pass-through, an uncached
-//     stream) is sent as its bytes arrive: a slow upstream must not leave a
+//   - A fill in flight is sent the same way, from a file of its own that
+//     the cache's reader gives (growingStream): each run of bytes already
+//     written is one sendfile, and only the tail still arriving waits.
+//   - Any other stream (a pass-through, an uncached stream, a fill where
+//     the file cannot be opened again) is sent as its bytes arrive: a slow upstream must not leave a
 //     client with nothing for seconds. Its headers are flushed before the
 //     body (Response.ImmediateHeaderFlush), so the writer's buffer is empty
 //     when readerStream.WriteTo hands the body to the fixed-size writer's
@@ -217,3 +220,56 @@ func (s *fileStream) WriteTo(w io.Writer) (int64, error) {
 }
 
 var errShortFile = errors.New("server: file ended before its size")
+
+// fileSender is a body whose bytes lie in a file that is still being
+// written: a reader of a fill in flight. Next waits until some of its bytes
+// are written and gives a file of its own positioned at them, and how many
+// may be sent; Advance says how many were.
+type fileSender interface {
+	Next() (*os.File, int64, error)
+	Advance(n int64)
+}
+
+// growingStream sends a fill in flight with sendfile, run by run as its
+// bytes are written: only the tail still arriving waits, and the bytes
+// already on disk cost no copy through user space.
+type growingStream struct {
+	streamBase
+	src fileSender
+}
+
+func (s *growingStream) WriteTo(w io.Writer) (int64, error) {
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		return s.copyTo(w)
+	}
+	var n int64
+	for {
+		f, avail, err := s.src.Next()
+		switch {
+		case errors.Is(err, io.EOF):
+			return n, nil
+		case errors.Is(err, errors.ErrUnsupported) && n == 0:
+			return s.copyTo(w) // no file to send from: read instead
+		case err != nil:
+			s.readErr = err
+			return n, err
+		}
+		for avail > 0 {
+			want := min(streamPiece, avail)
+			s.renewDeadline()
+			m, err := rf.ReadFrom(&io.LimitedReader{R: f, N: want})
+			n += m
+			s.sent += m
+			avail -= m
+			s.src.Advance(m)
+			if err != nil {
+				return n, err
+			}
+			if m < want {
+				s.readErr = errShortFile
+				return n, errShortFile
+			}
+		}
+	}
+}
