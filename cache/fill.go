@@ -144,11 +144,17 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	if req.Kind == oci.KindBlob && c.cfg.FillParallel > 1 {
 		first.Offset, first.Length, first.Suffix = f.hint.Offset, f.hint.Length, f.hint.Suffix
 	}
-	resp, err := c.retrying.FetchNotify(ctx, &first, func(err error) {
+	notify := func(err error) {
 		if errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout) {
 			f.setUnreach(err) // the first cause stays
 		}
-	})
+	}
+	resp, err := c.retrying.FetchNotify(ctx, &first, notify)
+	if e, ok := oci.AsError(err); ok && e.Status == http.StatusRequestedRangeNotSatisfiable && first.Offset+first.Length+first.Suffix > 0 {
+		// The starter's window is not in the object (its client asked for
+		// bytes past the end): the whole object, then.
+		resp, err = c.retrying.FetchNotify(ctx, req, notify)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -130,6 +130,86 @@ func (o *Object) Body(offset, length int64) (io.ReadCloser, error) {
 	return nil, errors.New("cache: object has no body")
 }
 
+// Windows is Body for several windows at once (offset and length each,
+// within the object), for a multipart answer: a reader for each, which the
+// caller closes. Content that can be read only once and in order (a
+// pass-through, an uncached stream) has no windows: errors.ErrUnsupported,
+// and the object is still the caller's to read or close.
+func (o *Object) Windows(ws [][2]int64) ([]io.ReadCloser, error) {
+	switch {
+	case o.taken:
+		return nil, errors.New("cache: object body already taken")
+	case o.pass != nil:
+		return nil, errors.ErrUnsupported
+	}
+	for _, w := range ws {
+		if w[0] < 0 || w[1] < 0 || w[0]+w[1] > o.Size {
+			return nil, fmt.Errorf("cache: window [%d, +%d) outside object of %d bytes", w[0], w[1], o.Size)
+		}
+	}
+	ctx := o.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	out := make([]io.ReadCloser, len(ws))
+	switch {
+	case o.data != nil:
+		for i, w := range ws {
+			out[i] = io.NopCloser(bytes.NewReader(o.data[w[0] : w[0]+w[1]]))
+		}
+	case o.file != nil:
+		shared := &sharedClose{c: o.file, left: len(ws)}
+		for i, w := range ws {
+			out[i] = &sectionOf{SectionReader: io.NewSectionReader(o.file, w[0], w[1]), shared: shared}
+		}
+		o.file = nil
+	case o.fill != nil:
+		for i, w := range ws {
+			if i > 0 && !o.fill.Acquire() {
+				for _, r := range out[:i] {
+					r.Close()
+				}
+				return nil, errors.New("cache: fill gone")
+			}
+			out[i] = o.fill.NewReader(ctx, w[0], w[1], false)
+		}
+		o.fill = nil
+	default:
+		return nil, errors.New("cache: object has no body")
+	}
+	o.taken = true
+	return out, nil
+}
+
+// sectionOf reads a window of a file shared by several windows.
+type sectionOf struct {
+	*io.SectionReader
+	shared *sharedClose
+	closed bool
+}
+
+func (s *sectionOf) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.shared.done()
+}
+
+// sharedClose closes c when the last of its users is done. Its users are
+// the windows of one response, read one after another by one goroutine.
+type sharedClose struct {
+	c    io.Closer
+	left int
+}
+
+func (s *sharedClose) done() error {
+	if s.left--; s.left == 0 {
+		return s.c.Close()
+	}
+	return nil
+}
+
 // Close releases what the object holds if Body was never called.
 func (o *Object) Close() error {
 	var err error

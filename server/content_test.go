@@ -41,7 +41,7 @@ func TestRangeAndHead(t *testing.T) {
 		{name: "unit is case-insensitive", method: "GET", rng: "BYTES=0-0", wantStatus: 206, wantRange: "bytes 0-0/100", wantBody: data[:1], wantLength: 1},
 		{name: "start past end", method: "GET", rng: "bytes=100-", wantStatus: 416, wantRange: "bytes */100"},
 		{name: "zero suffix", method: "GET", rng: "bytes=-0", wantStatus: 416, wantRange: "bytes */100"},
-		{name: "several ranges ignored", method: "GET", rng: "bytes=0-1,5-6", wantStatus: 200, wantBody: data, wantLength: size},
+		{name: "ranges adding up to more than the object ignored", method: "GET", rng: "bytes=0-79,10-89", wantStatus: 200, wantBody: data, wantLength: size},
 		{name: "reversed ignored", method: "GET", rng: "bytes=5-1", wantStatus: 200, wantBody: data, wantLength: size},
 		{name: "other unit ignored", method: "GET", rng: "items=0-1", wantStatus: 200, wantBody: data, wantLength: size},
 		{name: "garbage ignored", method: "GET", rng: "bytes=abc", wantStatus: 200, wantBody: data, wantLength: size},

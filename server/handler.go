@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/oci"
 )
 
@@ -189,7 +190,17 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 	// if sent, still names this content.
 	off, n, status := int64(0), obj.Size, http.StatusOK
 	if hasBody && in.rangeHeader != "" && (in.ifRange == "" || (etag != "" && in.ifRange == etag)) {
-		br, rr := parseRange(in.rangeHeader, obj.Size)
+		ranges, rr := parseRanges(in.rangeHeader, obj.Size)
+		if rr == rangeOK && len(ranges) > 1 {
+			if s.serveMultipart(ctx, x, obj, etag, ranges) {
+				return
+			}
+			rr = rangeIgnore // content that reads only in order: the whole of it
+		}
+		var br byteRange
+		if len(ranges) > 0 {
+			br = ranges[0]
+		}
 		switch rr {
 		case rangeUnsatisfiable:
 			_ = obj.Close()
@@ -281,4 +292,34 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		}
 		ctx.Response.SetBodyStream(&readerStream{base}, size)
 	}
+}
+
+// serveMultipart answers several ranges of obj with multipart/byteranges.
+// It reports false, having written nothing, for content that has no
+// windows (it is read only once, in order).
+func (s *Server) serveMultipart(ctx *fasthttp.RequestCtx, x *exchange, obj *cache.Object, etag string, ranges []byteRange) bool {
+	readers, err := obj.Windows(windowsOf(ranges))
+	if errors.Is(err, errors.ErrUnsupported) {
+		return false
+	}
+	if err != nil {
+		_ = obj.Close()
+		x.fail(ctx, err)
+		return true
+	}
+	body, contentType, n := newMultipart(ranges, readers, obj.Size, obj.MediaType)
+	h := &ctx.Response.Header
+	ctx.SetStatusCode(http.StatusPartialContent)
+	if obj.Digest != "" {
+		h.Set("Docker-Content-Digest", string(obj.Digest))
+		h.Set("ETag", etag)
+	}
+	h.Set("Accept-Ranges", "bytes")
+	h.SetContentType(contentType)
+	x.contentRange = multipartRange(ranges)
+	base := streamBase{body: body, renew: ctx.SetWriteDeadline, timeout: s.cfg.WriteTimeout, end: x.streamEnded}
+	x.streaming = true
+	ctx.Response.ImmediateHeaderFlush = true
+	ctx.Response.SetBodyStream(&readerStream{base}, int(n))
+	return true
 }

@@ -44,8 +44,8 @@ const maxRangeHeader = 128
 //	bytes=-N    the last N bytes (the whole if N >= size)
 //
 // A first byte at or past the end, or a zero-length suffix, is
-// unsatisfiable. Several ranges are ignored rather than answered with
-// multipart/byteranges, which no registry client asks for. A size below 1
+// unsatisfiable. Several ranges are parseRanges' business (a multipart
+// answer); here they are ignored. A size below 1
 // (unknown, or empty content, which has no byte to select) ignores Range.
 // Numbers too large for int64 saturate: a huge first byte is
 // unsatisfiable, a huge last byte or suffix means "to the end".
@@ -57,6 +57,11 @@ func parseRange(h string, size int64) (byteRange, rangeResult) {
 	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") || strings.Contains(spec, ",") {
 		return byteRange{}, rangeIgnore
 	}
+	return parseSpec(spec, size)
+}
+
+// parseSpec interprets one range-spec, as parseRange describes.
+func parseSpec(spec string, size int64) (byteRange, rangeResult) {
 	first, last, ok := strings.Cut(strings.Trim(spec, " \t"), "-")
 	if !ok {
 		return byteRange{}, rangeIgnore
@@ -88,6 +93,58 @@ func parseRange(h string, size int64) (byteRange, rangeResult) {
 	}
 	end = min(end, size-1)
 	return byteRange{start: start, length: end - start + 1}, rangeOK
+}
+
+// maxRanges bounds the ranges of one request answered with
+// multipart/byteranges; a request with more gets the whole object.
+const maxRanges = 32
+
+// maxRangesHeader bounds a Range header with several range-specs.
+const maxRangesHeader = maxRanges * 48
+
+// parseRanges interprets a Range header of one or more range-specs against
+// a representation of size bytes, as net/http's ServeContent does: specs
+// that are unsatisfiable are left out (all of them: unsatisfiable); any
+// malformed one, more than maxRanges, or ranges adding up to more than the
+// object ignore the header (the whole object, 200).
+func parseRanges(h string, size int64) ([]byteRange, rangeResult) {
+	if !strings.Contains(h, ",") {
+		r, res := parseRange(h, size)
+		if res != rangeOK {
+			return nil, res
+		}
+		return []byteRange{r}, rangeOK
+	}
+	if size <= 0 || len(h) > maxRangesHeader {
+		return nil, rangeIgnore
+	}
+	unit, specs, ok := strings.Cut(h, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") {
+		return nil, rangeIgnore
+	}
+	var out []byteRange
+	var sum int64
+	n := 0
+	for spec := range strings.SplitSeq(specs, ",") {
+		if n++; n > maxRanges {
+			return nil, rangeIgnore
+		}
+		r, res := parseSpec(spec, size)
+		switch res {
+		case rangeIgnore:
+			return nil, rangeIgnore
+		case rangeOK:
+			out = append(out, r)
+			sum += r.length
+		}
+	}
+	switch {
+	case len(out) == 0:
+		return nil, rangeUnsatisfiable
+	case sum > size:
+		return nil, rangeIgnore
+	}
+	return out, rangeOK
 }
 
 // parseDigits parses a non-empty run of ASCII digits, saturating at
