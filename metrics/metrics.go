@@ -17,6 +17,10 @@ type Metrics struct {
 	// RequestDuration observes client request time until the handler
 	// returns (the body of a streamed response may take longer).
 	RequestDuration *prometheus.HistogramVec // kind
+	// ClientClosed counts requests whose client closed its connection
+	// before the response ended: normal for a client that reads a window
+	// and hangs up.
+	ClientClosed *prometheus.CounterVec // kind
 	// BytesServed counts body bytes written to clients, by where they came
 	// from (memory, disk, fill, passthrough).
 	BytesServed *prometheus.CounterVec // source
@@ -65,6 +69,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to answer a client request (headers ready), by API kind.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"kind"}),
+		ClientClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_client_closed_total", Help: "Requests whose client closed its connection before the response ended, by API kind.",
+		}, []string{"kind"}),
 		BytesServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_served_bytes_total", Help: "Body bytes sent to clients, by source (memory, disk, fill, passthrough, upstream).",
 		}, []string{"source"}),
@@ -112,7 +119,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Hits, m.Misses,
+		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups,
 			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached)
 	}

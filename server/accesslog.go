@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -44,6 +46,7 @@ type exchange struct {
 	// has none.
 	ctx       *requestContext
 	streaming bool // the body is a stream, which ends the exchange
+	closed    bool // the client closed its connection before the end
 	ended     bool
 }
 
@@ -85,10 +88,13 @@ func (x *exchange) end(sent int64, err error) {
 	x.sent = sent
 	if err != nil && x.err == nil {
 		x.err = err
-		if gone && errors.Is(err, context.Canceled) {
-			// A fill reader's "context canceled" says less than its cause.
-			x.err = fmt.Errorf("%w: %w", errClientGone, err)
-		}
+	}
+	if x.err != nil && (gone || clientClosed(x.err)) {
+		// A client that closes its connection before the end (containerd
+		// reads the window it wants and hangs up) is not an error: it is
+		// counted and logged as such.
+		x.err, x.closed = nil, true
+		x.s.m.ClientClosed.WithLabelValues(x.kind).Inc()
 	}
 	if sent > 0 && x.source != "" && x.source != "error" {
 		x.s.m.BytesServed.WithLabelValues(x.source).Add(float64(sent))
@@ -127,8 +133,19 @@ func (x *exchange) log() {
 		attrs = append(attrs, slog.String("range", x.contentRange))
 	}
 	attrs = append(attrs, slog.String("remote", x.remote))
+	if x.closed {
+		attrs = append(attrs, slog.Bool("client_closed", true))
+	}
 	if x.err != nil {
 		attrs = append(attrs, slog.String("err", x.err.Error()))
 	}
 	x.s.log.LogAttrs(ctx, level, "request", attrs...)
+}
+
+// clientClosed reports whether err is the client's connection going away
+// under a response: its hangup seen while waiting, or a write that found the
+// connection closed or reset.
+func clientClosed(err error) bool {
+	return errors.Is(err, errClientGone) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
 }

@@ -19,7 +19,9 @@ import (
 
 	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/internal/origintest"
+	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestBrokenStreamAbortsConnection: once headers are out, a body that fails
@@ -340,5 +342,32 @@ func TestStreamBytesReachClientAtOnce(t *testing.T) {
 				t.Errorf("after the last piece: %d bytes, %v; want %d", len(rest), err, len(p.data)-got)
 			}
 		})
+	}
+}
+
+// TestClientClosingAfterItsWindowIsNoError: a client that reads part of a
+// body and closes its connection (containerd's parallel chunks do) is
+// counted and logged as such, without an error.
+func TestClientClosingAfterItsWindowIsNoError(t *testing.T) {
+	data := testData(16 << 20)
+	o, req := holding(data, "")
+	c := warmCache(t, o, func(cfg *cache.Config) { cfg.MemoryBytes = 0 }, req)
+	m := metrics.New(nil)
+	ts := startTCP(t, Config{Metrics: m}, c, nil)
+	conn := dialRaw(t, ts.addr)
+	sendRaw(t, conn, "GET /v2/app/blobs/"+string(oci.FromBytes(data))+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := io.ReadFull(conn, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // a reset, as a client that hangs up mid-body sends
+	}
+	conn.Close()
+	line := ts.logs.wait(t, 1)[0]
+	if line["client_closed"] != true || line["err"] != nil {
+		t.Errorf("access line client_closed %v err %v, want closed and no error", line["client_closed"], line["err"])
+	}
+	if n := testutil.ToFloat64(m.ClientClosed.WithLabelValues("blob")); n != 1 {
+		t.Errorf("client_closed{blob} = %v, want 1", n)
 	}
 }
