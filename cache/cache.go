@@ -15,6 +15,7 @@ import (
 	"github.com/cacheyd/cacheyd/retry"
 	"github.com/cacheyd/cacheyd/tier/disk"
 	"github.com/cacheyd/cacheyd/tier/memory"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Cache. The zero value of every field but Dir is usable.
@@ -104,6 +105,9 @@ type Cache struct {
 	slots    *fillSlots // bounds the fills fetching at once
 	log      *slog.Logger
 	m        *metrics.Metrics
+	// memHits and diskHits are m.Hits' children, looked up once: a hit
+	// pays for nothing it need not.
+	memHits, diskHits prometheus.Counter
 
 	// ctx is the cache's own context: fills and shared tag lookups run on
 	// it, so no single client can cancel them. Close cancels it.
@@ -169,6 +173,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
 		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},
+		memHits: cfg.Metrics.Hits.WithLabelValues("memory"), diskHits: cfg.Metrics.Hits.WithLabelValues("disk"),
 	}, nil
 }
 

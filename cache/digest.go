@@ -136,7 +136,7 @@ func (c *Cache) fromTiers(ctx context.Context, req *oci.Request, key *fillKey) (
 	head := req.Method == http.MethodHead
 	// The memory tier only ever holds public content (see private.go).
 	if data, e, ok := c.mem.Get(dg); ok && (!manifest || e.MediaType != "") {
-		c.m.Hits.WithLabelValues("memory").Inc()
+		c.memHits.Inc()
 		o := &Object{Digest: dg, MediaType: mediaTypeFor(kindOf(manifest), e.MediaType), Size: e.Size, Source: SourceMemory}
 		if !head {
 			o.data = data
@@ -188,7 +188,7 @@ func (c *Cache) fromTiers(ctx context.Context, req *oci.Request, key *fillKey) (
 		c.mem.Set(e, data)
 		o.file, o.data = nil, data
 	}
-	c.m.Hits.WithLabelValues("disk").Inc()
+	c.diskHits.Inc()
 	return o, nil
 }
 

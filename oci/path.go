@@ -73,50 +73,62 @@ func ParsePath(p string) (Path, error) {
 	if rest == "_catalog" {
 		return Path{Kind: KindCatalog}, nil
 	}
-	segs := strings.Split(rest, "/")
-	n := len(segs)
+	// The last three segments name the endpoint, what comes before them
+	// the repository; cut without allocating, since every request pays.
+	r1, s1 := lastSegment(rest)
+	r2, s2 := lastSegment(r1)
+	r3, s3 := lastSegment(r2)
 	var out Path
-	var nameSegs []string
+	var name string
 	switch {
-	case n >= 3 && segs[n-2] == "manifests":
-		out.Kind, nameSegs = KindManifest, segs[:n-2]
-		ref, err := ParseReference(segs[n-1])
+	case s2 == "manifests" && r2 != "":
+		out.Kind, name = KindManifest, r2
+		ref, err := ParseReference(s1)
 		if err != nil {
 			return Path{}, ErrManifestInvalid(err.Error())
 		}
 		out.Reference = ref
-	case n >= 3 && segs[n-2] == "blobs":
-		out.Kind, nameSegs = KindBlob, segs[:n-2]
-		if segs[n-1] == "uploads" {
+	case s2 == "blobs" && r2 != "":
+		out.Kind, name = KindBlob, r2
+		if s1 == "uploads" {
 			out.Kind = KindUpload
 			break
 		}
-		d, err := ParseDigest(segs[n-1])
+		d, err := ParseDigest(s1)
 		if err != nil {
 			return Path{}, ErrDigestInvalid(err.Error())
 		}
 		out.Reference = Reference{Digest: d}
-	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads":
-		out.Kind, nameSegs = KindUpload, segs[:n-3]
-	case n >= 3 && segs[n-2] == "tags" && segs[n-1] == "list":
-		out.Kind, nameSegs = KindTags, segs[:n-2]
-	case n >= 3 && segs[n-2] == "referrers":
-		out.Kind, nameSegs = KindReferrers, segs[:n-2]
+	case s3 == "blobs" && s2 == "uploads" && r3 != "":
+		out.Kind, name = KindUpload, r3
+	case s2 == "tags" && s1 == "list" && r2 != "":
+		out.Kind, name = KindTags, r2
+	case s2 == "referrers" && r2 != "":
+		out.Kind, name = KindReferrers, r2
 	default:
 		return Path{}, ErrNotFound("no such distribution API endpoint")
 	}
-	if len(nameSegs) > 1 && LooksLikeHost(nameSegs[0]) {
-		reg, err := NormalizeRegistry(nameSegs[0])
+	if first, after, ok := strings.Cut(name, "/"); ok && LooksLikeHost(first) {
+		reg, err := NormalizeRegistry(first)
 		if err != nil {
 			return Path{}, ErrNameInvalid(err.Error())
 		}
-		out.Registry, nameSegs = reg, nameSegs[1:]
+		out.Registry, name = reg, after
 	}
-	out.Name = strings.Join(nameSegs, "/")
+	out.Name = name
 	if !ValidName(out.Name) {
 		return Path{}, ErrNameInvalid("repository name " + quoteShort(out.Name) + " does not match the distribution spec grammar")
 	}
 	return out, nil
+}
+
+// lastSegment cuts the last "/"-separated segment off s.
+func lastSegment(s string) (rest, seg string) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return "", s
+	}
+	return s[:i], s[i+1:]
 }
 
 // quoteShort quotes s for an error message, cut to a readable length.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -25,14 +24,15 @@ type exchange struct {
 	s      *Server
 	start  time.Time
 	method string
-	remote string
+	remote net.Addr // the client; made a string only for the log
 	// kind is the metrics label: an API kind, "health", "metrics" or
 	// "other".
 	kind string
 	// quiet logs at Debug: the operational endpoints are polled.
 	quiet bool
 	// req is the parsed request, nil if it did not parse.
-	req *oci.Request
+	req  *oci.Request
+	reqv oci.Request // what req points at
 	// path is the path as sent, kept for the log only when it did not parse.
 	path string
 
@@ -62,9 +62,8 @@ func (x *exchange) fail(ctx *fasthttp.RequestCtx, err error) {
 // body, that is also its end.
 func (x *exchange) handled(ctx *fasthttp.RequestCtx) {
 	x.status = ctx.Response.StatusCode()
-	m := x.s.m
-	m.Requests.WithLabelValues(x.kind, strconv.Itoa(x.status)).Inc()
-	m.RequestDuration.WithLabelValues(x.kind).Observe(time.Since(x.start).Seconds())
+	x.s.counters.request(x.kind, x.status).Inc()
+	x.s.counters.duration(x.kind).Observe(time.Since(x.start).Seconds())
 	if !x.streaming {
 		x.end(x.sent, nil)
 	}
@@ -97,7 +96,7 @@ func (x *exchange) end(sent int64, err error) {
 		x.s.m.ClientClosed.WithLabelValues(x.kind).Inc()
 	}
 	if sent > 0 && x.source != "" && x.source != "error" {
-		x.s.m.BytesServed.WithLabelValues(x.source).Add(float64(sent))
+		x.s.counters.servedBytes(x.source).Add(float64(sent))
 	}
 	x.log()
 }
@@ -132,7 +131,7 @@ func (x *exchange) log() {
 	if x.contentRange != "" {
 		attrs = append(attrs, slog.String("range", x.contentRange))
 	}
-	attrs = append(attrs, slog.String("remote", x.remote))
+	attrs = append(attrs, slog.String("remote", x.remote.String()))
 	if x.closed {
 		attrs = append(attrs, slog.Bool("client_closed", true))
 	}

@@ -23,6 +23,18 @@ const (
 	apiVersion       = "registry/2.0"
 )
 
+// Header keys of every content answer, canonical already, as bytes: set
+// with SetCanonical, they skip fasthttp's normalizing, which every hit
+// would pay for.
+var (
+	keyAPIVersion   = []byte(apiVersionHeader)
+	valAPIVersion   = []byte(apiVersion)
+	keyDigest       = []byte("Docker-Content-Digest")
+	keyETag         = []byte("Etag")
+	keyAcceptRanges = []byte("Accept-Ranges")
+	valBytes        = []byte("bytes")
+)
+
 // handle is the fasthttp request handler: it reads the request once and
 // routes it.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
@@ -59,7 +71,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		s.serveStatus(ctx, &in)
 	case in.path == "/v2" || strings.HasPrefix(in.path, "/v2/"):
-		ctx.Response.Header.Set(apiVersionHeader, apiVersion)
+		ctx.Response.Header.SetCanonical(keyAPIVersion, valAPIVersion)
 		if !s.guard.admits(ctx.Request.Header.Peek(TokenHeader)) {
 			x.path = in.path
 			x.fail(ctx, errNoClientToken)
@@ -76,7 +88,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // large, body too large, too slow, malformed), with an access line like
 // any other.
 func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
-	x := &exchange{s: s, start: time.Now(), method: string(ctx.Method()), remote: ctx.RemoteAddr().String(), kind: "other"}
+	x := &exchange{s: s, start: time.Now(), method: string(ctx.Method()), remote: ctx.RemoteAddr(), kind: "other"}
 	defer x.handled(ctx)
 	x.fail(ctx, readError(err))
 	x.err = err
@@ -109,7 +121,8 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
 	ar, err := parseAPI(in, s.cfg.DefaultRegistry)
 	if err == nil {
 		x.kind = ar.path.Kind.String()
-		x.req = &ar.req
+		x.reqv = ar.req // held by the exchange: no allocation of its own
+		x.req = &x.reqv
 	} else {
 		x.path = in.path
 	}
@@ -140,7 +153,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString("{}")
 	case oci.KindManifest, oci.KindBlob:
-		s.serveContent(ctx, x, in, &ar.req)
+		s.serveContent(ctx, x, in, x.req)
 	case oci.KindUpload:
 		x.fail(ctx, errDisabled("blob upload (push)"))
 	case oci.KindTags:
@@ -181,15 +194,18 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		x.fail(ctx, errNoBody)
 		return
 	}
-	etag := ""
+	// The ETag is the digest in quotes, made without allocating: every hit
+	// pays for it.
+	var etagBuf [2 + 7 + 128 + 2]byte
+	etag := etagBuf[:0]
 	if obj.Digest != "" {
-		etag = `"` + string(obj.Digest) + `"`
+		etag = append(append(append(etag, '"'), obj.Digest...), '"')
 	}
 
 	// Range applies to GET only (RFC 9110 §14.2), and only while If-Range,
 	// if sent, still names this content.
 	off, n, status := int64(0), obj.Size, http.StatusOK
-	if hasBody && in.rangeHeader != "" && (in.ifRange == "" || (etag != "" && in.ifRange == etag)) {
+	if hasBody && in.rangeHeader != "" && (in.ifRange == "" || (len(etag) > 0 && in.ifRange == string(etag))) {
 		ranges, rr := parseRanges(in.rangeHeader, obj.Size)
 		if rr == rangeOK && len(ranges) > 1 {
 			if s.serveMultipart(ctx, x, obj, etag, ranges) {
@@ -240,14 +256,14 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 	h := &ctx.Response.Header
 	ctx.SetStatusCode(status)
 	if obj.Digest != "" {
-		h.Set("Docker-Content-Digest", string(obj.Digest))
-		h.Set("ETag", etag)
+		h.SetCanonical(keyDigest, etag[1:len(etag)-1])
+		h.SetCanonical(keyETag, etag)
 	}
 	if obj.MediaType != "" {
 		h.SetContentType(obj.MediaType)
 	}
 	if obj.Size >= 0 {
-		h.Set("Accept-Ranges", "bytes")
+		h.SetCanonical(keyAcceptRanges, valBytes)
 	}
 	if x.contentRange != "" {
 		h.Set("Content-Range", x.contentRange)
@@ -297,7 +313,7 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 // serveMultipart answers several ranges of obj with multipart/byteranges.
 // It reports false, having written nothing, for content that has no
 // windows (it is read only once, in order).
-func (s *Server) serveMultipart(ctx *fasthttp.RequestCtx, x *exchange, obj *cache.Object, etag string, ranges []byteRange) bool {
+func (s *Server) serveMultipart(ctx *fasthttp.RequestCtx, x *exchange, obj *cache.Object, etag []byte, ranges []byteRange) bool {
 	readers, err := obj.Windows(windowsOf(ranges))
 	if errors.Is(err, errors.ErrUnsupported) {
 		return false
@@ -312,7 +328,7 @@ func (s *Server) serveMultipart(ctx *fasthttp.RequestCtx, x *exchange, obj *cach
 	ctx.SetStatusCode(http.StatusPartialContent)
 	if obj.Digest != "" {
 		h.Set("Docker-Content-Digest", string(obj.Digest))
-		h.Set("ETag", etag)
+		h.SetBytesV("ETag", etag)
 	}
 	h.Set("Accept-Ranges", "bytes")
 	h.SetContentType(contentType)

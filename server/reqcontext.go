@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // requestContext is the context a request asks the cache with. It is
@@ -17,10 +18,11 @@ import (
 // Noticing the close takes a watcher on the connection (hangup_linux.go).
 // It is started the first time anything asks for Done, which is what
 // waiting on a context does (select, context.WithCancel, AfterFunc): a
-// memory or disk hit never waits, so it never pays for a watcher.
+// memory or disk hit never waits, so it never pays for a watcher, nor for
+// the cancellable context beneath, which is made then too.
 type requestContext struct {
-	context.Context // context.WithCancelCause of the server's base
-	cancel          context.CancelCauseFunc
+	base  context.Context             // the server's base
+	inner atomic.Pointer[cancellable] // made on the first Done
 	// conn is the connection as fasthttp has it; one that is not a socket
 	// (a pipe in tests) is not watched.
 	conn net.Conn
@@ -29,7 +31,7 @@ type requestContext struct {
 	// ended: a fast path around mu for the readers of a fill, which ask on
 	// every read.
 	started atomic.Bool
-	mu      sync.Mutex // guards asked, ended and watch
+	mu      sync.Mutex // guards asked, ended, watch and the making of inner
 	asked   bool       // Done was called while the exchange was on
 	ended   bool       // the exchange has ended: start no watcher
 	// watch is the running watcher; nil before Done, after end, or when
@@ -39,9 +41,51 @@ type requestContext struct {
 
 // newRequestContext returns the context of a request served on conn.
 func (s *Server) newRequestContext(conn net.Conn) *requestContext {
-	ctx, cancel := context.WithCancelCause(s.base)
-	return &requestContext{Context: ctx, cancel: cancel, conn: conn}
+	return &requestContext{base: s.base, conn: conn}
 }
+
+// cancellable is the context beneath a request's, once it is waited on.
+type cancellable struct {
+	context.Context
+	cancel context.CancelCauseFunc
+}
+
+// beneath returns the context beneath, making it if need be.
+func (c *requestContext) beneath() *cancellable {
+	if in := c.inner.Load(); in != nil {
+		return in
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if in := c.inner.Load(); in != nil {
+		return in
+	}
+	ctx, cancel := context.WithCancelCause(c.base)
+	in := &cancellable{ctx, cancel}
+	if c.ended {
+		cancel(nil) // asked for after its end: done already
+	}
+	c.inner.Store(in)
+	return in
+}
+
+// current is the context beneath, or the base while there is none.
+func (c *requestContext) current() context.Context {
+	if in := c.inner.Load(); in != nil {
+		return in
+	}
+	return c.base
+}
+
+// Deadline is the base's: a request has none of its own.
+func (c *requestContext) Deadline() (time.Time, bool) { return c.base.Deadline() }
+
+// Err is the error of the context beneath, or the base's.
+func (c *requestContext) Err() error { return c.current().Err() }
+
+// Value looks key up in the context beneath, or the base. Once Done was
+// asked for, context.WithCancel finds the cancelCtx beneath through it.
+func (c *requestContext) Value(key any) any { return c.current().Value(key) }
 
 // Done starts the watcher on the first call, then returns the channel of
 // the context beneath. Returning that very channel keeps contexts derived
@@ -49,10 +93,11 @@ func (s *Server) newRequestContext(conn net.Conn) *requestContext {
 // (through Value) and, since the channels match, registers with it
 // directly instead of starting a goroutine.
 func (c *requestContext) Done() <-chan struct{} {
+	in := c.beneath()
 	if !c.started.Load() {
 		c.startWatch()
 	}
-	return c.Context.Done()
+	return in.Done()
 }
 
 func (c *requestContext) startWatch() {
@@ -69,12 +114,12 @@ func (c *requestContext) startWatch() {
 }
 
 // hangup is the watcher's report that the client closed the connection.
-func (c *requestContext) hangup() { c.cancel(errClientGone) }
+func (c *requestContext) hangup() { c.beneath().cancel(errClientGone) }
 
 // clientGone reports whether the context was cancelled because the client
 // closed its connection.
 func (c *requestContext) clientGone() bool {
-	return context.Cause(c.Context) == errClientGone
+	return context.Cause(c) == errClientGone
 }
 
 // end ends the request: it stops the watcher, waiting until it has
@@ -91,5 +136,7 @@ func (c *requestContext) end() {
 	if w != nil {
 		w.stop()
 	}
-	c.cancel(nil)
+	if in := c.inner.Load(); in != nil {
+		in.cancel(nil)
+	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -28,7 +29,7 @@ type incoming struct {
 	rangeHeader   string
 	ifRange       string
 	authorization string
-	remote        string
+	remote        net.Addr
 }
 
 // maxAcceptValues bounds how many Accept headers are read; a client needs a
@@ -39,12 +40,12 @@ const maxAcceptValues = 16
 func readIncoming(ctx *fasthttp.RequestCtx) incoming {
 	h := &ctx.Request.Header
 	in := incoming{
-		method:        string(ctx.Method()),
+		method:        methodString(ctx.Method()),
 		path:          string(ctx.URI().PathOriginal()),
 		rangeHeader:   string(h.Peek("Range")),
 		ifRange:       string(h.Peek("If-Range")),
 		authorization: string(h.Peek("Authorization")),
-		remote:        ctx.RemoteAddr().String(),
+		remote:        ctx.RemoteAddr(),
 	}
 	if args := ctx.QueryArgs(); args.Has("ns") {
 		in.ns, in.hasNS = string(args.Peek("ns")), true
@@ -167,4 +168,16 @@ func quoteShort(s string) string {
 		s = s[:80] + "..."
 	}
 	return `"` + strings.ToValidUTF8(s, "?") + `"`
+}
+
+// methodString is the request's method as a string, without allocating for
+// the methods a registry client sends.
+func methodString(m []byte) string {
+	switch string(m) { // compared without a copy
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	}
+	return string(m)
 }

@@ -33,6 +33,7 @@ type Server struct {
 	guard      guard
 	log        *slog.Logger
 	m          *metrics.Metrics
+	counters   counters // m's request metrics, at hand
 	// promHandler serves /metrics; nil without Config.Gatherer.
 	promHandler fasthttp.RequestHandler
 	http        *fasthttp.Server
@@ -64,6 +65,7 @@ func New(cfg Config, c Cache) *Server {
 		m = metrics.New(nil)
 	}
 	s := &Server{cfg: cfg, cache: c, registries: cfg.Registries, guard: newGuard(cfg.ClientTokens), log: cfg.Logger, m: m, started: time.Now()}
+	s.counters.m = m
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	if cfg.Gatherer != nil {
 		s.promHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
