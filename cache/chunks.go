@@ -111,28 +111,32 @@ func (k *chunker) done(s span) {
 
 // extend grows the claim of stream id, whose body runs to the end of the
 // object, past its end: by a chunk while the bytes after are neither
-// written nor claimed, or to the end once the origin is known to ignore
-// ranges and this stream is the one that carries on. It reports false when
-// the stream should stop.
+// written nor claimed; or, once the origin is known to ignore ranges and
+// this stream is the one that carries on, to the next bytes nobody has,
+// wherever they start (the stream then skips to them). It reports false
+// when the stream should stop. Claims never overlap, so that each byte has
+// one writer.
 func (k *chunker) extend(s *span, id int) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	old := *s
-	if k.noRange {
+	g, ok := k.gapLocked(s.end)
+	switch {
+	case !ok:
+		return false
+	case k.noRange:
 		if k.owner != 0 && k.owner != id {
 			return false
 		}
 		k.owner = id
-		s.end = k.size
-	} else {
-		g, ok := k.gapLocked(s.end)
-		if !ok || g.start != s.end {
-			return false
-		}
+		*s = g
+	case g.start != s.end:
+		return false
+	default:
 		s.end = min(g.end, s.end+k.chunk)
 	}
 	k.replaceLocked(old, *s)
-	return s.end > old.end
+	return true
 }
 
 func (k *chunker) replaceLocked(old, s span) {
@@ -241,8 +245,16 @@ func (k *chunker) stream(body io.ReadCloser, at int64, s span, toEnd bool) error
 	buf := make([]byte, min(int64(copyBuffer), max(s.end-s.start, 1)))
 	pos := s.start
 	for {
-		if pos >= s.end && !(toEnd && k.extend(&s, id)) {
-			return nil
+		if pos >= s.end {
+			if !toEnd || !k.extend(&s, id) {
+				return nil
+			}
+			if s.start > pos { // others have the bytes between
+				if _, err := io.CopyN(io.Discard, body, s.start-pos); err != nil {
+					return fmt.Errorf("read upstream: skipping to %d: %w", s.start, err)
+				}
+				pos = s.start
+			}
 		}
 		if cap(buf) < copyBuffer && s.end-pos > int64(len(buf)) {
 			buf = make([]byte, copyBuffer) // the claim grew

@@ -2,6 +2,7 @@ package disk
 
 import (
 	"bytes"
+	"os"
 	"testing"
 	"time"
 
@@ -27,6 +28,14 @@ func TestUseSurvivesARestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		dgs = append(dgs, e.Digest)
+	}
+	// Commit times one second apart, oldest first, as a file system with a
+	// coarse clock might not give them.
+	for i, dg := range dgs {
+		at := time.Now().Add(time.Duration(i-10) * time.Second)
+		if err := os.Chtimes(d.Path(dg), at, at); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The first commit is used again, late enough to be recorded.
 	clock = clock.Add(2 * touchEvery)
