@@ -201,12 +201,6 @@ func (c *Cache) Get(ctx context.Context, req *oci.Request) (*Object, error) {
 	return c.getDigest(ctx, req)
 }
 
-// Usage reports what the tiers hold, for a status page.
-func (c *Cache) Usage() (memoryBytes, diskBytes int64, diskObjects int) {
-	db, do, _ := c.disk.Usage()
-	return c.mem.Used(), db, do
-}
-
 func kindOf(manifest bool) oci.Kind {
 	if manifest {
 		return oci.KindManifest
