@@ -31,6 +31,8 @@ type fillKey struct {
 	// that is not one of its sources: only requests for that same source
 	// join it, and it never looks at what the tiers hold.
 	source string
+	// route is where the origin sends the fill's request (see Router).
+	route string
 }
 
 // fill is one fetch from the origin into a pending file of the disk tier:

@@ -16,6 +16,18 @@ type Origin interface {
 	Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error)
 }
 
+// Router is what an Origin that sends requests to one of several places
+// may add: a cluster's origin asks the replica that owns a key, or fetches
+// itself. Route names the place a request would go to now ("" for the
+// origin's own way). The cache shares work (a fill, a tag lookup) only
+// between requests routed to the same place: otherwise two replicas that
+// each took the other for a key's owner (while their views of the members
+// differ) would each join, for the other's request, their own fill that
+// waits for the other, and neither would answer.
+type Router interface {
+	Route(req *oci.Request) string
+}
+
 // OriginFunc adapts a function to Origin.
 type OriginFunc func(ctx context.Context, req *oci.Request) (*oci.Response, error)
 
@@ -49,6 +61,14 @@ func (c *Cache) asClient(ctx context.Context, origin Origin, req *oci.Request, r
 	}
 	resp, err = origin.Fetch(ctx, req)
 	return resp, true, err
+}
+
+// route is where the origin would send req now: Router's answer, or "".
+func (c *Cache) route(req *oci.Request) string {
+	if r, ok := c.origin.(Router); ok {
+		return r.Route(req)
+	}
+	return ""
 }
 
 // refused reports whether the origin refused the identity it was asked with.

@@ -96,8 +96,13 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		c.m.TagLookups.WithLabelValues("fresh").Inc()
 		return last.desc, SourceTags, nil
 	}
+	lookup := &oci.Request{
+		Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
+		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer,
+	}
+	// Lookups routed to different places are not shared (see Router).
 	// Stops within tagTimeout, or when Close cancels c.ctx.
-	ch := c.tagFlight.DoChan(key.String(), func() (any, error) {
+	ch := c.tagFlight.DoChan(key.String()+"\x00"+c.route(lookup), func() (any, error) {
 		// Shared by every waiter, so it runs on the cache's context.
 		ctx, cancel := context.WithTimeout(c.ctx, tagTimeout)
 		defer cancel()
@@ -109,10 +114,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		if !known {
 			origin = c.retrying
 		}
-		resp, err := origin.Fetch(ctx, &oci.Request{
-			Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-			Repository: req.Repository, Reference: req.Reference,
-		})
+		resp, err := origin.Fetch(ctx, lookup)
 		if err != nil {
 			return descriptor{}, err
 		}
@@ -142,7 +144,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 	}
 	if refused(err) && req.Authorization != "" {
 		head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-			Repository: req.Repository, Reference: req.Reference, Authorization: req.Authorization}
+			Repository: req.Repository, Reference: req.Reference, Authorization: req.Authorization, FromPeer: req.FromPeer}
 		resp, _, perr := c.asClient(ctx, c.origin, head, nil, err)
 		if perr != nil {
 			return descriptor{}, 0, perr

@@ -2,7 +2,7 @@ package oci
 
 import "io"
 
-// Request asks an origin (an upstream registry, or later another cache) for
+// Request asks an origin (an upstream registry, or another cacheyd) for
 // a manifest or a blob. It is plain data: the server builds it from a client
 // request, the tiers pass it on, the upstream client turns it into HTTP.
 type Request struct {
@@ -35,6 +35,11 @@ type Request struct {
 	// Authorization is the client's own Authorization header, forwarded
 	// unaltered. Empty means fetch as cacheyd itself.
 	Authorization string
+	// FromPeer marks a request another replica of the cluster sent on its
+	// miss (HopHeader): it is fetched from this replica's own origin, never
+	// from a peer again, so a request makes at most one hop. False is a
+	// client's request.
+	FromPeer bool
 }
 
 // Response is an origin's answer with content.

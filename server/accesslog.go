@@ -62,6 +62,9 @@ func (x *exchange) handled(ctx *fasthttp.RequestCtx) {
 	m := x.s.m
 	m.Requests.WithLabelValues(x.kind, strconv.Itoa(x.status)).Inc()
 	m.RequestDuration.WithLabelValues(x.kind).Observe(time.Since(x.start).Seconds())
+	if x.req != nil && x.req.FromPeer {
+		m.PeerServed.WithLabelValues(x.kind, strconv.Itoa(x.status)).Inc()
+	}
 	if !x.streaming {
 		x.end(x.sent, nil)
 	}

@@ -29,6 +29,8 @@ type incoming struct {
 	ifRange       string
 	authorization string
 	remote        string
+	// hop: the request came from another replica (oci.HopHeader).
+	hop bool
 }
 
 // maxAcceptValues bounds how many Accept headers are read; a client needs a
@@ -45,6 +47,7 @@ func readIncoming(ctx *fasthttp.RequestCtx) incoming {
 		ifRange:       string(h.Peek("If-Range")),
 		authorization: string(h.Peek("Authorization")),
 		remote:        ctx.RemoteAddr().String(),
+		hop:           len(h.Peek(oci.HopHeader)) > 0,
 	}
 	if args := ctx.QueryArgs(); args.Has("ns") {
 		in.ns, in.hasNS = string(args.Peek("ns")), true
@@ -120,6 +123,7 @@ func parseAPI(in *incoming, defaultRegistry string) (apiRequest, error) {
 		Reference:     p.Reference,
 		Accept:        parseAccept(in.accept),
 		Authorization: in.authorization,
+		FromPeer:      in.hop,
 	}
 	return out, nil
 }
