@@ -43,7 +43,7 @@ type Config struct {
 	// the first of Server.ClientTokens.
 	Cluster cluster.Config
 	Cache   cache.Config
-	Server          server.Config
+	Server  server.Config
 }
 
 // Defaults is the configuration of cacheyd started with no flags, but for
