@@ -20,10 +20,11 @@ type Origin interface {
 // may add: a cluster's origin asks the replica that owns a key, or fetches
 // itself. Route names the place a request would go to now ("" for the
 // origin's own way). The cache shares work (a fill, a tag lookup) only
-// between requests routed to the same place: otherwise two replicas that
-// each took the other for a key's owner (while their views of the members
-// differ) would each join, for the other's request, their own fill that
-// waits for the other, and neither would answer.
+// between requests routed to the same place, so that a request the origin
+// fetches itself (a peer's, which must make no second hop) is never served
+// by work that waits for another place, and a request the origin sends to
+// this very cache (a replica asking itself once its owner failed) never
+// joins the fill that waits for its answer.
 type Router interface {
 	Route(req *oci.Request) string
 }

@@ -29,8 +29,14 @@
 //     to R joins. A cut body is resumed by the cache's retry wrapper, which
 //     asks this origin again from the bytes it has.
 //
+// A request only ever goes to a member ranked above the asking replica for
+// its key (reaching itself in the ranking, a replica fetches), and weights
+// do not depend on who else is a member: however the replicas' views of the
+// members differ for a while, requests never go round in a circle.
+//
 // cluster knows members, owners and peers, never the cache's insides: it
 // sees only oci.Request and oci.Response, like any origin. It adds Route
-// (cache.Router) so the cache never lets a peer's request join a fill that
-// waits for a peer.
+// (cache.Router), so that the cache never serves a peer's request from a
+// fill that waits for a peer (at most one hop), nor lets a replica's
+// request to itself join the fill waiting for it.
 package cluster
