@@ -68,7 +68,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	c.m.FillsInFlight.Inc()
 	c.wg.Add(1)
 	origin := *req
-	origin.Method, origin.Offset = http.MethodGet, 0
+	origin.Method, origin.Offset, origin.Route = http.MethodGet, 0, key.route
 	if key.cred == "" {
 		origin.Authorization = "" // as cacheyd itself
 	}

@@ -24,7 +24,8 @@ type Origin interface {
 // fetches itself (a peer's, which must make no second hop) is never served
 // by work that waits for another place, and a request the origin sends to
 // this very cache (a replica asking itself once its owner failed) never
-// joins the fill that waits for its answer.
+// joins the fill that waits for its answer. The route a fill or lookup was
+// keyed by goes to the origin with each of its requests (Request.Route).
 type Router interface {
 	Route(req *oci.Request) string
 }

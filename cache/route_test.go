@@ -14,10 +14,23 @@ import (
 
 // routed is an origin that routes a peer's request to itself ("") and a
 // client's to another replica ("b"), as a replica that is not a key's
-// owner does.
-type routed struct{ Origin }
+// owner does, and records the Route its GETs carry.
+type routed struct {
+	Origin
+	mu     sync.Mutex // guards routes
+	routes []string
+}
 
-func (routed) Route(req *oci.Request) string {
+func (r *routed) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	if req.Method == http.MethodGet {
+		r.mu.Lock()
+		r.routes = append(r.routes, req.Route)
+		r.mu.Unlock()
+	}
+	return r.Origin.Fetch(ctx, req)
+}
+
+func (*routed) Route(req *oci.Request) string {
 	if req.FromPeer {
 		return ""
 	}
@@ -33,7 +46,8 @@ func TestFillsAreSharedOnlyOnOneRoute(t *testing.T) {
 	dg := o.Add(data, "")
 	gate := make(chan struct{})
 	o.Set(func(o *origintest.Origin) { o.Gate = gate })
-	c := newTestCache(t, routed{o}, nil)
+	r := &routed{Origin: o}
+	c := newTestCache(t, r, nil)
 
 	peer := blobReq(dg)
 	peer.FromPeer = true
@@ -65,6 +79,12 @@ func TestFillsAreSharedOnlyOnOneRoute(t *testing.T) {
 	if n := o.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 2 {
 		t.Errorf("origin GETs = %d, want 2 (one per route)", n)
 	}
+	// Each fill tells the origin the route it was keyed by.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.routes) != 2 || r.routes[0] != "b" || r.routes[1] != "" {
+		t.Errorf("routes the fills' requests carried = %q, want [b \"\"]", r.routes)
+	}
 }
 
 // TestTagLookupsAreSharedOnlyOnOneRoute: a peer's lookup of a tag does not
@@ -86,7 +106,7 @@ func TestTagLookupsAreSharedOnlyOnOneRoute(t *testing.T) {
 		}
 		return o.Fetch(ctx, req)
 	})
-	c := newTestCache(t, routed{held}, nil)
+	c := newTestCache(t, &routed{Origin: held}, nil)
 	tagReq := func(fromPeer bool) *oci.Request {
 		return &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: "docker.io",
 			Repository: "library/app", Reference: oci.Reference{Tag: "v1"}, FromPeer: fromPeer}

@@ -101,8 +101,9 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer,
 	}
 	// Lookups routed to different places are not shared (see Router).
+	lookup.Route = c.route(lookup)
 	// Stops within tagTimeout, or when Close cancels c.ctx.
-	ch := c.tagFlight.DoChan(key.String()+"\x00"+c.route(lookup), func() (any, error) {
+	ch := c.tagFlight.DoChan(key.String()+"\x00"+lookup.Route, func() (any, error) {
 		// Shared by every waiter, so it runs on the cache's context.
 		ctx, cancel := context.WithTimeout(c.ctx, tagTimeout)
 		defer cancel()

@@ -121,7 +121,7 @@ func (o *Origin) ranked(req *oci.Request) []string {
 	if len(ms) < 2 {
 		return nil
 	}
-	return rank(ms, keyOf(req))
+	return Rank(ms, keyOf(req))
 }
 
 // Route names the member req goes to now, or "" when this replica fetches
@@ -138,11 +138,14 @@ func (o *Origin) Route(req *oci.Request) string {
 	return ""
 }
 
-// Fetch asks the first member by rank that is not skipped; this replica
-// fetches itself when it comes first. A member that fails is passed over
-// for the next; after a failed peer, this replica asks itself as a peer,
-// so that its fill for the key is shared by every replica falling back to
-// it. When every member before it failed, it fetches itself.
+// Fetch asks the first member by rank that is not skipped, and the next
+// when it fails; reaching this replica, it fetches itself. Work that was
+// routed to a peer when it started (req.Route, set by the cache) is the
+// exception: reaching itself, this replica asks itself as a peer, so that
+// the work ends up in its own fill for the key, the one every replica
+// falling back to it joins, rather than in a second fetch upstream. (Work
+// keyed as this replica's own must not: it would wait for itself.) When
+// asking itself fails too, upstream.
 func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	ranked := o.ranked(req)
 	if ranked == nil {
@@ -152,10 +155,10 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		}
 		return o.direct(ctx, req, reason)
 	}
-	failed := false // a peer was asked and failed
+	reason := "owner"
 	for _, m := range ranked {
-		if m == o.self && !failed {
-			return o.direct(ctx, req, "owner")
+		if m == o.self && req.Route == "" {
+			return o.direct(ctx, req, reason)
 		}
 		if m != o.self && o.skips.skipped(m) {
 			continue
@@ -164,10 +167,10 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		if err == nil || !errors.Is(err, errPeer) {
 			return resp, err
 		}
-		failed = true
+		reason = "fallback"
 		o.log.Debug("cluster: peer failed; asking the next", "member", m, "key", keyOf(req), "err", err)
 		if m == o.self {
-			break // asking ourselves failed: only upstream is left
+			break // asking itself failed: only upstream is left
 		}
 	}
 	return o.direct(ctx, req, "fallback")

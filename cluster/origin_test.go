@@ -141,7 +141,7 @@ func newTrio(t *testing.T, mod func(*Config)) *trio {
 	byAddr := map[string]*fakePeer{a.addr: a, b.addr: b, s.addr: s}
 	for i := 0; ; i++ {
 		dg := oci.FromBytes([]byte("key " + strconv.Itoa(i)))
-		r := rank(o.Members(), string(dg))
+		r := Rank(o.Members(), string(dg))
 		if r[2] == s.addr {
 			tr.owner, tr.second = byAddr[r[0]], byAddr[r[1]]
 			tr.req = oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "docker.io",
@@ -203,14 +203,16 @@ func TestTheOwnerIsAskedAsAClientWouldAsk(t *testing.T) {
 
 // TestFailuresFallBackByRank: an owner answering 5xx is passed over (and
 // asked again next time: it is up), an unreachable one is skipped for the
-// backoff; after a failed peer the replica asks itself as a peer; when
-// that fails too, upstream.
+// backoff; work routed to a peer then asks this replica itself as a peer;
+// when that fails too, upstream. Work keyed as this replica's own fetches
+// itself.
 func TestFailuresFallBackByRank(t *testing.T) {
 	tr := newTrio(t, nil)
 	tr.owner.set("503")
 	tr.second.srv.Close() // unreachable
 	tr.self.set("503")
 	req := tr.req
+	req.Route = tr.o.Route(&req) // as the cache keys its fill
 	resp, err := tr.o.Fetch(t.Context(), &req)
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +242,17 @@ func TestFailuresFallBackByRank(t *testing.T) {
 	read(t, resp)
 	if n, s := len(tr.owner.asked()), len(tr.self.asked()); n != 2 || s != 2 || tr.up.count() != 2 {
 		t.Errorf("second fetch: asked owner %d, self %d, upstream %d times in all; want 2 each (the unreachable one skipped)", n, s, tr.up.count())
+	}
+	// A request not keyed by a route (a credential check, say) that
+	// reaches this replica fetches itself.
+	req.Route = ""
+	resp, err = tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(t, resp)
+	if n, s := len(tr.owner.asked()), len(tr.self.asked()); n != 3 || s != 2 || tr.up.count() != 3 {
+		t.Errorf("unrouted fetch: asked owner %d, self %d, upstream %d times in all; want 3, 2, 3", n, s, tr.up.count())
 	}
 }
 
@@ -295,6 +308,7 @@ func TestABrokenBodySkipsThePeer(t *testing.T) {
 	tr := newTrio(t, nil)
 	tr.owner.set("break")
 	req := tr.req
+	req.Route = tr.o.Route(&req)
 	resp, err := tr.o.Fetch(t.Context(), &req)
 	if err != nil {
 		t.Fatal(err)

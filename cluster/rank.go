@@ -30,9 +30,11 @@ func weight(member, key string) uint64 {
 	return d.Sum64()
 }
 
-// rank returns members ordered for key, owner first. Ties (which need a
-// 64-bit collision) are broken by address, so the order is total.
-func rank(members []string, key string) []string {
+// Rank returns members ordered for key (a digest, or
+// registry/repository:tag), owner first, as every replica ranks them.
+// Ties (which need a 64-bit collision) are broken by address, so the
+// order is total.
+func Rank(members []string, key string) []string {
 	type weighted struct {
 		m string
 		w uint64

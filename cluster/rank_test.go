@@ -23,12 +23,12 @@ func TestRankIsAPermutationAndTheSameEverywhere(t *testing.T) {
 	rev := slices.Clone(ms)
 	slices.Reverse(rev)
 	for _, k := range keys(200) {
-		r := rank(ms, k)
+		r := Rank(ms, k)
 		if got := slices.Sorted(slices.Values(r)); !slices.Equal(got, ms) {
-			t.Fatalf("rank(%s) = %v: not a permutation of %v", k, r, ms)
+			t.Fatalf("Rank(%s) = %v: not a permutation of %v", k, r, ms)
 		}
-		if r2 := rank(rev, k); !slices.Equal(r, r2) {
-			t.Fatalf("rank(%s) = %v listed one way, %v the other", k, r, r2)
+		if r2 := Rank(rev, k); !slices.Equal(r, r2) {
+			t.Fatalf("Rank(%s) = %v listed one way, %v the other", k, r, r2)
 		}
 	}
 }
@@ -44,7 +44,7 @@ func TestMembershipChangesMoveOnlyTheirKeys(t *testing.T) {
 	owned := map[string]int{}
 	const n = 30000
 	for _, k := range keys(n) {
-		r3, r4 := rank(three, k), rank(four, k)
+		r3, r4 := Rank(three, k), Rank(four, k)
 		owned[r3[0]]++
 		// The fourth member joining: the owner changes only to it.
 		if r4[0] != r3[0] {
@@ -59,7 +59,7 @@ func TestMembershipChangesMoveOnlyTheirKeys(t *testing.T) {
 			t.Fatalf("key %s: %v with three, %v with four", k, r3, r4)
 		}
 		// The first member leaving: only its keys move, each to its second.
-		r2 := rank(three[1:], k)
+		r2 := Rank(three[1:], k)
 		if r3[0] == three[0] {
 			gone++
 			if r2[0] != r3[1] {

@@ -40,6 +40,12 @@ type Request struct {
 	// from a peer again, so a request makes at most one hop. False is a
 	// client's request.
 	FromPeer bool
+	// Route is where the origin said (cache.Router) it would send the work
+	// this request is for, when that work started: the cache sets it on a
+	// fill's first request and on every resume, and on a tag lookup, so that
+	// the origin keeps to what the work was keyed by. Empty means the
+	// origin's own way, or an origin that does not route.
+	Route string
 }
 
 // Response is an origin's answer with content.
