@@ -39,7 +39,9 @@ func (d *dns) set(answer ...string) {
 }
 
 // resolver is replica i's view of d.
-func (d *dns) resolver(i int) cluster.Resolver { return lookupFunc(func() []string { return d.lookup(i) }) }
+func (d *dns) resolver(i int) cluster.Resolver {
+	return lookupFunc(func() []string { return d.lookup(i) })
+}
 
 func (d *dns) lookup(i int) []string {
 	d.mu.Lock()
