@@ -67,6 +67,12 @@ type Config struct {
 	// means 10 minutes.
 	BurstTimeout time.Duration
 
+	// Replicas is how many in-process cacheyd replicas share each cold
+	// and warm burst, as one cluster (--peers) behind a balancer that
+	// spreads the nodes' connections over them in turn, as a Service does.
+	// Zero or one means one cacheyd. Not with Target.
+	Replicas int
+
 	// Target is the base URL of a running cacheyd to measure instead of
 	// one started in-process ("http://127.0.0.1:30123"). It must map the
 	// fake upstream's registry name to its URL and allow its CDN, for
@@ -118,6 +124,13 @@ type CacheydConfig struct {
 	// CDN is the host:port ("localhost:<port>") blob GETs are redirected
 	// to, which cacheyd must allow (--allow-registry): it is on loopback.
 	CDN string
+	// Listener, when set, is where this cacheyd serves: one replica of a
+	// cluster, whose members know each other's addresses before any of
+	// them starts. Nil means a free loopback port of its own.
+	Listener net.Listener
+	// Peers lists every replica of the cluster as host:port, Listener's
+	// address among them (--peers, --advertise); nil means a cacheyd alone.
+	Peers []string
 }
 
 // DefaultNodes is the burst series of a default run.
@@ -202,8 +215,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("bench: no burst sizes")
 	case len(c.Scenarios) == 0:
 		return c, errors.New("bench: no scenarios")
-	case c.Bandwidth < 0 || c.Latency < 0 || c.PullLimit < 0 || c.Parallel < 0 || c.Resume < 0 || c.BurstTimeout < 0:
-		return c, errors.New("bench: bandwidth, latency, pull limit, parallel, resume and burst timeout must not be negative")
+	case c.Bandwidth < 0 || c.Latency < 0 || c.PullLimit < 0 || c.Parallel < 0 || c.Resume < 0 || c.BurstTimeout < 0 || c.Replicas < 0:
+		return c, errors.New("bench: bandwidth, latency, pull limit, parallel, resume, burst timeout and replicas must not be negative")
+	case c.Replicas > 64:
+		return c, fmt.Errorf("bench: %d replicas: want at most 64", c.Replicas)
+	case c.Replicas > 1 && c.Target != "":
+		return c, errors.New("bench: replicas are started in-process; not with a target")
 	}
 	for _, n := range c.Nodes {
 		if n < 1 || n > 4096 {

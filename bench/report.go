@@ -52,6 +52,8 @@ type Setup struct {
 	Parallel       int     `json:"parallel"`
 	// Target is the cacheyd measured; empty when it ran in-process.
 	Target string `json:"target,omitempty"`
+	// Replicas is how many in-process replicas shared each burst.
+	Replicas int `json:"replicas"`
 }
 
 // Result is one burst: Nodes nodes pulling the set at once.
@@ -128,6 +130,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Setup
 	where := "in-process cacheyd"
+	if s.Replicas > 1 {
+		where = fmt.Sprintf("%d in-process cacheyd replicas behind a round-robin balancer", s.Replicas)
+	}
 	if s.Target != "" {
 		where = "cacheyd at " + s.Target
 	}

@@ -126,6 +126,7 @@ func (r *runner) setup() Setup {
 		Images: len(r.cat.images), Manifests: r.cat.manifests, Blobs: len(r.cat.objects) - r.cat.manifests,
 		Bytes: r.cat.bytes, StoredBytes: r.cat.stored, Platform: c.Platform, Bandwidth: c.Bandwidth,
 		LatencySeconds: c.Latency.Seconds(), PullLimit: c.PullLimit, Parallel: c.Parallel, Target: c.Target,
+		Replicas: max(c.Replicas, 1),
 	}
 	for _, o := range r.cat.objects {
 		s.LargestBlob = max(s.LargestBlob, o.size)
@@ -207,7 +208,12 @@ func (r *runner) cacheyd(ctx context.Context, n int) (base string, stop func() e
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", nil, "", fmt.Errorf("bench: %w", err)
 	}
-	base, stop, err = r.cfg.Start(ctx, CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL(), CDN: r.up.reg.CDNHost()})
+	cc := CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL(), CDN: r.up.reg.CDNHost()}
+	if r.cfg.Replicas > 1 {
+		base, stop, err = startCluster(ctx, r.cfg, dir, cc)
+	} else {
+		base, stop, err = r.cfg.Start(ctx, cc)
+	}
 	if err != nil {
 		return "", nil, "", fmt.Errorf("bench: start cacheyd: %w", err)
 	}

@@ -35,7 +35,7 @@ var imports = map[string][]string{
 	"internal/registrytest":   free,
 	"internal/containerdtest": free,
 	"internal/depcheck":       {},
-	"bench":                   {"oci", "internal/app", "internal/puller", "internal/registrytest"},
+	"bench":                   {"oci", "cluster", "internal/app", "internal/puller", "internal/registrytest"},
 	"e2e":                     free,
 	"cmd/cacheyd":             free,
 }
