@@ -36,10 +36,11 @@ func startCacheyd(ctx context.Context, c CacheydConfig) (string, func() error, e
 }
 
 // startCluster starts cfg.Replicas replicas as one cluster, each with its
-// own cache directory under dir, behind a balancer that hands the nodes'
-// connections to them in turn. stop closes the balancer, then stops every
-// replica.
-func startCluster(ctx context.Context, cfg *Config, dir string, c CacheydConfig) (string, func() error, error) {
+// own cache directory under dir, and returns where nodes reach them: each
+// replica's base URL for BalanceNode, one balancer's that hands the nodes'
+// connections to them in turn for BalanceConnection. stop closes the
+// balancer, then stops every replica.
+func startCluster(ctx context.Context, cfg *Config, dir string, c CacheydConfig) ([]string, func() error, error) {
 	lns := make([]net.Listener, cfg.Replicas)
 	peers := make([]string, cfg.Replicas)
 	closeAll := func(lns []net.Listener) {
@@ -53,7 +54,7 @@ func startCluster(ctx context.Context, cfg *Config, dir string, c CacheydConfig)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			closeAll(lns)
-			return "", nil, fmt.Errorf("bench: replica %d: %w", i, err)
+			return nil, nil, fmt.Errorf("bench: replica %d: %w", i, err)
 		}
 		lns[i], peers[i] = ln, ln.Addr().String()
 	}
@@ -70,20 +71,27 @@ func startCluster(ctx context.Context, cfg *Config, dir string, c CacheydConfig)
 		rc.Dir, rc.Listener, rc.Peers = filepath.Join(dir, "replica-"+strconv.Itoa(i)), ln, peers
 		if err := os.MkdirAll(rc.Dir, 0o750); err != nil {
 			closeAll(lns[i:])
-			return "", nil, errors.Join(fmt.Errorf("bench: %w", err), stopAll())
+			return nil, nil, errors.Join(fmt.Errorf("bench: %w", err), stopAll())
 		}
 		_, stop, err := cfg.Start(ctx, rc)
 		if err != nil {
 			closeAll(lns[i+1:])
-			return "", nil, errors.Join(fmt.Errorf("bench: replica %d: %w", i, err), stopAll())
+			return nil, nil, errors.Join(fmt.Errorf("bench: replica %d: %w", i, err), stopAll())
 		}
 		stops = append(stops, stop)
 	}
+	if cfg.Balance != BalanceConnection {
+		bases := make([]string, len(peers))
+		for i, p := range peers {
+			bases[i] = "http://" + p
+		}
+		return bases, stopAll, nil
+	}
 	lb, err := newBalancer(peers)
 	if err != nil {
-		return "", nil, errors.Join(fmt.Errorf("bench: balancer: %w", err), stopAll())
+		return nil, nil, errors.Join(fmt.Errorf("bench: balancer: %w", err), stopAll())
 	}
-	return lb.url(), func() error { return errors.Join(lb.close(), stopAll()) }, nil
+	return []string{lb.url()}, func() error { return errors.Join(lb.close(), stopAll()) }, nil
 }
 
 // startForScenario starts cacheyd for the load or soak scenario on dir (a

@@ -25,6 +25,20 @@ const (
 	Warm Scenario = "warm"
 )
 
+// Balance is how nodes reach the replicas of a cluster.
+type Balance string
+
+const (
+	// BalanceNode: node i talks to replica i mod N for its whole pull, as
+	// through the shipped Service (session affinity by client address),
+	// which reaches the pods through the kernel's NAT at no cost.
+	BalanceNode Balance = "node"
+	// BalanceConnection: a TCP balancer in front hands each connection to
+	// the next replica, as a Service without session affinity; the
+	// balancer copies every byte once more, in this process.
+	BalanceConnection Balance = "connection"
+)
+
 // Scenarios lists every scenario in the order a run measures them.
 var Scenarios = []Scenario{Direct, Cold, Warm}
 
@@ -68,10 +82,12 @@ type Config struct {
 	BurstTimeout time.Duration
 
 	// Replicas is how many in-process cacheyd replicas share each cold
-	// and warm burst, as one cluster (--peers) behind a balancer that
-	// spreads the nodes' connections over them in turn, as a Service does.
+	// and warm burst, as one cluster (--peers), reached as Balance says.
 	// Zero or one means one cacheyd. Not with Target.
 	Replicas int
+	// Balance is how the nodes of a burst reach the replicas. Empty means
+	// BalanceNode.
+	Balance Balance
 
 	// Target is the base URL of a running cacheyd to measure instead of
 	// one started in-process ("http://127.0.0.1:30123"). It must map the
@@ -219,6 +235,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("bench: bandwidth, latency, pull limit, parallel, resume, burst timeout and replicas must not be negative")
 	case c.Replicas > 64:
 		return c, fmt.Errorf("bench: %d replicas: want at most 64", c.Replicas)
+	case c.Balance != "" && c.Balance != BalanceNode && c.Balance != BalanceConnection:
+		return c, fmt.Errorf("bench: balance %q: want node or connection", c.Balance)
 	case c.Replicas > 1 && c.Target != "":
 		return c, errors.New("bench: replicas are started in-process; not with a target")
 	}

@@ -10,7 +10,14 @@ import (
 // burst the image set's bytes once and one pull per distinct manifest,
 // like one cacheyd, and a warm burst nothing.
 func TestQuickRunWithReplicas(t *testing.T) {
+	for _, b := range []Balance{BalanceNode, BalanceConnection} {
+		t.Run(string(b), func(t *testing.T) { quickRunWithReplicas(t, b) })
+	}
+}
+
+func quickRunWithReplicas(t *testing.T, balance Balance) {
 	cfg := QuickConfig()
+	cfg.Balance = balance
 	cfg.Latency, cfg.Bandwidth = time.Millisecond, 0 // correctness only
 	cfg.Dir, cfg.Replicas = t.TempDir(), 3
 	cfg.Nodes, cfg.Scenarios = []int{8}, []Scenario{Cold, Warm}
