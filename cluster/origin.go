@@ -161,6 +161,7 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 			return o.direct(ctx, req, reason)
 		}
 		if m != o.self && o.skips.skipped(m) {
+			reason = "fallback" // it failed a moment ago
 			continue
 		}
 		resp, err := o.ask(ctx, m, req)
