@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -85,6 +86,23 @@ func TestThreeReplicasFetchEachBlobOnce(t *testing.T) {
 		if n := metric(t, r, "cacheyd_cluster_members", nil); n != 3 {
 			t.Errorf("replica %d sees %v members, want 3", i, n)
 		}
+	}
+	// The status page lists the members, this replica marked.
+	resp, err := http.Get(reps[0].base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := readAllResp(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reps {
+		if !strings.Contains(string(page), "<th>"+r.addr+"</th>") {
+			t.Errorf("the status page does not list member %s", r.addr)
+		}
+	}
+	if n := strings.Count(string(page), "this replica"); n != 1 {
+		t.Errorf("the status page marks %d members as this replica, want 1", n)
 	}
 	asked, served := 0.0, 0.0
 	for _, r := range reps {
