@@ -2,12 +2,17 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/cacheyd/cacheyd/cluster"
 	"github.com/cacheyd/cacheyd/internal/app"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
@@ -21,7 +26,72 @@ func startCacheyd(ctx context.Context, c CacheydConfig) (string, func() error, e
 	cfg.Listen, cfg.ShutdownTimeout, cfg.Cache.Dir = "127.0.0.1:0", 10*time.Second, c.Dir
 	cfg.Upstream.RegistryURLs = map[string]string{c.Registry: c.URL}
 	cfg.Upstream.AllowedHosts = []string{c.CDN}
+	if c.Listener != nil {
+		cfg.Listener, cfg.Listen = c.Listener, c.Listener.Addr().String()
+	}
+	if len(c.Peers) > 0 {
+		cfg.Cluster = cluster.Config{Peers: c.Peers, Advertise: cfg.Listen}
+	}
 	return app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+}
+
+// startCluster starts cfg.Replicas replicas as one cluster, each with its
+// own cache directory under dir, and returns where nodes reach them: each
+// replica's base URL for BalanceNode, one balancer's that hands the nodes'
+// connections to them in turn for BalanceConnection. stop closes the
+// balancer, then stops every replica.
+func startCluster(ctx context.Context, cfg *Config, dir string, c CacheydConfig) ([]string, func() error, error) {
+	lns := make([]net.Listener, cfg.Replicas)
+	peers := make([]string, cfg.Replicas)
+	closeAll := func(lns []net.Listener) {
+		for _, ln := range lns {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+	}
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			closeAll(lns)
+			return nil, nil, fmt.Errorf("bench: replica %d: %w", i, err)
+		}
+		lns[i], peers[i] = ln, ln.Addr().String()
+	}
+	var stops []func() error
+	stopAll := func() error {
+		var errs []error
+		for _, s := range stops {
+			errs = append(errs, s())
+		}
+		return errors.Join(errs...)
+	}
+	for i, ln := range lns {
+		rc := c
+		rc.Dir, rc.Listener, rc.Peers = filepath.Join(dir, "replica-"+strconv.Itoa(i)), ln, peers
+		if err := os.MkdirAll(rc.Dir, 0o750); err != nil {
+			closeAll(lns[i:])
+			return nil, nil, errors.Join(fmt.Errorf("bench: %w", err), stopAll())
+		}
+		_, stop, err := cfg.Start(ctx, rc)
+		if err != nil {
+			closeAll(lns[i+1:])
+			return nil, nil, errors.Join(fmt.Errorf("bench: replica %d: %w", i, err), stopAll())
+		}
+		stops = append(stops, stop)
+	}
+	if cfg.Balance != BalanceConnection {
+		bases := make([]string, len(peers))
+		for i, p := range peers {
+			bases[i] = "http://" + p
+		}
+		return bases, stopAll, nil
+	}
+	lb, err := newBalancer(peers)
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("bench: balancer: %w", err), stopAll())
+	}
+	return []string{lb.url()}, func() error { return errors.Join(lb.close(), stopAll()) }, nil
 }
 
 // startForScenario starts cacheyd for the load or soak scenario on dir (a

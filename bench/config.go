@@ -27,6 +27,20 @@ const (
 	Warm Scenario = "warm"
 )
 
+// Balance is how nodes reach the replicas of a cluster.
+type Balance string
+
+const (
+	// BalanceNode: node i talks to replica i mod N for its whole pull, as
+	// through the shipped Service (session affinity by client address),
+	// which reaches the pods through the kernel's NAT at no cost.
+	BalanceNode Balance = "node"
+	// BalanceConnection: a TCP balancer in front hands each connection to
+	// the next replica, as a Service without session affinity; the
+	// balancer copies every byte once more, in this process.
+	BalanceConnection Balance = "connection"
+)
+
 // Scenarios lists every scenario in the order a run measures them.
 var Scenarios = []Scenario{Direct, Cold, Warm}
 
@@ -68,6 +82,14 @@ type Config struct {
 	// BurstTimeout bounds one burst; nodes still pulling then fail. Zero
 	// means 10 minutes.
 	BurstTimeout time.Duration
+
+	// Replicas is how many in-process cacheyd replicas share each cold
+	// and warm burst, as one cluster (--peers), reached as Balance says.
+	// Zero or one means one cacheyd. Not with Target.
+	Replicas int
+	// Balance is how the nodes of a burst reach the replicas. Empty means
+	// BalanceNode.
+	Balance Balance
 
 	// Target is the base URL of a running cacheyd to measure instead of
 	// one started in-process ("http://127.0.0.1:30123"). It must map the
@@ -120,6 +142,13 @@ type CacheydConfig struct {
 	// CDN is the host:port ("localhost:<port>") blob GETs are redirected
 	// to, which cacheyd must allow (--allow-registry): it is on loopback.
 	CDN string
+	// Listener, when set, is where this cacheyd serves: one replica of a
+	// cluster, whose members know each other's addresses before any of
+	// them starts. Nil means a free loopback port of its own.
+	Listener net.Listener
+	// Peers lists every replica of the cluster as host:port, Listener's
+	// address among them (--peers, --advertise); nil means a cacheyd alone.
+	Peers []string
 }
 
 // DefaultNodes is the burst series of a default run.
@@ -204,8 +233,14 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("bench: no burst sizes")
 	case len(c.Scenarios) == 0:
 		return c, errors.New("bench: no scenarios")
-	case c.Bandwidth < 0 || c.Latency < 0 || c.PullLimit < 0 || c.Parallel < 0 || c.Resume < 0 || c.BurstTimeout < 0:
-		return c, errors.New("bench: bandwidth, latency, pull limit, parallel, resume and burst timeout must not be negative")
+	case c.Bandwidth < 0 || c.Latency < 0 || c.PullLimit < 0 || c.Parallel < 0 || c.Resume < 0 || c.BurstTimeout < 0 || c.Replicas < 0:
+		return c, errors.New("bench: bandwidth, latency, pull limit, parallel, resume, burst timeout and replicas must not be negative")
+	case c.Replicas > 64:
+		return c, fmt.Errorf("bench: %d replicas: want at most 64", c.Replicas)
+	case c.Balance != "" && c.Balance != BalanceNode && c.Balance != BalanceConnection:
+		return c, fmt.Errorf("bench: balance %q: want node or connection", c.Balance)
+	case c.Replicas > 1 && c.Target != "":
+		return c, errors.New("bench: replicas are started in-process; not with a target")
 	}
 	for _, n := range c.Nodes {
 		if n < 1 || n > 4096 {

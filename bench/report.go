@@ -52,6 +52,10 @@ type Setup struct {
 	Parallel       int     `json:"parallel"`
 	// Target is the cacheyd measured; empty when it ran in-process.
 	Target string `json:"target,omitempty"`
+	// Replicas is how many in-process replicas shared each burst, and
+	// Balance how the nodes reached them.
+	Replicas int     `json:"replicas"`
+	Balance  Balance `json:"balance,omitempty"`
 }
 
 // Result is one burst: Nodes nodes pulling the set at once.
@@ -128,6 +132,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Setup
 	where := "in-process cacheyd"
+	if s.Replicas > 1 {
+		where = fmt.Sprintf("%d in-process cacheyd replicas, nodes spread over them by %s", s.Replicas, s.Balance)
+	}
 	if s.Target != "" {
 		where = "cacheyd at " + s.Target
 	}

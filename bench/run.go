@@ -126,6 +126,13 @@ func (r *runner) setup() Setup {
 		Images: len(r.cat.images), Manifests: r.cat.manifests, Blobs: len(r.cat.objects) - r.cat.manifests,
 		Bytes: r.cat.bytes, StoredBytes: r.cat.stored, Platform: c.Platform, Bandwidth: c.Bandwidth,
 		LatencySeconds: c.Latency.Seconds(), PullLimit: c.PullLimit, Parallel: c.Parallel, Target: c.Target,
+		Replicas: max(c.Replicas, 1),
+	}
+	if s.Replicas > 1 {
+		s.Balance = c.Balance
+		if s.Balance == "" {
+			s.Balance = BalanceNode
+		}
 	}
 	for _, o := range r.cat.objects {
 		s.LargestBlob = max(s.LargestBlob, o.size)
@@ -137,7 +144,7 @@ func (r *runner) setup() Setup {
 func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 	var (
 		out  []Result
-		base string       // the cacheyd of this burst size
+		base []string     // the cacheyd (or replicas) of this burst size
 		stop func() error // stops it; nil with a Target
 		dir  string       // its cache
 		errs []error      // from stopping
@@ -157,7 +164,7 @@ func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 	for _, sc := range r.cfg.Scenarios {
 		switch sc {
 		case Direct:
-			out = append(out, r.burst(ctx, sc, n, r.up.reg.URL(), ""))
+			out = append(out, r.burst(ctx, sc, n, []string{r.up.reg.URL()}, ""))
 			continue
 		case Cold:
 			halt()
@@ -167,7 +174,7 @@ func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 			}
 		case Warm:
 			if !warmable {
-				if base == "" {
+				if base == nil {
 					var err error
 					if base, stop, dir, err = r.cacheyd(ctx, n); err != nil {
 						return out, err
@@ -189,35 +196,42 @@ func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 // cacheyd returns a cacheyd holding none of the current set: a new
 // in-process one with an empty cache, or the Target with the set seeded
 // anew if it was pulled through it already.
-func (r *runner) cacheyd(ctx context.Context, n int) (base string, stop func() error, dir string, err error) {
+func (r *runner) cacheyd(ctx context.Context, n int) (base []string, stop func() error, dir string, err error) {
 	if r.cfg.Target != "" {
 		if !r.fresh {
 			if err := r.seed(ctx); err != nil {
-				return "", nil, "", err
+				return nil, nil, "", err
 			}
 		}
 		r.fresh = false
-		return r.cfg.Target, nil, "", nil
+		return []string{r.cfg.Target}, nil, "", nil
 	}
 	r.fresh = false
 	dir = filepath.Join(r.dir, "cache-"+strconv.Itoa(n))
 	if err := os.RemoveAll(dir); err != nil {
-		return "", nil, "", fmt.Errorf("bench: %w", err)
+		return nil, nil, "", fmt.Errorf("bench: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", nil, "", fmt.Errorf("bench: %w", err)
+		return nil, nil, "", fmt.Errorf("bench: %w", err)
 	}
-	base, stop, err = r.cfg.Start(ctx, CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL(), CDN: r.up.reg.CDNHost()})
+	cc := CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL(), CDN: r.up.reg.CDNHost()}
+	if r.cfg.Replicas > 1 {
+		base, stop, err = startCluster(ctx, r.cfg, dir, cc)
+	} else {
+		var one string
+		one, stop, err = r.cfg.Start(ctx, cc)
+		base = []string{one}
+	}
 	if err != nil {
-		return "", nil, "", fmt.Errorf("bench: start cacheyd: %w", err)
+		return nil, nil, "", fmt.Errorf("bench: start cacheyd: %w", err)
 	}
 	return base, stop, dir, nil
 }
 
-// prime pulls the set once through base, untimed, so that a warm burst
-// finds it there.
-func (r *runner) prime(ctx context.Context, base string) error {
-	nd := newNode(base, r.up.reg.Host(), r.cfg, nil)
+// prime pulls the set once through base (the first replica), untimed, so
+// that a warm burst finds it there.
+func (r *runner) prime(ctx context.Context, base []string) error {
+	nd := newNode(base[0], r.up.reg.Host(), r.cfg, nil)
 	res := nd.pull(ctx, r.cat)
 	if err := res.check(r.cat); err != nil {
 		return fmt.Errorf("bench: priming %s for a warm burst: %w", base, err)
@@ -228,8 +242,9 @@ func (r *runner) prime(ctx context.Context, base string) error {
 // maxFailures bounds the distinct failure reasons reported per burst.
 const maxFailures = 5
 
-// burst has n nodes pull the set from base at once and measures it.
-func (r *runner) burst(ctx context.Context, sc Scenario, n int, base, ns string) Result {
+// burst has n nodes pull the set from base at once and measures it: node
+// i from base[i mod len(base)].
+func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, ns string) Result {
 	r.up.reset()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.BurstTimeout)
 	defer cancel()
@@ -244,7 +259,7 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base, ns string)
 	results := make([]nodeResult, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		nd := newNode(base, ns, r.cfg, func(b int64) { received.Add(b) })
+		nd := newNode(base[i%len(base)], ns, r.cfg, func(b int64) { received.Add(b) })
 		wg.Go(func() { results[i] = nd.pull(ctx, r.cat) })
 	}
 	wg.Wait()

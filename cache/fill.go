@@ -31,6 +31,8 @@ type fillKey struct {
 	// that is not one of its sources: only requests for that same source
 	// join it, and it never looks at what the tiers hold.
 	source string
+	// route is where the origin sends the fill's request (see Router).
+	route string
 }
 
 // fill is one fetch from the origin into a pending file of the disk tier:
@@ -77,7 +79,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	c.m.FillsInFlight.Inc()
 	c.wg.Add(1)
 	origin := *req
-	origin.Method, origin.Wants = http.MethodGet, oci.Window{}
+	origin.Method, origin.Wants, origin.Route = http.MethodGet, oci.Window{}, key.route
 	if key.cred == "" {
 		origin.Authorization = "" // as cacheyd itself
 	}

@@ -16,6 +16,20 @@ type Origin interface {
 	Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error)
 }
 
+// Router is what an Origin that sends requests to one of several places
+// may add: a cluster's origin asks the replica that owns a key, or fetches
+// itself. Route names the place a request would go to now ("" for the
+// origin's own way). The cache shares work (a fill, a tag lookup) only
+// between requests routed to the same place, so that a request the origin
+// fetches itself (a peer's, which must make no second hop) is never served
+// by work that waits for another place, and a request the origin sends to
+// this very cache (a replica asking itself once its owner failed) never
+// joins the fill that waits for its answer. The route a fill or lookup was
+// keyed by goes to the origin with each of its requests (Request.Route).
+type Router interface {
+	Route(req *oci.Request) string
+}
+
 // OriginFunc adapts a function to Origin.
 type OriginFunc func(ctx context.Context, req *oci.Request) (*oci.Response, error)
 
@@ -49,6 +63,14 @@ func (c *Cache) asClient(ctx context.Context, origin Origin, req *oci.Request, r
 	}
 	resp, err = origin.Fetch(ctx, req)
 	return resp, true, err
+}
+
+// route is where the origin would send req now: Router's answer, or "".
+func (c *Cache) route(req *oci.Request) string {
+	if r, ok := c.origin.(Router); ok {
+		return r.Route(req)
+	}
+	return ""
 }
 
 // refused reports whether the origin refused the identity it was asked with.

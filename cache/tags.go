@@ -97,8 +97,14 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		c.m.TagLookups.WithLabelValues("fresh").Inc()
 		return last.desc, SourceTags, nil
 	}
+	lookup := &oci.Request{
+		Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
+		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer,
+	}
+	// Lookups routed to different places are not shared (see Router).
+	lookup.Route = c.route(lookup)
 	// Stops within tagTimeout, or when Close cancels c.ctx.
-	ch := c.tagFlight.DoChan(key.String(), func() (any, error) {
+	ch := c.tagFlight.DoChan(key.String()+"\x00"+lookup.Route, func() (any, error) {
 		// Shared by every waiter, so it runs on the cache's context.
 		ctx, cancel := context.WithTimeout(c.ctx, tagTimeout)
 		defer cancel()
@@ -108,12 +114,10 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		// that moment.
 		// An origin that cannot be reached at all is answered at once, as
 		// a fill's is: the waiting clients try their next host.
-		head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-			Repository: req.Repository, Reference: req.Reference}
-		resp, err := c.origin.Fetch(ctx, head)
+		resp, err := c.origin.Fetch(ctx, lookup)
 		unreachable := errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout)
 		if err != nil && !known && !unreachable && retry.Retryable(err) {
-			resp, err = c.retrying.Fetch(ctx, head)
+			resp, err = c.retrying.Fetch(ctx, lookup)
 		}
 		if err != nil {
 			return descriptor{}, err
@@ -144,7 +148,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 	}
 	if refused(err) && req.Authorization != "" {
 		head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-			Repository: req.Repository, Reference: req.Reference, Authorization: req.Authorization}
+			Repository: req.Repository, Reference: req.Reference, Authorization: req.Authorization, FromPeer: req.FromPeer}
 		resp, _, perr := c.asClient(ctx, c.origin, head, nil, err)
 		if perr != nil {
 			return descriptor{}, 0, perr

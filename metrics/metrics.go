@@ -55,6 +55,32 @@ type Metrics struct {
 	// Uncached counts requests streamed from upstream without caching
 	// because the disk could not take the object (reason: budget, disk).
 	Uncached *prometheus.CounterVec // reason
+
+	// The cluster (package cluster): all zero for a single replica.
+
+	// ClusterMembers is how many members the last membership view holds,
+	// this replica included.
+	ClusterMembers prometheus.Gauge
+	// ClusterSkipped is 1 for a member skipped after a failure, 0 for one
+	// asked as usual: one series per current member, deleted when it
+	// leaves. Member addresses are a bounded label: the replicas of one
+	// Deployment, a handful, and only those of the current view.
+	ClusterSkipped *prometheus.GaugeVec // member
+	// ClusterRequests counts requests sent to peers and to the parent, by
+	// outcome: hit (the owner had it), joined (its fill was in flight),
+	// fetched (it fetched for us), refused (an error answer, passed on),
+	// fallback (unreachable or 5xx: the next source was asked) and broken
+	// (the body broke; the rest came from the next source).
+	ClusterRequests *prometheus.CounterVec // to (peer, parent), outcome
+	// ClusterDirect counts fetches from this replica's own origin (the
+	// parent, or upstream) by why: owner (this replica owns the key),
+	// peer (a peer asked), fallback (every peer before it failed) or
+	// parent-failed (the parent failed; upstream was asked).
+	ClusterDirect *prometheus.CounterVec // reason
+	// ClusterBytes counts body bytes read from peers and from the parent.
+	ClusterBytes *prometheus.CounterVec // from (peer, parent)
+	// PeerServed counts requests this replica answered for peers.
+	PeerServed *prometheus.CounterVec // kind, code
 }
 
 // New creates the collectors and registers them on reg. A nil reg registers
@@ -117,11 +143,30 @@ func New(reg prometheus.Registerer) *Metrics {
 		Uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_uncached_total", Help: "Requests streamed from upstream without caching because the disk could not take the object, by reason (budget, disk).",
 		}, []string{"reason"}),
+		ClusterMembers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cacheyd_cluster_members", Help: "Members of the cluster in the current view, this replica included (0: not clustered).",
+		}),
+		ClusterSkipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cacheyd_cluster_member_skipped", Help: "1 while a member is skipped after a failure, 0 while it is asked; one series per current member.",
+		}, []string{"member"}),
+		ClusterRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_cluster_requests_total", Help: "Requests sent to peers and to the parent, by outcome (hit, joined, fetched, refused, fallback, broken).",
+		}, []string{"to", "outcome"}),
+		ClusterDirect: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_cluster_direct_total", Help: "Fetches from this replica's own origin, by why (owner, peer, fallback, parent-failed).",
+		}, []string{"reason"}),
+		ClusterBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_cluster_bytes_total", Help: "Body bytes read from peers and from the parent.",
+		}, []string{"from"}),
+		PeerServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_cluster_served_total", Help: "Requests answered for other replicas, by API kind and HTTP status code.",
+		}, []string{"kind", "code"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups,
-			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached)
+			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached,
+			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed)
 	}
 	return m
 }

@@ -2,7 +2,7 @@ package oci
 
 import "io"
 
-// Request asks an origin (an upstream registry, or later another cache) for
+// Request asks an origin (an upstream registry, or another cacheyd) for
 // a manifest or a blob. It is plain data: the server builds it from a client
 // request, the tiers pass it on, the upstream client turns it into HTTP.
 type Request struct {
@@ -39,6 +39,17 @@ type Request struct {
 	// Authorization is the client's own Authorization header, forwarded
 	// unaltered. Empty means fetch as cacheyd itself.
 	Authorization string
+	// FromPeer marks a request another replica of the cluster sent on its
+	// miss (HopHeader): it is fetched from this replica's own origin, never
+	// from a peer again, so a request makes at most one hop. False is a
+	// client's request.
+	FromPeer bool
+	// Route is where the origin said (cache.Router) it would send the work
+	// this request is for, when that work started: the cache sets it on a
+	// fill's first request and on every resume, and on a tag lookup, so that
+	// the origin keeps to what the work was keyed by. Empty means the
+	// origin's own way, or an origin that does not route.
+	Route string
 }
 
 // Window is bytes of an object: Length bytes from Offset (Length zero: to

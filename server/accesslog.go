@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -64,6 +65,9 @@ func (x *exchange) handled(ctx *fasthttp.RequestCtx) {
 	x.status = ctx.Response.StatusCode()
 	x.s.counters.request(x.kind, x.status).Inc()
 	x.s.counters.duration(x.kind).Observe(time.Since(x.start).Seconds())
+	if x.req != nil && x.req.FromPeer {
+		x.s.m.PeerServed.WithLabelValues(x.kind, strconv.Itoa(x.status)).Inc()
+	}
 	if !x.streaming {
 		x.end(x.sent, nil)
 	}

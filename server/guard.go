@@ -16,7 +16,7 @@ import (
 //
 //	[host."http://node:30123".header]
 //	  X-Cacheyd-Token = ["<token>"]
-const TokenHeader = "X-Cacheyd-Token"
+const TokenHeader = oci.TokenHeader
 
 // MinClientTokenLength is the shortest client token Validate accepts.
 const MinClientTokenLength = 16

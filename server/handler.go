@@ -187,6 +187,9 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		return
 	}
 	x.source = obj.Source.String()
+	// The replica that asked (a peer, or a node-local cacheyd whose parent
+	// this is) counts where its answer came from.
+	ctx.Response.Header.Set(oci.SourceHeader, x.source)
 	hasBody := obj.HasBody()
 	if req.Method == http.MethodGet && !hasBody {
 		// Headers with no body would read as empty content.

@@ -30,6 +30,8 @@ type incoming struct {
 	ifRange       string
 	authorization string
 	remote        net.Addr
+	// hop: the request came from another replica (oci.HopHeader).
+	hop bool
 }
 
 // maxAcceptValues bounds how many Accept headers are read; a client needs a
@@ -46,6 +48,7 @@ func readIncoming(ctx *fasthttp.RequestCtx) incoming {
 		ifRange:       string(h.Peek("If-Range")),
 		authorization: string(h.Peek("Authorization")),
 		remote:        ctx.RemoteAddr(),
+		hop:           len(h.Peek(oci.HopHeader)) > 0,
 	}
 	if args := ctx.QueryArgs(); args.Has("ns") {
 		in.ns, in.hasNS = string(args.Peek("ns")), true
@@ -121,6 +124,7 @@ func parseAPI(in *incoming, defaultRegistry string) (apiRequest, error) {
 		Reference:     p.Reference,
 		Accept:        parseAccept(in.accept),
 		Authorization: in.authorization,
+		FromPeer:      in.hop,
 	}
 	if p.Kind == oci.KindBlob && in.method == http.MethodGet {
 		out.req.Wants = wantsOf(in.rangeHeader)

@@ -19,6 +19,9 @@ type StatusInfo struct {
 	// MemoryBytes and DiskBytes are the tiers' budgets in bytes; zero means
 	// no budget (memory tier off, disk unlimited).
 	MemoryBytes, DiskBytes int64
+	// Member is this replica's address among the cluster's members, and
+	// Parent the cacheyd it asks before upstream; empty when it has none.
+	Member, Parent string
 }
 
 // statusFigures are the live figures of the status page, read from the same
@@ -44,6 +47,15 @@ type statusFigures struct {
 	MemoryUsed, DiskUsed       float64
 	MemoryPercent, DiskPercent float64
 	Evictions                  float64
+
+	// The cluster: each member with 1 while it is skipped, what requests
+	// to peers and the parent came to, why this replica fetched itself,
+	// and how many requests it answered for peers.
+	Members        []labelled
+	ClusterAsked   []labelled
+	ClusterDirect  []labelled
+	ServedToPeers  float64
+	FromPeersBytes float64
 }
 
 type labelled struct {
@@ -124,6 +136,11 @@ func (s *Server) gatherFigures() (statusFigures, error) {
 		f.DiskPercent = 100 * f.DiskUsed / float64(f.Info.DiskBytes)
 	}
 	f.Evictions = sum("cacheyd_disk_evictions_total")
+	f.Members = by("cacheyd_cluster_member_skipped", "member")
+	f.ClusterAsked = by("cacheyd_cluster_requests_total", "outcome")
+	f.ClusterDirect = by("cacheyd_cluster_direct_total", "reason")
+	f.ServedToPeers = sum("cacheyd_cluster_served_total")
+	f.FromPeersBytes = sum("cacheyd_cluster_bytes_total")
 	return f, nil
 }
 
@@ -213,5 +230,14 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 <tr><th>disk</th><td class="n">{{bytes .DiskUsed}}</td><td>{{if .Info.DiskBytes}}{{pct .DiskPercent}} of {{bytes .Info.DiskBytes}}{{end}}</td></tr>
 <tr><th>evictions</th><td class="n">{{n .Evictions}}</td><td>objects evicted to stay within the disk budget</td></tr>
 </table>
+{{if or .Info.Member .Info.Parent}}<h2>Cluster</h2>
+<table>
+{{$self := .Info.Member}}{{range .Members}}<tr><th>{{.Label}}</th><td class="n">{{if eq .Label $self}}this replica{{else if .Value}}<span class="bad">skipped</span>{{else}}asked{{end}}</td><td>member</td></tr>
+{{end}}{{if .Info.Parent}}<tr><th>{{.Info.Parent}}</th><td class="n">parent</td><td>asked before upstream</td></tr>
+{{end}}<tr><th>asked peers and parent</th><td class="n"></td><td>{{range .ClusterAsked}}{{.Label}} {{n .Value}} · {{end}}</td></tr>
+<tr><th>fetched itself</th><td class="n"></td><td>{{range .ClusterDirect}}{{.Label}} {{n .Value}} · {{end}}</td></tr>
+<tr><th>received from peers and parent</th><td class="n">{{bytes .FromPeersBytes}}</td><td></td></tr>
+<tr><th>answered for peers</th><td class="n">{{n .ServedToPeers}}</td><td>requests</td></tr>
+</table>{{end}}
 </body></html>
 `))

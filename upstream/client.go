@@ -175,7 +175,7 @@ func (c *Client) send(ctx context.Context, rt http.RoundTripper, t target, req *
 		}
 		hreq.Header.Set("Accept", strings.Join(accept, ", "))
 	}
-	if r := rangeOf(req); r != "" {
+	if r := req.RangeHeader(); r != "" {
 		hreq.Header.Set("Range", r)
 	}
 	hc := &http.Client{Transport: rt, CheckRedirect: checkRedirect}

@@ -100,7 +100,7 @@ func (c *Client) fromLocation(ctx context.Context, t target, req *oci.Request) (
 		return nil, false
 	}
 	hreq.Header.Set("Accept-Encoding", "identity")
-	if r := rangeOf(req); r != "" {
+	if r := req.RangeHeader(); r != "" {
 		hreq.Header.Set("Range", r)
 	}
 	hc := &http.Client{Transport: c.rt, CheckRedirect: checkRedirect}

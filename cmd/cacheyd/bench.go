@@ -31,6 +31,8 @@ type benchCmd struct {
 	Parallel     int            `env:"CACHEYD_BENCH_PARALLEL" default:"3" help:"Blob downloads at once per node (containerd's max_concurrent_downloads)."`
 	Resume       int            `env:"CACHEYD_BENCH_RESUME" default:"3" help:"How many times a node resumes a broken download with Range."`
 	Timeout      time.Duration  `env:"CACHEYD_BENCH_TIMEOUT" default:"10m" help:"Longest a burst may take; nodes still pulling then fail."`
+	Replicas     int            `env:"CACHEYD_BENCH_REPLICAS" name:"replicas" default:"1" placeholder:"N" help:"In-process cacheyd replicas sharing each cold and warm burst, as one cluster (--peers); --balance says how nodes reach them."`
+	Balance      string         `env:"CACHEYD_BENCH_BALANCE" enum:"node,connection" default:"node" help:"With --replicas: node (node i keeps to replica i mod N, as the shipped Service's session affinity does) or connection (a round-robin TCP balancer hands each connection to the next replica, copying every byte once more)."`
 	Target       string         `env:"CACHEYD_BENCH_TARGET" placeholder:"URL" help:"Measure a running cacheyd at URL (on this machine) instead of one in-process. It must map the fake upstream and allow its CDN, e.g. --registry-url localhost:5000=http://localhost:5000 --allow-registry localhost:5001 with --upstream-addr 127.0.0.1:5000 --upstream-cdn-addr 127.0.0.1:5001."`
 	TargetPID    int            `env:"CACHEYD_BENCH_TARGET_PID" name:"target-pid" placeholder:"PID" help:"Process ID of --target, whose peak resident memory is reported per burst."`
 	Upstream     string         `env:"CACHEYD_BENCH_UPSTREAM_ADDR" name:"upstream-addr" placeholder:"HOST:PORT" help:"Loopback address for the fake upstream (default: a free port)."`
@@ -112,6 +114,7 @@ func (b *benchCmd) config(s *serveFlags) (bench.Config, error) {
 	}
 	cfg.Platform, cfg.Parallel, cfg.Resume, cfg.BurstTimeout = b.Platform, b.Parallel, b.Resume, b.Timeout
 	cfg.Target, cfg.TargetPID, cfg.UpstreamAddr, cfg.UpstreamCDNAddr = b.Target, b.TargetPID, b.Upstream, b.UpstreamCDN
+	cfg.Replicas, cfg.Balance = b.Replicas, bench.Balance(b.Balance)
 	cfg.JSON, cfg.Chart = b.JSON, b.Chart
 	if b.Progress && isTerminal(os.Stderr) {
 		cfg.Progress = os.Stderr
@@ -138,6 +141,12 @@ func (s *serveFlags) benchStarter() bench.Starter {
 		flags.Listen, flags.CacheDir = "127.0.0.1:0", c.Dir
 		flags.RegistryURL = map[string]string{c.Registry: c.URL}
 		flags.AllowRegistry = append(slices.Clone(s.AllowRegistry), c.CDN)
+		if c.Listener != nil {
+			flags.Listen = c.Listener.Addr().String()
+		}
+		if len(c.Peers) > 0 {
+			flags.Peers, flags.Advertise = c.Peers, flags.Listen
+		}
 		level := "warn"
 		if s.LogLevel == "debug" {
 			level = "debug"
@@ -147,6 +156,7 @@ func (s *serveFlags) benchStarter() bench.Starter {
 		if err != nil {
 			return "", nil, err
 		}
+		cfg.Listener = c.Listener
 		return app.Start(ctx, cfg, log)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/cluster"
 	"github.com/cacheyd/cacheyd/internal/app"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/server"
@@ -24,6 +26,8 @@ import (
 // The seams, checked at compile time: the consumer of each declares it.
 var (
 	_ cache.Origin = (*upstream.Client)(nil)
+	_ cache.Origin = (*cluster.Origin)(nil)
+	_ cache.Router = (*cluster.Origin)(nil)
 	_ server.Cache = (*cache.Cache)(nil)
 )
 
@@ -79,6 +83,11 @@ type serveFlags struct {
 	TLSCert       string   `group:"Security" name:"tls-cert" type:"path" placeholder:"FILE" help:"Serve HTTPS with this PEM certificate chain (with --tls-key); read at start."`
 	TLSKey        string   `group:"Security" name:"tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --tls-cert."`
 
+	Peers       []string      `group:"Cluster" name:"peers" placeholder:"HOST:PORT,...|dns:NAME:PORT" help:"Share fills with the other replicas: every member (this one included) as HOST:PORT, or dns:NAME:PORT for the addresses of a headless Service, re-resolved every --peer-refresh. Each digest and tag is then fetched from upstream by its one owner among them (default: this replica alone)."`
+	PeerRefresh time.Duration `group:"Cluster" name:"peer-refresh" placeholder:"DURATION" help:"How often a dns: member list is resolved again (0: 5s)."`
+	Advertise   string        `group:"Cluster" name:"advertise" placeholder:"HOST:PORT" help:"This replica's address as the members list it (default: $POD_IP, else the first non-loopback address, with the --listen port)."`
+	Parent      string        `group:"Cluster" name:"parent" placeholder:"URL" help:"Another cacheyd (typically the cluster Service) asked first on every miss, with upstream as the fallback when it fails, e.g. http://cacheyd.cacheyd.svc.cluster.local:30123."`
+
 	LogLevel  string `group:"Logging" default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug, info, warn or error."`
 	LogFormat string `group:"Logging" default:"text" enum:"text,json" help:"Log format: text or json."`
 }
@@ -111,9 +120,14 @@ func (s *serveFlags) config() (app.Config, error) {
 	if err != nil {
 		return app.Config{}, err
 	}
+	cl, err := s.clusterConfig(tlsConfig)
+	if err != nil {
+		return app.Config{}, err
+	}
 	return app.Config{
 		Listen: s.Listen, ShutdownTimeout: s.ShutdownTimeout,
 		Upstream: s.upstreamConfig(urls, allowed),
+		Cluster:  cl,
 		Cache: cache.Config{
 			Dir: dir, MemoryBytes: int64(s.MemoryBytes), MemoryMaxObject: int64(s.MemoryMaxObject),
 			DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
@@ -139,6 +153,39 @@ func (s *serveFlags) upstreamConfig(urls map[string]string, allowed []string) up
 		AllowedHosts: allowed, AllowRealms: s.AllowRealm, Registries: s.Registries,
 		UserAgent: "cacheyd/" + versionString(),
 	}
+}
+
+// clusterConfig is the cluster's Config for --peers, --advertise and
+// --parent; zero (a cacheyd alone) when neither --peers nor --parent is
+// set. With TLS, peers are asked over HTTPS, trusting the system's roots
+// and this replica's own certificate (replicas usually share one).
+func (s *serveFlags) clusterConfig(serving *tls.Config) (cluster.Config, error) {
+	if len(s.Peers) == 0 && s.Parent == "" {
+		return cluster.Config{}, nil
+	}
+	c := cluster.Config{Peers: s.Peers, Refresh: s.PeerRefresh, Advertise: s.Advertise, Parent: s.Parent}
+	if len(s.Peers) > 0 && c.Advertise == "" {
+		a, err := cluster.AdvertiseAddr(os.Getenv("POD_IP"), s.Listen)
+		if err != nil {
+			return c, err
+		}
+		c.Advertise = a
+	}
+	if serving != nil && len(s.Peers) > 0 {
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		for _, cert := range serving.Certificates {
+			for _, der := range cert.Certificate {
+				if leaf, err := x509.ParseCertificate(der); err == nil {
+					roots.AddCert(leaf)
+				}
+			}
+		}
+		c.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	return c, nil
 }
 
 // cacheDir is --cache-dir, or cacheyd in the user's cache directory, or in

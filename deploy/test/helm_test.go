@@ -3,6 +3,7 @@ package deploytest
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -88,7 +89,32 @@ func TestHelmChart(t *testing.T) {
 	}{
 		{
 			name: "defaults", kind: "Deployment", replicas: 2,
+			want: map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1},
+			check: func(t *testing.T, objs []object) {
+				d := find[*appsv1.Deployment](objs)[0]
+				checkPeers(t, "chart defaults", &d.Spec.Template.Spec, d.Spec.Template.Labels, find[*corev1.Service](objs), "cacheyd-peers")
+			},
+		},
+		{
+			name: "replicas alone", kind: "Deployment", replicas: 2, values: "peers: {enabled: false}",
 			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1},
+			check: func(t *testing.T, objs []object) {
+				args := strings.Join(find[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0].Args, " ")
+				if strings.Contains(args, "--peers") {
+					t.Errorf("args %q: --peers with peers.enabled false", args)
+				}
+			},
+		},
+		{
+			name: "daemonset with a parent", kind: "DaemonSet",
+			values: "kind: DaemonSet\nparent: http://cacheyd.cacheyd.svc.cluster.local:30123",
+			want:   map[string]int{"ServiceAccount": 1, "Service": 1, "DaemonSet": 1},
+			check: func(t *testing.T, objs []object) {
+				args := find[*appsv1.DaemonSet](objs)[0].Spec.Template.Spec.Containers[0].Args
+				if !slices.Contains(args, "--parent=http://cacheyd.cacheyd.svc.cluster.local:30123") || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--peers") }) {
+					t.Errorf("args %q: want --parent and no --peers", args)
+				}
+			},
 		},
 		{
 			name: "daemonset", values: "kind: DaemonSet", kind: "DaemonSet",
@@ -132,7 +158,7 @@ serviceMonitor: {enabled: true, labels: {release: prometheus}}
 prometheusRule: {enabled: true}
 grafanaDashboard: {enabled: true}
 `,
-			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1,
+			want: map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1,
 				"ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1},
 			check: func(t *testing.T, objs []object) {
 				c := find[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0]
@@ -191,7 +217,7 @@ grafanaDashboard: {enabled: true}
 			}
 			checkSelects(t, selector, podLabels)
 			checkPod(t, workload{where: "chart " + tt.name, kind: tt.kind, spec: pod, pvcs: pvcs})
-			svc := find[*corev1.Service](objs)[0]
+			svc := clientService(t, "chart "+tt.name, find[*corev1.Service](objs))
 			checkService(t, "chart "+tt.name, svc, tt.kind, tt.replicas)
 			checkSelects(t, svc.Spec.Selector, podLabels)
 			for _, pdb := range find[*policyv1.PodDisruptionBudget](objs) {

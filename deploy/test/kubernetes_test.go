@@ -39,14 +39,14 @@ func TestKustomizations(t *testing.T) {
 	}
 	tests := []struct {
 		dir        string
-		kind       string // the workload
-		replicas   int32
+		kind       string // the workload nodes reach on port 30123
+		replicas   int32  // of the Deployment, the cluster tier
 		monitoring bool
 		pvc        bool
 	}{
 		{dir: "base", kind: "Deployment", replicas: 2},
 		{dir: "overlays/persistent", kind: "Deployment", replicas: 1, pvc: true},
-		{dir: "overlays/node-local", kind: "DaemonSet"},
+		{dir: "overlays/node-local", kind: "DaemonSet", replicas: 2},
 		{dir: "overlays/with-monitoring", kind: "Deployment", replicas: 2, monitoring: true},
 	}
 	if len(tests) != len(overlays)+1 {
@@ -68,31 +68,40 @@ func TestKustomizations(t *testing.T) {
 				t.Errorf("claims %v, want some: %v", pvcs, tt.pvc)
 			}
 			deps, dss := find[*appsv1.Deployment](objs), find[*appsv1.DaemonSet](objs)
-			switch {
-			case tt.kind == "Deployment" && len(deps) == 1 && len(dss) == 0:
-				d := deps[0]
-				if d.Spec.Replicas == nil || *d.Spec.Replicas != tt.replicas {
-					t.Errorf("replicas %v, want %d", d.Spec.Replicas, tt.replicas)
-				}
-				checkPod(t, workload{where: tt.dir + " Deployment", kind: "Deployment", spec: &d.Spec.Template.Spec, pvcs: pvcs})
-				checkSelects(t, d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
-			case tt.kind == "DaemonSet" && len(dss) == 1 && len(deps) == 0:
-				d := dss[0]
-				checkPod(t, workload{where: tt.dir + " DaemonSet", kind: "DaemonSet", spec: &d.Spec.Template.Spec, pvcs: pvcs})
-				checkSelects(t, d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
-			default:
-				t.Fatalf("%d Deployments and %d DaemonSets, want one %s", len(deps), len(dss), tt.kind)
+			if wantDS := map[bool]int{true: 1, false: 0}[tt.kind == "DaemonSet"]; len(deps) != 1 || len(dss) != wantDS {
+				t.Fatalf("%d Deployments and %d DaemonSets, want one Deployment and %d DaemonSets", len(deps), len(dss), wantDS)
 			}
+			// The Deployment: the cluster tier, whose replicas share.
+			d := deps[0]
+			if d.Spec.Replicas == nil || *d.Spec.Replicas != tt.replicas {
+				t.Errorf("replicas %v, want %d", d.Spec.Replicas, tt.replicas)
+			}
+			checkPod(t, workload{where: tt.dir + " Deployment", kind: "Deployment", spec: &d.Spec.Template.Spec, pvcs: pvcs})
+			checkSelects(t, d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
 			svcs := find[*corev1.Service](objs)
-			if len(svcs) != 1 {
-				t.Fatalf("%d Services, want 1", len(svcs))
+			if len(svcs) != 2 {
+				t.Fatalf("%d Services, want 2: the nodes' and the replicas' headless one", len(svcs))
 			}
-			checkService(t, tt.dir, svcs[0], tt.kind, tt.replicas)
+			if tt.replicas > 1 {
+				checkPeers(t, tt.dir+" Deployment", &d.Spec.Template.Spec, d.Spec.Template.Labels, svcs, "cacheyd-peers")
+			}
+			svc := clientService(t, tt.dir, svcs)
+			checkService(t, tt.dir, svc, tt.kind, tt.replicas)
+			checkSelects(t, svc.Spec.Selector, d.Spec.Template.Labels)
+			// The DaemonSet: node caches in front of the cluster tier.
+			for _, ds := range dss {
+				checkPod(t, workload{where: tt.dir + " DaemonSet", kind: "DaemonSet", spec: &ds.Spec.Template.Spec, pvcs: pvcs})
+				checkSelects(t, ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels)
+				if selects(d.Spec.Selector.MatchLabels, ds.Spec.Template.Labels) || selects(ds.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+					t.Errorf("the Deployment and the DaemonSet select each other's pods")
+				}
+				checkParent(t, tt.dir+" DaemonSet", &ds.Spec.Template.Spec, ds.Spec.Template.Labels, d.Spec.Template.Labels, svc)
+			}
 			if got := len(find[*monitoringv1.ServiceMonitor](objs)) + len(find[*monitoringv1.PrometheusRule](objs)); (got == 2) != tt.monitoring {
 				t.Errorf("%d monitoring objects, want them: %v", got, tt.monitoring)
 			}
 			for _, sm := range find[*monitoringv1.ServiceMonitor](objs) {
-				checkSelects(t, sm.Spec.Selector.MatchLabels, svcs[0].Labels)
+				checkSelects(t, sm.Spec.Selector.MatchLabels, svc.Labels)
 			}
 			for _, pr := range find[*monitoringv1.PrometheusRule](objs) {
 				checkRuleCopy(t, tt.dir+" PrometheusRule", pr)

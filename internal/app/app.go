@@ -1,6 +1,6 @@
 // Package app is cacheyd's composition root: it wires the upstream client,
-// the cache and the server into one running cacheyd, listens, and shuts it
-// down. The command (cmd/cacheyd, which turns flags into a Config), the
+// the cluster's origin (when there are peers or a parent), the cache and the
+// server into one running cacheyd, listens, and shuts it down. The command (cmd/cacheyd, which turns flags into a Config), the
 // benchmark harness and the tests all start cacheyd through Run, so there is
 // one wiring and one set of defaults (Defaults).
 package app
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/cluster"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/server"
 	"github.com/cacheyd/cacheyd/upstream"
@@ -29,12 +30,20 @@ import (
 type Config struct {
 	// Listen is the address of the registry API, /metrics and health.
 	Listen string
+	// Listener, when set, is served instead of listening on Listen, and
+	// closed by Run: replicas of a test or benchmark know each other's
+	// addresses before any of them starts. Nil listens on Listen.
+	Listener net.Listener
 	// ShutdownTimeout is how long responses in flight may take once a
 	// shutdown begins.
 	ShutdownTimeout time.Duration
 	Upstream        upstream.Config
-	Cache           cache.Config
-	Server          server.Config
+	// Cluster makes this cacheyd one replica of several, or the child of
+	// a parent; its zero value is a cacheyd alone. Its Token defaults to
+	// the first of Server.ClientTokens.
+	Cluster cluster.Config
+	Cache   cache.Config
+	Server  server.Config
 }
 
 // Defaults is the configuration of cacheyd started with no flags, but for
@@ -73,22 +82,46 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	if err := cfg.Server.Validate(); err != nil {
 		return err
 	}
-	origin, err := upstream.New(cfg.Upstream)
+	up, err := upstream.New(cfg.Upstream)
 	if err != nil {
 		return err
+	}
+	var origin cache.Origin = up
+	closeCluster := func() {}
+	if cfg.Cluster.Enabled() {
+		cfg.Cluster.Metrics, cfg.Cluster.Logger = m, log
+		if cfg.Cluster.Token == "" && len(cfg.Server.ClientTokens) > 0 {
+			cfg.Cluster.Token = cfg.Server.ClientTokens[0]
+		}
+		co, err := cluster.New(cfg.Cluster, up)
+		if err != nil {
+			return err
+		}
+		origin, closeCluster = co, co.Close
+		cfg.Server.Status.Member, cfg.Server.Status.Parent = cfg.Cluster.Advertise, cfg.Cluster.Parent
 	}
 	c, err := cache.New(cfg.Cache, origin)
 	if err != nil {
+		closeCluster()
+		return err
+	}
+	// The cache first: its fills may still read from peers.
+	closeAll := func() error {
+		err := c.Close()
+		closeCluster()
 		return err
 	}
 	srv := server.New(cfg.Server, c)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return errors.Join(fmt.Errorf("listen %s: %w", cfg.Listen, err), c.Close())
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return errors.Join(fmt.Errorf("listen %s: %w", cfg.Listen, err), closeAll())
+		}
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "version", cfg.Server.Status.Version, "cache_dir", cfg.Cache.Dir,
 		"memory_bytes", cfg.Cache.MemoryBytes, "disk_bytes", cfg.Cache.DiskBytes, "default_registry", cfg.Server.DefaultRegistry,
-		"tls", cfg.Server.TLS != nil, "client_token", len(cfg.Server.ClientTokens) > 0, "registries", cfg.Server.Registries)
+		"tls", cfg.Server.TLS != nil, "client_token", len(cfg.Server.ClientTokens) > 0, "registries", cfg.Server.Registries,
+		"peers", cfg.Cluster.Peers, "advertise", cfg.Cluster.Advertise, "parent", cfg.Cluster.Parent)
 	if listening != nil {
 		listening(ln.Addr())
 	}
@@ -99,7 +132,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 
 	select {
 	case err := <-served:
-		return errors.Join(fmt.Errorf("serve: %w", err), c.Close())
+		return errors.Join(fmt.Errorf("serve: %w", err), closeAll())
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
@@ -109,7 +142,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	if serr := <-served; serr != nil && !errors.Is(serr, net.ErrClosed) {
 		err = errors.Join(err, serr)
 	}
-	err = errors.Join(err, c.Close())
+	err = errors.Join(err, closeAll())
 	log.Info("stopped")
 	return err
 }

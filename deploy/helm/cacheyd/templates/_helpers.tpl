@@ -33,6 +33,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the replicas of a Deployment share their fills (--peers). */}}
+{{- define "cacheyd.peers" -}}
+{{- if and .Values.peers.enabled (eq .Values.kind "Deployment") (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
+
 {{- define "cacheyd.daemonset" -}}
 {{- if eq .Values.kind "DaemonSet" -}}true{{- else if ne .Values.kind "Deployment" -}}{{- fail "kind must be Deployment or DaemonSet" -}}{{- end -}}
 {{- end -}}

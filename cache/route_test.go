@@ -1,0 +1,145 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cacheyd/cacheyd/internal/origintest"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// routed is an origin that routes a peer's request to itself ("") and a
+// client's to another replica ("b"), as a replica that is not a key's
+// owner does, and records the Route its GETs carry.
+type routed struct {
+	Origin
+	mu     sync.Mutex // guards routes
+	routes []string
+}
+
+func (r *routed) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	if req.Method == http.MethodGet {
+		r.mu.Lock()
+		r.routes = append(r.routes, req.Route)
+		r.mu.Unlock()
+	}
+	return r.Origin.Fetch(ctx, req)
+}
+
+func (*routed) Route(req *oci.Request) string {
+	if req.FromPeer {
+		return ""
+	}
+	return "b"
+}
+
+// TestFillsAreSharedOnlyOnOneRoute: requests that the origin routes to
+// different places start a fill each, requests routed alike share one. A
+// peer's request never joins a fill that waits for a peer.
+func TestFillsAreSharedOnlyOnOneRoute(t *testing.T) {
+	o := origintest.New()
+	data := randomBytes(t, 256<<10)
+	dg := o.Add(data, "")
+	gate := make(chan struct{})
+	o.Set(func(o *origintest.Origin) { o.Gate = gate })
+	r := &routed{Origin: o}
+	c := newTestCache(t, r, nil)
+
+	peer := blobReq(dg)
+	peer.FromPeer = true
+	var objs []*Object
+	// Each Get returns with its fill still in flight: the gate holds the
+	// second half of every body.
+	for _, req := range []*oci.Request{blobReq(dg), blobReq(dg), peer, peer} {
+		obj, err := c.Get(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, obj)
+	}
+	close(gate)
+	var sources []Source
+	for _, obj := range objs {
+		got, err := readAll(t, obj)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("got %d bytes, err %v; want the %d bytes", len(got), err, len(data))
+		}
+		sources = append(sources, obj.Source)
+	}
+	want := []Source{SourceFillNew, SourceFillJoined, SourceFillNew, SourceFillJoined}
+	for i := range want {
+		if sources[i] != want[i] {
+			t.Fatalf("sources = %v, want %v", sources, want)
+		}
+	}
+	if n := o.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 2 {
+		t.Errorf("origin GETs = %d, want 2 (one per route)", n)
+	}
+	// Each fill tells the origin the route it was keyed by.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.routes) != 2 || r.routes[0] != "b" || r.routes[1] != "" {
+		t.Errorf("routes the fills' requests carried = %q, want [b \"\"]", r.routes)
+	}
+}
+
+// TestTagLookupsAreSharedOnlyOnOneRoute: a peer's lookup of a tag does not
+// wait for a client's lookup of it that went to another replica.
+func TestTagLookupsAreSharedOnlyOnOneRoute(t *testing.T) {
+	o := origintest.New()
+	dg := o.Add([]byte(`{"schemaVersion":2}`), oci.ManifestMediaTypes[1])
+	o.Tag("v1", dg)
+	arrived := make(chan bool, 2) // FromPeer of each HEAD that reached the origin
+	release := make(chan struct{})
+	held := origintest.Func(func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+		if req.Method == http.MethodHead {
+			arrived <- req.FromPeer
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return o.Fetch(ctx, req)
+	})
+	c := newTestCache(t, &routed{Origin: held}, nil)
+	tagReq := func(fromPeer bool) *oci.Request {
+		return &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: "docker.io",
+			Repository: "library/app", Reference: oci.Reference{Tag: "v1"}, FromPeer: fromPeer}
+	}
+	var wg sync.WaitGroup
+	for _, fromPeer := range []bool{false, true} {
+		wg.Go(func() {
+			obj, err := c.Get(t.Context(), tagReq(fromPeer))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if obj.Digest != dg {
+				t.Errorf("tag resolved to %s, want %s", obj.Digest, dg)
+			}
+		})
+	}
+	// Both lookups reach the origin while the first is still held; a
+	// shared lookup would leave the second waiting here.
+	seen := map[bool]int{}
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for range 2 {
+		select {
+		case fromPeer := <-arrived:
+			seen[fromPeer]++
+		case <-timeout.C:
+			t.Fatalf("lookups that reached the origin: %v, want one client's and one peer's", seen)
+		}
+	}
+	close(release)
+	wg.Wait()
+	if seen[false] != 1 || seen[true] != 1 {
+		t.Errorf("lookups that reached the origin: %v, want one client's and one peer's (FromPeer kept)", seen)
+	}
+}

@@ -1,0 +1,266 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// Fetcher is what Origin falls back to, and what it is: an origin (the
+// upstream client).
+type Fetcher interface {
+	Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error)
+}
+
+// Origin is a replica's origin in a cluster (see the package doc). It is
+// safe for concurrent use. Close stops it.
+type Origin struct {
+	upstream Fetcher
+	self     string // "" without peers
+	parent   string // base URL, "" without a parent
+	scheme   string // of peers: "http://" or "https://"
+	members  *members
+	skips    *skips
+	client   *client
+	m        *metrics.Metrics
+	log      *slog.Logger
+
+	cancel context.CancelFunc // stops the members' refresh
+	wg     sync.WaitGroup     // the refresh goroutine
+}
+
+// New returns the origin for cfg in front of upstream. With a dns: member
+// list it resolves the name once before returning (a failure leaves this
+// replica alone until a refresh succeeds) and then every cfg.Refresh until
+// Close.
+func New(cfg Config, upstream Fetcher) (*Origin, error) {
+	src, self, parent, err := cfg.parse()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = defaultRefresh
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = defaultBackoff
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = defaultHeaderTimeout
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	o := &Origin{
+		upstream: upstream, self: self, parent: parent, scheme: "http://",
+		client: newClient(cfg), m: cfg.Metrics, log: cfg.Logger,
+	}
+	if cfg.TLS != nil {
+		o.scheme = "https://"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o.cancel = cancel
+	if self != "" {
+		o.members = newMembers(src, self, cfg.Resolver, cfg.Refresh, cfg.Metrics, cfg.Logger)
+		if src.dnsName != "" {
+			o.members.resolve(ctx)
+		}
+		o.wg.Add(1)
+		// Stops when Close cancels ctx.
+		go func() {
+			defer o.wg.Done()
+			o.members.run(ctx)
+		}()
+	}
+	o.skips = newSkips(cfg.Backoff, func(addr string, skipped bool) {
+		if o.members != nil {
+			o.members.showSkip(addr, skipped)
+		}
+	})
+	return o, nil
+}
+
+// Close stops refreshing the members and drops idle connections.
+func (o *Origin) Close() {
+	o.cancel()
+	o.wg.Wait()
+	o.client.close()
+}
+
+// Members returns the current members, sorted; nil without peers.
+func (o *Origin) Members() []string {
+	if o.members == nil {
+		return nil
+	}
+	return o.members.current()
+}
+
+// ranked is the members in req's order, owner first; nil when this
+// replica fetches req itself whoever owns it (no peers, or a peer's
+// request, which is never forwarded again).
+func (o *Origin) ranked(req *oci.Request) []string {
+	if o.members == nil || req.FromPeer {
+		return nil
+	}
+	ms := o.members.current()
+	if len(ms) < 2 {
+		return nil
+	}
+	return Rank(ms, keyOf(req))
+}
+
+// Route names the member req goes to now, or "" when this replica fetches
+// it itself (cache.Router).
+func (o *Origin) Route(req *oci.Request) string {
+	for _, m := range o.ranked(req) {
+		switch {
+		case m == o.self:
+			return ""
+		case !o.skips.skipped(m):
+			return m
+		}
+	}
+	return ""
+}
+
+// Fetch asks the first member by rank that is not skipped, and the next
+// when it fails; reaching this replica, it fetches itself. Work that was
+// routed to a peer when it started (req.Route, set by the cache) is the
+// exception: reaching itself, this replica asks itself as a peer, so that
+// the work ends up in its own fill for the key, the one every replica
+// falling back to it joins, rather than in a second fetch upstream. (Work
+// keyed as this replica's own must not: it would wait for itself.) When
+// asking itself fails too, upstream.
+func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	ranked := o.ranked(req)
+	if ranked == nil {
+		reason := "owner"
+		if req.FromPeer {
+			reason = "peer"
+		}
+		return o.direct(ctx, req, reason)
+	}
+	reason := "owner"
+	for _, m := range ranked {
+		if m == o.self && req.Route == "" {
+			return o.direct(ctx, req, reason)
+		}
+		if m != o.self && o.skips.skipped(m) {
+			reason = "fallback" // it failed a moment ago
+			continue
+		}
+		resp, err := o.ask(ctx, m, req)
+		if err == nil || !errors.Is(err, errPeer) {
+			return resp, err
+		}
+		reason = "fallback"
+		o.log.Debug("cluster: peer failed; asking the next", "member", m, "key", keyOf(req), "err", err)
+		if m == o.self {
+			break // asking itself failed: only upstream is left
+		}
+	}
+	return o.direct(ctx, req, "fallback")
+}
+
+// ask asks member m (a peer, or this replica itself) for req with the hop
+// header.
+func (o *Origin) ask(ctx context.Context, m string, req *oci.Request) (*oci.Response, error) {
+	return o.askBase(ctx, m, o.scheme+m, req, true, "peer")
+}
+
+// direct fetches req as this replica's own: from the parent, if there is
+// one and it does not fail, else from upstream.
+func (o *Origin) direct(ctx context.Context, req *oci.Request, reason string) (*oci.Response, error) {
+	if o.parent != "" && !o.skips.skipped(o.parent) {
+		// No hop header: to the parent, this replica is a client like
+		// any, whose request its own cluster may forward to an owner.
+		resp, err := o.askBase(ctx, o.parent, o.parent, req, false, "parent")
+		if err == nil || !errors.Is(err, errPeer) {
+			return resp, err
+		}
+		o.log.Debug("cluster: parent failed; asking upstream", "parent", o.parent, "err", err)
+		reason = "parent-failed"
+	}
+	if o.members != nil || o.parent != "" {
+		o.m.ClusterDirect.WithLabelValues(reason).Inc()
+	}
+	return o.upstream.Fetch(ctx, req)
+}
+
+// askBase asks the cacheyd at base (skip-tracked as addr) for req and
+// counts the outcome under to ("peer" or "parent").
+func (o *Origin) askBase(ctx context.Context, addr, base string, req *oci.Request, hop bool, to string) (*oci.Response, error) {
+	a, err := o.client.fetch(ctx, base, req, hop, o.m.ClusterBytes.WithLabelValues(to))
+	outcomes := o.m.ClusterRequests
+	switch {
+	case errors.Is(err, errDown):
+		o.skips.fail(addr)
+		o.log.Warn("cluster: skipping an unreachable "+to, to, addr, "backoff", o.skips.backoff, "err", err)
+		outcomes.WithLabelValues(to, "fallback").Inc()
+		return nil, err
+	case errors.Is(err, errPeer):
+		outcomes.WithLabelValues(to, "fallback").Inc()
+		return nil, err
+	case err != nil:
+		if _, ok := oci.AsError(err); ok {
+			outcomes.WithLabelValues(to, "refused").Inc()
+		}
+		return nil, err
+	}
+	outcomes.WithLabelValues(to, outcomeOf(a.source)).Inc()
+	if a.resp.Body != nil {
+		a.resp.Body = &watchedBody{ReadCloser: a.resp.Body, ctx: ctx, broke: func(err error) {
+			// The stream broke under us: the cache's retry wrapper asks
+			// again from the bytes it has, and must find the next source.
+			o.skips.fail(addr)
+			outcomes.WithLabelValues(to, "broken").Inc()
+			o.log.Warn("cluster: a "+to+" broke its body; skipping it", to, addr, "backoff", o.skips.backoff, "err", err)
+		}}
+	}
+	return a.resp, nil
+}
+
+// outcomeOf maps a peer's answer source to the outcome counted.
+func outcomeOf(source string) string {
+	switch source {
+	case "memory", "disk", "tags":
+		return "hit"
+	case "joined":
+		return "joined"
+	}
+	return "fetched"
+}
+
+// watchedBody tells broke once if the body fails for any reason but its
+// reader's own context ending.
+type watchedBody struct {
+	io.ReadCloser
+	ctx    context.Context
+	broke  func(error)
+	failed bool
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && !b.failed && b.ctx.Err() == nil {
+		b.failed = true
+		b.broke(err)
+		err = fmt.Errorf("cluster: %w", err)
+	}
+	return n, err
+}

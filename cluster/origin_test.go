@@ -1,0 +1,387 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+var content = []byte("0123456789abcdefghij")
+
+// fakePeer is a cacheyd as a peer sees it: it records what it is asked and
+// answers as its mode says.
+type fakePeer struct {
+	srv  *httptest.Server
+	addr string
+
+	mu   sync.Mutex // guards mode and reqs
+	mode string     // "ok", "503", "404", "guard", "break"
+	reqs []*http.Request
+}
+
+func newFakePeer(t *testing.T) *fakePeer {
+	p := &fakePeer{mode: "ok"}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(p.srv.Close)
+	p.addr = strings.TrimPrefix(p.srv.URL, "http://")
+	return p
+}
+
+func (p *fakePeer) set(mode string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mode = mode
+}
+
+func (p *fakePeer) asked() []*http.Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*http.Request(nil), p.reqs...)
+}
+
+func (p *fakePeer) serve(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	p.reqs = append(p.reqs, r.Clone(context.Background()))
+	mode := p.mode
+	p.mu.Unlock()
+	switch mode {
+	case "503":
+		http.Error(w, `{"errors":[{"code":"UNAVAILABLE","message":"upstream down"}]}`, http.StatusServiceUnavailable)
+		return
+	case "404":
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}`)
+		return
+	case "guard":
+		w.Header().Set("WWW-Authenticate", oci.TokenHeader+` realm="cacheyd"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	off := int64(0)
+	if rg := r.Header.Get("Range"); rg != "" {
+		off, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(rg, "bytes="), "-"), 10, 64)
+	}
+	h := w.Header()
+	h.Set("Docker-Content-Digest", string(oci.FromBytes(content)))
+	h.Set(oci.SourceHeader, "joined")
+	h.Set("Content-Length", strconv.Itoa(len(content)-int(off)))
+	status := http.StatusOK
+	if off > 0 {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, len(content)-1, len(content)))
+		status = http.StatusPartialContent
+	}
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if mode == "break" {
+		w.Write(content[off : off+4])
+		w.(http.Flusher).Flush()
+		conn, _, _ := http.NewResponseController(w).Hijack()
+		conn.Close()
+		return
+	}
+	w.Write(content[off:])
+}
+
+// countingUpstream is the upstream behind the origin.
+type countingUpstream struct {
+	mu   sync.Mutex // guards reqs
+	reqs []oci.Request
+}
+
+func (u *countingUpstream) Fetch(_ context.Context, req *oci.Request) (*oci.Response, error) {
+	u.mu.Lock()
+	u.reqs = append(u.reqs, *req)
+	u.mu.Unlock()
+	n := int64(len(content))
+	return &oci.Response{Digest: oci.FromBytes(content), Size: n, End: n, Body: io.NopCloser(strings.NewReader(string(content)))}, nil
+}
+
+func (u *countingUpstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+// trio is an origin whose replica is self, with two peers, and a key
+// ranked owner, second, self.
+type trio struct {
+	o                   *Origin
+	owner, second, self *fakePeer
+	up                  *countingUpstream
+	m                   *metrics.Metrics
+	req                 oci.Request
+}
+
+func newTrio(t *testing.T, mod func(*Config)) *trio {
+	a, b, s := newFakePeer(t), newFakePeer(t), newFakePeer(t)
+	tr := &trio{self: s, up: &countingUpstream{}, m: metrics.New(nil)}
+	cfg := Config{Peers: []string{a.addr, b.addr, s.addr}, Advertise: s.addr, Token: "t0ken-t0ken-t0ken", Metrics: tr.m, Logger: quiet()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	o, err := New(cfg, tr.up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	tr.o = o
+	byAddr := map[string]*fakePeer{a.addr: a, b.addr: b, s.addr: s}
+	for i := 0; ; i++ {
+		dg := oci.FromBytes([]byte("key " + strconv.Itoa(i)))
+		r := Rank(o.Members(), string(dg))
+		if r[2] == s.addr {
+			tr.owner, tr.second = byAddr[r[0]], byAddr[r[1]]
+			tr.req = oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "docker.io",
+				Repository: "library/app", Reference: oci.Reference{Digest: dg}}
+			return tr
+		}
+	}
+}
+
+func read(t *testing.T, resp *oci.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	return string(b)
+}
+
+// TestTheOwnerIsAskedAsAClientWouldAsk: a miss goes to the key's owner
+// only, over its /v2 API with the same ns, Range and Authorization, the
+// hop header and the client token; its Content-Range and source are read.
+func TestTheOwnerIsAskedAsAClientWouldAsk(t *testing.T) {
+	tr := newTrio(t, nil)
+	req := tr.req
+	req.Offset, req.Authorization = 5, "Bearer client"
+	if got := tr.o.Route(&req); got != tr.owner.addr {
+		t.Errorf("Route = %q, want the owner %s", got, tr.owner.addr)
+	}
+	resp, err := tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Offset != 5 || resp.Size != int64(len(content)) || resp.Digest != oci.FromBytes(content) {
+		t.Errorf("response %+v, want offset 5 of %d bytes", resp, len(content))
+	}
+	if got := read(t, resp); got != string(content[5:]) {
+		t.Errorf("body %q, want %q", got, content[5:])
+	}
+	asked := tr.owner.asked()
+	if len(asked) != 1 || len(tr.second.asked()) != 0 || len(tr.self.asked()) != 0 || tr.up.count() != 0 {
+		t.Fatalf("asked owner %d, second %d, self %d, upstream %d times; want the owner once", len(asked),
+			len(tr.second.asked()), len(tr.self.asked()), tr.up.count())
+	}
+	r := asked[0]
+	for h, want := range map[string]string{"Range": "bytes=5-", "Authorization": "Bearer client", oci.HopHeader: "1",
+		oci.TokenHeader: "t0ken-t0ken-t0ken", "Accept-Encoding": "identity"} {
+		if got := r.Header.Get(h); got != want {
+			t.Errorf("%s: %q, want %q", h, got, want)
+		}
+	}
+	if want := "/v2/library/app/blobs/" + string(req.Reference.Digest); r.URL.Path != want || r.URL.Query().Get("ns") != "docker.io" {
+		t.Errorf("asked %s?%s, want %s?ns=docker.io", r.URL.Path, r.URL.RawQuery, want)
+	}
+	if n := testutil.ToFloat64(tr.m.ClusterRequests.WithLabelValues("peer", "joined")); n != 1 {
+		t.Errorf("cluster requests {peer, joined} = %v, want 1", n)
+	}
+}
+
+// TestFailuresFallBackByRank: an owner answering 5xx is passed over (and
+// asked again next time: it is up), an unreachable one is skipped for the
+// backoff; work routed to a peer then asks this replica itself as a peer;
+// when that fails too, upstream. Work keyed as this replica's own fetches
+// itself.
+func TestFailuresFallBackByRank(t *testing.T) {
+	tr := newTrio(t, nil)
+	tr.owner.set("503")
+	tr.second.srv.Close() // unreachable
+	tr.self.set("503")
+	req := tr.req
+	req.Route = tr.o.Route(&req) // as the cache keys its fill
+	resp, err := tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, resp); got != string(content) {
+		t.Errorf("body %q", got)
+	}
+	if n, s := len(tr.owner.asked()), len(tr.self.asked()); n != 1 || s != 1 || tr.up.count() != 1 {
+		t.Errorf("asked owner %d, self %d, upstream %d times; want each once", n, s, tr.up.count())
+	}
+	if h := tr.self.asked()[0].Header.Get(oci.HopHeader); h != "1" {
+		t.Errorf("asking itself without the hop header (%q): it would forward again", h)
+	}
+	if n := testutil.ToFloat64(tr.m.ClusterDirect.WithLabelValues("fallback")); n != 1 {
+		t.Errorf("direct {fallback} = %v, want 1", n)
+	}
+	// The unreachable one is skipped now; the 5xx one is asked again.
+	tr.owner.set("ok")
+	if got := tr.o.Route(&req); got != tr.owner.addr {
+		t.Errorf("Route = %q, want the owner again", got)
+	}
+	tr.owner.set("503")
+	resp, err = tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(t, resp)
+	if n, s := len(tr.owner.asked()), len(tr.self.asked()); n != 2 || s != 2 || tr.up.count() != 2 {
+		t.Errorf("second fetch: asked owner %d, self %d, upstream %d times in all; want 2 each (the unreachable one skipped)", n, s, tr.up.count())
+	}
+	// A request not keyed by a route (a credential check, say) that
+	// reaches this replica fetches itself.
+	req.Route = ""
+	resp, err = tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(t, resp)
+	if n, s := len(tr.owner.asked()), len(tr.self.asked()); n != 3 || s != 2 || tr.up.count() != 3 {
+		t.Errorf("unrouted fetch: asked owner %d, self %d, upstream %d times in all; want 3, 2, 3", n, s, tr.up.count())
+	}
+}
+
+// TestAnswersArePassedOn: a registry's answer from the owner (404) is the
+// answer; a refusal of our client token is the owner's failure.
+func TestAnswersArePassedOn(t *testing.T) {
+	tr := newTrio(t, nil)
+	tr.owner.set("404")
+	req := tr.req
+	_, err := tr.o.Fetch(t.Context(), &req)
+	if e, ok := oci.AsError(err); !ok || e.Status != http.StatusNotFound || e.Code != oci.CodeBlobUnknown {
+		t.Fatalf("Fetch = %v, want the owner's 404 BLOB_UNKNOWN", err)
+	}
+	if tr.up.count() != 0 || len(tr.second.asked()) != 0 {
+		t.Error("a 404 from the owner was asked elsewhere")
+	}
+	tr.owner.set("guard")
+	resp, err := tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatalf("Fetch with the token refused = %v, want the second's answer", err)
+	}
+	read(t, resp)
+	if len(tr.second.asked()) != 1 {
+		t.Errorf("second asked %d times, want 1", len(tr.second.asked()))
+	}
+}
+
+// TestAPeersRequestIsNeverForwarded: with the hop header, this replica
+// fetches itself whoever owns the key.
+func TestAPeersRequestIsNeverForwarded(t *testing.T) {
+	tr := newTrio(t, nil)
+	req := tr.req
+	req.FromPeer = true
+	if got := tr.o.Route(&req); got != "" {
+		t.Errorf("Route of a peer's request = %q, want this replica", got)
+	}
+	resp, err := tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(t, resp)
+	if len(tr.owner.asked())+len(tr.second.asked())+len(tr.self.asked()) != 0 || tr.up.count() != 1 {
+		t.Errorf("a peer's request went to a peer, or not once upstream (%d)", tr.up.count())
+	}
+	if n := testutil.ToFloat64(tr.m.ClusterDirect.WithLabelValues("peer")); n != 1 {
+		t.Errorf("direct {peer} = %v, want 1", n)
+	}
+}
+
+// TestABrokenBodySkipsThePeer: an owner that breaks its body is skipped,
+// so that the retry wrapper's resume finds the next source.
+func TestABrokenBodySkipsThePeer(t *testing.T) {
+	tr := newTrio(t, nil)
+	tr.owner.set("break")
+	req := tr.req
+	req.Route = tr.o.Route(&req)
+	resp, err := tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatal("a broken body read to its end")
+	}
+	if got := tr.o.Route(&req); got != tr.second.addr {
+		t.Errorf("Route after the owner broke = %q, want the second %s", got, tr.second.addr)
+	}
+	req.Offset = 4
+	resp, err = tr.o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, resp); got != string(content[4:]) {
+		t.Errorf("resumed body %q, want %q", got, content[4:])
+	}
+	if n := testutil.ToFloat64(tr.m.ClusterRequests.WithLabelValues("peer", "broken")); n != 1 {
+		t.Errorf("cluster requests {peer, broken} = %v, want 1", n)
+	}
+}
+
+// TestTheParentComesBeforeUpstream: with a parent, what this replica
+// fetches itself comes from the parent, asked without the hop header (its
+// own cluster may forward it); a failing parent falls back to upstream.
+func TestTheParentComesBeforeUpstream(t *testing.T) {
+	parent := newFakePeer(t)
+	up := &countingUpstream{}
+	m := metrics.New(nil)
+	o, err := New(Config{Parent: parent.srv.URL, Metrics: m, Logger: quiet()}, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	dg := oci.FromBytes(content)
+	req := oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "ghcr.io", Repository: "org/app", Reference: oci.Reference{Digest: dg}}
+	resp, err := o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(t, resp)
+	asked := parent.asked()
+	if len(asked) != 1 || up.count() != 0 {
+		t.Fatalf("parent asked %d times, upstream %d; want the parent once", len(asked), up.count())
+	}
+	if h := asked[0].Header.Get(oci.HopHeader); h != "" {
+		t.Errorf("the parent was asked with the hop header %q", h)
+	}
+	parent.set("503")
+	resp, err = o.Fetch(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(t, resp)
+	if up.count() != 1 {
+		t.Errorf("upstream asked %d times after the parent failed, want 1", up.count())
+	}
+	parent.srv.Close()
+	for range 2 {
+		resp, err = o.Fetch(t.Context(), &req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read(t, resp)
+	}
+	// Unreachable once, then skipped: the third fetch does not try it.
+	if n := testutil.ToFloat64(m.ClusterDirect.WithLabelValues("parent-failed")); n != 2 {
+		t.Errorf("direct {parent-failed} = %v, want 2 (the 503 and the unreachable parent)", n)
+	}
+	if up.count() != 3 {
+		t.Errorf("upstream asked %d times, want 3", up.count())
+	}
+}
