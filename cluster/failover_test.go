@@ -30,6 +30,8 @@ func TestTheOwnerDiesMidFill(t *testing.T) {
 	up.Reset()
 	owner := -1
 	reps := startReplicas(t, up, 3, func(i int, cfg *app.Config) {
+		// One stream per fill, so that a fetch is one request to count.
+		cfg.Cache.FillParallel = 1
 		if cluster.Rank(cfg.Cluster.Peers, string(dg))[0] == cfg.Cluster.Advertise {
 			owner = i
 			cfg.ShutdownTimeout = time.Millisecond // it dies: nothing in flight may finish
