@@ -139,12 +139,18 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	if req.Kind == oci.KindManifest {
 		limit = oci.MaxManifestSize
 	}
-	// The first request asks for the starter's window, if it has one and a
-	// window of a blob can be worth it; chunks.go fetches the rest.
+	// The first request of a blob asks for the starter's window, if it has
+	// one, else for the first chunk: a blob no larger than a chunk is then
+	// one request still, and a larger one is never asked for whole only to
+	// be cut off, which would cost upstream bytes nobody reads. chunks.go
+	// fetches the rest. Manifests are asked for whole.
 	first := *req
 	first.Offset, first.Length, first.Suffix = 0, 0, 0
 	if req.Kind == oci.KindBlob && c.cfg.FillParallel > 1 {
 		first.Offset, first.Length, first.Suffix = f.hint.Offset, f.hint.Length, f.hint.Suffix
+		if f.hint == (oci.Window{}) {
+			first.Length = c.cfg.FillChunk
+		}
 	}
 	notify := func(err error) {
 		if errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout) {
@@ -179,7 +185,7 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	if resp.Size >= 0 && req.Kind == oci.KindBlob && (!whole || (resp.Size > c.cfg.FillChunk && c.cfg.FillParallel > 1)) {
 		k := &chunker{c: c, f: f, p: p, req: *req, size: resp.Size, chunk: c.cfg.FillChunk}
 		k.req.Offset, k.req.Length, k.req.Suffix = 0, 0, 0
-		hinted := first.Offset != 0 || first.Length != 0 || first.Suffix != 0
+		hinted := f.hint != (oci.Window{}) || first.Length > 0
 		if err = k.run(ctx, resp, c.cfg.FillParallel, hinted); err == nil {
 			n = resp.Size
 		}
