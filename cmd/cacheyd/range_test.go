@@ -33,6 +33,10 @@ func TestRangeColdAndWarm(t *testing.T) {
 			t.Errorf("%s: %d %q, %d bytes", round, resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
 		}
 	}
+	// The rest of the blob follows in the background: wait for its ranges.
+	if err := up.Wait(t.Context(), registrytest.On(http.MethodGet, registrytest.KindCDN, ""), 3); err != nil {
+		t.Fatal(err)
+	}
 	var ranges []string
 	for _, q := range up.Requests() {
 		if q.Kind == registrytest.KindCDN {
