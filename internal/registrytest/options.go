@@ -55,6 +55,12 @@ type Options struct {
 	// are still counted, see Pulls).
 	PullLimit int
 
+	// NoReferrers makes the registry one without the referrers API (OCI
+	// 1.1): /v2/<name>/referrers/<digest> answers 404, and clients fall
+	// back to the referrers tag schema. False serves referrers, filtered by
+	// artifactType.
+	NoReferrers bool
+
 	// Addr is where the registry host listens: a loopback host:port, so
 	// that a cacheyd started by hand can be pointed at a known address.
 	// Empty means a free port on 127.0.0.1. The seeding server always
