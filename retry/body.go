@@ -37,7 +37,7 @@ type body struct {
 	budget     int   // failed attempts left without progress
 	failures   int   // failed in a row, for the backoff
 	started    bool
-	failed   func(error) // told of failed attempts before the first answer
+	failed     func(error) // told of failed attempts before the first answer
 
 	cur    io.ReadCloser           // the attempt's body
 	actx   context.Context         // the attempt's context
