@@ -101,6 +101,7 @@ type Cache struct {
 	mem      *memory.Memory
 	disk     *disk.Disk
 	tags     *tagCache
+	listings *listingTable
 	private  *privacy   // checks of client credentials for private content
 	slots    *fillSlots // bounds the fills fetching at once
 	log      *slog.Logger
@@ -118,7 +119,8 @@ type Cache struct {
 	mu    sync.Mutex // guards fills
 	fills map[fillKey]*fill
 
-	tagFlight singleflight.Group // one upstream tag lookup per tag at a time
+	tagFlight  singleflight.Group // one upstream tag lookup per tag at a time
+	listFlight singleflight.Group // one upstream lookup per listing at a time
 }
 
 // New opens the cache in cfg.Dir: pending leftovers of an earlier run are
@@ -168,7 +170,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Cache{
-		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(),
+		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(), listings: newListingTable(),
 		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
 			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
 		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),
