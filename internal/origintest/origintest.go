@@ -22,11 +22,11 @@ import (
 // Origin is the fake. Its zero value is not usable: use New. Faults are set
 // with Set, under its lock.
 type Origin struct {
-	mu      sync.Mutex // guards everything below
+	mu       sync.Mutex // guards everything below
 	objects  map[oci.Digest]object
 	tags     map[string]oci.Digest
 	listings map[string]Listing // by listingKey
-	calls   map[string]int // "GET blob sha256:..." → count
+	calls    map[string]int     // "GET blob sha256:..." → count
 
 	// Gate, when set, makes every GET body wait for it to close before
 	// sending its second half.
