@@ -32,10 +32,10 @@ type Config struct {
 	// included; least recently used objects are evicted beyond it. Zero
 	// means unlimited.
 	DiskBytes int64
-	// TagTTL is how long a tag's answer is used before it is asked upstream
-	// again. Zero means ask every time.
+	// TagTTL is how long a tag's answer, or a listing's, is used before it
+	// is asked upstream again. Zero means ask every time.
 	TagTTL time.Duration
-	// TagStaleMax is how long past TagTTL the last known answer for a tag is
+	// TagStaleMax is how long past TagTTL the last known answer for a tag (or listing) is
 	// served when upstream cannot answer. Zero means 24h; negative, never.
 	TagStaleMax time.Duration
 	// FillTimeout bounds one fill from its upstream request to its last
