@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -46,23 +47,35 @@ const (
 	nsswitchConf = "hosts: files dns\nnetworks: files\n"
 )
 
-// confineScript runs inside the new mount namespace: it lays the resolver
-// files over the machine's ($1 to $3, each only where the machine has
-// one: without /etc/resolv.conf both Go's and glibc's resolvers ask
-// 127.0.0.1 already) and execs the program, which keeps the PID.
+// confineScript runs inside the new mount namespace. Its arguments are a
+// count of mounts, then for each: "need" or "opt", a source and a target
+// that it is bound over ("opt": only where the machine has the target;
+// without /etc/resolv.conf both Go's and glibc's resolvers ask 127.0.0.1
+// already), then the program and its arguments, which it execs, so the
+// program keeps the PID.
 const confineScript = `set -e
-for pair in "$1:/etc/resolv.conf" "$2:/etc/hosts" "$3:/etc/nsswitch.conf"; do
-	src=${pair%%:*} dst=${pair#*:}
-	if [ -e "$dst" ]; then mount --bind "$src" "$dst"; fi
+n=$1; shift
+while [ "$n" -gt 0 ]; do
+	if [ -e "$3" ]; then
+		mount --bind "$2" "$3"
+	elif [ "$1" = need ]; then
+		echo "loopback: $3 does not exist to bind $2 over" >&2; exit 1
+	fi
+	shift 3; n=$((n-1))
 done
-shift 3
 exec "$@"`
+
+// mount is one bind mount of a Confinement.
+type mount struct {
+	need        bool // the target must exist
+	src, target string
+}
 
 // Confinement is a set of resolver files for confined programs: names
 // resolve only to loopback (localhost, and each name given, on 127.0.0.1).
 // Its Command is safe for concurrent use.
 type Confinement struct {
-	files []string // resolv.conf, hosts, nsswitch.conf
+	mounts []mount // the resolver files, then Bind's
 }
 
 // New writes a Confinement's resolver files to dir.
@@ -82,9 +95,17 @@ func New(dir string, names ...string) (*Confinement, error) {
 		if err := os.WriteFile(p, []byte(f.body), 0o644); err != nil {
 			return nil, fmt.Errorf("loopback: %w", err)
 		}
-		c.files = append(c.files, p)
+		c.mounts = append(c.mounts, mount{src: p, target: "/etc/" + f.name})
 	}
 	return c, nil
+}
+
+// Bind makes confined programs see src at target, which must exist on the
+// machine (a file over a file, a directory over a directory): for a
+// program that reads its configuration only from a fixed path. Call it
+// before Command.
+func (c *Confinement) Bind(src, target string) {
+	c.mounts = append(c.mounts, mount{need: true, src: src, target: target})
 }
 
 // Command returns a command running program with args confined, in a mount
@@ -93,8 +114,14 @@ func New(dir string, names ...string) (*Confinement, error) {
 // becomes program itself (unshare and the shell exec it), so signals sent
 // to its PID reach program.
 func (c *Confinement) Command(ctx context.Context, program string, args ...string) *exec.Cmd {
-	full := []string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c", confineScript, "loopback"}
-	full = append(full, c.files...)
+	full := []string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c", confineScript, "loopback", strconv.Itoa(len(c.mounts))}
+	for _, m := range c.mounts {
+		mode := "opt"
+		if m.need {
+			mode = "need"
+		}
+		full = append(full, mode, m.src, m.target)
+	}
 	full = append(full, program)
 	full = append(full, args...)
 	return exec.CommandContext(ctx, "unshare", full...)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -46,5 +47,36 @@ func TestCommandRefusesBadNames(t *testing.T) {
 		if _, err := New(t.TempDir(), n); err == nil {
 			t.Errorf("New accepted host name %q", n)
 		}
+	}
+}
+
+// TestBind: a bound file replaces the machine's for the confined program
+// only; a target the machine lacks fails the command.
+func TestBind(t *testing.T) {
+	cat := Need(t, "cat", "it ships with coreutils")
+	dir := t.TempDir()
+	c, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "mine")
+	if err := os.WriteFile(src, []byte("confined\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "theirs")
+	if err := os.WriteFile(target, []byte("machine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Bind(src, target)
+	out, err := c.Command(t.Context(), cat, target).CombinedOutput()
+	if err != nil || string(out) != "confined\n" {
+		t.Errorf("confined cat %s = %q, %v; want the bound file", target, out, err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "machine\n" {
+		t.Errorf("the machine's %s reads %q after the confined run", target, b)
+	}
+	c.Bind(src, filepath.Join(dir, "missing"))
+	if out, err := c.Command(t.Context(), cat, target).CombinedOutput(); err == nil {
+		t.Errorf("a bind over a missing target ran: %q", out)
 	}
 }

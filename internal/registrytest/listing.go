@@ -19,8 +19,9 @@ import (
 )
 
 // Listings are answered as distribution's registry answers them, which
-// go-containerregistry's does not quite: a tag list page (?n=) that is not
-// the last carries a Link to the next (?last=<its last tag>&n=), and
+// go-containerregistry's does not quite: a tag list page (?n=, or
+// Options.TagPage) that is not the last carries a Link to the next
+// (?last=<its last tag>&n=), and
 // referrers honour ?artifactType= and say so in OCI-Filters-Applied.
 
 // serveTags answers a tag list, paged by n and last.
@@ -34,6 +35,8 @@ func (r *Registry) serveTags(w http.ResponseWriter, req *http.Request, rq Reques
 			return
 		}
 		n = v
+	} else if r.opts.TagPage > 0 {
+		n = r.opts.TagPage
 	}
 	var list struct {
 		Name string   `json:"name"`

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -111,5 +112,23 @@ func TestReferrersFiltered(t *testing.T) {
 	}
 	if n := reg.Count("GET", KindReferrers, d.String()); n != 2 {
 		t.Errorf("registry counted %d referrers GETs, want 2", n)
+	}
+}
+
+func TestTagPageDefault(t *testing.T) {
+	reg := New(t, Options{TagPage: 2})
+	img := reg.SeedImage(t, "app", "a", 1, 10)
+	for _, tag := range []string{"b", "c"} {
+		reg.WriteImage(t, "app", tag, img)
+	}
+	resp, err := reg.Client().Get(reg.URL() + "/v2/app/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Tags []string }
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil || !slices.Equal(list.Tags, []string{"a", "b"}) || resp.Header.Get("Link") != `</v2/app/tags/list?last=b&n=2>; rel="next"` {
+		t.Errorf("first page without n: %v, Link %q, %v; want [a b] and a Link to the next", list.Tags, resp.Header.Get("Link"), err)
 	}
 }
