@@ -35,8 +35,9 @@ type Config struct {
 	// TagTTL is how long a tag's answer, or a listing's, is used before it
 	// is asked upstream again. Zero means ask every time.
 	TagTTL time.Duration
-	// TagStaleMax is how long past TagTTL the last known answer for a tag (or listing) is
-	// served when upstream cannot answer. Zero means 24h; negative, never.
+	// TagStaleMax is how long past TagTTL the last known answer for a tag
+	// (or a listing) is served when upstream cannot answer. Zero means
+	// 24h; negative, never.
 	TagStaleMax time.Duration
 	// FillTimeout bounds one fill from its upstream request to its last
 	// byte. Zero means 30 minutes.
