@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
@@ -32,6 +34,13 @@ func TestRangeColdAndWarm(t *testing.T) {
 			!bytes.Equal(body, data[1000000:1001000]) {
 			t.Errorf("%s: %d %q, %d bytes", round, resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
 		}
+	}
+	// The rest of the blob is fetched in the background once the window is
+	// in: wait (bounded) for its two ranges to reach the CDN.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := up.Wait(ctx, func(q registrytest.Request) bool { return q.Kind == registrytest.KindCDN }, 3); err != nil {
+		t.Errorf("the CDN did not see the window and the two ranges around it: %v", err)
 	}
 	var ranges []string
 	for _, q := range up.Requests() {
