@@ -1,15 +1,22 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t cacheyd .
+#        docker buildx build --platform linux/amd64,linux/arm64 -t cacheyd .
 # Run:   docker run -p 30123:30123 -v cacheyd:/var/cache/cacheyd cacheyd
 
-FROM golang:1.27-bookworm AS build
+# The build stage runs on the builder's own platform and cross-compiles for
+# the target's (Go needs no emulation for that), so a multi-platform build
+# compiles natively once per target.
+FROM --platform=$BUILDPLATFORM golang:1.27-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=""
+ARG TARGETOS
+ARG TARGETARCH
 # A static binary: no libc in the final image, and no cgo anywhere.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/cacheyd ./cmd/cacheyd
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/cacheyd ./cmd/cacheyd
 # The cache directory, owned by the non-root user so a fresh volume is writable.
 RUN mkdir -p /out/cache
 

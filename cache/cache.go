@@ -32,11 +32,12 @@ type Config struct {
 	// included; least recently used objects are evicted beyond it. Zero
 	// means unlimited.
 	DiskBytes int64
-	// TagTTL is how long a tag's answer is used before it is asked upstream
-	// again. Zero means ask every time.
+	// TagTTL is how long a tag's answer, or a listing's, is used before it
+	// is asked upstream again. Zero means ask every time.
 	TagTTL time.Duration
-	// TagStaleMax is how long past TagTTL the last known answer for a tag is
-	// served when upstream cannot answer. Zero means 24h; negative, never.
+	// TagStaleMax is how long past TagTTL the last known answer for a tag
+	// (or a listing) is served when upstream cannot answer. Zero means
+	// 24h; negative, never.
 	TagStaleMax time.Duration
 	// FillTimeout bounds one fill from its upstream request to its last
 	// byte. Zero means 30 minutes.
@@ -101,6 +102,7 @@ type Cache struct {
 	mem      *memory.Memory
 	disk     *disk.Disk
 	tags     *tagCache
+	listings *listingTable
 	private  *privacy   // checks of client credentials for private content
 	slots    *fillSlots // bounds the fills fetching at once
 	log      *slog.Logger
@@ -118,7 +120,8 @@ type Cache struct {
 	mu    sync.Mutex // guards fills
 	fills map[fillKey]*fill
 
-	tagFlight singleflight.Group // one upstream tag lookup per tag at a time
+	tagFlight  singleflight.Group // one upstream tag lookup per tag at a time
+	listFlight singleflight.Group // one upstream lookup per listing at a time
 }
 
 // New opens the cache in cfg.Dir: pending leftovers of an earlier run are
@@ -168,7 +171,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Cache{
-		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(),
+		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(), listings: newListingTable(),
 		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
 			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
 		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),

@@ -9,6 +9,9 @@
 //     fills are bounded in number.
 //   - Tags (tags.go): resolved at the origin with a HEAD once their answer is
 //     older than the TTL, the last answer served while the origin fails.
+//   - Listings (listing.go): tag lists and referrers, passed through as the
+//     origin answers them and kept like a tag's answer. Tags and listings
+//     share one way of asking upstream (lookup.go).
 //   - Accept (accept.go): a manifest whose media type the client does not
 //     take is asked from the origin with the client's own Accept.
 //   - Private content (private.go): what the origin gave only to a client's

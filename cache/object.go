@@ -23,10 +23,11 @@ const (
 	SourceUpstream                      // a HEAD answered by an upstream HEAD
 	SourceUncached                      // streamed from upstream as cacheyd, not cached: the disk could not take it
 	SourceTags                          // a HEAD by tag answered from the tag table
+	SourceListings                      // a tag list or referrers answered from the listing table
 )
 
 // String names the source ("memory", "disk", "joined", "fill",
-// "passthrough", "upstream", "uncached", "tags").
+// "passthrough", "upstream", "uncached", "tags", "listings").
 func (s Source) String() string {
 	switch s {
 	case SourceMemory:
@@ -45,6 +46,8 @@ func (s Source) String() string {
 		return "uncached"
 	case SourceTags:
 		return "tags"
+	case SourceListings:
+		return "listings"
 	}
 	return "none"
 }

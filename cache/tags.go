@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/retry"
 	"github.com/cacheyd/cacheyd/tier"
 )
 
@@ -97,28 +95,12 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		c.m.TagLookups.WithLabelValues("fresh").Inc()
 		return last.desc, SourceTags, nil
 	}
-	lookup := &oci.Request{
-		Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer,
-	}
+	head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
+		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer}
 	// Lookups routed to different places are not shared (see Router).
-	lookup.Route = c.route(lookup)
-	// Stops within tagTimeout, or when Close cancels c.ctx.
-	ch := c.tagFlight.DoChan(key.String()+"\x00"+lookup.Route, func() (any, error) {
-		// Shared by every waiter, so it runs on the cache's context.
-		ctx, cancel := context.WithTimeout(c.ctx, tagTimeout)
-		defer cancel()
-		// With a last answer to fall back on, one try: the stale answer is
-		// better served at once. Without one, retry what a retry can cure
-		// (5xx, 429) as fills do, rather than fail every node that asked at
-		// that moment.
-		// An origin that cannot be reached at all is answered at once, as
-		// a fill's is: the waiting clients try their next host.
-		resp, err := c.origin.Fetch(ctx, lookup)
-		unreachable := errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout)
-		if err != nil && !known && !unreachable && retry.Retryable(err) {
-			resp, err = c.retrying.Fetch(ctx, lookup)
-		}
+	head.Route = c.route(head)
+	v, err := c.shared(ctx, &c.tagFlight, key.String()+"\x00"+head.Route, func(ctx context.Context) (any, error) {
+		resp, err := c.fetchLookup(ctx, head, known)
 		if err != nil {
 			return descriptor{}, err
 		}
@@ -128,18 +110,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		}
 		return d, nil
 	})
-	// Each request waits for the shared lookup for at most AnswerTimeout;
-	// the lookup goes on without it, and its answer is kept for the next.
-	wait := time.NewTimer(c.cfg.AnswerTimeout)
-	defer wait.Stop()
-	var v any
-	var err error
-	select {
-	case r := <-ch:
-		v, err = r.Val, r.Err
-	case <-wait.C:
-		err = errAnswerTimeout
-	case <-ctx.Done():
+	if err != nil && ctx.Err() != nil {
 		return descriptor{}, 0, context.Cause(ctx)
 	}
 	if err == nil {
@@ -156,7 +127,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		c.m.TagLookups.WithLabelValues("passthrough").Inc()
 		return descriptor{digest: resp.Digest, mediaType: resp.MediaType, size: resp.Size}, SourcePassThrough, nil
 	}
-	if known && stalable(err) && c.cfg.TagStaleMax > 0 && time.Since(last.checked) < c.cfg.TagTTL+c.cfg.TagStaleMax {
+	if known && c.servesStale(last.checked, err) {
 		c.m.TagLookups.WithLabelValues("stale").Inc()
 		c.log.Warn("serving stale tag", "registry", req.Registry, "repository", req.Repository,
 			"tag", req.Reference.Tag, "age", time.Since(last.checked).Round(time.Second), "err", err)
@@ -164,16 +135,6 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 	}
 	c.m.TagLookups.WithLabelValues("error").Inc()
 	return descriptor{}, 0, err
-}
-
-// stalable reports whether err is upstream being unable to answer, as
-// opposed to upstream answering no.
-func stalable(err error) bool {
-	if errors.Is(err, oci.ErrUpstreamUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	e, ok := oci.AsError(err)
-	return ok && (e.Status >= 500 || e.Status == http.StatusTooManyRequests)
 }
 
 // getTagWithoutDigest serves a tag whose upstream HEAD carried no

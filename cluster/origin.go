@@ -111,10 +111,10 @@ func (o *Origin) Members() []string {
 }
 
 // ranked is the members in req's order, owner first; nil when this
-// replica fetches req itself whoever owns it (no peers, or a peer's
-// request, which is never forwarded again).
+// replica fetches req itself whoever owns it (no peers, a peer's request,
+// which is never forwarded again, or a listing: see listing).
 func (o *Origin) ranked(req *oci.Request) []string {
-	if o.members == nil || req.FromPeer {
+	if o.members == nil || req.FromPeer || req.Kind.IsListing() {
 		return nil
 	}
 	ms := o.members.current()
@@ -186,6 +186,13 @@ func (o *Origin) ask(ctx context.Context, m string, req *oci.Request) (*oci.Resp
 // direct fetches req as this replica's own: from the parent, if there is
 // one and it does not fail, else from upstream.
 func (o *Origin) direct(ctx context.Context, req *oci.Request, reason string) (*oci.Response, error) {
+	if req.Kind.IsListing() {
+		// Listings (tags, referrers) are small, change as a tag does and
+		// are GETs no registry counts as a pull: each replica asks
+		// upstream itself and keeps the answer for the tag TTL. Sharing
+		// them would save little and cost a hop on every lookup.
+		return o.upstream.Fetch(ctx, req)
+	}
 	if o.parent != "" && !o.skips.skipped(o.parent) {
 		// No hop header: to the parent, this replica is a client like
 		// any, whose request its own cluster may forward to an owner.

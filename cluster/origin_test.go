@@ -385,3 +385,26 @@ func TestTheParentComesBeforeUpstream(t *testing.T) {
 		t.Errorf("upstream asked %d times, want 3", up.count())
 	}
 }
+
+// TestListingsGoUpstream: a tag list or referrers lookup is asked upstream
+// by the replica that got it, never routed to an owner or the parent, whose
+// peer client speaks only manifests and blobs.
+func TestListingsGoUpstream(t *testing.T) {
+	parent := newFakePeer(t)
+	tr := newTrio(t, func(c *Config) { c.Parent = parent.srv.URL })
+	for _, kind := range []oci.Kind{oci.KindTags, oci.KindReferrers} {
+		req := tr.req
+		req.Kind = kind
+		if got := tr.o.Route(&req); got != "" {
+			t.Errorf("%s: Route = %q, want this replica", kind, got)
+		}
+		resp, err := tr.o.Fetch(t.Context(), &req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read(t, resp)
+	}
+	if n := len(tr.owner.asked()) + len(tr.second.asked()) + len(tr.self.asked()) + len(parent.asked()); n != 0 || tr.up.count() != 2 {
+		t.Errorf("peers and parent asked %d times, upstream %d; want upstream twice only", n, tr.up.count())
+	}
+}

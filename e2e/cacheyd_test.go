@@ -314,6 +314,7 @@ type accessLine struct {
 	Kind       string
 	Status     int
 	Source     string
+	Range      string // the Content-Range of a 206
 }
 
 // access returns the access lines logged after mark.

@@ -7,8 +7,25 @@
 // succeeds with every digest verified by containerd, upstream sees each blob
 // once, and a second pull of the same image costs upstream no blob at all.
 //
-// They need containerd and ctr on PATH and root (see internal/containerdtest);
-// without them they are skipped, except under CI=true, where they fail. They
-// build cmd/cacheyd with the go command that runs them. Everything listens on
-// loopback; no test reaches a real registry.
+// The clients are the real ones, each a test of its own:
+//
+//   - containerd 1.6 (Debian's), with a per-registry hosts.toml and ?ns=;
+//   - containerd 2 built from source (internal/containerdtest.V2Env), the
+//     daemon pulling through its transfer service, a hosts directory that
+//     holds only _default/hosts.toml, and layers fetched as parallel
+//     chunks (Range requests); cold, then into an emptied content store
+//     with no blob upstream;
+//   - podman (Debian's) with a registries.conf mirror at
+//     <cacheyd>/<registry>, the path-prefix route without ns, into a vfs
+//     store of its own;
+//   - skopeo (Debian's): copy --all of a multi-platform index and inspect
+//     through that mirror, and list-tags through cacheyd, following the
+//     registry's pages by the Links cacheyd rewrites.
+//
+// They need those programs and root; without them they are skipped, except
+// under CI=true, where they fail. They build cmd/cacheyd with the go
+// command that runs them. Everything listens on loopback, every image is
+// named on loopback, and every client and daemon runs where names resolve
+// only to loopback (internal/loopback): no test reaches a real registry,
+// not even by a fallback.
 package e2e

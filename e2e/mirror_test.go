@@ -152,9 +152,13 @@ func checkServed(t *testing.T, cy *cacheyd, mark int, im image, each int, source
 	}
 }
 
-// shortDigest is how the access log writes a digest: 12 hex digits.
+// shortDigest is how the access log writes a digest: 12 hex digits (a tag
+// stays as it is).
 func shortDigest(d string) string {
-	alg, hex, _ := strings.Cut(d, ":")
+	alg, hex, ok := strings.Cut(d, ":")
+	if !ok {
+		return d
+	}
 	return alg + ":" + hex[:min(len(hex), 12)]
 }
 
@@ -162,7 +166,7 @@ func shortDigest(d string) string {
 func formatAccess(lines []accessLine) string {
 	var b strings.Builder
 	for _, l := range lines {
-		fmt.Fprintf(&b, "  %s %s %s %s %s -> %d (%s)\n", l.Method, l.Kind, l.Registry, l.Repository, l.Reference, l.Status, l.Source)
+		fmt.Fprintf(&b, "  %s %s %s %s %s -> %d (%s) %s\n", l.Method, l.Kind, l.Registry, l.Repository, l.Reference, l.Status, l.Source, l.Range)
 	}
 	return b.String()
 }

@@ -43,6 +43,10 @@ type Metrics struct {
 	// TagLookups counts tag resolutions by outcome (fresh, revalidated,
 	// stale, error).
 	TagLookups *prometheus.CounterVec // outcome
+	// Listings counts tag list and referrers requests by kind (tags,
+	// referrers) and outcome (fresh, revalidated, stale, passthrough,
+	// error).
+	Listings *prometheus.CounterVec // kind, outcome
 	// UpstreamRequests counts requests sent upstream.
 	UpstreamRequests *prometheus.CounterVec // registry, method, kind, code
 	// UpstreamBytes counts body bytes read from upstream.
@@ -125,6 +129,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		TagLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_tag_lookups_total", Help: "Tag resolutions by outcome (fresh, revalidated, stale, error).",
 		}, []string{"outcome"}),
+		Listings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_listings_total", Help: "Tag list and referrers requests by kind (tags, referrers) and outcome (fresh, revalidated, stale, passthrough, error).",
+		}, []string{"kind", "outcome"}),
 		UpstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_upstream_requests_total", Help: "Requests sent to upstream registries.",
 		}, []string{"registry", "method", "kind", "code"}),
@@ -164,7 +171,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
-			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups,
+			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed)
 	}

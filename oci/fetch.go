@@ -2,22 +2,26 @@ package oci
 
 import "io"
 
-// Request asks an origin (an upstream registry, or another cacheyd) for
-// a manifest or a blob. It is plain data: the server builds it from a client
-// request, the tiers pass it on, the upstream client turns it into HTTP.
+// Request asks an origin (an upstream registry, or another cacheyd) for a
+// manifest, a blob or a listing (tags, referrers). It is plain data: the
+// server builds it from a client request, the tiers pass it on, the
+// upstream client turns it into HTTP.
 type Request struct {
 	// Method is "GET" or "HEAD". A HEAD never becomes a GET upstream: Docker
 	// Hub counts manifest GETs against pull limits, not HEADs.
 	Method string
-	// Kind is KindManifest or KindBlob.
+	// Kind is KindManifest, KindBlob, KindTags or KindReferrers.
 	Kind Kind
 	// Registry is the canonical registry name (see NormalizeRegistry).
 	Registry string
 	// Repository is the name within the registry (library/ already added
 	// for one-component Docker Hub names).
 	Repository string
-	// Reference is the manifest's tag or digest, or the blob's digest.
+	// Reference is the manifest's tag or digest, the blob's digest, or the
+	// digest whose referrers are listed; empty for a tag list.
 	Reference Reference
+	// List is a listing's query (tags: n, last; referrers: artifactType).
+	List ListQuery
 	// Offset, on a GET, asks for the content from this byte on (a Range of
 	// "bytes=Offset-"), to resume a fill or fetch a chunk. Zero means from
 	// the start.
@@ -62,7 +66,7 @@ type Window struct {
 type Response struct {
 	// Digest is upstream's Docker-Content-Digest, or "" when it sent none.
 	Digest Digest
-	// MediaType is upstream's Content-Type (manifests) or empty.
+	// MediaType is upstream's Content-Type (manifests, listings) or empty.
 	MediaType string
 	// Size is the object's full size in bytes, or -1 when unknown.
 	Size int64
@@ -73,6 +77,12 @@ type Response struct {
 	// body runs to the end of the object, -1 when that is unknown too. Zero
 	// (not said) means the body runs to the end.
 	End int64
+	// Link is a listing's Link header as upstream sent it: where the next
+	// page of a tag list is. Empty when there is none.
+	Link string
+	// FiltersApplied is a referrers answer's OCI-Filters-Applied header:
+	// the filters (artifactType) the registry applied. Empty when none.
+	FiltersApplied string
 	// Body is the content from Offset on; nil for a HEAD. The caller closes it.
 	Body io.ReadCloser
 }

@@ -45,7 +45,8 @@ type Path struct {
 	Registry string
 	// Name is the repository name, without the registry component.
 	Name string
-	// Reference is the tag or digest of a manifest, or the digest of a blob.
+	// Reference is the tag or digest of a manifest, or the digest of a
+	// blob or of the manifest whose referrers are asked for.
 	Reference Reference
 }
 
@@ -105,6 +106,11 @@ func ParsePath(p string) (Path, error) {
 		out.Kind, name = KindTags, r2
 	case s2 == "referrers" && r2 != "":
 		out.Kind, name = KindReferrers, r2
+		d, err := ParseDigest(s1)
+		if err != nil {
+			return Path{}, ErrDigestInvalid(err.Error())
+		}
+		out.Reference = Reference{Digest: d}
 	default:
 		return Path{}, ErrNotFound("no such distribution API endpoint")
 	}

@@ -27,7 +27,10 @@ func TestParsePath(t *testing.T) {
 		{"/v2/app/blobs/uploads/", Path{Kind: KindUpload, Name: "app"}, 0},
 		{"/v2/app/blobs/uploads/abc-123", Path{Kind: KindUpload, Name: "app"}, 0},
 		{"/v2/app/tags/list", Path{Kind: KindTags, Name: "app"}, 0},
-		{"/v2/app/referrers/" + dgA, Path{Kind: KindReferrers, Name: "app"}, 0},
+		{"/v2/app/referrers/" + dgA, Path{Kind: KindReferrers, Name: "app", Reference: Reference{Digest: dgA}}, 0},
+		{"/v2/localhost:5000/app/tags/list", Path{Kind: KindTags, Registry: "localhost:5000", Name: "app"}, 0},
+		{"/v2/app/referrers/latest", Path{}, http.StatusBadRequest},
+		{"/v2/app/referrers/", Path{}, http.StatusBadRequest},
 		{"/v2/_catalog", Path{Kind: KindCatalog}, 0},
 		// Refusals.
 		{"/v1/app/manifests/latest", Path{}, http.StatusNotFound},
@@ -126,7 +129,7 @@ func TestDigest(t *testing.T) {
 // accepts is safe to use as a name and a file name.
 func FuzzParsePath(f *testing.F) {
 	for _, s := range []string{"/v2/", "/v2/library/alpine/manifests/latest", "/v2/ghcr.io/a/b/blobs/" + dgA,
-		"/v2/a/blobs/uploads/x", "/v2/../../x/manifests/y", "/v2/a/tags/list", "/v2/localhost:1/a/manifests/" + dgA} {
+		"/v2/a/blobs/uploads/x", "/v2/../../x/manifests/y", "/v2/a/tags/list", "/v2/localhost:1/a/manifests/" + dgA, "/v2/a/referrers/" + dgA} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {

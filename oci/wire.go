@@ -166,6 +166,8 @@ func codeForStatus(kind Kind, status int) string {
 		return CodeDenied
 	case status == http.StatusNotFound && kind == KindBlob:
 		return CodeBlobUnknown
+	case status == http.StatusNotFound && kind.IsListing():
+		return CodeNameUnknown
 	case status == http.StatusNotFound:
 		return CodeManifestUnknown
 	case status == http.StatusMethodNotAllowed:

@@ -154,7 +154,10 @@ func (b *body) Read(p []byte) (int, error) {
 			err = fmt.Errorf("%w: %w", errIdle, err)
 		}
 		b.stop()
-		if !Retryable(err) {
+		// A listing has no digest to prove a resumed body whole: one cut
+		// while the list changed upstream would splice two versions. It
+		// fails, to be asked for again from its start.
+		if !Retryable(err) || b.req.Kind.IsListing() {
 			b.err = err
 			return n, err
 		}

@@ -4,7 +4,9 @@
 // after a backoff, upstream's Retry-After honoured up to 30 s; a body that
 // is cut short, or that sends nothing for the idle timeout, is resumed
 // with a Range from the bytes already read, and the caller reads one
-// uninterrupted body.
+// uninterrupted body. A listing's body (a tag list, referrers) is not
+// resumed: it has no digest to prove the pieces one whole, so a cut fails
+// it.
 //
 // Attempts are bounded: at most Config.Retries+1 attempts that fail without
 // meaningful progress. An attempt that read at least progressCredit bytes

@@ -53,6 +53,29 @@ func TestCutBodiesResume(t *testing.T) {
 	}
 }
 
+// TestCutListingFails: a listing has no digest, so a cut body is not
+// resumed (two versions of a list could be spliced): it fails after the one
+// attempt; a failed request before any body is still retried.
+func TestCutListingFails(t *testing.T) {
+	up := origintest.New()
+	body := bytes.Repeat([]byte("x"), 1000)
+	up.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: body, MediaType: "application/json"})
+	unavailable := &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "busy"}
+	up.Set(func(o *origintest.Origin) {
+		o.FailNext, o.FailCount = unavailable, 1
+		o.CutAfter, o.CutCount = 100, 2
+	})
+	o := New(up, Config{Retries: 4, Backoff: time.Millisecond})
+	req := &oci.Request{Method: http.MethodGet, Kind: oci.KindTags, Registry: "docker.io", Repository: "library/app"}
+	got, err := fetchAll(t, o, req)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || len(got) != 100 {
+		t.Fatalf("cut listing: %d bytes, %v; want 100 bytes, then the cut", len(got), err)
+	}
+	if n := up.Count(http.MethodGet, oci.KindTags, origintest.ListRef("", oci.ListQuery{})); n != 2 {
+		t.Errorf("origin asked %d times, want 2: the failed request and the cut answer", n)
+	}
+}
+
 // TestRetriesThenGivesUp: 503s, 429s and an unreachable origin are retried
 // within the budget; past it, or for a registry's real answer, the error.
 func TestRetriesThenGivesUp(t *testing.T) {

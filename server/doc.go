@@ -21,10 +21,19 @@
 //     Docker-Distribution-API-Version: registry/2.0.
 //   - Any method but GET and HEAD is 405 UNSUPPORTED (Allow: GET, HEAD):
 //     the cache is read-only, and a push learns so at its first request.
-//   - Uploads, tags/list and _catalog are 405 UNSUPPORTED with an empty
-//     Allow: the endpoints exist in the API, and none of their methods is
-//     enabled here. The referrers API is 404, which is how the OCI spec
-//     says "not supported" and makes clients fall back to the tag schema.
+//   - Tag lists (/v2/<name>/tags/list, with n and last) and referrers
+//     (/v2/<name>/referrers/<digest>, with artifactType) are the cache's
+//     listings (listing.go): the registry's status, body, Content-Type and
+//     OCI-Filters-Applied as it sent them, and its Link (the next page)
+//     rewritten to name the same listing on cacheyd, the client's path and
+//     ns kept. A registry without the referrers API answers 404, passed
+//     on, and clients fall back to the tag schema.
+//   - Uploads and _catalog are 405 UNSUPPORTED with an empty Allow: the
+//     endpoints exist in the API, and none of their methods is enabled
+//     here; a mirror does not enumerate what it holds.
+//   - A request that carries a usable ?ns= gets OCI-Namespace: <its value>
+//     on every answer, errors included, as the distribution spec's
+//     proxying section asks of a registry that scopes requests by ns.
 //   - Paths that are no endpoint are 404 UNSUPPORTED.
 //   - Range: one range (bytes=N-, N-M, -N) is 206, a first byte past the
 //     end 416 RANGE_INVALID with "Content-Range: bytes */size"; several

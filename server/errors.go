@@ -41,7 +41,7 @@ func errMethod(method, allow string) error {
 }
 
 // errDisabled refuses an endpoint the distribution API defines but cacheyd
-// does not offer (uploads, tags/list, _catalog). 405 with an empty Allow
+// does not offer (uploads, _catalog). 405 with an empty Allow
 // says what is true: the resource exists in the API and no method of it is
 // enabled here. A 404 would read as "repository unknown".
 func errDisabled(what string) error {
@@ -50,12 +50,6 @@ func errDisabled(what string) error {
 		allow: "",
 	}
 }
-
-// errNoReferrers answers the referrers API with 404: that is how the OCI
-// distribution spec (v1.1) says a registry does not support it, and clients
-// then fall back to the tag schema (sha256-<digest> tags), which is served
-// through the cache like any other manifest.
-var errNoReferrers = &oci.Error{Status: http.StatusNotFound, Code: oci.CodeUnsupported, Message: "the referrers API is not supported by this pull-through cache"}
 
 // readError is the answer to a request that could not be read at all,
 // given fasthttp's reason. The connection is closed after it.

@@ -32,6 +32,7 @@ var (
 	keyDigest       = []byte("Docker-Content-Digest")
 	keyETag         = []byte("Etag")
 	keyAcceptRanges = []byte("Accept-Ranges")
+	keyNamespace    = []byte("Oci-Namespace")
 	valBytes        = []byte("bytes")
 )
 
@@ -72,6 +73,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.serveStatus(ctx, &in)
 	case in.path == "/v2" || strings.HasPrefix(in.path, "/v2/"):
 		ctx.Response.Header.SetCanonical(keyAPIVersion, valAPIVersion)
+		if in.hasNS && !in.nsRepeated {
+			if _, err := oci.NormalizeRegistry(in.ns); err == nil {
+				// The distribution spec's proxying rule: a registry that
+				// scopes a request by ns says so with its value, on
+				// every answer, errors too.
+				ctx.Response.Header.SetCanonical(keyNamespace, []byte(in.ns))
+			}
+		}
 		if !s.guard.admits(ctx.Request.Header.Peek(TokenHeader)) {
 			x.path = in.path
 			x.fail(ctx, errNoClientToken)
@@ -131,7 +140,7 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
 	if !isRead(in.method) {
 		allow := "GET, HEAD"
 		switch ar.path.Kind {
-		case oci.KindUpload, oci.KindTags, oci.KindCatalog, oci.KindReferrers:
+		case oci.KindUpload, oci.KindCatalog:
 			allow = "" // no method of these is enabled
 		}
 		x.fail(ctx, errMethod(in.method, allow))
@@ -156,12 +165,12 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
 		s.serveContent(ctx, x, in, x.req)
 	case oci.KindUpload:
 		x.fail(ctx, errDisabled("blob upload (push)"))
-	case oci.KindTags:
-		x.fail(ctx, errDisabled("tags/list"))
+	case oci.KindTags, oci.KindReferrers:
+		s.serveListing(ctx, x, in, x.req)
 	case oci.KindCatalog:
+		// A mirror must not enumerate what it holds, nor what any
+		// registry holds.
 		x.fail(ctx, errDisabled("_catalog"))
-	case oci.KindReferrers:
-		x.fail(ctx, errNoReferrers)
 	default:
 		x.fail(ctx, errNoEndpoint)
 	}
@@ -173,13 +182,7 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 	x.ctx = rctx
 	obj, err := s.cache.Get(rctx, req)
 	if err != nil {
-		if rctx.clientGone() {
-			// Whatever the cache made of its cancelled wait: the answer
-			// goes nowhere, and the connection is closed after it.
-			err = fmt.Errorf("%w: %w", errClientGone, err)
-			ctx.SetConnectionClose()
-		}
-		x.fail(ctx, err)
+		x.fail(ctx, s.whenGone(ctx, rctx, err))
 		return
 	}
 	if obj == nil {
@@ -311,6 +314,18 @@ func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 		}
 		ctx.Response.SetBodyStream(&readerStream{base}, size)
 	}
+}
+
+// whenGone is err, the cache's failure, marked errClientGone when the
+// client left while the cache was waiting: whatever the cache made of its
+// cancelled wait, the answer goes nowhere, and the connection is closed
+// after it.
+func (s *Server) whenGone(ctx *fasthttp.RequestCtx, rctx *requestContext, err error) error {
+	if rctx.clientGone() {
+		ctx.SetConnectionClose()
+		return fmt.Errorf("%w: %w", errClientGone, err)
+	}
+	return err
 }
 
 // serveMultipart answers several ranges of obj with multipart/byteranges.

@@ -99,9 +99,33 @@ func TestRouting(t *testing.T) {
 		{name: "post to base", method: "POST", target: "/v2/", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: "GET, HEAD"},
 		{name: "options", method: "OPTIONS", target: "/v2/alpine/manifests/latest", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: "GET, HEAD"},
 		{name: "catalog", method: "GET", target: "/v2/_catalog", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: ""},
-		{name: "tags list", method: "GET", target: "/v2/alpine/tags/list?n=10", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: ""},
+		{
+			name: "tags list", method: "GET", target: "/v2/alpine/tags/list?n=10&last=3.19&other=x",
+			wantStatus: 404, wantCode: oci.CodeNameUnknown, wantAllow: noAllow,
+			wantReq: &oci.Request{Method: "GET", Kind: oci.KindTags, Registry: "docker.io", Repository: "library/alpine", List: oci.ListQuery{N: "10", Last: "3.19"}},
+		},
+		{
+			name: "tags list HEAD with ns", method: "HEAD", target: "/v2/team.name/app/tags/list?ns=registry.example.com",
+			wantStatus: 404, wantCode: oci.CodeNameUnknown, wantAllow: noAllow,
+			wantReq: &oci.Request{Method: "HEAD", Kind: oci.KindTags, Registry: "registry.example.com", Repository: "team.name/app"},
+		},
+		{
+			name: "referrers", method: "GET", target: "/v2/ghcr.io/org/app/referrers/" + string(digestA) + "?artifactType=application/vnd.example%2Bjson",
+			wantStatus: 404, wantCode: oci.CodeNameUnknown, wantAllow: noAllow,
+			wantReq: &oci.Request{Method: "GET", Kind: oci.KindReferrers, Registry: "ghcr.io", Repository: "org/app",
+				Reference: oci.Reference{Digest: digestA}, List: oci.ListQuery{ArtifactType: "application/vnd.example+json"}},
+		},
+		{name: "tags list n twice", method: "GET", target: "/v2/alpine/tags/list?n=1&n=2", wantStatus: 400, wantCode: oci.CodeUnsupported, wantAllow: noAllow},
+		{name: "tags list bad n", method: "GET", target: "/v2/alpine/tags/list?n=-1", wantStatus: 400, wantCode: oci.CodeUnsupported, wantAllow: noAllow},
+		{name: "tags list artifactType", method: "GET", target: "/v2/alpine/tags/list?artifactType=a/b", wantStatus: 400, wantCode: oci.CodeUnsupported, wantAllow: noAllow},
+		{name: "referrers by tag", method: "GET", target: "/v2/alpine/referrers/latest", wantStatus: 400, wantCode: oci.CodeDigestInvalid, wantAllow: noAllow},
+		{name: "referrers with n", method: "GET", target: "/v2/alpine/referrers/" + string(digestA) + "?n=1", wantStatus: 400, wantCode: oci.CodeUnsupported, wantAllow: noAllow},
+		{name: "delete tags", method: "DELETE", target: "/v2/alpine/tags/list", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: "GET, HEAD"},
+		{name: "put referrers", method: "PUT", target: "/v2/alpine/referrers/" + string(digestA), wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: "GET, HEAD"},
+		{name: "delete manifest", method: "DELETE", target: "/v2/alpine/manifests/" + string(digestA), wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: "GET, HEAD"},
+		{name: "catalog paged", method: "GET", target: "/v2/_catalog?n=10", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: ""},
+		{name: "catalog HEAD", method: "HEAD", target: "/v2/_catalog", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: ""},
 		{name: "upload status", method: "GET", target: "/v2/alpine/blobs/uploads/1234", wantStatus: 405, wantCode: oci.CodeUnsupported, wantAllow: ""},
-		{name: "referrers", method: "GET", target: "/v2/alpine/referrers/" + string(digestA), wantStatus: 404, wantCode: oci.CodeUnsupported, wantAllow: noAllow},
 	}
 	fc := newSpy(t, im)
 	ts := startServer(t, Config{}, fc)

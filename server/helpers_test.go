@@ -312,6 +312,11 @@ func (f *freshCaches) Get(ctx context.Context, req *oci.Request) (*cache.Object,
 	return c.Get(ctx, req)
 }
 
+// List answers no listing: freshCaches are for content.
+func (f *freshCaches) List(context.Context, *oci.Request) (*cache.Listing, error) {
+	return nil, errors.New("freshCaches: no listings")
+}
+
 func (f *freshCaches) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -347,6 +352,14 @@ func (s *spyCache) Get(ctx context.Context, req *oci.Request) (*cache.Object, er
 	s.ctxs = append(s.ctxs, ctx)
 	s.mu.Unlock()
 	return s.Cache.Get(ctx, req)
+}
+
+func (s *spyCache) List(ctx context.Context, req *oci.Request) (*cache.Listing, error) {
+	s.mu.Lock()
+	s.reqs = append(s.reqs, *req)
+	s.ctxs = append(s.ctxs, ctx)
+	s.mu.Unlock()
+	return s.Cache.List(ctx, req)
 }
 
 func (s *spyCache) reset() {
@@ -396,6 +409,11 @@ type cacheFunc func(ctx context.Context, req *oci.Request) (*cache.Object, error
 
 func (f cacheFunc) Get(ctx context.Context, req *oci.Request) (*cache.Object, error) {
 	return f(ctx, req)
+}
+
+// List answers no listing: a cacheFunc is for content.
+func (f cacheFunc) List(context.Context, *oci.Request) (*cache.Listing, error) {
+	return nil, errors.New("cacheFunc: no listings")
 }
 
 // logSink is a slog.Handler that keeps the access lines, so that a test can

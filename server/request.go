@@ -24,6 +24,10 @@ type incoming struct {
 	hasNS bool
 	// nsRepeated: ?ns= was given more than once.
 	nsRepeated bool
+	// list is a listing's query (n, last, artifactType), as sent;
+	// listRepeated names a parameter of it given more than once.
+	list         oci.ListQuery
+	listRepeated string
 	// accept holds every Accept header value as sent.
 	accept        []string
 	rangeHeader   string
@@ -50,15 +54,8 @@ func readIncoming(ctx *fasthttp.RequestCtx) incoming {
 		remote:        ctx.RemoteAddr(),
 		hop:           len(h.Peek(oci.HopHeader)) > 0,
 	}
-	if args := ctx.QueryArgs(); args.Has("ns") {
-		in.ns, in.hasNS = string(args.Peek("ns")), true
-		n := 0
-		for k := range args.All() {
-			if string(k) == "ns" {
-				n++
-			}
-		}
-		in.nsRepeated = n > 1
+	if args := ctx.QueryArgs(); args.Len() > 0 {
+		readQuery(args, &in)
 	}
 	for _, v := range h.PeekAll("Accept") {
 		if len(in.accept) == maxAcceptValues {
@@ -69,10 +66,41 @@ func readIncoming(ctx *fasthttp.RequestCtx) incoming {
 	return in
 }
 
+// readQuery copies the query parameters cacheyd reads into in: ns, and a
+// listing's n, last and artifactType. Others are ignored.
+func readQuery(args *fasthttp.Args, in *incoming) {
+	nsCount := 0
+	var seen [3]bool // n, last, artifactType
+	take := func(i int, name string, dst *string, v []byte) {
+		if seen[i] {
+			in.listRepeated = name
+		}
+		seen[i] = true
+		*dst = string(v)
+	}
+	for k, v := range args.All() {
+		switch string(k) {
+		case "ns":
+			if nsCount == 0 {
+				in.ns, in.hasNS = string(v), true
+			}
+			nsCount++
+		case "n":
+			take(0, "n", &in.list.N, v)
+		case "last":
+			take(1, "last", &in.list.Last, v)
+		case "artifactType":
+			take(2, "artifactType", &in.list.ArtifactType, v)
+		}
+	}
+	in.nsRepeated = nsCount > 1
+}
+
 // apiRequest is a distribution API request, parsed and validated.
 type apiRequest struct {
 	path oci.Path
-	// req is what the cache is asked; set only for manifests and blobs.
+	// req is what the cache is asked; set for manifests, blobs and
+	// listings.
 	req oci.Request
 }
 
@@ -128,6 +156,18 @@ func parseAPI(in *incoming, defaultRegistry string) (apiRequest, error) {
 	}
 	if p.Kind == oci.KindBlob && in.method == http.MethodGet {
 		out.req.Wants = wantsOf(in.rangeHeader)
+	}
+	if p.Kind.IsListing() {
+		// Only a listing reads its query; n, last or artifactType on
+		// anything else are ignored, as a registry ignores them.
+		if in.listRepeated != "" {
+			return apiRequest{}, &oci.Error{Status: http.StatusBadRequest, Code: oci.CodeUnsupported,
+				Message: "query: " + in.listRepeated + " given more than once"}
+		}
+		if err := in.list.Validate(p.Kind); err != nil {
+			return apiRequest{}, err
+		}
+		out.req.List = in.list
 	}
 	return out, nil
 }

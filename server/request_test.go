@@ -56,6 +56,9 @@ func FuzzParseRequest(f *testing.F) {
 		"/v2/../x/manifests/y?ns=%5B::1%5D:5000",
 		"http://host/v2/a%2fb/manifests/y?ns=",
 		"/v2/_catalog",
+		"/v2/a/tags/list?n=10&last=b&ns=ghcr.io",
+		"/v2/a/tags/list?n=1&n=2",
+		"/v2/a/referrers/" + string(digestA) + "?artifactType=application/vnd.x%2Bjson",
 	} {
 		f.Add(uri, "application/json;q=1, */*", "Bearer x", "bytes=0-")
 	}
@@ -77,6 +80,11 @@ func FuzzParseRequest(f *testing.F) {
 				t.Fatalf("parseAPI(%q): error %v is not a 4xx registry answer", in.path, err)
 			}
 			return
+		}
+		if k := ar.path.Kind; k.IsListing() {
+			if err := ar.req.List.Validate(k); err != nil {
+				t.Fatalf("%q: a listing query that does not validate: %v", uri, err)
+			}
 		}
 		if k := ar.path.Kind; k != oci.KindManifest && k != oci.KindBlob {
 			return

@@ -22,7 +22,10 @@ import (
 // Cache is what the server needs of the read path; *cache.Cache is one.
 // Errors that are a registry's answer are *oci.Error.
 type Cache interface {
+	// Get answers a manifest or blob.
 	Get(ctx context.Context, req *oci.Request) (*cache.Object, error)
+	// List answers a tag list or referrers.
+	List(ctx context.Context, req *oci.Request) (*cache.Listing, error)
 }
 
 // Server is cacheyd's HTTP front end. Create it with New.

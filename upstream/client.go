@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
@@ -84,7 +85,9 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Fetch asks upstream for a manifest or blob. A registry's answer that is
+// Fetch asks upstream for a manifest, a blob or a listing (a tag list, the
+// referrers of a digest: one page, as req.List asks, with the Link to the
+// next in the Response). A registry's answer that is
 // not content is an *oci.Error (a refusal by cacheyd's registry policy is
 // 403 DENIED and wraps ErrRefused); failing to reach the registry at all
 // wraps oci.ErrUpstreamUnavailable, and also oci.ErrUpstreamTimeout when no
@@ -161,19 +164,24 @@ func (c *Client) do(ctx context.Context, rt http.RoundTripper, t target, req *oc
 
 // send builds the HTTP request for req and sends it, following redirects.
 func (c *Client) send(ctx context.Context, rt http.RoundTripper, t target, req *oci.Request) (*http.Response, error) {
-	hreq, err := http.NewRequestWithContext(ctx, req.Method, t.url(req.Kind, req.Reference), nil)
+	hreq, err := http.NewRequestWithContext(ctx, req.Method, t.url(req), nil)
 	if err != nil {
 		return nil, err
 	}
 	// Raw bytes as stored: the digest is of the stored bytes, and a
 	// transparent decompression would change them.
 	hreq.Header.Set("Accept-Encoding", "identity")
-	if req.Kind == oci.KindManifest {
+	switch req.Kind {
+	case oci.KindManifest:
 		accept := req.Accept
 		if len(accept) == 0 {
 			accept = oci.ManifestMediaTypes
 		}
 		hreq.Header.Set("Accept", strings.Join(accept, ", "))
+	case oci.KindReferrers:
+		hreq.Header.Set("Accept", string(types.OCIImageIndex))
+	case oci.KindTags:
+		hreq.Header.Set("Accept", "application/json")
 	}
 	if r := req.RangeHeader(); r != "" {
 		hreq.Header.Set("Range", r)

@@ -109,7 +109,12 @@ func TestInvalidRequests(t *testing.T) {
 	}{
 		{"POST", func(r *oci.Request) { r.Method = "POST" }, 405},
 		{"no method", func(r *oci.Request) { r.Method = "" }, 405},
-		{"tags", func(r *oci.Request) { r.Kind = oci.KindTags }, 405},
+		{"tags with a reference", func(r *oci.Request) { r.Kind = oci.KindTags }, 400},
+		{"catalog", func(r *oci.Request) { r.Kind = oci.KindCatalog }, 405},
+		{"upload", func(r *oci.Request) { r.Kind = oci.KindUpload }, 405},
+		{"referrers without digest", func(r *oci.Request) { r.Kind, r.Reference = oci.KindReferrers, oci.Reference{} }, 400},
+		{"n of a blob", func(r *oci.Request) { r.List.N = "1" }, 400},
+		{"bad n", func(r *oci.Request) { r.Kind, r.Reference, r.List.N = oci.KindTags, oci.Reference{}, "x" }, 400},
 		{"blob by tag", func(r *oci.Request) { r.Reference = oci.Reference{Tag: "v1"} }, 400},
 		{"forged digest", func(r *oci.Request) { r.Reference = oci.Reference{Digest: "sha256:../../x"} }, 400},
 		{"manifest with bad tag", func(r *oci.Request) { r.Kind, r.Reference = oci.KindManifest, oci.Reference{Tag: "a/b"} }, 400},
@@ -149,7 +154,7 @@ func TestRouting(t *testing.T) {
 			t.Errorf("route(%s): %v", tt.registry, err)
 			continue
 		}
-		if got := tg.url(oci.KindManifest, oci.Reference{Tag: "v1"}); got != tt.want {
+		if got := tg.url(&oci.Request{Kind: oci.KindManifest, Reference: oci.Reference{Tag: "v1"}}); got != tt.want {
 			t.Errorf("route(%s) = %s, want %s", tt.registry, got, tt.want)
 		}
 	}
@@ -159,7 +164,7 @@ func TestRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := tg.url(oci.KindBlob, oci.Reference{Digest: oci.FromBytes(content)}), "https://registry-1.docker.io/v2/library/alpine/blobs/"+string(oci.FromBytes(content)); got != want {
+	if got, want := tg.url(&oci.Request{Kind: oci.KindBlob, Reference: oci.Reference{Digest: oci.FromBytes(content)}}), "https://registry-1.docker.io/v2/library/alpine/blobs/"+string(oci.FromBytes(content)); got != want {
 		t.Errorf("docker.io routes to %s, want %s", got, want)
 	}
 }

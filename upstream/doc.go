@@ -1,14 +1,17 @@
 // Package upstream is cacheyd's net/http client for upstream registries. Its
-// *Client fetches one manifest or blob per oci.Request and answers with an
-// oci.Response or an error; it has the method set of cache.Origin, and the two
+// *Client fetches one manifest, blob or listing (a page of a tag list, the
+// referrers of a digest) per oci.Request and answers with an oci.Response
+// or an error; it has the method set of cache.Origin, and the two
 // packages do not import each other (internal/app joins them).
 //
 // How a request goes upstream:
 //
 //  1. Route. docker.io is fetched from https://registry-1.docker.io, any
 //     other registry from https://<registry>; Config.RegistryURLs overrides
-//     either (http allowed). Paths are /v2/<repository>/manifests/<ref> and
-//     /v2/<repository>/blobs/<digest>.
+//     either (http allowed). Paths are /v2/<repository>/manifests/<ref>,
+//     /v2/<repository>/blobs/<digest>, /v2/<repository>/tags/list (with n
+//     and last) and /v2/<repository>/referrers/<digest> (with
+//     artifactType).
 //  2. Identity. Without a client Authorization cacheyd fetches as itself,
 //     with go-containerregistry's transport: a /v2/ ping for the challenge,
 //     then a token for repository:<name>:pull from the realm (anonymous, or
@@ -30,8 +33,10 @@
 //     refused, and so is one to a non-public address that is not a
 //     trusted host:port (a mapped URL's or an allowed registry's).
 //  5. Bytes. Accept-Encoding: identity (no transparent decompression);
-//     manifests are asked for with every type cacheyd accepts. HEAD stays
-//     HEAD. A GET from an offset sends Range: bytes=<offset>-, and the
+//     manifests are asked for with every type cacheyd accepts, tag lists
+//     as application/json, referrers as an OCI index; a listing's Link
+//     (the next page) and OCI-Filters-Applied are kept in the Response.
+//     HEAD stays HEAD. A GET from an offset sends Range: bytes=<offset>-, and the
 //     Response says where its body starts (0 when upstream ignored it).
 //
 // Errors: a registry's answer that is not content is an *oci.Error;
@@ -67,8 +72,8 @@
 // wrapping ErrRefused. Proxies from the environment are not used, since the
 // policy must see the address it dials.
 //
-// Limits: a manifest over oci.MaxManifestSize (4 MiB) is refused with 413
-// SIZE_INVALID, by its announced size before it is read, or by its bytes
+// Limits: a manifest over oci.MaxManifestSize (4 MiB), or a listing over
+// oci.MaxListingSize (4 MiB), is refused with 413 SIZE_INVALID, by its announced size before it is read, or by its bytes
 // while they are read (fills, tag lookups and pass-through alike); upstream
 // response headers are bounded by Config.MaxResponseHeaderBytes and error
 // bodies by MaxErrorBody.

@@ -34,8 +34,14 @@ func (c *Client) answer(t target, req *oci.Request, resp *http.Response) (*oci.R
 	if d, err := oci.ParseDigest(resp.Header.Get("Docker-Content-Digest")); err == nil {
 		out.Digest = d
 	}
-	if req.Kind == oci.KindManifest {
+	if req.Kind == oci.KindManifest || req.Kind.IsListing() {
 		out.MediaType = resp.Header.Get("Content-Type")
+	}
+	if req.Kind.IsListing() {
+		// Passed on to the client (the server makes the Link point back
+		// at cacheyd): only values that are safe as header values.
+		out.Link = headerValue(resp.Header.Get("Link"))
+		out.FiltersApplied = headerValue(resp.Header.Get("OCI-Filters-Applied"))
 	}
 	if resp.StatusCode == http.StatusPartialContent && req.Method == http.MethodGet {
 		r, err := oci.ParseContentRange(resp.Header.Get("Content-Range"))
@@ -45,13 +51,14 @@ func (c *Client) answer(t target, req *oci.Request, resp *http.Response) (*oci.R
 		if err != nil {
 			resp.Body.Close()
 			return nil, fmt.Errorf("upstream %s: %w: %w: %s %s: %w", t.registry, oci.ErrUpstreamUnavailable, errBadResponse,
-				req.Method, t.url(req.Kind, req.Reference), err)
+				req.Method, t.url(req), err)
 		}
 		out.Offset, out.End, out.Size = r.Start, r.End+1, r.Size
 	}
-	if req.Kind == oci.KindManifest && out.Size > oci.MaxManifestSize {
+	limit, bounded := bodyLimit(req.Kind)
+	if bounded && out.Size > limit {
 		resp.Body.Close()
-		return nil, errManifestTooLarge(t, out.Size)
+		return nil, errTooLarge(t, req.Kind, out.Size)
 	}
 	c.labels.served(t.registry)
 	if req.Method == http.MethodHead {
@@ -59,41 +66,56 @@ func (c *Client) answer(t target, req *oci.Request, resp *http.Response) (*oci.R
 		return out, nil
 	}
 	out.Body = &countingBody{ReadCloser: resp.Body, n: c.metrics.UpstreamBytes.WithLabelValues(c.labels.of(t.registry))}
-	if req.Kind == oci.KindManifest {
+	if bounded {
 		// The size may be unknown (chunked) or a lie; the bytes are
-		// counted too, whoever reads them: a fill, a tag lookup or a
-		// pass-through straight to the client.
-		out.Body = &manifestBody{ReadCloser: out.Body, left: oci.MaxManifestSize - out.Offset, t: t}
+		// counted too, whoever reads them: a fill, a tag lookup, a
+		// listing or a pass-through straight to the client.
+		out.Body = &boundedBody{ReadCloser: out.Body, left: limit - out.Offset, t: t, kind: req.Kind}
 	}
 	return out, nil
 }
 
-// errManifestTooLarge refuses a manifest over oci.MaxManifestSize, the
-// limit containerd applies too: 413 SIZE_INVALID, as the cache answers a
-// manifest that turns out larger while it is read.
-func errManifestTooLarge(t target, size int64) *oci.Error {
-	msg := fmt.Sprintf("upstream %s: manifest exceeds %d bytes", t.registry, oci.MaxManifestSize)
+// bodyLimit is the largest body of kind cacheyd reads: a manifest up to
+// oci.MaxManifestSize, the limit containerd applies too, a listing up to
+// oci.MaxListingSize; blobs are not bounded.
+func bodyLimit(kind oci.Kind) (int64, bool) {
+	switch {
+	case kind == oci.KindManifest:
+		return oci.MaxManifestSize, true
+	case kind.IsListing():
+		return oci.MaxListingSize, true
+	}
+	return 0, false
+}
+
+// errTooLarge refuses a manifest or listing over its bodyLimit: 413
+// SIZE_INVALID, as the cache answers a manifest that turns out larger while
+// it is read. A size of -1 is one found out while reading.
+func errTooLarge(t target, kind oci.Kind, size int64) *oci.Error {
+	limit, _ := bodyLimit(kind)
+	msg := fmt.Sprintf("upstream %s: %s exceeds %d bytes", t.registry, kind, limit)
 	if size >= 0 {
-		msg = fmt.Sprintf("upstream %s: manifest of %d bytes exceeds %d", t.registry, size, oci.MaxManifestSize)
+		msg = fmt.Sprintf("upstream %s: %s of %d bytes exceeds %d", t.registry, kind, size, limit)
 	}
 	return oci.ErrTooLarge(msg)
 }
 
-// manifestBody fails a manifest body that goes on past
-// oci.MaxManifestSize, after passing on the bytes up to the limit.
-type manifestBody struct {
+// boundedBody fails a manifest or listing body that goes on past its
+// bodyLimit, after passing on the bytes up to the limit.
+type boundedBody struct {
 	io.ReadCloser
 	left int64 // bytes still allowed
 	t    target
+	kind oci.Kind
 }
 
-func (b *manifestBody) Read(p []byte) (int, error) {
+func (b *boundedBody) Read(p []byte) (int, error) {
 	if b.left <= 0 {
 		// At the limit: the body must end here.
 		var probe [1]byte
 		n, err := b.ReadCloser.Read(probe[:])
 		if n > 0 {
-			return 0, errManifestTooLarge(b.t, -1)
+			return 0, errTooLarge(b.t, b.kind, -1)
 		}
 		return 0, err
 	}
@@ -117,4 +139,16 @@ func (b *countingBody) Read(p []byte) (int, error) {
 		b.n.Add(float64(n))
 	}
 	return n, err
+}
+
+// maxPassedHeader bounds an upstream header value passed on to clients.
+const maxPassedHeader = 4 << 10
+
+// headerValue is an upstream header value to pass on, or "" when it is too
+// long or holds control characters.
+func headerValue(s string) string {
+	if len(s) > maxPassedHeader || !validHeaderValue(s) {
+		return ""
+	}
+	return s
 }

@@ -19,13 +19,25 @@ type target struct {
 	repo     string
 }
 
-// url is the distribution API URL of a manifest or blob of the target.
-func (t target) url(kind oci.Kind, ref oci.Reference) string {
-	part := "/blobs/"
-	if kind == oci.KindManifest {
-		part = "/manifests/"
+// url is the distribution API URL of req at the target: a manifest, a
+// blob, or a listing with its query.
+func (t target) url(req *oci.Request) string {
+	base := t.base.Scheme + "://" + t.base.Host + "/v2/" + t.repo
+	var u string
+	switch req.Kind {
+	case oci.KindManifest:
+		u = base + "/manifests/" + req.Reference.String()
+	case oci.KindTags:
+		u = base + "/tags/list"
+	case oci.KindReferrers:
+		u = base + "/referrers/" + req.Reference.String()
+	default:
+		u = base + "/blobs/" + req.Reference.String()
 	}
-	return t.base.Scheme + "://" + t.base.Host + "/v2/" + t.repo + part + ref.String()
+	if q := req.List.Encode(); q != "" {
+		u += "?" + q
+	}
+	return u
 }
 
 // parseRegistryURLs validates the operator's map and keys it by canonical
@@ -80,12 +92,19 @@ func (c *Client) route(req *oci.Request) (target, error) {
 		if req.Reference.Digest == "" && !oci.ValidTag(req.Reference.Tag) {
 			return target{}, oci.ErrManifestInvalid("upstream: invalid manifest reference")
 		}
-	case oci.KindBlob:
+	case oci.KindBlob, oci.KindReferrers:
 		if req.Reference.Digest == "" {
-			return target{}, oci.ErrDigestInvalid("upstream: blob request without digest")
+			return target{}, oci.ErrDigestInvalid("upstream: " + req.Kind.String() + " request without digest")
+		}
+	case oci.KindTags:
+		if req.Reference != (oci.Reference{}) {
+			return target{}, oci.ErrNameInvalid("upstream: a tag list takes no reference")
 		}
 	default:
-		return target{}, oci.ErrUnsupported("upstream: only manifests and blobs are fetched, not " + req.Kind.String())
+		return target{}, oci.ErrUnsupported("upstream: only manifests, blobs, tag lists and referrers are fetched, not " + req.Kind.String())
+	}
+	if err := req.List.Validate(req.Kind); err != nil {
+		return target{}, err
 	}
 	if d := req.Reference.Digest; d != "" {
 		// A Digest can be made by conversion; it goes into a URL, so check it.

@@ -61,8 +61,8 @@ type serveFlags struct {
 	MemoryBytes     byteSize      `group:"Cache" default:"256MiB" help:"Memory tier budget in bytes (0 disables it)."`
 	MemoryMaxObject byteSize      `group:"Cache" default:"1MiB" help:"Largest object kept in memory, in bytes."`
 	DiskBytes       byteSize      `group:"Cache" default:"20GiB" help:"Disk tier budget in bytes; least recently used content is evicted beyond it (0: unlimited)."`
-	TagTTL          time.Duration `group:"Cache" default:"1m" help:"How long a tag's answer is used before upstream is asked again with a HEAD (0: always ask)."`
-	TagStaleMax     time.Duration `group:"Cache" default:"24h" help:"How long past --tag-ttl the last answer for a tag is served while upstream fails."`
+	TagTTL          time.Duration `group:"Cache" default:"1m" help:"How long a tag's answer (and a tag list's or referrers') is used before upstream is asked again (0: always ask)."`
+	TagStaleMax     time.Duration `group:"Cache" default:"24h" help:"How long past --tag-ttl the last answer for a tag, tag list or referrers is served while upstream fails."`
 	FillTimeout     time.Duration `group:"Cache" default:"30m" help:"Longest time one upstream fetch into the cache may take."`
 	MaxFills        int           `group:"Cache" name:"max-fills" default:"256" placeholder:"N" help:"Upstream fetches into the cache at once; more wait for a slot (each holds a 128 KiB buffer and a connection)."`
 	MaxFillsPerReg  int           `group:"Cache" name:"max-fills-per-registry" default:"64" placeholder:"N" help:"Upstream fetches into the cache from one registry at once."`

@@ -2,6 +2,7 @@ package containerdtest
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,24 @@ type Config struct {
 	StartTimeout time.Duration
 	// CommandTimeout bounds each ctr command. 0 means 2 minutes.
 	CommandTimeout time.Duration
+	// Bin is the directory holding the containerd and ctr to run (see
+	// V2Bin); "" finds them on PATH (Debian's containerd 1.6).
+	Bin string
+
+	// The transfer service's settings, containerd 2 only (containerd 1.x
+	// pulls in ctr itself and has no such plugin). Zero values leave
+	// containerd's defaults.
+
+	// HostsDir is the transfer plugin's config_path: the hosts.toml
+	// directory for pulls whose client names none.
+	HostsDir string
+	// MaxConcurrentDownloads is max_concurrent_downloads: the blobs, and
+	// the chunks of one, fetched at once.
+	MaxConcurrentDownloads int
+	// ConcurrentLayerFetchBuffer is concurrent_layer_fetch_buffer: from
+	// 512 bytes on, a layer larger than it is fetched as chunks of this
+	// many bytes, MaxConcurrentDownloads at once (HTTP Range requests).
+	ConcurrentLayerFetchBuffer int
 }
 
 func (c Config) withDefaults() Config {
@@ -36,9 +55,11 @@ func (c Config) withDefaults() Config {
 // needs a kernel and mount rights a sandbox may not grant.
 const Snapshotter = "native"
 
-// daemonConfig renders a containerd config.toml (version 2) that keeps every
-// file the daemon writes under root and state and listens on socket.
-func daemonConfig(root, state, socket string) string {
+// daemonConfig renders a containerd config.toml that keeps every file the
+// daemon writes under root and state and listens on socket: version 2 for
+// containerd 1.x, version 3 for 2.x (whose plugins have other names, and
+// whose transfer service unpacks into the native snapshotter here).
+func daemonConfig(major int, root, state, socket string, cfg Config) string {
 	// Plugins a pull does not need and that need kernel features, devices or
 	// privileges a test sandbox may lack (or that write outside the daemon's
 	// root, like opt's /opt/containerd). A containerd version ignores names
@@ -68,15 +89,46 @@ func daemonConfig(root, state, socket string) string {
 		"io.containerd.grpc.v1.snapshots",
 		"io.containerd.snapshotter.v1." + Snapshotter,
 	}
+	version := 2
+	if major >= 2 {
+		version = 3
+		disabled = append(disabled,
+			"io.containerd.cri.v1.images",
+			"io.containerd.cri.v1.runtime",
+			"io.containerd.snapshotter.v1.erofs",
+			"io.containerd.snapshotter.v1.blockfile",
+			"io.containerd.monitor.task.v1.cgroups",
+			"io.containerd.monitor.container.v1.restart",
+			"io.containerd.podsandbox.controller.v1.podsandbox",
+			"io.containerd.grpc.v1.sandbox-controllers",
+			"io.containerd.nri.v1.nri",
+		)
+		required = append(required, "io.containerd.grpc.v1.transfer", "io.containerd.transfer.v1.local")
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "version = 2\nroot = %s\nstate = %s\n", strconv.Quote(root), strconv.Quote(state))
+	fmt.Fprintf(&b, "version = %d\nroot = %s\nstate = %s\n", version, strconv.Quote(root), strconv.Quote(state))
 	fmt.Fprintf(&b, "disabled_plugins = %s\n", tomlList(disabled))
 	fmt.Fprintf(&b, "required_plugins = %s\n", tomlList(required))
 	fmt.Fprintf(&b, "\n[grpc]\n  address = %s\n", strconv.Quote(socket))
 	fmt.Fprintf(&b, "\n[ttrpc]\n  address = %s\n", strconv.Quote(socket+".ttrpc"))
 	// No debug socket and no metrics listener: nothing but the gRPC socket.
-	b.WriteString("\n[debug]\n  address = \"\"\n  level = \"info\"\n")
+	b.WriteString("\n[debug]\n  address = \"\"\n  level = \"debug\"\n")
 	b.WriteString("\n[metrics]\n  address = \"\"\n")
+	if major >= 2 {
+		b.WriteString("\n[plugins.\"io.containerd.transfer.v1.local\"]\n")
+		if cfg.HostsDir != "" {
+			fmt.Fprintf(&b, "  config_path = %s\n", strconv.Quote(cfg.HostsDir))
+		}
+		if cfg.MaxConcurrentDownloads > 0 {
+			fmt.Fprintf(&b, "  max_concurrent_downloads = %d\n", cfg.MaxConcurrentDownloads)
+		}
+		if cfg.ConcurrentLayerFetchBuffer > 0 {
+			fmt.Fprintf(&b, "  concurrent_layer_fetch_buffer = %d\n", cfg.ConcurrentLayerFetchBuffer)
+		}
+		// The default unpacks into overlayfs, which is disabled here.
+		fmt.Fprintf(&b, "\n[[plugins.\"io.containerd.transfer.v1.local\".unpack_config]]\n  platform = %s\n  snapshotter = %s\n",
+			strconv.Quote("linux/"+runtime.GOARCH), strconv.Quote(Snapshotter))
+	}
 	return b.String()
 }
 

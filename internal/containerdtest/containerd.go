@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cacheyd/cacheyd/internal/loopback"
 )
 
 // errExited is a daemon that exited before the test stopped it.
@@ -31,8 +33,12 @@ type Containerd struct {
 	// config.toml; LogPath the file its stdout and stderr go to.
 	Root, State, ConfigPath, LogPath string
 
+	// Major is the daemon's major version: 1 (Debian's 1.6) or 2.
+	Major int
+
 	ctr     string
-	timeout time.Duration // bounds each ctr command
+	confine *loopback.Confinement // of the daemon and every ctr command
+	timeout time.Duration         // bounds each ctr command
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once cmd.Wait has returned
 	waitErr error         // set before exited is closed
@@ -48,11 +54,12 @@ func Start(t testing.TB) *Containerd {
 // answers on its socket, and stops it (SIGTERM, then SIGKILL after a bounded
 // wait) when t ends. When t has failed, the tail of the daemon's log is
 // logged then. It skips or fails t as binaries describes when containerd
-// cannot run here.
+// cannot run here. The daemon and every ctr command run confined (package
+// loopback): names resolve only to loopback.
 func StartWith(t testing.TB, cfg Config) *Containerd {
 	t.Helper()
 	cfg = cfg.withDefaults()
-	daemon, ctr := binaries(t)
+	daemon, ctr, major := binaries(t, cfg.Bin)
 
 	dir := t.TempDir()
 	c := &Containerd{
@@ -61,6 +68,7 @@ func StartWith(t testing.TB, cfg Config) *Containerd {
 		State:      filepath.Join(dir, "state"),
 		ConfigPath: filepath.Join(dir, "config.toml"),
 		LogPath:    filepath.Join(dir, "containerd.log"),
+		Major:      major,
 		ctr:        ctr,
 		timeout:    cfg.CommandTimeout,
 		exited:     make(chan struct{}),
@@ -74,7 +82,7 @@ func StartWith(t testing.TB, cfg Config) *Containerd {
 		t.Cleanup(func() { os.RemoveAll(short) })
 		c.Address = filepath.Join(short, "c.sock")
 	}
-	if err := os.WriteFile(c.ConfigPath, []byte(daemonConfig(c.Root, c.State, c.Address)), 0o644); err != nil {
+	if err := os.WriteFile(c.ConfigPath, []byte(daemonConfig(major, c.Root, c.State, c.Address, cfg)), 0o644); err != nil {
 		t.Fatalf("containerdtest: write config: %v", err)
 	}
 	logFile, err := os.Create(c.LogPath)
@@ -83,7 +91,10 @@ func StartWith(t testing.TB, cfg Config) *Containerd {
 	}
 	defer logFile.Close() // the child holds its own descriptor
 
-	c.cmd = exec.Command(daemon, "--config", c.ConfigPath)
+	if c.confine, err = loopback.New(dir); err != nil {
+		t.Fatalf("containerdtest: %v", err)
+	}
+	c.cmd = c.confine.Command(context.Background(), daemon, "--config", c.ConfigPath)
 	c.cmd.Env = cleanEnv()
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
 	c.cmd.SysProcAttr = sysProcAttr()
@@ -201,7 +212,7 @@ func (c *Containerd) Ctr(t testing.TB, args ...string) (string, error) {
 
 func (c *Containerd) run(ctx context.Context, args ...string) (string, error) {
 	full := append([]string{"--address", c.Address, "--namespace", c.Namespace}, args...)
-	cmd := exec.CommandContext(ctx, c.ctr, full...)
+	cmd := c.confine.Command(ctx, c.ctr, full...)
 	cmd.Env = append(cleanEnv(), "CONTAINERD_SNAPSHOTTER="+Snapshotter)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

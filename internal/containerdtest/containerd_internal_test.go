@@ -1,6 +1,9 @@
 package containerdtest
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestServerVersion(t *testing.T) {
 	tests := []struct{ name, out, want string }{
@@ -30,6 +33,38 @@ func TestTail(t *testing.T) {
 	for _, tt := range tests {
 		if got := tail(tt.s, tt.n); got != tt.want {
 			t.Errorf("tail(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestMajorVersion(t *testing.T) {
+	for out, want := range map[string]int{
+		"containerd github.com/containerd/containerd/v2 2.4.2+unknown \n":               2,
+		"containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3\n": 1,
+		"containerd containerd.io v1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da\n":   1,
+		"something else": 0,
+	} {
+		if got := majorVersion(out); got != want {
+			t.Errorf("majorVersion(%q) = %d, want %d", out, got, want)
+		}
+	}
+}
+
+func TestDaemonConfig(t *testing.T) {
+	v1 := daemonConfig(1, "/r", "/s", "/c.sock", Config{HostsDir: "/h"})
+	v2 := daemonConfig(2, "/r", "/s", "/c.sock", Config{HostsDir: "/h", MaxConcurrentDownloads: 3, ConcurrentLayerFetchBuffer: 65536})
+	for _, want := range []string{"version = 2\n", `root = "/r"`, `address = "/c.sock"`} {
+		if !strings.Contains(v1, want) {
+			t.Errorf("1.x config lacks %q:\n%s", want, v1)
+		}
+	}
+	if strings.Contains(v1, "transfer") {
+		t.Errorf("1.x config configures a transfer service:\n%s", v1)
+	}
+	for _, want := range []string{"version = 3\n", `"io.containerd.transfer.v1.local"`, `config_path = "/h"`,
+		"max_concurrent_downloads = 3\n", "concurrent_layer_fetch_buffer = 65536\n", `snapshotter = "native"`} {
+		if !strings.Contains(v2, want) {
+			t.Errorf("2.x config lacks %q:\n%s", want, v2)
 		}
 	}
 }

@@ -178,3 +178,31 @@ func TestStartTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestV2PullThroughDefaultMirror: containerd 2 pulls in the daemon (its
+// transfer service), through a hosts directory whose only file is
+// _default/hosts.toml, from a mirror on another port; the registry sees
+// nothing.
+func TestV2PullThroughDefaultMirror(t *testing.T) {
+	c := StartWith(t, Config{Bin: V2Bin(t)})
+	if c.Major != 2 {
+		t.Fatalf("containerd in %s is %d.x, want 2.x", V2Bin(t), c.Major)
+	}
+	origin, host, img := newRegistry(t)
+	mirror := &recorder{h: origin.h}
+	msrv := httptest.NewServer(mirror)
+	t.Cleanup(msrv.Close)
+	hosts := t.TempDir()
+	WriteDefaultHostsDir(t, hosts, msrv.URL)
+	ref := host + "/harness/app:v1"
+	if out, err := c.Ctr(t, "images", "pull", "--hosts-dir", hosts, ref); err != nil {
+		t.Fatalf("%v\nstdout:\n%s", err, out)
+	}
+	checkContent(t, c, wantDigests(t, img))
+	if got := origin.content(); len(got) != 0 {
+		t.Errorf("registry saw %d manifest/blob requests, want all to go to the mirror: %+v", len(got), got)
+	}
+	if got := mirror.content(); len(got) == 0 {
+		t.Errorf("mirror saw no manifest or blob request for a pull of %s", ref)
+	}
+}

@@ -8,7 +8,16 @@
 // needs a kernel feature beyond plain files, so it runs in containers and CI
 // sandboxes where overlayfs, cgroups or runc are unavailable.
 //
-// Pulls go through a hosts directory written by WriteHostsDir. containerd 1.6
+// Debian's containerd 1.6 is found on PATH; containerd 2, built from
+// source, in the directory V2Env names (Config.Bin). For containerd 2 the
+// daemon pulls (ctr asks its transfer service), so the transfer plugin is
+// configured: unpacking into the native snapshotter, and Config's
+// config_path, max_concurrent_downloads and concurrent_layer_fetch_buffer.
+// The daemon and every ctr command run where names resolve only to
+// loopback (package loopback).
+//
+// Pulls go through a hosts directory written by WriteHostsDir (per
+// registry) or WriteDefaultHostsDir (_default only). containerd 1.6
 // reads <dir>/<registry>/hosts.toml (it does not read <dir>/_default), and it
 // silently ignores a hosts.toml whose mirror is not a [host."..."] table,
 // going straight to the registry instead; WriteHostsDir always writes the

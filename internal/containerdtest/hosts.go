@@ -46,3 +46,33 @@ func HostsTOML(registryHost, mirrorURL string) ([]byte, error) {
 	return fmt.Appendf(nil, "server = %s\n\n[host.%s]\n  capabilities = [\"pull\", \"resolve\"]\n",
 		strconv.Quote("http://"+registryHost), strconv.Quote(mirrorURL)), nil
 }
+
+// WriteDefaultHostsDir writes <dir>/_default/hosts.toml, and nothing else,
+// so that pulls of every registry try mirrorURL first and fall back to the
+// registry the image names: what a node of containerd 1.7 or 2.x is given
+// (containerd 1.6 does not read _default).
+func WriteDefaultHostsDir(t testing.TB, dir, mirrorURL string) {
+	t.Helper()
+	body, err := DefaultHostsTOML(mirrorURL)
+	if err != nil {
+		t.Fatalf("containerdtest: %v", err)
+	}
+	folder := filepath.Join(dir, "_default")
+	if err := os.MkdirAll(folder, 0o755); err != nil {
+		t.Fatalf("containerdtest: hosts dir: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(folder, "hosts.toml"), body, 0o644); err != nil {
+		t.Fatalf("containerdtest: _default/hosts.toml: %v", err)
+	}
+}
+
+// DefaultHostsTOML returns the _default/hosts.toml that WriteDefaultHostsDir
+// writes: one [host] table, no server line (the registry itself stays the
+// last host tried).
+func DefaultHostsTOML(mirrorURL string) ([]byte, error) {
+	u, err := url.Parse(mirrorURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("_default/hosts.toml: mirror %q is not an http(s) URL", mirrorURL)
+	}
+	return fmt.Appendf(nil, "[host.%s]\n  capabilities = [\"pull\", \"resolve\"]\n", strconv.Quote(mirrorURL)), nil
+}

@@ -57,3 +57,22 @@ func TestWriteHostsDir(t *testing.T) {
 		t.Errorf("hosts.toml =\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestWriteDefaultHostsDir(t *testing.T) {
+	dir := t.TempDir()
+	WriteDefaultHostsDir(t, dir, "http://127.0.0.1:30123")
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != "_default" {
+		t.Fatalf("hosts dir holds %v (%v), want only _default", entries, err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "_default", "hosts.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[host.\"http://127.0.0.1:30123\"]\n  capabilities = [\"pull\", \"resolve\"]\n"; string(got) != want {
+		t.Errorf("_default/hosts.toml =\n%s\nwant\n%s", got, want)
+	}
+	if _, err := DefaultHostsTOML("127.0.0.1:1"); err == nil {
+		t.Error("DefaultHostsTOML accepted a mirror without a scheme")
+	}
+}

@@ -22,10 +22,11 @@ import (
 // Origin is the fake. Its zero value is not usable: use New. Faults are set
 // with Set, under its lock.
 type Origin struct {
-	mu      sync.Mutex // guards everything below
-	objects map[oci.Digest]object
-	tags    map[string]oci.Digest
-	calls   map[string]int // "GET blob sha256:..." → count
+	mu       sync.Mutex // guards everything below
+	objects  map[oci.Digest]object
+	tags     map[string]oci.Digest
+	listings map[string]Listing // by listingKey
+	calls    map[string]int     // "GET blob sha256:..." → count
 
 	// Gate, when set, makes every GET body wait for it to close before
 	// sending its second half.
@@ -80,7 +81,30 @@ type object struct {
 
 // New returns an empty fake origin.
 func New() *Origin {
-	return &Origin{objects: map[oci.Digest]object{}, tags: map[string]oci.Digest{}, calls: map[string]int{}}
+	return &Origin{objects: map[oci.Digest]object{}, tags: map[string]oci.Digest{}, listings: map[string]Listing{}, calls: map[string]int{}}
+}
+
+// Listing is a tag list or referrers answer of the origin.
+type Listing struct {
+	Body                            []byte
+	MediaType, Link, FiltersApplied string
+}
+
+// ListRef is how Count names a listing: the digest whose referrers are
+// listed ("" for a tag list), "?" and the query.
+func ListRef(ref string, q oci.ListQuery) string { return ref + "?" + q.Encode() }
+
+func listingKey(k oci.Kind, ref string, q oci.ListQuery) string {
+	return k.String() + " " + ListRef(ref, q)
+}
+
+// AddListing makes the origin answer l to a listing of kind k (KindTags,
+// KindReferrers) for ref (the referrers' digest, "" for tags) and query q;
+// other listings are 404 NAME_UNKNOWN.
+func (o *Origin) AddListing(k oci.Kind, ref string, q oci.ListQuery, l Listing) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.listings[listingKey(k, ref, q)] = l
 }
 
 // Add holds data (with a manifest's media type, or "") and returns its digest.
@@ -135,7 +159,11 @@ func (o *Origin) GETOffsets() []int64 {
 // Fetch answers req like a registry would, with the faults set.
 func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	o.mu.Lock()
-	o.calls[req.Method+" "+req.Kind.String()+" "+req.Reference.String()]++
+	ref := req.Reference.String()
+	if req.Kind.IsListing() {
+		ref = ListRef(ref, req.List)
+	}
+	o.calls[req.Method+" "+req.Kind.String()+" "+ref]++
 	gate, pace, corrupt, private, refusal, fail, cutErr := o.Gate, o.Pace, o.Corrupt, o.Private, o.Refusal, o.Fail, o.CutErr
 	unknownSize, noDigest, ignoreRange := o.UnknownSize, o.NoDigest, o.IgnoreRange
 	cut, hang := int64(-1), int64(-1)
@@ -163,6 +191,10 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		dg = o.tags[req.Reference.Tag]
 	}
 	obj, ok := o.objects[dg]
+	listing, listed := o.listings[listingKey(req.Kind, req.Reference.String(), req.List)]
+	if req.Kind.IsListing() {
+		obj, ok = object{listing.Body, listing.MediaType}, listed
+	}
 	o.mu.Unlock()
 	if fail != nil {
 		return nil, fail
@@ -176,13 +208,19 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 	}
 	if !ok {
 		code := oci.CodeBlobUnknown
-		if req.Kind == oci.KindManifest {
+		switch {
+		case req.Kind == oci.KindManifest:
 			code = oci.CodeManifestUnknown
+		case req.Kind.IsListing():
+			code = oci.CodeNameUnknown
 		}
 		return nil, &oci.Error{Status: http.StatusNotFound, Code: code, Message: "unknown"}
 	}
 	size := int64(len(obj.data))
 	resp := &oci.Response{Digest: dg, MediaType: obj.mediaType, Size: size, End: size}
+	if req.Kind.IsListing() {
+		resp.Digest, resp.Link, resp.FiltersApplied = "", listing.Link, listing.FiltersApplied
+	}
 	if noDigest {
 		resp.Digest = ""
 	}

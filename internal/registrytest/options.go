@@ -55,6 +55,18 @@ type Options struct {
 	// are still counted, see Pulls).
 	PullLimit int
 
+	// NoReferrers makes the registry one without the referrers API (OCI
+	// 1.1): /v2/<name>/referrers/<digest> answers 404, and clients fall
+	// back to the referrers tag schema. False serves referrers, filtered by
+	// artifactType.
+	NoReferrers bool
+
+	// TagPage pages tag lists that ask for no n at this many tags, with a
+	// Link to the next page, as registries with a default page size do
+	// (Docker Hub's distribution, GHCR): a client must follow the Links to
+	// see every tag. Zero answers the whole list.
+	TagPage int
+
 	// Addr is where the registry host listens: a loopback host:port, so
 	// that a cacheyd started by hand can be pointed at a known address.
 	// Empty means a free port on 127.0.0.1. The seeding server always

@@ -15,12 +15,14 @@ const (
 
 // What a request asked for (Request.Kind).
 const (
-	KindBase     = "base"     // GET /v2/
-	KindManifest = "manifest" // /v2/<name>/manifests/<ref>
-	KindBlob     = "blob"     // /v2/<name>/blobs/<digest>
-	KindToken    = "token"    // the token endpoint
-	KindCDN      = "cdn"      // a blob download on the CDN host
-	KindOther    = "other"    // uploads, tags/list, referrers, anything else
+	KindBase      = "base"      // GET /v2/
+	KindManifest  = "manifest"  // /v2/<name>/manifests/<ref>
+	KindBlob      = "blob"      // /v2/<name>/blobs/<digest>
+	KindToken     = "token"     // the token endpoint
+	KindCDN       = "cdn"       // a blob download on the CDN host
+	KindTags      = "tags"      // /v2/<name>/tags/list
+	KindReferrers = "referrers" // /v2/<name>/referrers/<digest>
+	KindOther     = "other"     // uploads, the catalog, anything else
 )
 
 // Request is what the fake registry recorded about one request, taken as it
@@ -103,9 +105,9 @@ func parsePath(p string) (kind, name, ref string) {
 	case n >= 3 && c[n-2] == "blobs":
 		return KindBlob, join(n - 2), c[n-1]
 	case n >= 3 && c[n-2] == "tags" && c[n-1] == "list":
-		return KindOther, join(n - 2), ""
+		return KindTags, join(n - 2), ""
 	case n >= 3 && c[n-2] == "referrers":
-		return KindOther, join(n - 2), ""
+		return KindReferrers, join(n - 2), c[n-1]
 	}
 	return KindOther, "", ""
 }

@@ -96,9 +96,10 @@ func NewServer(opts Options) (*Registry, error) {
 	rand.Read(key)
 	blobs := newMemBlobs()
 	r := &Registry{
-		opts:   opts,
-		blobs:  blobs,
-		inner:  registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithBlobHandler(blobs)),
+		opts:  opts,
+		blobs: blobs,
+		inner: registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithBlobHandler(blobs),
+			registry.WithReferrersSupport(!opts.NoReferrers)),
 		key:    key,
 		tokens: newTokenStore(opts.TokenTTL),
 		rec:    newRecorder(),
@@ -212,6 +213,18 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request, rq Request) {
 	if rq.Kind == KindBlob && (req.Method == http.MethodGet || req.Method == http.MethodHead) {
 		r.blob(w, req, rq)
 		return
+	}
+	if req.Method == http.MethodGet {
+		switch rq.Kind {
+		case KindTags:
+			r.serveTags(w, req, rq)
+			return
+		case KindReferrers:
+			if !r.opts.NoReferrers {
+				r.serveReferrers(w, req)
+				return
+			}
+		}
 	}
 	r.inner.ServeHTTP(w, req)
 }
