@@ -101,7 +101,7 @@ type Cache struct {
 	retrying *retry.Origin // fills and first tag lookups
 	mem      *memory.Memory
 	disk     *disk.Disk
-	tags     *tagCache
+	tags     *tagTable
 	listings *listingTable
 	private  *privacy   // checks of client credentials for private content
 	slots    *fillSlots // bounds the fills fetching at once
@@ -171,7 +171,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Cache{
-		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagCache(), listings: newListingTable(),
+		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagTable(), listings: newListingTable(),
 		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
 			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
 		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
@@ -72,37 +71,10 @@ type listEntry struct {
 
 // listingTable remembers the last answer of each listing fetched as
 // cacheyd. Answers obtained with a client's credentials are never stored.
-type listingTable struct {
-	mu    sync.Mutex // guards m and bytes
-	m     map[listKey]listEntry
-	bytes int // of the bodies in m
-}
+type listingTable = table[listKey, listEntry]
 
-func newListingTable() *listingTable { return &listingTable{m: map[listKey]listEntry{}} }
-
-func (t *listingTable) get(k listKey) (listEntry, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.m[k]
-	return e, ok
-}
-
-func (t *listingTable) put(k listKey, e listEntry) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if old, ok := t.m[k]; ok {
-		t.bytes -= len(old.listing.Body)
-		delete(t.m, k)
-	}
-	for old, oe := range t.m {
-		if len(t.m) < maxListings && t.bytes+len(e.listing.Body) <= maxListingBytes {
-			break
-		}
-		t.bytes -= len(oe.listing.Body)
-		delete(t.m, old)
-	}
-	t.m[k] = e
-	t.bytes += len(e.listing.Body)
+func newListingTable() *listingTable {
+	return newTable[listKey](maxListings, maxListingBytes, func(e listEntry) int { return len(e.listing.Body) })
 }
 
 // List answers a tag list or referrers request (req.Kind KindTags or

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
@@ -33,33 +32,11 @@ type tagEntry struct {
 	checked time.Time // when upstream last confirmed desc
 }
 
-// tagCache remembers the last answer for each tag fetched as cacheyd.
+// tagTable remembers the last answer for each tag fetched as cacheyd.
 // Answers obtained with a client's credentials are never stored.
-type tagCache struct {
-	mu sync.Mutex // guards m
-	m  map[tagKey]tagEntry
-}
+type tagTable = table[tagKey, tagEntry]
 
-func newTagCache() *tagCache { return &tagCache{m: map[tagKey]tagEntry{}} }
-
-func (t *tagCache) get(k tagKey) (tagEntry, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.m[k]
-	return e, ok
-}
-
-func (t *tagCache) put(k tagKey, e tagEntry) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.m[k]; !ok && len(t.m) >= maxTags {
-		for old := range t.m {
-			delete(t.m, old)
-			break
-		}
-	}
-	t.m[k] = e
-}
+func newTagTable() *tagTable { return newTable[tagKey, tagEntry](maxTags, 0, nil) }
 
 // getTag answers a manifest request by tag: the tag is resolved to a digest
 // (from the tag table while fresh, else with an upstream HEAD), then the
