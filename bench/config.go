@@ -100,9 +100,9 @@ type Config struct {
 	// every cold burst is made cold by seeding new content under new tags.
 	// Empty means in-process.
 	Target string
-	// TargetPID is the process ID of Target, whose peak resident memory is
-	// sampled during every burst through it (Linux /proc). Zero samples
-	// nothing.
+	// TargetPID is the process ID of Target, whose peak resident memory
+	// and CPU time are measured during every burst through it (Linux
+	// /proc). Zero measures nothing.
 	TargetPID int
 	// UpstreamAddr is where the fake upstream's registry host listens, a
 	// loopback host:port. Empty means a free port on 127.0.0.1.

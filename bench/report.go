@@ -95,6 +95,10 @@ type Result struct {
 	// PeakRSS is the highest resident memory of Config.TargetPID seen
 	// during the burst, in bytes; zero when not sampled.
 	PeakRSS int64 `json:"peak_rss_bytes,omitempty"`
+	// CPUSeconds is the CPU time (user and system) Config.TargetPID used
+	// during the burst; zero when not measured. Over BytesServed it is the
+	// cost of a byte served, comparable between a cold and a warm burst.
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 	// Seconds is the burst's wall time.
 	Seconds float64 `json:"seconds"`
 }
@@ -153,9 +157,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		time.Duration(s.LatencySeconds*float64(time.Second)), bw, limit, s.Parallel, where)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tnodes\tok\tpulls\t429s\tupstream\tserved\thit\tp50\tp95\tmax\t1st-byte lag p50/max\tpeak RSS\t")
+	fmt.Fprintln(tw, "scenario\tnodes\tok\tpulls\t429s\tupstream\tserved\thit\tp50\tp95\tmax\t1st-byte lag p50/max\tpeak RSS\tCPU/GiB\t")
 	for _, x := range r.Results {
-		hit, lag, rss := "-", "-", "-"
+		hit, lag, rss, cpu := "-", "-", "-", "-"
 		if x.HitRatio != nil {
 			hit = fmt.Sprintf("%.3f", *x.HitRatio)
 		}
@@ -165,11 +169,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if x.PeakRSS > 0 {
 			rss = humanize.IBytes(uint64(x.PeakRSS))
 		}
+		if x.CPUSeconds > 0 && x.BytesServed > 0 {
+			cpu = fmt.Sprintf("%.2fs", x.CPUSeconds/(float64(x.BytesServed)/(1<<30)))
+		}
 		t := x.NodeSeconds
-		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			x.Scenario, x.Nodes, x.OK, x.Nodes, x.UpstreamPulls, x.Upstream429,
 			humanize.IBytes(uint64(x.UpstreamBytes)), humanize.IBytes(uint64(x.BytesServed)), hit,
-			secs(t.P50, t.N), secs(t.P95, t.N), secs(t.Max, t.N), lag, rss)
+			secs(t.P50, t.N), secs(t.P95, t.N), secs(t.Max, t.N), lag, rss, cpu)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

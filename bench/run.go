@@ -251,8 +251,10 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, n
 	var received atomic.Int64
 	stopBar := r.bar(fmt.Sprintf("%-6s ×%-4d", sc, n), int64(n)*r.cat.bytes, &received)
 	var stopRSS func() int64
+	var cpuStart float64
 	if r.cfg.TargetPID > 0 && sc != Direct {
 		stopRSS = sampleRSS(r.cfg.TargetPID)
+		cpuStart = readCPU(r.cfg.TargetPID)
 	}
 
 	start := time.Now()
@@ -269,6 +271,7 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, n
 	res := Result{Scenario: sc, Nodes: n, Seconds: wall.Seconds(), BytesServed: received.Load()}
 	if stopRSS != nil {
 		res.PeakRSS = stopRSS()
+		res.CPUSeconds = max(0, readCPU(r.cfg.TargetPID)-cpuStart)
 	}
 	res.UpstreamPulls, res.Upstream429 = r.up.reg.Pulls()
 	res.UpstreamRequests = r.up.reg.Count("", "", "")
