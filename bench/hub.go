@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,28 @@ func (u *fakeHub) reset() {
 	u.mu.Lock()
 	clear(u.first)
 	u.mu.Unlock()
+}
+
+// settle waits until upstream has sent no content byte for quiet, or for
+// at most limit, or until ctx ends, and returns the bytes it sent since
+// reset: what a cacheyd still fetching in the background adds after its
+// clients are done.
+func (u *fakeHub) settle(ctx context.Context, quiet, limit time.Duration) int64 {
+	deadline := time.Now().Add(limit)
+	last, since := u.bytes.Load(), time.Now()
+	t := time.NewTicker(quiet / 10)
+	defer t.Stop()
+	for time.Since(since) < quiet && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return u.bytes.Load()
+		case <-t.C:
+		}
+		if now := u.bytes.Load(); now != last {
+			last, since = now, time.Now()
+		}
+	}
+	return last
 }
 
 // firstByte returns when the first body byte of d was sent since reset.
