@@ -22,6 +22,7 @@ type lazyResult struct {
 	first, end time.Time
 	fetches    []puller.Fetch     // manifests and configs, fetched whole
 	reads      map[oci.Digest]int // reads of each layer whose bytes matched
+	footers    []float64          // how long each footer read took, in seconds
 	errs       []error            // one per image that failed
 }
 
@@ -72,11 +73,14 @@ func (n *node) lazyPull(ctx context.Context, cat *catalog, l LazyReads) lazyResu
 				// Returns once every read of the layer matched, or one
 				// failed, or gctx ended.
 				g.Go(func() error {
-					return readLayer(gctx, p, img.repo, desc, o.content, l.plan(o.digest, o.size), func(i int, at time.Time) {
+					return readLayer(gctx, p, img.repo, desc, o.content, l.plan(o.digest, o.size), func(i int, sent, at time.Time) {
 						mu.Lock()
 						defer mu.Unlock()
-						if i == 0 && (res.first.IsZero() || at.Before(res.first)) {
-							res.first = at
+						if i == 0 {
+							if res.first.IsZero() || at.Before(res.first) {
+								res.first = at
+							}
+							res.footers = append(res.footers, at.Sub(sent).Seconds())
 						}
 						res.reads[o.digest]++
 					})
@@ -95,12 +99,14 @@ func (n *node) lazyPull(ctx context.Context, cat *catalog, l LazyReads) lazyResu
 }
 
 // readLayer makes the reads of plan, one after another, and checks each
-// against the layer's content; read is told of each that matched.
-func readLayer(ctx context.Context, p *puller.Puller, repo string, desc v1.Descriptor, content []byte, plan []span, read func(i int, at time.Time)) error {
+// against the layer's content; read is told of each that matched, when it
+// was sent and when it had all its bytes.
+func readLayer(ctx context.Context, p *puller.Puller, repo string, desc v1.Descriptor, content []byte, plan []span, read func(i int, sent, at time.Time)) error {
 	for i, s := range plan {
 		var (
-			b   []byte
-			err error
+			b    []byte
+			err  error
+			sent = time.Now()
 		)
 		if s.suffix {
 			b, err = p.BlobSuffix(ctx, repo, desc, s.n)
@@ -113,7 +119,7 @@ func readLayer(ctx context.Context, p *puller.Puller, repo string, desc v1.Descr
 		if !bytes.Equal(b, content[s.off:s.off+s.n]) {
 			return fmt.Errorf("layer %s: bytes %d-%d are not the layer's", oci.Digest(desc.Digest.String()).Short(), s.off, s.off+s.n-1)
 		}
-		read(i, time.Now())
+		read(i, sent, time.Now())
 	}
 	return nil
 }
@@ -189,8 +195,8 @@ func (r *runner) lazyBurst(ctx context.Context, sc Scenario, n int, base, ns str
 	}
 	res.UpstreamRequests = r.up.reg.Count("", "", "")
 	var (
-		firsts, ends []float64
-		failed       reasons
+		firsts, ends, footers []float64
+		failed                reasons
 	)
 	for _, lr := range results {
 		if err := lr.check(r.cat, r.cfg.Lazy); err != nil {
@@ -200,10 +206,11 @@ func (r *runner) lazyBurst(ctx context.Context, sc Scenario, n int, base, ns str
 		res.OK++
 		firsts = append(firsts, lr.first.Sub(start).Seconds())
 		ends = append(ends, lr.end.Sub(start).Seconds())
+		footers = append(footers, lr.footers...)
 	}
 	res.Failures = failed.list()
 	res.NodeSeconds = percentiles(ends)
-	p := percentiles(firsts)
-	res.FirstWindowSeconds = &p
+	first, footer := percentiles(firsts), percentiles(footers)
+	res.FirstWindowSeconds, res.FooterSeconds = &first, &footer
 	return res
 }

@@ -74,6 +74,9 @@ func TestLazyQuick(t *testing.T) {
 		if f == nil || f.N != r.OK || f.P50 > r.NodeSeconds.P50 || f.Max > r.NodeSeconds.Max {
 			t.Errorf("%s: first window %+v, all read %+v", name, f, r.NodeSeconds)
 		}
+		if ft := r.FooterSeconds; ft == nil || ft.N != r.OK*s.Lazy.Layers || ft.Max > r.NodeSeconds.Max {
+			t.Errorf("%s: footers %+v, want one per layer of each ok node", name, ft)
+		}
 		switch r.Scenario {
 		case LazyDirect:
 			if r.UpstreamBytes != per || r.UpstreamPulls != r.Nodes*s.Manifests || r.UpstreamSettledBytes != nil {

@@ -48,29 +48,31 @@ func writeLazy(w io.Writer, s *LazySetup, results []Result) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tnodes\tok\tpulls\t429s\tupstream\tsettled\tserved\t1st window p50/max\tall read p50/max\tpeak RSS\t")
+	fmt.Fprintln(tw, "scenario\tnodes\tok\tpulls\t429s\tupstream\tsettled\tserved\tfooter p50/max\t1st window p50/max\tall read p50/max\tpeak RSS\t")
 	for _, x := range results {
-		settled, first, rss := "-", "-", "-"
+		settled, rss := "-", "-"
 		if x.UpstreamSettledBytes != nil {
 			settled = humanize.IBytes(uint64(*x.UpstreamSettledBytes))
-		}
-		if f := x.FirstWindowSeconds; f != nil && f.N > 0 {
-			first = secs(f.P50, f.N) + "/" + secs(f.Max, f.N)
-		}
-		all := "-"
-		if t := x.NodeSeconds; t.N > 0 {
-			all = secs(t.P50, t.N) + "/" + secs(t.Max, t.N)
 		}
 		if x.PeakRSS > 0 {
 			rss = humanize.IBytes(uint64(x.PeakRSS))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			x.Scenario, x.Nodes, x.OK, x.Nodes, x.UpstreamPulls, x.Upstream429,
-			humanize.IBytes(uint64(x.UpstreamBytes)), settled, humanize.IBytes(uint64(x.BytesServed)), first, all, rss)
+			humanize.IBytes(uint64(x.UpstreamBytes)), settled, humanize.IBytes(uint64(x.BytesServed)),
+			spread(x.FooterSeconds), spread(x.FirstWindowSeconds), spread(&x.NodeSeconds), rss)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nlazy: upstream when the last node was done, settled once upstream was quiet (through cacheyd: the rest of each layer, cached whole); 1st window: burst start to a node's first footer; all read: to its last window")
+	fmt.Fprintln(w, "\nlazy: upstream when the last node was done, settled once upstream was quiet (through cacheyd: the rest of each layer, cached whole); footer: each footer read, request to last byte; 1st window: burst start to a node's first footer; all read: to its last window")
 	return nil
+}
+
+// spread is "p50/max" of p, "-" when it holds nothing.
+func spread(p *Percentiles) string {
+	if p == nil || p.N == 0 {
+		return "-"
+	}
+	return secs(p.P50, p.N) + "/" + secs(p.Max, p.N)
 }

@@ -89,6 +89,9 @@ type Result struct {
 	// burst's start to each OK node having read its first footer; their
 	// NodeSeconds is until it had read every window of every layer.
 	FirstWindowSeconds *Percentiles `json:"first_window_seconds,omitempty"`
+	// FooterSeconds is, for the lazy scenarios, how long each footer read
+	// of the OK nodes took, from its request to its last byte.
+	FooterSeconds *Percentiles `json:"footer_seconds,omitempty"`
 	// UpstreamSettledBytes is, for lazy-cold, what upstream had sent once
 	// it went quiet after the nodes were done: UpstreamBytes and the rest
 	// of each layer, which cacheyd fetches to cache it whole.
