@@ -60,7 +60,7 @@ func writeLazy(w io.Writer, s *LazySetup, results []Result) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			x.Scenario, x.Nodes, x.OK, x.Nodes, x.UpstreamPulls, x.Upstream429,
 			humanize.IBytes(uint64(x.UpstreamBytes)), settled, humanize.IBytes(uint64(x.BytesServed)),
-			spread(x.FooterSeconds), spread(x.FirstWindowSeconds), spread(&x.NodeSeconds), rss)
+			spread(x.FooterSeconds, ms), spread(x.FirstWindowSeconds, nil), spread(&x.NodeSeconds, nil), rss)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -69,10 +69,14 @@ func writeLazy(w io.Writer, s *LazySetup, results []Result) error {
 	return nil
 }
 
-// spread is "p50/max" of p, "-" when it holds nothing.
-func spread(p *Percentiles) string {
+// spread is "p50/max" of p in seconds, or as unit writes them; "-" when
+// p holds nothing.
+func spread(p *Percentiles, unit func(float64) string) string {
 	if p == nil || p.N == 0 {
 		return "-"
 	}
-	return secs(p.P50, p.N) + "/" + secs(p.Max, p.N)
+	if unit == nil {
+		return secs(p.P50, p.N) + "/" + secs(p.Max, p.N)
+	}
+	return unit(p.P50) + "/" + unit(p.Max)
 }
