@@ -33,8 +33,9 @@
 # NODES (256), MEMORY (cacheyd's --memory-bytes, 256MiB), PORT_BASE (30400:
 # the ports used are PORT_BASE to PORT_BASE+6 on 127.0.0.1, below Linux's
 # ephemeral range so that no outgoing connection holds one), and for part 4
-# SERVER_CPU (1) and LOAD_CPU (0), and PIN_CONNS (64) wrk connections from
-# its one thread.
+# SERVER_CPU (1) and LOAD_CPU (0), PIN_CONNS (64) wrk connections from its
+# one thread, and FULL_CPU (0.95): the share of its CPU both servers must
+# have had in a round for it to count as one where nothing else competed.
 #
 # Everything it starts is stopped by process ID when it exits. It writes
 # nothing outside a temporary directory (kept when KEEP=1).
@@ -53,6 +54,7 @@ PARTS=${PARTS:-serve,memory}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PIN_CONNS=${PIN_CONNS:-64}
+FULL_CPU=${FULL_CPU:-0.95}
 
 UP_PORT=$PORT_BASE          # fake upstream for part 1 and 2
 CY_PORT=$((PORT_BASE + 1))  # cacheyd for part 1 and 2
@@ -329,10 +331,16 @@ if [[ $PARTS == *pinned* ]]; then
 		done
 		: >"$work/pinned-$logging"
 		# Within a round the two servers run one after the other, so that
-		# a round's ratio is measured under the same load from elsewhere.
+		# a round's ratio is measured under about the same load from
+		# elsewhere; which goes first alternates.
 		for round in $(seq 1 "$ROUNDS"); do
-			c=$(run_wrk_pinned cacheyd "$logging-$round" "$manifest_url" "$cy_pid")
-			n=$(run_wrk_pinned nginx "$logging-$round" "http://127.0.0.1:$NG_PORT/manifest" "$ng_pid")
+			if ((round % 2)); then
+				c=$(run_wrk_pinned cacheyd "$logging-$round" "$manifest_url" "$cy_pid")
+				n=$(run_wrk_pinned nginx "$logging-$round" "http://127.0.0.1:$NG_PORT/manifest" "$ng_pid")
+			else
+				n=$(run_wrk_pinned nginx "$logging-$round" "http://127.0.0.1:$NG_PORT/manifest" "$ng_pid")
+				c=$(run_wrk_pinned cacheyd "$logging-$round" "$manifest_url" "$cy_pid")
+			fi
 			echo "$c $n" >>"$work/pinned-$logging" # cacheyd: req/s, its CPU, wrk's; nginx: the same
 		done
 		if [[ $level == info ]] && ! grep -q 'source=memory' "$work/cacheyd-$level.log"; then
@@ -341,7 +349,7 @@ if [[ $PARTS == *pinned* ]]; then
 	done
 
 	echo
-	echo "pinned hit path: a warm manifest of $(stat -c %s "$work/www/manifest") bytes, cacheyd from its memory tier (GOMAXPROCS=1) against nginx's static file (1 worker), both on CPU $SERVER_CPU; wrk -t1 -c$PIN_CONNS -d$DURATION on CPU $LOAD_CPU; $ROUNDS rounds, each measuring cacheyd then nginx"
+	echo "pinned hit path: a warm manifest of $(stat -c %s "$work/www/manifest") bytes, cacheyd from its memory tier (GOMAXPROCS=1) against nginx's static file (1 worker), both on CPU $SERVER_CPU; wrk -t1 -c$PIN_CONNS -d$DURATION on CPU $LOAD_CPU; $ROUNDS rounds, each measuring both servers, cacheyd first in odd rounds"
 	# spread: min/median/max of the numbers on standard input.
 	spread() { sort -g | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f/%.2f/%.2f", v[1], m, v[NR]}'; }
 	printf '%-22s %14s %14s %20s %26s\n' "" "cacheyd req/s" "nginx req/s" "ratio min/med/max" "per CPU-second min/med/max"
@@ -351,6 +359,12 @@ if [[ $PARTS == *pinned* ]]; then
 		f="$work/pinned-$logging"
 		printf '%-22s %14s %14s %20s %26s\n' "$label" "$(cut -d' ' -f1 "$f" | median)" "$(cut -d' ' -f4 "$f" | median)" \
 			"$(awk '{print $1 / $4}' "$f" | spread)" "$(awk '$2 > 0 && $5 > 0 {print ($1 / $2) / ($4 / $5)}' "$f" | spread)"
+	done
+	for logging in on off; do
+		f="$work/pinned-$logging"
+		full=$(awk -v m="$FULL_CPU" '$2 >= m && $5 >= m' "$f")
+		printf '%-22s %s\n' "log $logging, full CPU" \
+			"$(if [[ -n $full ]]; then echo "$(wc -l <<<"$full") rounds where both servers had >= $FULL_CPU of their CPU: ratio $(awk '{print $1 / $4}' <<<"$full" | spread) min/med/max"; else echo "no round where both servers had >= $FULL_CPU of their CPU"; fi)"
 	done
 	echo "ratio: cacheyd's req/s over nginx's in the same round; per CPU-second: the same for requests per second of the server's own CPU time"
 	echo "every round: req/s, the server's share of its CPU, wrk's share of its CPU; cacheyd then nginx; ratio"
