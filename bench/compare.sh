@@ -34,8 +34,9 @@
 # the ports used are PORT_BASE to PORT_BASE+6 on 127.0.0.1, below Linux's
 # ephemeral range so that no outgoing connection holds one), and for part 4
 # SERVER_CPU (1) and LOAD_CPU (0), PIN_CONNS (64) wrk connections from its
-# one thread, and FULL_CPU (0.95): the share of its CPU both servers must
-# have had in a round for it to count as one where nothing else competed.
+# one thread, FULL_CPU (0.95): the share of its CPU both servers must have
+# had in a round for it to count as one where nothing else competed, and
+# PIN_LOGS ("on off"): the access log settings to measure.
 #
 # Everything it starts is stopped by process ID when it exits. It writes
 # nothing outside a temporary directory (kept when KEEP=1).
@@ -55,6 +56,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PIN_CONNS=${PIN_CONNS:-64}
 FULL_CPU=${FULL_CPU:-0.95}
+PIN_LOGS=${PIN_LOGS:-on off}
 
 UP_PORT=$PORT_BASE          # fake upstream for part 1 and 2
 CY_PORT=$((PORT_BASE + 1))  # cacheyd for part 1 and 2
@@ -315,7 +317,7 @@ if [[ $PARTS == *pinned* ]]; then
 	start_upstream
 	mkdir -p -m 0755 "$work/www" "$work/nginx-tmp"
 	echo
-	for logging in on off; do
+	for logging in $PIN_LOGS; do
 		level=info
 		[[ $logging == on ]] || level=warn
 		start_cacheyd "$level" pin
@@ -353,14 +355,14 @@ if [[ $PARTS == *pinned* ]]; then
 	# spread: min/median/max of the numbers on standard input.
 	spread() { sort -g | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f/%.2f/%.2f", v[1], m, v[NR]}'; }
 	printf '%-22s %14s %14s %20s %26s\n' "" "cacheyd req/s" "nginx req/s" "ratio min/med/max" "per CPU-second min/med/max"
-	for logging in on off; do
+	for logging in $PIN_LOGS; do
 		label="access log to a file"
 		[[ $logging == on ]] || label="no access log"
 		f="$work/pinned-$logging"
 		printf '%-22s %14s %14s %20s %26s\n' "$label" "$(cut -d' ' -f1 "$f" | median)" "$(cut -d' ' -f4 "$f" | median)" \
 			"$(awk '{print $1 / $4}' "$f" | spread)" "$(awk '$2 > 0 && $5 > 0 {print ($1 / $2) / ($4 / $5)}' "$f" | spread)"
 	done
-	for logging in on off; do
+	for logging in $PIN_LOGS; do
 		f="$work/pinned-$logging"
 		full=$(awk -v m="$FULL_CPU" '$2 >= m && $5 >= m' "$f")
 		printf '%-22s %s\n' "log $logging, full CPU" \
@@ -368,7 +370,7 @@ if [[ $PARTS == *pinned* ]]; then
 	done
 	echo "ratio: cacheyd's req/s over nginx's in the same round; per CPU-second: the same for requests per second of the server's own CPU time"
 	echo "every round: req/s, the server's share of its CPU, wrk's share of its CPU; cacheyd then nginx; ratio"
-	for logging in on off; do
+	for logging in $PIN_LOGS; do
 		awk -v l="$logging" '{printf "  log %-3s round %d:  cacheyd %9.0f %4.2f %4.2f   nginx %9.0f %4.2f %4.2f   %5.3f\n", l, NR, $1, $2, $3, $4, $5, $6, $1 / $4}' "$work/pinned-$logging"
 	done
 	stop "$ng_pid" QUIT

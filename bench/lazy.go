@@ -177,6 +177,7 @@ func (r *runner) lazyBurst(ctx context.Context, sc Scenario, n int, base, ns str
 	var wg sync.WaitGroup
 	for i := range n {
 		nd := newNode(base, ns, r.cfg, func(b int64) { received.Add(b) })
+		// Returns once the node has read the set, or failed; bctx bounds it.
 		wg.Go(func() { results[i] = nd.lazyPull(bctx, r.cat, r.cfg.Lazy) })
 	}
 	wg.Wait()
