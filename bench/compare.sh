@@ -10,7 +10,13 @@
 #      with logging off;
 #   3. cacheyd's peak resident memory while NODES clients stream the large
 #      blob through it, cold (one fill) and then warm (cacheyd bench
-#      --target --target-pid).
+#      --target --target-pid);
+#   4. (PARTS=pinned, not part of the default) the hit path pinned: a warm
+#      manifest from cacheyd's memory tier against nginx's static file, the
+#      server alone on CPU SERVER_CPU (cacheyd with GOMAXPROCS=1, nginx with
+#      one worker) and wrk alone on CPU LOAD_CPU (taskset), with access logs
+#      on and off; each round measures both servers one after the other, and
+#      the ratio of each round is reported as min / median / max.
 #
 # Usage, from the repository root (needs go, nginx and wrk:
 # apt-get install -y nginx wrk):
@@ -18,13 +24,19 @@
 #   bench/compare.sh                 # everything: 256 MiB blob, 256 clients
 #   PARTS=serve bench/compare.sh     # only 1 and 2
 #   PARTS=memory NODES=64 bench/compare.sh
+#   PARTS=pinned ROUNDS=5 bench/compare.sh
 #
-# Settings (environment): BLOB (256MiB), DURATION of each wrk run (10s),
+# Settings (environment): CACHEYD (a cacheyd binary to measure; default:
+# one built from this tree), BLOB (256MiB), DURATION of each wrk run (10s),
 # ROUNDS of alternating runs whose median is reported (3),
 # BLOB_CONNS (4) and MANIFEST_CONNS (64) wrk connections, WRK_THREADS (2),
 # NODES (256), MEMORY (cacheyd's --memory-bytes, 256MiB), PORT_BASE (30400:
-# the ports used are PORT_BASE to PORT_BASE+4 on 127.0.0.1, below Linux's
-# ephemeral range so that no outgoing connection holds one).
+# the ports used are PORT_BASE to PORT_BASE+6 on 127.0.0.1, below Linux's
+# ephemeral range so that no outgoing connection holds one), and for part 4
+# SERVER_CPU (1) and LOAD_CPU (0), PIN_CONNS (64) wrk connections from its
+# one thread, FULL_CPU (0.95): the share of its CPU both servers must have
+# had in a round for it to count as one where nothing else competed, and
+# PIN_LOGS ("on off"): the access log settings to measure.
 #
 # Everything it starts is stopped by process ID when it exits. It writes
 # nothing outside a temporary directory (kept when KEEP=1).
@@ -40,6 +52,11 @@ NODES=${NODES:-256}
 MEMORY=${MEMORY:-256MiB}
 PORT_BASE=${PORT_BASE:-30400}
 PARTS=${PARTS:-serve,memory}
+SERVER_CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+PIN_CONNS=${PIN_CONNS:-64}
+FULL_CPU=${FULL_CPU:-0.95}
+PIN_LOGS=${PIN_LOGS:-on off}
 
 UP_PORT=$PORT_BASE          # fake upstream for part 1 and 2
 CY_PORT=$((PORT_BASE + 1))  # cacheyd for part 1 and 2
@@ -49,8 +66,8 @@ CY2_PORT=$((PORT_BASE + 4)) # cacheyd for part 3
 CDN_PORT=$((PORT_BASE + 5))  # the CDN of the fake upstream for part 1 and 2
 CDN2_PORT=$((PORT_BASE + 6)) # the CDN of the fake upstream of part 3
 
-for tool in go nginx wrk curl; do
-	command -v "$tool" >/dev/null || { echo "compare.sh: $tool is needed (apt-get install -y nginx wrk curl)" >&2; exit 1; }
+for tool in go nginx wrk curl taskset; do
+	command -v "$tool" >/dev/null || { echo "compare.sh: $tool is needed (apt-get install -y nginx wrk curl util-linux)" >&2; exit 1; }
 done
 
 work=$(mktemp -d /tmp/cacheyd-compare.XXXXXX)
@@ -94,8 +111,12 @@ wait_for() {
 	exit 1
 }
 
-echo "building cacheyd..." >&2
-go build -o "$work/cacheyd" ./cmd/cacheyd
+if [[ -n ${CACHEYD:-} ]]; then
+	cp "$CACHEYD" "$work/cacheyd"
+else
+	echo "building cacheyd..." >&2
+	go build -o "$work/cacheyd" ./cmd/cacheyd
+fi
 echo "compare/big v1 linux/amd64 $BLOB" >"$work/images.txt"
 
 echo "machine: $(nproc) CPUs, $(go version | cut -d' ' -f3), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -112,15 +133,36 @@ run_wrk() {
 # median: the median of the numbers on standard input.
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-# start_cacheyd LOGLEVEL: (re)starts the cacheyd of part 1 and 2 with an
-# empty cache directory of its own. (A restarted cacheyd serves what its
-# disk holds, manifests included, but from disk: only a fill puts content in
-# the memory tier.)
+# start_upstream: starts the fake upstream of parts 1, 2 and 4, seeded with
+# one image whose layer is BLOB, and sets manifest_url and blob_url (on
+# cacheyd), blob_size and the ns cacheyd is asked for.
+start_upstream() {
+	"$work/cacheyd" bench --serve-upstream --upstream-addr "127.0.0.1:$UP_PORT" --upstream-cdn-addr "127.0.0.1:$CDN_PORT" --images "$work/images.txt" \
+		--latency 0 --bandwidth 0 --pull-limit 0 >"$work/upstream.txt" 2>&1 &
+	up_pid=$!
+	wait_for "$up_pid" "$work/upstream.txt" '^blob '
+	ns="localhost:$UP_PORT"
+	local manifest blob
+	manifest=$(awk '$1 == "manifest" {print $3; exit}' "$work/upstream.txt")
+	blob=$(awk '$1 == "blob" {print $4, $3}' "$work/upstream.txt" | sort -n | tail -1 | cut -d' ' -f2)
+	blob_size=$(awk -v d="$blob" '$1 == "blob" && $3 == d {print $4}' "$work/upstream.txt")
+	blob_url="http://127.0.0.1:$CY_PORT/v2/compare/big/blobs/$blob?ns=$ns"
+	manifest_url="http://127.0.0.1:$CY_PORT/v2/compare/big/manifests/$manifest?ns=$ns"
+}
+
+# start_cacheyd LOGLEVEL [PIN]: (re)starts the cacheyd of part 1, 2 and 4
+# with an empty cache directory of its own; with PIN, on CPU SERVER_CPU
+# with GOMAXPROCS=1. (A restarted cacheyd serves what its disk holds,
+# manifests included, but from disk: only a fill puts content in the
+# memory tier.)
 start_cacheyd() {
 	stop "$cy_pid"
 	cy_pid=
 	rm -rf "$work/cache"
-	"$work/cacheyd" --listen "127.0.0.1:$CY_PORT" --cache-dir "$work/cache" --memory-bytes "$MEMORY" \
+	local pin=()
+	[[ -z ${2:-} ]] || pin=(taskset -c "$SERVER_CPU" env GOMAXPROCS=1)
+	# taskset and env exec the command: $! is cacheyd's own PID.
+	"${pin[@]}" "$work/cacheyd" --listen "127.0.0.1:$CY_PORT" --cache-dir "$work/cache" --memory-bytes "$MEMORY" \
 		--registry-url "localhost:$UP_PORT=http://localhost:$UP_PORT" --allow-registry "localhost:$CDN_PORT" --log-level "$1" \
 		>"$work/cacheyd-$1.log" 2>&1 &
 	cy_pid=$!
@@ -132,15 +174,17 @@ start_cacheyd() {
 	exit 1
 }
 
-# start_nginx LOG: (re)starts nginx serving $work/www, with an access log
-# to a file (LOG=on, nginx's default) or none.
+# start_nginx LOG [PIN]: (re)starts nginx serving $work/www, with an access
+# log to a file (LOG=on, nginx's default) or none; with PIN, one worker,
+# master and worker on CPU SERVER_CPU.
 start_nginx() {
 	stop "$ng_pid" QUIT
 	ng_pid=
-	local access="access_log $work/nginx-access.log;"
+	local access="access_log $work/nginx-access.log;" workers=auto pin=()
 	[[ $1 == on ]] || access="access_log off;"
+	[[ -z ${2:-} ]] || { workers=1; pin=(taskset -c "$SERVER_CPU"); }
 	cat >"$work/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes $workers;
 daemon off;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log;
@@ -162,7 +206,9 @@ http {
 	}
 }
 EOF
-	nginx -e "$work/nginx-error.log" -c "$work/nginx.conf" -p "$work" &
+	# taskset execs nginx, whose master stays in the foreground
+	# (daemon off): $! is the master's PID, and its worker inherits the CPU.
+	"${pin[@]}" nginx -e "$work/nginx-error.log" -c "$work/nginx.conf" -p "$work" &
 	ng_pid=$!
 	for _ in $(seq 1 100); do
 		curl -fs -o /dev/null "http://127.0.0.1:$NG_PORT/manifest" && return 0
@@ -174,17 +220,7 @@ EOF
 }
 
 if [[ $PARTS == *serve* ]]; then
-	"$work/cacheyd" bench --serve-upstream --upstream-addr "127.0.0.1:$UP_PORT" --upstream-cdn-addr "127.0.0.1:$CDN_PORT" --images "$work/images.txt" \
-		--latency 0 --bandwidth 0 --pull-limit 0 >"$work/upstream.txt" 2>&1 &
-	up_pid=$!
-	wait_for "$up_pid" "$work/upstream.txt" '^blob '
-	ns="localhost:$UP_PORT"
-	manifest=$(awk '$1 == "manifest" {print $3; exit}' "$work/upstream.txt")
-	blob=$(awk '$1 == "blob" {print $4, $3}' "$work/upstream.txt" | sort -n | tail -1 | cut -d' ' -f2)
-	blob_size=$(awk -v d="$blob" '$1 == "blob" && $3 == d {print $4}' "$work/upstream.txt")
-	blob_url="http://127.0.0.1:$CY_PORT/v2/compare/big/blobs/$blob?ns=$ns"
-	manifest_url="http://127.0.0.1:$CY_PORT/v2/compare/big/manifests/$manifest?ns=$ns"
-
+	start_upstream
 	mkdir -p -m 0755 "$work/www" "$work/nginx-tmp"
 	declare -A rps
 	for logging in on off; do
@@ -232,6 +268,111 @@ if [[ $PARTS == *serve* ]]; then
 			"$(awk -v a="${rps[cacheyd-manifest-$logging]}" -v b="${rps[nginx-manifest-$logging]}" 'BEGIN {printf "%.2f", a/b}')"
 	done
 	echo "(every run: $work/rps-*; wrk outputs: $work/wrk-*.txt; rerun with KEEP=1 to keep them)"
+	stop "$ng_pid" QUIT
+	stop "$cy_pid"
+	stop "$up_pid"
+	ng_pid= cy_pid= up_pid=
+fi
+
+# cpu_ticks PID: the CPU time (user and system, in clock ticks) of PID and
+# its children (nginx's worker), read from /proc.
+cpu_ticks() {
+	local p t=0
+	for p in "$1" $(pgrep -P "$1" || true); do
+		# The fields after the command name, which ends with the last ')':
+		# utime and stime are the 12th and 13th of them.
+		t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+	done
+	echo "$t"
+}
+
+# run_wrk_pinned NAME ROUND URL PID: runs wrk with one thread on CPU
+# LOAD_CPU, saves its output, and prints requests/s, the share of one CPU
+# that server PID used meanwhile and the share wrk used (the server near 1:
+# it was the limit; both well below: the machine's other work was).
+run_wrk_pinned() {
+	local out="$work/wrk-pinned-$1-$2.txt" before after start end wrk_cpu TIMEFORMAT='%U %S'
+	before=$(cpu_ticks "$4")
+	start=$(date +%s.%N)
+	wrk_cpu=$({ time taskset -c "$LOAD_CPU" wrk -t1 -c"$PIN_CONNS" -d"$DURATION" --latency "$3" >"$out" 2>&1; } 2>&1)
+	end=$(date +%s.%N)
+	after=$(cpu_ticks "$4")
+	if grep -q 'Non-2xx\|Socket errors' "$out"; then
+		echo "compare.sh: errors in $1 round $2: $(grep 'Non-2xx\|Socket errors' "$out")" >&2
+	fi
+	echo "$(rate "$out") $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v w="$wrk_cpu" -v s="$start" -v e="$end" \
+		'BEGIN {split(w, u, " "); printf "%.2f %.2f", t / hz / (e - s), (u[1] + u[2]) / (e - s)}')"
+}
+
+# affinity PID: the CPUs PID and its children may run on.
+affinity() {
+	local p out=()
+	for p in "$1" $(pgrep -P "$1" || true); do
+		out+=("$p:$(taskset -cp "$p" | awk '{print $NF}')")
+	done
+	echo "${out[*]}"
+}
+
+if [[ $PARTS == *pinned* ]]; then
+	start_upstream
+	mkdir -p -m 0755 "$work/www" "$work/nginx-tmp"
+	echo
+	for logging in $PIN_LOGS; do
+		level=info
+		[[ $logging == on ]] || level=warn
+		start_cacheyd "$level" pin
+		# The first GET fills cacheyd's memory tier; nginx gets the very
+		# same bytes as a file.
+		curl -fsS -o "$work/www/manifest" "$manifest_url"
+		chmod 0644 "$work/www/manifest"
+		start_nginx "$logging" pin
+		echo "access log $logging: cacheyd pid:cpus $(affinity "$cy_pid"); nginx master and worker pid:cpus $(affinity "$ng_pid")"
+		for _ in 1 2 3; do
+			curl -fs -o /dev/null "$manifest_url"
+			curl -fs -o /dev/null "http://127.0.0.1:$NG_PORT/manifest"
+		done
+		: >"$work/pinned-$logging"
+		# Within a round the two servers run one after the other, so that
+		# a round's ratio is measured under about the same load from
+		# elsewhere; which goes first alternates.
+		for round in $(seq 1 "$ROUNDS"); do
+			if ((round % 2)); then
+				c=$(run_wrk_pinned cacheyd "$logging-$round" "$manifest_url" "$cy_pid")
+				n=$(run_wrk_pinned nginx "$logging-$round" "http://127.0.0.1:$NG_PORT/manifest" "$ng_pid")
+			else
+				n=$(run_wrk_pinned nginx "$logging-$round" "http://127.0.0.1:$NG_PORT/manifest" "$ng_pid")
+				c=$(run_wrk_pinned cacheyd "$logging-$round" "$manifest_url" "$cy_pid")
+			fi
+			echo "$c $n" >>"$work/pinned-$logging" # cacheyd: req/s, its CPU, wrk's; nginx: the same
+		done
+		if [[ $level == info ]] && ! grep -q 'source=memory' "$work/cacheyd-$level.log"; then
+			echo "compare.sh: cacheyd did not answer the manifest from memory" >&2
+		fi
+	done
+
+	echo
+	echo "pinned hit path: a warm manifest of $(stat -c %s "$work/www/manifest") bytes, cacheyd from its memory tier (GOMAXPROCS=1) against nginx's static file (1 worker), both on CPU $SERVER_CPU; wrk -t1 -c$PIN_CONNS -d$DURATION on CPU $LOAD_CPU; $ROUNDS rounds, each measuring both servers, cacheyd first in odd rounds"
+	# spread: min/median/max of the numbers on standard input.
+	spread() { sort -g | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f/%.2f/%.2f", v[1], m, v[NR]}'; }
+	printf '%-22s %14s %14s %20s %26s\n' "" "cacheyd req/s" "nginx req/s" "ratio min/med/max" "per CPU-second min/med/max"
+	for logging in $PIN_LOGS; do
+		label="access log to a file"
+		[[ $logging == on ]] || label="no access log"
+		f="$work/pinned-$logging"
+		printf '%-22s %14s %14s %20s %26s\n' "$label" "$(cut -d' ' -f1 "$f" | median)" "$(cut -d' ' -f4 "$f" | median)" \
+			"$(awk '{print $1 / $4}' "$f" | spread)" "$(awk '$2 > 0 && $5 > 0 {print ($1 / $2) / ($4 / $5)}' "$f" | spread)"
+	done
+	for logging in $PIN_LOGS; do
+		f="$work/pinned-$logging"
+		full=$(awk -v m="$FULL_CPU" '$2 >= m && $5 >= m' "$f")
+		printf '%-22s %s\n' "log $logging, full CPU" \
+			"$(if [[ -n $full ]]; then echo "$(wc -l <<<"$full") rounds where both servers had >= $FULL_CPU of their CPU: ratio $(awk '{print $1 / $4}' <<<"$full" | spread) min/med/max"; else echo "no round where both servers had >= $FULL_CPU of their CPU"; fi)"
+	done
+	echo "ratio: cacheyd's req/s over nginx's in the same round; per CPU-second: the same for requests per second of the server's own CPU time"
+	echo "every round: req/s, the server's share of its CPU, wrk's share of its CPU; cacheyd then nginx; ratio"
+	for logging in $PIN_LOGS; do
+		awk -v l="$logging" '{printf "  log %-3s round %d:  cacheyd %9.0f %4.2f %4.2f   nginx %9.0f %4.2f %4.2f   %5.3f\n", l, NR, $1, $2, $3, $4, $5, $6, $1 / $4}' "$work/pinned-$logging"
+	done
 	stop "$ng_pid" QUIT
 	stop "$cy_pid"
 	stop "$up_pid"

@@ -25,6 +25,12 @@ const (
 	// Warm: nodes pull through a cacheyd that holds all of them (the one
 	// the cold burst filled, or one filled by a single untimed pull).
 	Warm Scenario = "warm"
+	// LazyDirect: nodes pull the way lazy-pulling snapshotters do (see
+	// LazyReads), straight from the upstream.
+	LazyDirect Scenario = "lazy-direct"
+	// LazyCold: the same reads through a cacheyd that holds none of the
+	// images.
+	LazyCold Scenario = "lazy-cold"
 )
 
 // Balance is how nodes reach the replicas of a cluster.
@@ -41,8 +47,15 @@ const (
 	BalanceConnection Balance = "connection"
 )
 
-// Scenarios lists every scenario in the order a run measures them.
+// Scenarios lists the scenarios of a default run, in the order a run
+// measures them.
 var Scenarios = []Scenario{Direct, Cold, Warm}
+
+// LazyScenarios are the lazy-pulling pair, measured after Scenarios.
+var LazyScenarios = []Scenario{LazyDirect, LazyCold}
+
+// allScenarios is every scenario in the order a run measures them.
+var allScenarios = append(slices.Clone(Scenarios), LazyScenarios...)
 
 // Config configures a run. The zero value of each field is documented; it
 // is never "Docker Hub-like": DefaultConfig and QuickConfig give those
@@ -52,7 +65,8 @@ type Config struct {
 	// the whole image set at once. Nil means 1, 4, 16, 64.
 	Nodes []int
 	// Scenarios are measured for every burst size, in the order of
-	// Scenarios whatever the order here. Nil means all three.
+	// Scenarios and then LazyScenarios whatever the order here. Nil means
+	// Scenarios.
 	Scenarios []Scenario
 	// Images is the image set every node pulls. Nil means DefaultImages.
 	Images []Image
@@ -79,6 +93,8 @@ type Config struct {
 	// Resume is how many times a node continues one broken blob download
 	// with "Range: bytes=N-". Zero means a broken download fails the image.
 	Resume int
+	// Lazy is what the nodes of the lazy scenarios read of each layer.
+	Lazy LazyReads
 	// BurstTimeout bounds one burst; nodes still pulling then fail. Zero
 	// means 10 minutes.
 	BurstTimeout time.Duration
@@ -217,16 +233,17 @@ func (c Config) withDefaults() (Config, error) {
 		c.Start = startCacheyd
 	}
 	var ordered []Scenario
-	for _, s := range Scenarios {
+	for _, s := range allScenarios {
 		if slices.Contains(c.Scenarios, s) {
 			ordered = append(ordered, s)
 		}
 	}
 	for _, s := range c.Scenarios {
-		if !slices.Contains(Scenarios, s) {
-			return c, fmt.Errorf("bench: unknown scenario %q (want direct, cold or warm)", s)
+		if !slices.Contains(allScenarios, s) {
+			return c, fmt.Errorf("bench: unknown scenario %q (want direct, cold, warm, lazy-direct or lazy-cold)", s)
 		}
 	}
+	c.Lazy = c.Lazy.withDefaults()
 	c.Scenarios = ordered
 	switch {
 	case len(c.Nodes) == 0:
@@ -241,6 +258,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("bench: balance %q: want node or connection", c.Balance)
 	case c.Replicas > 1 && c.Target != "":
 		return c, errors.New("bench: replicas are started in-process; not with a target")
+	case c.Lazy.Footer < 0 || c.Lazy.Window < 0 || c.Lazy.Windows < 0:
+		return c, errors.New("bench: lazy footer, window and windows must not be negative")
 	}
 	for _, n := range c.Nodes {
 		if n < 1 || n > 4096 {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,28 @@ func (u *fakeHub) reset() {
 	u.mu.Unlock()
 }
 
+// settle waits until upstream has sent no content byte for quiet, or for
+// at most limit, or until ctx ends, and returns the bytes it sent since
+// reset: what a cacheyd still fetching in the background adds after its
+// clients are done.
+func (u *fakeHub) settle(ctx context.Context, quiet, limit time.Duration) int64 {
+	deadline := time.Now().Add(limit)
+	last, since := u.bytes.Load(), time.Now()
+	t := time.NewTicker(quiet / 10)
+	defer t.Stop()
+	for time.Since(since) < quiet && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return u.bytes.Load()
+		case <-t.C:
+		}
+		if now := u.bytes.Load(); now != last {
+			last, since = now, time.Now()
+		}
+	}
+	return last
+}
+
 // firstByte returns when the first body byte of d was sent since reset.
 func (u *fakeHub) firstByte(d oci.Digest) (time.Time, bool) {
 	u.mu.Lock()
@@ -84,7 +107,7 @@ func (u *fakeHub) counting(w http.ResponseWriter, req *http.Request) http.Respon
 }
 
 // countingWriter counts the body bytes of a 2xx answer and notes when the
-// first one went out.
+// first one was handed to the connection.
 type countingWriter struct {
 	http.ResponseWriter
 	u      *fakeHub
@@ -100,21 +123,28 @@ func (w *countingWriter) WriteHeader(status int) {
 	w.ResponseWriter.WriteHeader(status)
 }
 
+// Write counts p before it goes out and takes back what did not: a client
+// can have a byte only once it is counted, so a burst whose nodes are done
+// has all its bytes counted, and none arrive late in the next one's.
 func (w *countingWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	n, err := w.ResponseWriter.Write(p)
-	if n > 0 && w.status/100 == 2 {
-		if !w.wrote && w.digest != "" {
-			w.u.mu.Lock()
-			if _, seen := w.u.first[w.digest]; !seen {
-				w.u.first[w.digest] = time.Now()
-			}
-			w.u.mu.Unlock()
+	if len(p) == 0 || w.status/100 != 2 {
+		return w.ResponseWriter.Write(p)
+	}
+	if !w.wrote && w.digest != "" {
+		w.u.mu.Lock()
+		if _, seen := w.u.first[w.digest]; !seen {
+			w.u.first[w.digest] = time.Now()
 		}
-		w.wrote = true
-		w.u.bytes.Add(int64(n))
+		w.u.mu.Unlock()
+	}
+	w.wrote = true
+	w.u.bytes.Add(int64(len(p)))
+	n, err := w.ResponseWriter.Write(p)
+	if n < len(p) {
+		w.u.bytes.Add(int64(n - len(p)))
 	}
 	return n, err
 }

@@ -58,20 +58,8 @@ func (n *node) pull(ctx context.Context, cat *catalog) nodeResult {
 		res.errs = append(res.errs, err)
 		return res
 	}
-	var progress func(puller.Kind, int64)
-	if n.progress != nil {
-		progress = func(_ puller.Kind, b int64) { n.progress(b) }
-	}
 	for _, img := range cat.images {
-		// Tokens: straight from the upstream a node answers its challenge,
-		// as containerd does.
-		p := &puller.Puller{
-			Client: n.client, Base: n.base, Namespace: n.ns, Platforms: []v1.Platform{plat}, Tokens: true,
-			Parallel: n.cfg.Parallel, Resume: n.cfg.Resume,
-			Known:    func(d oci.Digest) bool { return store[d] },
-			Progress: progress,
-			Observe:  n.observe,
-		}
+		p := n.puller(plat, func(d oci.Digest) bool { return store[d] })
 		pr, err := p.Pull(ctx, img.repo, img.tag)
 		if pr != nil {
 			for _, d := range pr.Blobs {
@@ -87,6 +75,24 @@ func (n *node) pull(ctx context.Context, cat *catalog) nodeResult {
 	res.fetches = n.fetches
 	n.mu.Unlock()
 	return res
+}
+
+// puller is the node's puller for one image: known says what its content
+// store holds.
+func (n *node) puller(plat v1.Platform, known func(oci.Digest) bool) *puller.Puller {
+	var progress func(puller.Kind, int64)
+	if n.progress != nil {
+		progress = func(_ puller.Kind, b int64) { n.progress(b) }
+	}
+	// Tokens: straight from the upstream a node answers its challenge, as
+	// containerd does.
+	return &puller.Puller{
+		Client: n.client, Base: n.base, Namespace: n.ns, Platforms: []v1.Platform{plat}, Tokens: true,
+		Parallel: n.cfg.Parallel, Resume: n.cfg.Resume,
+		Known:    known,
+		Progress: progress,
+		Observe:  n.observe,
+	}
 }
 
 func (n *node) observe(f puller.Fetch) {

@@ -56,6 +56,9 @@ type Setup struct {
 	// Balance how the nodes reached them.
 	Replicas int     `json:"replicas"`
 	Balance  Balance `json:"balance,omitempty"`
+	// Lazy is what the nodes of the lazy scenarios read; nil when none
+	// ran.
+	Lazy *LazySetup `json:"lazy,omitempty"`
 }
 
 // Result is one burst: Nodes nodes pulling the set at once.
@@ -86,6 +89,17 @@ type Result struct {
 	// NodeSeconds is the time from the burst's start to each OK node
 	// having every image, over the OK nodes.
 	NodeSeconds Percentiles `json:"node_seconds"`
+	// FirstWindowSeconds is, for the lazy scenarios, the time from the
+	// burst's start to each OK node having read its first footer; their
+	// NodeSeconds is until it had read every window of every layer.
+	FirstWindowSeconds *Percentiles `json:"first_window_seconds,omitempty"`
+	// FooterSeconds is, for the lazy scenarios, how long each footer read
+	// of the OK nodes took, from its request to its last byte.
+	FooterSeconds *Percentiles `json:"footer_seconds,omitempty"`
+	// UpstreamSettledBytes is, for lazy-cold, what upstream had sent once
+	// it went quiet after the nodes were done: UpstreamBytes and the rest
+	// of each layer, which cacheyd fetches to cache it whole.
+	UpstreamSettledBytes *int64 `json:"upstream_settled_bytes,omitempty"`
 	// FirstByteLagSeconds is, over the fetches through a cold cacheyd that
 	// were waiting when upstream sent the object's first byte, how long
 	// after that the node's first byte came: near zero when cacheyd
@@ -156,9 +170,49 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "upstream: %s latency per request, %s, %s; nodes: %d downloads at once; %s\n\n",
 		time.Duration(s.LatencySeconds*float64(time.Second)), bw, limit, s.Parallel, where)
 
+	var pulls, lazy []Result
+	for _, x := range r.Results {
+		if x.FirstWindowSeconds != nil {
+			lazy = append(lazy, x)
+		} else {
+			pulls = append(pulls, x)
+		}
+	}
+	if len(pulls) > 0 {
+		if err := writePulls(w, pulls); err != nil {
+			return err
+		}
+	}
+	if len(lazy) > 0 {
+		if len(pulls) > 0 {
+			fmt.Fprintln(w)
+		}
+		if err := writeLazy(w, s.Lazy, lazy); err != nil {
+			return err
+		}
+	}
+	var notes []string
+	for _, x := range r.Results {
+		for _, f := range x.Failures {
+			notes = append(notes, fmt.Sprintf("%s ×%d: %s", x.Scenario, x.Nodes, f))
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w, "\nnodes that did not get every image:")
+		for _, n := range notes {
+			fmt.Fprintln(w, "  "+n)
+		}
+	}
+	fmt.Fprintf(w, "\npulls: manifest GETs Docker Hub counts; upstream: manifest and blob bytes it sent; times: burst start to a node having every image (OK nodes); run took %s\n",
+		(time.Duration(r.Seconds * float64(time.Second))).Round(time.Second))
+	return nil
+}
+
+// writePulls writes the table of the bursts of whole pulls.
+func writePulls(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tnodes\tok\tpulls\t429s\tupstream\tserved\thit\tp50\tp95\tmax\t1st-byte lag p50/max\tpeak RSS\tCPU/GiB\t")
-	for _, x := range r.Results {
+	for _, x := range results {
 		hit, lag, rss, cpu := "-", "-", "-", "-"
 		if x.HitRatio != nil {
 			hit = fmt.Sprintf("%.3f", *x.HitRatio)
@@ -178,24 +232,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			humanize.IBytes(uint64(x.UpstreamBytes)), humanize.IBytes(uint64(x.BytesServed)), hit,
 			secs(t.P50, t.N), secs(t.P95, t.N), secs(t.Max, t.N), lag, rss, cpu)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	var notes []string
-	for _, x := range r.Results {
-		for _, f := range x.Failures {
-			notes = append(notes, fmt.Sprintf("%s ×%d: %s", x.Scenario, x.Nodes, f))
-		}
-	}
-	if len(notes) > 0 {
-		fmt.Fprintln(w, "\nnodes that did not get every image:")
-		for _, n := range notes {
-			fmt.Fprintln(w, "  "+n)
-		}
-	}
-	fmt.Fprintf(w, "\npulls: manifest GETs Docker Hub counts; upstream: manifest and blob bytes it sent; times: burst start to a node having every image (OK nodes); run took %s\n",
-		(time.Duration(r.Seconds * float64(time.Second))).Round(time.Second))
-	return nil
+	return tw.Flush()
 }
 
 func secs(s float64, n int) string {

@@ -137,6 +137,7 @@ func (r *runner) setup() Setup {
 	for _, o := range r.cat.objects {
 		s.LargestBlob = max(s.LargestBlob, o.size)
 	}
+	s.Lazy = r.lazySetup()
 	return s
 }
 
@@ -160,16 +161,29 @@ func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 		}
 	)
 	defer halt()
+	empty := func() (err error) { // a new cacheyd holding none of the set
+		halt()
+		base, stop, dir, err = r.cacheyd(ctx, n)
+		return err
+	}
 	warmable := false // base holds the set
 	for _, sc := range r.cfg.Scenarios {
 		switch sc {
 		case Direct:
 			out = append(out, r.burst(ctx, sc, n, []string{r.up.reg.URL()}, ""))
 			continue
+		case LazyDirect:
+			out = append(out, r.lazyBurst(ctx, sc, n, []string{r.up.reg.URL()}, ""))
+			continue
+		case LazyCold:
+			if err := empty(); err != nil {
+				return out, err
+			}
+			out = append(out, r.lazyBurst(ctx, sc, n, base, r.up.reg.Host()))
+			warmable = false
+			continue
 		case Cold:
-			halt()
-			var err error
-			if base, stop, dir, err = r.cacheyd(ctx, n); err != nil {
+			if err := empty(); err != nil {
 				return out, err
 			}
 		case Warm:
@@ -242,6 +256,36 @@ func (r *runner) prime(ctx context.Context, base []string) error {
 // maxFailures bounds the distinct failure reasons reported per burst.
 const maxFailures = 5
 
+// reasons groups why the nodes of a burst failed, by message.
+type reasons struct {
+	count map[string]int
+	order []string // first seen first
+}
+
+func (rs *reasons) add(err error) {
+	msg := shorten(err.Error())
+	if rs.count == nil {
+		rs.count = map[string]int{}
+	}
+	if rs.count[msg] == 0 {
+		rs.order = append(rs.order, msg)
+	}
+	rs.count[msg]++
+}
+
+// list is the first maxFailures reasons, each with how many nodes it
+// stopped, and how many more there were.
+func (rs *reasons) list() []string {
+	var out []string
+	for i, msg := range rs.order {
+		if i == maxFailures {
+			return append(out, fmt.Sprintf("and %d more reasons", len(rs.order)-i))
+		}
+		out = append(out, fmt.Sprintf("%d× %s", rs.count[msg], msg))
+	}
+	return out
+}
+
 // burst has n nodes pull the set from base at once and measures it: node
 // i from base[i mod len(base)].
 func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, ns string) Result {
@@ -282,16 +326,11 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, n
 	}
 	var (
 		times, lags []float64
-		reasons     = map[string]int{}
-		order       []string
+		failed      reasons
 	)
 	for _, nr := range results {
 		if err := nr.check(r.cat); err != nil {
-			msg := shorten(err.Error())
-			if reasons[msg] == 0 {
-				order = append(order, msg)
-			}
-			reasons[msg]++
+			failed.add(err)
 			continue
 		}
 		res.OK++
@@ -310,13 +349,7 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, n
 			lags = append(lags, max(0, f.FirstByte.Sub(up).Seconds()))
 		}
 	}
-	for i, msg := range order {
-		if i == maxFailures {
-			res.Failures = append(res.Failures, fmt.Sprintf("and %d more reasons", len(order)-i))
-			break
-		}
-		res.Failures = append(res.Failures, fmt.Sprintf("%d× %s", reasons[msg], msg))
-	}
+	res.Failures = failed.list()
 	res.NodeSeconds = percentiles(times)
 	if sc == Cold {
 		p := percentiles(lags)

@@ -28,6 +28,10 @@ type object struct {
 	digest   oci.Digest
 	size     int64
 	manifest bool
+	// content is a layer's bytes, which upstream holds too (the same
+	// slice): what the lazy nodes' windows must match. Nil for manifests
+	// and configs.
+	content []byte
 }
 
 // descriptor is o as a manifest lists it.
@@ -60,6 +64,7 @@ type catalog struct {
 func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, platform, tagSuffix string) (*catalog, error) {
 	cat := &catalog{objects: map[oci.Digest]object{}}
 	shared := map[string]v1.Layer{} // by platform + "/" + Layer.Shared
+	contents := map[oci.Digest][]byte{}
 	storedBlobs := map[oci.Digest]bool{}
 	for _, img := range imgs {
 		s := seeded{repo: img.Repository, tag: img.Tag + tagSuffix}
@@ -70,7 +75,7 @@ func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, pl
 			platWants []object
 		)
 		for _, p := range img.Platforms {
-			built, err := buildImage(up, p, img.Layers, shared)
+			built, err := buildImage(up, p, img.Layers, shared, contents)
 			if err != nil {
 				return nil, fmt.Errorf("image %s:%s: %w", img.Repository, img.Tag, err)
 			}
@@ -78,7 +83,8 @@ func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, pl
 			if err != nil {
 				return nil, fmt.Errorf("image %s:%s: %w", img.Repository, img.Tag, err)
 			}
-			for _, o := range objs {
+			for i, o := range objs {
+				objs[i].content = contents[o.digest]
 				if !o.manifest && !storedBlobs[o.digest] {
 					storedBlobs[o.digest] = true
 					cat.stored += o.size
@@ -126,8 +132,9 @@ func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, pl
 
 // buildImage makes an OCI image for platform with random layers of the
 // given sizes, reusing (and filling) shared for named layers. The layers
-// are stored upstream at once, without a copy.
-func buildImage(up *registrytest.Registry, platform string, layers []Layer, shared map[string]v1.Layer) (v1.Image, error) {
+// are stored upstream at once, without a copy, and noted in contents by
+// digest.
+func buildImage(up *registrytest.Registry, platform string, layers []Layer, shared map[string]v1.Layer, contents map[oci.Digest][]byte) (v1.Image, error) {
 	plat, err := v1.ParsePlatform(platform)
 	if err != nil {
 		return nil, fmt.Errorf("platform %q: %w", platform, err)
@@ -143,9 +150,11 @@ func buildImage(up *registrytest.Registry, platform string, layers []Layer, shar
 		if err != nil {
 			return nil, err
 		}
-		if _, err := up.PutBlob(b); err != nil {
+		h, err := up.PutBlob(b)
+		if err != nil {
 			return nil, err
 		}
+		contents[oci.Digest(h.String())] = b
 		ls[i] = static.NewLayer(b, types.OCIUncompressedLayer)
 		if l.Shared != "" {
 			shared[key] = ls[i]

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,10 +20,13 @@ import (
 type benchCmd struct {
 	Quick        bool           `env:"CACHEYD_BENCH_QUICK" help:"A run of seconds (CI): a 5 MiB image set, bursts of 1,4,16, 5ms and 20MB/s upstream, pull limit 20. Other flags still apply."`
 	Nodes        []int          `env:"CACHEYD_BENCH_NODES" sep:"," help:"Burst sizes: for each, that many nodes pull the image set at once (default 1,4,16,64)."`
-	Scenarios    []string       `env:"CACHEYD_BENCH_SCENARIOS" sep:"," enum:"direct,cold,warm,load,soak" default:"direct,cold,warm" help:"What to measure for each burst size: direct (nodes pull from upstream), cold (through an empty cacheyd), warm (through a cacheyd holding the set). load (--load-conns clients hitting memory and disk while one blob fills) and soak (--soak-duration of pulls with upstream faults) run once, in-process, after the bursts."`
+	Scenarios    []string       `env:"CACHEYD_BENCH_SCENARIOS" sep:"," enum:"direct,cold,warm,lazy,lazy-direct,lazy-cold,load,soak" default:"direct,cold,warm" help:"What to measure for each burst size: direct (nodes pull from upstream), cold (through an empty cacheyd), warm (through a cacheyd holding the set); lazy is lazy-direct and lazy-cold, nodes that read of each layer only a footer and a few windows, as lazy-pulling snapshotters do (--lazy-footer, --lazy-window, --lazy-windows), straight from upstream and through an empty cacheyd. load (--load-conns clients hitting memory and disk while one blob fills) and soak (--soak-duration of pulls with upstream faults) run once, in-process, after the bursts."`
 	LoadConns    int            `env:"CACHEYD_BENCH_LOAD_CONNS" name:"load-conns" default:"1000" help:"Client connections of the load scenario."`
 	SoakDuration time.Duration  `env:"CACHEYD_BENCH_SOAK_DURATION" name:"soak-duration" default:"30s" help:"How long the soak scenario starts new pulls."`
 	SoakFaults   float64        `env:"CACHEYD_BENCH_SOAK_FAULT_RATE" name:"soak-fault-rate" default:"0.1" help:"Share of upstream content requests the soak answers with a fault (truncated body, 503, 429, slow, in turn); negative: none."`
+	LazyFooter   byteSize       `env:"CACHEYD_BENCH_LAZY_FOOTER" name:"lazy-footer" default:"64KiB" help:"Lazy scenarios: the suffix of each layer read first (Range: bytes=-N)."`
+	LazyWindow   byteSize       `env:"CACHEYD_BENCH_LAZY_WINDOW" name:"lazy-window" default:"256KiB" help:"Lazy scenarios: the size of the table of contents, read just before the footer, and of each file window."`
+	LazyWindows  int            `env:"CACHEYD_BENCH_LAZY_WINDOWS" name:"lazy-windows" default:"3" help:"Lazy scenarios: file windows read of each layer, at offsets drawn from its digest."`
 	Images       string         `env:"CACHEYD_BENCH_IMAGES" type:"existingfile" placeholder:"FILE" help:"Image set to pull (see bench/README.md for the format). Default: five DaemonSet-like multi-arch images, 165 MiB per node, layers of 4 KiB to 112 MiB."`
 	Platform     string         `env:"CACHEYD_BENCH_PLATFORM" default:"linux/amd64" help:"The nodes' platform."`
 	Bandwidth    *byteSize      `env:"CACHEYD_BENCH_BANDWIDTH" placeholder:"BYTES" help:"Upstream bandwidth per connection, in bytes per second, e.g. 40MB (default 40MB; 0: no cap)."`
@@ -92,10 +96,18 @@ func (b *benchCmd) config(s *serveFlags) (bench.Config, error) {
 	}
 	cfg.Scenarios = nil
 	for _, sc := range b.Scenarios {
-		if sc != "load" && sc != "soak" { // run by RunLoad and RunSoak
+		switch sc {
+		case "load", "soak": // run by RunLoad and RunSoak
+		case "lazy":
+			cfg.Scenarios = append(cfg.Scenarios, bench.LazyScenarios...)
+		default:
 			cfg.Scenarios = append(cfg.Scenarios, bench.Scenario(sc))
 		}
 	}
+	if b.LazyFooter < 1 || b.LazyWindow < 1 || b.LazyWindows < 1 {
+		return cfg, errors.New("--lazy-footer, --lazy-window and --lazy-windows: want at least 1")
+	}
+	cfg.Lazy = bench.LazyReads{Footer: int64(b.LazyFooter), Window: int64(b.LazyWindow), Windows: b.LazyWindows}
 	if b.Images != "" {
 		imgs, err := bench.ReadImages(b.Images)
 		if err != nil {

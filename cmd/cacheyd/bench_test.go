@@ -63,7 +63,12 @@ func TestBenchFlags(t *testing.T) {
 			t.Errorf("%q (-want +got):\n%s", c.args, diff)
 		}
 	}
-	_, cfg := parseBench(t, "bench", "--upstream-addr", "127.0.0.1:5055", "--upstream-cdn-addr", "127.0.0.1:5056")
+	_, cfg := parseBench(t, "bench", "--scenarios", "cold,lazy", "--lazy-footer", "32KiB", "--lazy-windows", "5")
+	wantLazy := bench.LazyReads{Footer: 32 << 10, Window: 256 << 10, Windows: 5}
+	if diff := cmp.Diff([]bench.Scenario{bench.Cold, bench.LazyDirect, bench.LazyCold}, cfg.Scenarios); diff != "" || cfg.Lazy != wantLazy {
+		t.Errorf("lazy: scenarios (-want +got):\n%s; reads %+v, want %+v", diff, cfg.Lazy, wantLazy)
+	}
+	_, cfg = parseBench(t, "bench", "--upstream-addr", "127.0.0.1:5055", "--upstream-cdn-addr", "127.0.0.1:5056")
 	if cfg.UpstreamAddr != "127.0.0.1:5055" || cfg.UpstreamCDNAddr != "127.0.0.1:5056" {
 		t.Errorf("upstream addresses %q, %q", cfg.UpstreamAddr, cfg.UpstreamCDNAddr)
 	}
