@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
 )
@@ -54,17 +55,18 @@ type Flight struct {
 	written spans
 	prefix  int64 // bytes [0, prefix) are hashed
 	hashing bool  // a goroutine is extending prefix
-	final   int64 // the size Verify accepted; -1 before
-	done    bool  // Finish was called: err says how it ended
-	err     error
-	// notify is closed and replaced whenever written, prefix or done
-	// change, so that a waiter waits on it without holding mu.
+	// hashIdle, when not nil, is closed when hashing stops: Verify waits
+	// on it, so that hashing need not wake the readers.
+	hashIdle chan struct{}
+	final    int64 // the size Verify accepted; -1 before
+	done     bool  // Finish was called: err says how it ended
+	err      error
+	// notify is closed and replaced to wake the waiting readers (see
+	// wakeDueLocked), so that a reader waits on it without holding mu.
 	notify chan struct{}
-	// wanted counts the readers waiting at each offset, for a writer that
-	// fetches what readers need first; wantedCh is closed and replaced when
-	// a reader starts waiting (readers do not watch it).
-	wanted   map[int64]int
-	wantedCh chan struct{}
+	// waiting holds the readers waiting for bytes, for the writer to wake
+	// them when it is worth it and to fetch first what they need.
+	waiting map[*reader]struct{}
 	// refs counts the writer and every reader; release runs when it drops
 	// to zero (after Open: it closes the file).
 	refs    int
@@ -149,7 +151,7 @@ func (f *Flight) WriteAt(p []byte, off int64) (int, error) {
 		f.mu.Unlock() // two writers raced for the same bytes
 		return n, fmt.Errorf("%w: [%d, %d)", ErrOverlap, off, end)
 	}
-	f.wakeLocked()
+	f.wakeDueLocked()
 	f.mu.Unlock()
 	f.hashPrefix(p, off)
 	return n, nil
@@ -181,10 +183,12 @@ func (f *Flight) hashPrefix(p []byte, off int64) {
 			break
 		}
 		f.prefix = to
-		f.wakeLocked()
 	}
 	f.hashing = false
-	f.wakeLocked()
+	if f.hashIdle != nil {
+		close(f.hashIdle)
+		f.hashIdle = nil
+	}
 	f.mu.Unlock()
 }
 
@@ -227,9 +231,12 @@ func (f *Flight) hashRange(from, to int64, p []byte, off int64) error {
 func (f *Flight) Verify(size int64) error {
 	f.mu.Lock()
 	for f.hashing { // a write's hashing may still run after it returned
-		notify := f.notify
+		if f.hashIdle == nil {
+			f.hashIdle = make(chan struct{})
+		}
+		idle := f.hashIdle
 		f.mu.Unlock()
-		<-notify
+		<-idle
 		f.mu.Lock()
 	}
 	defer f.mu.Unlock()
@@ -280,7 +287,38 @@ func (f *Flight) finishLocked(err error) {
 	f.wakeLocked()
 }
 
-// wakeLocked tells every waiter that something changed.
+// Waking every reader at every write would cost each of them a wakeup and
+// a send per write (a fill writes 128 KiB at a time, to 16 readers in a
+// burst), so the writer wakes the waiting readers only when one of them has
+// wakeRun bytes to send, or its window's last bytes, or is eager: it has
+// not sent its first bytes yet (the first byte is never delayed), or it
+// waited wakeDelay already. A reader that is not eager waits at most
+// wakeDelay before it looks for itself.
+const (
+	wakeRun   = 512 << 10
+	wakeDelay = 10 * time.Millisecond
+)
+
+// wakeDueLocked wakes the waiting readers if one of them is due (see
+// wakeRun).
+func (f *Flight) wakeDueLocked() {
+	for r := range f.waiting {
+		reach := f.written.reach(r.off)
+		if reach <= r.off {
+			continue
+		}
+		end := r.end
+		if end < 0 {
+			end = f.size // -1 when unknown: never reached
+		}
+		if r.eager || reach-r.off >= wakeRun || (end >= 0 && reach >= end) {
+			f.wakeLocked()
+			return
+		}
+	}
+}
+
+// wakeLocked wakes every waiting reader.
 func (f *Flight) wakeLocked() {
 	close(f.notify)
 	f.notify = make(chan struct{})
@@ -310,50 +348,17 @@ func (f *Flight) Release() {
 	}
 }
 
-// want records a reader starting (+1) or ending (-1) a wait at off.
-func (f *Flight) want(off int64, d int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.wanted == nil {
-		f.wanted = map[int64]int{}
-	}
-	if f.wanted[off] += d; f.wanted[off] <= 0 {
-		delete(f.wanted, off)
-	}
-	if d > 0 && f.wantedCh != nil {
-		close(f.wantedCh) // a writer choosing what to fetch next may care
-		f.wantedCh = nil
-	}
-}
-
-// WantedChanged returns a channel closed when a reader next starts waiting.
-func (f *Flight) WantedChanged() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.wantedCh == nil {
-		f.wantedCh = make(chan struct{})
-	}
-	return f.wantedCh
-}
-
-// Wanted returns the offsets readers are waiting at, in ascending order.
+// Wanted returns the offsets readers are waiting at, in ascending order,
+// for a writer that fetches first what readers need.
 func (f *Flight) Wanted() []int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]int64, 0, len(f.wanted))
-	for off := range f.wanted {
-		out = append(out, off)
+	out := make([]int64, 0, len(f.waiting))
+	for r := range f.waiting {
+		out = append(out, r.off)
 	}
 	slices.Sort(out)
-	return out
-}
-
-// Changed returns a channel closed at the next change: bytes written,
-// the prefix hashed, a reader waiting, the end.
-func (f *Flight) Changed() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.notify
+	return slices.Compact(out)
 }
 
 // Written reports the end of the bytes written without a gap from off

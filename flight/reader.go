@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // NewReader returns a reader of length bytes of the object from offset
@@ -37,17 +38,22 @@ type reader struct {
 	end    int64    // exclusive; -1: the end of the object
 	hold   bool
 	closed bool
+	// eager says the writer should wake this reader for any byte (see
+	// wakeRun); the flight's mu guards it.
+	eager bool
+	// timer bounds a wait that is not eager to wakeDelay; nil until the
+	// first such wait.
+	timer *time.Timer
 }
 
-// available returns how far the reader may read now: its window's bytes
-// written without a gap from r.off, short of a last byte that waits for the
-// verdict; whether the flight is done; and its error.
-func (r *reader) available() (until int64, done bool, err error, notify <-chan struct{}) {
+// availableLocked returns how far the reader may read now: its window's
+// bytes written without a gap from r.off, short of a last byte that waits
+// for the verdict; and the flight's error, or io.EOF at the end of the
+// window. The flight's mu must be held.
+func (r *reader) availableLocked() (until int64, err error) {
 	f := r.f
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.done && f.err != nil {
-		return 0, true, f.err, nil
+		return 0, f.err
 	}
 	size := f.size
 	if f.final >= 0 {
@@ -70,9 +76,9 @@ func (r *reader) available() (until int64, done bool, err error, notify <-chan s
 	if winEnd >= 0 && r.off >= winEnd {
 		// The whole window is read: its last byte was released, so
 		// whatever it waited for has come.
-		return until, true, io.EOF, nil
+		return until, io.EOF
 	}
-	return until, f.done, nil, f.notify
+	return until, nil
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -99,27 +105,65 @@ func (r *reader) Read(p []byte) (int, error) {
 }
 
 // wait waits until the reader may read (until > r.off), or returns EOF at
-// the end of its window, the flight's failure, or ctx's cause.
+// the end of its window, the flight's failure, or ctx's cause. A reader
+// that has sent bytes already waits for the writer to have a run of them
+// (wakeRun) or for wakeDelay, whichever comes first; after that wait it is
+// eager, woken by the next byte.
 func (r *reader) wait() (until int64, err error) {
+	f := r.f
+	waited := false
+	f.mu.Lock()
 	for {
-		until, _, err, notify := r.available()
+		until, err := r.availableLocked()
 		if r.off < until {
+			f.mu.Unlock()
 			return until, nil
 		}
 		if err != nil {
+			f.mu.Unlock()
 			if errors.Is(err, io.EOF) {
 				return 0, io.EOF
 			}
-			return 0, fmt.Errorf("flight %s: %w", r.f.digest.Short(), err)
+			return 0, fmt.Errorf("flight %s: %w", f.digest.Short(), err)
 		}
-		r.f.want(r.off, +1)
+		// Checked and registered under one hold of mu, so that no write
+		// can fall between them unseen.
+		if f.waiting == nil {
+			f.waiting = map[*reader]struct{}{}
+		}
+		f.waiting[r] = struct{}{}
+		notify := f.notify
+		var timeout <-chan time.Time
+		// The first bytes are never delayed, nor any after a wait.
+		r.eager = r.off == r.from || waited
+		if !r.eager {
+			if r.timer == nil {
+				r.timer = time.NewTimer(wakeDelay)
+			} else {
+				r.timer.Reset(wakeDelay)
+			}
+			timeout = r.timer.C
+		}
+		f.mu.Unlock()
+		var cause error
 		select {
 		case <-notify:
+		case <-timeout:
 		case <-r.ctx.Done():
-			r.f.want(r.off, -1)
-			return 0, context.Cause(r.ctx)
+			cause = context.Cause(r.ctx)
 		}
-		r.f.want(r.off, -1)
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		f.mu.Lock()
+		delete(f.waiting, r)
+		if cause != nil {
+			f.mu.Unlock()
+			return 0, cause
+		}
+		// Woken by the writer or by the timer: the next wait, if the bytes
+		// are not there, is for any byte.
+		waited = true
 	}
 }
 
