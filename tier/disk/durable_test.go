@@ -69,7 +69,7 @@ func TestCommitIsDurable(t *testing.T) {
 // BenchmarkCommit measures a commit with its syncs and without them, for a
 // manifest-sized and a layer-sized object: the price of durability.
 //
-//	go test -run XXX -bench Commit -benchtime 200x ./tier
+//	go test -run XXX -bench Commit -benchtime 200x ./tier/disk
 func BenchmarkCommit(b *testing.B) {
 	for _, size := range []int{4 << 10, 16 << 20} {
 		for _, durable := range []bool{true, false} {
