@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+
+	"github.com/cacheyd/cacheyd/internal/registrytest"
+	"github.com/cacheyd/cacheyd/oci"
+)
+
+// TestTLSPeersShareFills: two replicas serving HTTPS (--tls-cert, one
+// certificate for both, as replicas usually share one) and guarded by a
+// client token ask each other over HTTPS with that token: every blob,
+// pulled through one replica and then the other, is fetched from upstream
+// exactly once. A peer that could not be reached (plain HTTP to a TLS
+// port, an untrusted certificate, a missing token) would send the asking
+// replica to upstream itself, and the counts would be two.
+func TestTLSPeersShareFills(t *testing.T) {
+	up := registrytest.New(t, registrytest.Options{})
+	const blobs = 16
+	digests := make([]string, blobs)
+	contents := make([][]byte, blobs)
+	for i := range blobs {
+		contents[i] = []byte(fmt.Sprintf("layer %d shared over tls", i))
+		digests[i] = up.SeedBlob(t, "team/app", contents[i]).String()
+	}
+	certFile, keyFile, pool := writeSelfSigned(t)
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	const token = "peer-and-client-token-0123456789"
+	bases := make([]string, len(addrs))
+	for i, addr := range addrs {
+		flags := secureFlags(t, map[string]string{up.Host(): up.URL()})
+		flags.Listen, flags.Advertise, flags.Peers = addr, addr, addrs
+		flags.TLSCert, flags.TLSKey = certFile, keyFile
+		flags.ClientToken = []string{token}
+		bases[i] = mustServe(t, flags)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	for _, base := range bases {
+		for i, dg := range digests {
+			req, err := http.NewRequest(http.MethodGet, base+"/v2/team/app/blobs/"+dg+"?ns="+up.Host(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set(oci.TokenHeader, token)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, contents[i]) {
+				t.Fatalf("%s blob %d: %d, %q, %v", base, i, resp.StatusCode, body, err)
+			}
+		}
+	}
+	for i, dg := range digests {
+		if n := up.Count(http.MethodGet, registrytest.KindBlob, dg); n != 1 {
+			t.Errorf("blob %d fetched from upstream %d times, want once", i, n)
+		}
+	}
+}
+
+// freeAddr returns a loopback address with a port free now, for a replica
+// whose address its peers must know before it starts.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
