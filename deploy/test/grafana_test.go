@@ -255,6 +255,8 @@ func TestDashboard(t *testing.T) {
 		"cacheyd_cache_hits_total", "cacheyd_cache_misses_total", "cacheyd_served_bytes_total",
 		"cacheyd_upstream_bytes_total", "cacheyd_fills_in_flight", "cacheyd_fill_joins_total",
 		"cacheyd_tag_lookups_total", "cacheyd_disk_tier_bytes", "cacheyd_request_duration_seconds",
+		"cacheyd_cluster_members", "cacheyd_cluster_member_skipped", "cacheyd_cluster_requests_total",
+		"cacheyd_cluster_direct_total", "cacheyd_cluster_bytes_total", "cacheyd_cluster_served_total",
 	} {
 		if !used[m] {
 			t.Errorf("the dashboard shows nothing of %s", m)
