@@ -76,7 +76,7 @@ work=$(mktemp -d /tmp/cacheyd-compare.XXXXXX)
 chmod 0755 "$work"
 
 # The processes this script started and has not stopped yet, by PID.
-up_pid= cy_pid= ng_pid= cy2_pid=
+up_pid='' cy_pid='' ng_pid='' cy2_pid=''
 stop() { # stop PID [SIGNAL]
 	[[ -n $1 ]] || return 0
 	kill "-${2:-TERM}" "$1" 2>/dev/null || true
@@ -98,8 +98,8 @@ trap cleanup EXIT
 # wait_for PID FILE PATTERN: until a line of FILE matches (bounded: 60 s),
 # failing at once if process PID has exited.
 wait_for() {
-	local i
-	for i in $(seq 1 600); do
+	local _
+	for _ in $(seq 1 600); do
 		if grep -q "$3" "$2" 2>/dev/null; then
 			return 0
 		fi
@@ -221,7 +221,7 @@ EOF
 
 if [[ $PARTS == *serve* ]]; then
 	start_upstream
-	mkdir -p -m 0755 "$work/www" "$work/nginx-tmp"
+	mkdir -p "$work/www" "$work/nginx-tmp" && chmod 0755 "$work/www" "$work/nginx-tmp"
 	declare -A rps
 	for logging in on off; do
 		level=info
@@ -271,7 +271,7 @@ if [[ $PARTS == *serve* ]]; then
 	stop "$ng_pid" QUIT
 	stop "$cy_pid"
 	stop "$up_pid"
-	ng_pid= cy_pid= up_pid=
+	ng_pid='' cy_pid='' up_pid=''
 fi
 
 # cpu_ticks PID: the CPU time (user and system, in clock ticks) of PID and
@@ -315,7 +315,7 @@ affinity() {
 
 if [[ $PARTS == *pinned* ]]; then
 	start_upstream
-	mkdir -p -m 0755 "$work/www" "$work/nginx-tmp"
+	mkdir -p "$work/www" "$work/nginx-tmp" && chmod 0755 "$work/www" "$work/nginx-tmp"
 	echo
 	for logging in $PIN_LOGS; do
 		level=info
@@ -376,7 +376,7 @@ if [[ $PARTS == *pinned* ]]; then
 	stop "$ng_pid" QUIT
 	stop "$cy_pid"
 	stop "$up_pid"
-	ng_pid= cy_pid= up_pid=
+	ng_pid='' cy_pid='' up_pid=''
 fi
 
 if [[ $PARTS == *memory* ]]; then
