@@ -7,11 +7,14 @@
 // computed over the contiguous prefix as it grows, so chunks that arrive
 // ahead of it are hashed (read back from the file) when the gap before them
 // is filled. A reader waits only for the bytes of its own window. A reader
-// that asks for the last byte of the object waits for the writer's verdict
-// on the whole object before it gets it, so a corrupt origin yields a broken
-// response, never a complete wrong one; the writer decides, per reader,
-// whether a window short of the end waits too. A failure aborts every
-// reader.
+// of the whole object (or of an object whose size is unknown) waits for the
+// writer's verdict on the whole object before it gets its last byte, so a
+// corrupt origin yields a broken response, never a complete wrong one; the
+// writer decides, per reader, whether a window waits too (a window not held
+// is answered unverified, as a registry answers a Range). A failure aborts
+// every reader. Waiting readers are woken in runs rather than at every write: a
+// reader's first bytes and its window's end at once, the rest when half a
+// MiB is there or 10 ms have passed.
 //
 // flight knows nothing of registries, HTTP, tiers or metrics, and starts
 // no goroutines: it imports only the standard library and oci.
