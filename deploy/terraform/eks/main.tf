@@ -6,7 +6,9 @@
 # Amazon Linux 2023: the AMI's containerd already reads
 # /etc/containerd/certs.d (config_path), so the user data only writes
 # _default/hosts.toml. EKS merges this MIME part with its own node
-# configuration, as the launch template sets no AMI.
+# configuration, as the launch template sets no AMI. That config_path lists
+# two directories, which containerd 2.1 and 2.2 take as no mirrors at all:
+# see docs/containerd.md (EKS) for the NodeConfig override on those AMIs.
 resource "aws_launch_template" "al2023" {
   name_prefix = "${var.cluster_name}-cacheyd-al2023-"
   user_data = base64encode(templatefile("${path.module}/al2023-user-data.tftpl", {
