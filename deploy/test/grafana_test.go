@@ -250,7 +250,7 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("variable %s: %s", v.Name, p)
 		}
 	}
-	// What the issue asks the dashboard to show.
+	// What the dashboard must show: the savings, the fills, the tiers, latency, the cluster.
 	for _, m := range []string{
 		"cacheyd_cache_hits_total", "cacheyd_cache_misses_total", "cacheyd_served_bytes_total",
 		"cacheyd_upstream_bytes_total", "cacheyd_fills_in_flight", "cacheyd_fill_joins_total",
