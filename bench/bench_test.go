@@ -22,12 +22,7 @@ func TestQuickRun(t *testing.T) {
 	cfg.Latency, cfg.Bandwidth = time.Millisecond, 0 // correctness only: no need to wait
 	cfg.Dir = t.TempDir()
 	cfg.Chart = filepath.Join(t.TempDir(), "chart.svg")
-	var out bytes.Buffer
-	rep, err := Run(t.Context(), cfg, &out)
-	if err != nil {
-		t.Fatalf("Run: %v\n%s", err, out.String())
-	}
-	t.Logf("\n%s", out.String())
+	rep, out := mustRun(t, cfg)
 	s := rep.Setup
 	if s.Images != 3 || s.Manifests != 5 || s.Blobs != 9 {
 		// busybox: index, manifest, config, base; agent: index, manifest,
@@ -80,7 +75,7 @@ func TestQuickRun(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"scenario", "direct", "cold", "warm", "429s"} {
-		if !strings.Contains(out.String(), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
 		}
 	}

@@ -92,9 +92,7 @@ func (n *node) lazyPull(ctx context.Context, cat *catalog, l LazyReads) lazyResu
 		}
 	}
 	res.end = time.Now()
-	n.mu.Lock()
-	res.fetches = n.fetches
-	n.mu.Unlock()
+	res.fetches = n.fetched()
 	return res
 }
 
@@ -175,13 +173,7 @@ func (r *runner) lazyBurst(ctx context.Context, sc Scenario, n int, base []strin
 
 	start := time.Now()
 	results := make([]lazyResult, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		nd := newNode(base[i%len(base)], ns, r.cfg, func(b int64) { received.Add(b) })
-		// Returns once the node has read the set, or failed; bctx bounds it.
-		wg.Go(func() { results[i] = nd.lazyPull(bctx, r.cat, r.cfg.Lazy) })
-	}
-	wg.Wait()
+	r.runNodes(n, base, ns, &received, func(i int, nd *node) { results[i] = nd.lazyPull(bctx, r.cat, r.cfg.Lazy) })
 	wall := time.Since(start)
 	stopBar()
 

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -51,12 +50,7 @@ func TestLazyQuick(t *testing.T) {
 	cfg.Nodes, cfg.Scenarios = []int{1, 4}, LazyScenarios
 	cfg.Latency, cfg.Bandwidth = time.Millisecond, 0
 	cfg.Dir = t.TempDir()
-	var out bytes.Buffer
-	rep, err := Run(t.Context(), cfg, &out)
-	if err != nil {
-		t.Fatalf("Run: %v\n%s", err, out.String())
-	}
-	t.Logf("\n%s", out.String())
+	rep, out := mustRun(t, cfg)
 	s := rep.Setup
 	if s.Lazy == nil || s.Lazy.Layers != 6 || s.Lazy.Bytes <= 0 || s.Lazy.Bytes >= s.Bytes {
 		t.Fatalf("lazy setup %+v: want 6 layers and fewer bytes than the set's %d", s.Lazy, s.Bytes)
@@ -89,7 +83,7 @@ func TestLazyQuick(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"lazy-direct", "lazy-cold", "1st window", "bytes=-65536"} {
-		if !strings.Contains(out.String(), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
 		}
 	}

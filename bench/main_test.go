@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -17,4 +18,17 @@ func TestMain(m *testing.M) {
 		// only after its sleep (up to 10s) ends.
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 	)
+}
+
+// mustRun runs cfg, failing the test with what the run printed if it
+// fails, and logs the report; it returns the report and that text.
+func mustRun(t *testing.T, cfg Config) (*Report, string) {
+	t.Helper()
+	var out bytes.Buffer
+	rep, err := Run(t.Context(), cfg, &out)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	t.Logf("\n%s", out.String())
+	return rep, out.String()
 }

@@ -71,10 +71,15 @@ func (n *node) pull(ctx context.Context, cat *catalog) nodeResult {
 		}
 	}
 	res.end = time.Now()
-	n.mu.Lock()
-	res.fetches = n.fetches
-	n.mu.Unlock()
+	res.fetches = n.fetched()
 	return res
+}
+
+// fetched returns what the node has fetched whole so far.
+func (n *node) fetched() []puller.Fetch {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.fetches
 }
 
 // puller is the node's puller for one image: known says what its content

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"testing"
 	"time"
 )
@@ -21,12 +20,7 @@ func quickRunWithReplicas(t *testing.T, balance Balance) {
 	cfg.Latency, cfg.Bandwidth = time.Millisecond, 0 // correctness only
 	cfg.Dir, cfg.Replicas = t.TempDir(), 3
 	cfg.Nodes, cfg.Scenarios = []int{8}, []Scenario{Cold, Warm}
-	var out bytes.Buffer
-	rep, err := Run(t.Context(), cfg, &out)
-	if err != nil {
-		t.Fatalf("Run: %v\n%s", err, out.String())
-	}
-	t.Logf("\n%s", out.String())
+	rep, _ := mustRun(t, cfg)
 	s := rep.Setup
 	if s.Replicas != 3 || len(rep.Results) != 2 {
 		t.Fatalf("setup %+v with %d results: want 3 replicas, 2 results", s, len(rep.Results))

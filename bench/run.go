@@ -286,6 +286,18 @@ func (rs *reasons) list() []string {
 	return out
 }
 
+// runNodes runs n nodes at once, node i against base[i mod len(base)] with
+// namespace ns, each adding the bytes it receives to received, and returns
+// once every run has returned (the caller's context bounds them).
+func (r *runner) runNodes(n int, base []string, ns string, received *atomic.Int64, run func(i int, nd *node)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		nd := newNode(base[i%len(base)], ns, r.cfg, func(b int64) { received.Add(b) })
+		wg.Go(func() { run(i, nd) })
+	}
+	wg.Wait()
+}
+
 // burst has n nodes pull the set from base at once and measures it: node
 // i from base[i mod len(base)].
 func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, ns string) Result {
@@ -303,12 +315,7 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, n
 
 	start := time.Now()
 	results := make([]nodeResult, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		nd := newNode(base[i%len(base)], ns, r.cfg, func(b int64) { received.Add(b) })
-		wg.Go(func() { results[i] = nd.pull(ctx, r.cat) })
-	}
-	wg.Wait()
+	r.runNodes(n, base, ns, &received, func(i int, nd *node) { results[i] = nd.pull(ctx, r.cat) })
 	wall := time.Since(start)
 	stopBar()
 

@@ -1,9 +1,9 @@
 package bench
 
 import (
-	"bytes"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,12 +45,7 @@ func TestTargetRunReportsItsCost(t *testing.T) {
 	cfg.Latency, cfg.Bandwidth = time.Millisecond, 0
 	cfg.Target, cfg.TargetPID, cfg.UpstreamAddr, cfg.UpstreamCDNAddr = base, os.Getpid(), upAddr, cdnAddr
 	cfg.Nodes, cfg.Scenarios = []int{4}, []Scenario{Cold, Warm}
-	var out bytes.Buffer
-	rep, err := Run(t.Context(), cfg, &out)
-	if err != nil {
-		t.Fatalf("Run: %v\n%s", err, out.String())
-	}
-	t.Logf("\n%s", out.String())
+	rep, out := mustRun(t, cfg)
 	if len(rep.Results) != 2 {
 		t.Fatalf("%d results, want cold and warm", len(rep.Results))
 	}
@@ -62,7 +57,7 @@ func TestTargetRunReportsItsCost(t *testing.T) {
 	if cold := rep.Results[0]; cold.UpstreamBytes != rep.Setup.Bytes {
 		t.Errorf("cold burst took %d bytes from upstream, want the set's %d", cold.UpstreamBytes, rep.Setup.Bytes)
 	}
-	if !bytes.Contains(out.Bytes(), []byte("CPU/GiB")) {
+	if !strings.Contains(out, "CPU/GiB") {
 		t.Error("the table has no CPU column")
 	}
 }
