@@ -41,6 +41,7 @@
 # Everything it starts is stopped by process ID when it exits. It writes
 # nothing outside a temporary directory (kept when KEEP=1).
 set -euo pipefail
+export GOTOOLCHAIN=go1.27.3 # go.mod's; also what the machine line reports
 
 BLOB=${BLOB:-256MiB}
 DURATION=${DURATION:-10s}

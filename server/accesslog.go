@@ -114,6 +114,17 @@ func (x *exchange) log() {
 	if !x.s.log.Enabled(ctx, level) {
 		return
 	}
+	now := time.Now()
+	if w := x.s.cfg.AccessLog; w != nil {
+		x.writeLine(w, now, level)
+		return
+	}
+	x.s.log.LogAttrs(ctx, level, "request", x.attrs(now)...)
+}
+
+// attrs is the access line's attributes for slog; appendLine writes the
+// same ones by hand.
+func (x *exchange) attrs(now time.Time) []slog.Attr {
 	attrs := make([]slog.Attr, 0, 14)
 	attrs = append(attrs, slog.String("method", x.method))
 	if r := x.req; r != nil && r.Repository != "" {
@@ -131,7 +142,7 @@ func (x *exchange) log() {
 	if x.source != "" {
 		attrs = append(attrs, slog.String("source", x.source))
 	}
-	attrs = append(attrs, slog.Int64("bytes", x.sent), slog.Duration("duration", time.Since(x.start)))
+	attrs = append(attrs, slog.Int64("bytes", x.sent), slog.Duration("duration", now.Sub(x.start)))
 	if x.contentRange != "" {
 		attrs = append(attrs, slog.String("range", x.contentRange))
 	}
@@ -142,7 +153,7 @@ func (x *exchange) log() {
 	if x.err != nil {
 		attrs = append(attrs, slog.String("err", x.err.Error()))
 	}
-	x.s.log.LogAttrs(ctx, level, "request", attrs...)
+	return attrs
 }
 
 // clientClosed reports whether err is the client's connection going away

@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -27,6 +28,14 @@ type Config struct {
 	// Logger receives one access line per request and the HTTP library's
 	// connection errors (at Debug). Nil means slog.Default().
 	Logger *slog.Logger
+	// AccessLog, if set, receives the access lines instead of Logger,
+	// still at the levels Logger enables: each line with one Write, in the
+	// format slog.NewTextHandler gives them (cheaper than going through
+	// slog on the hit path; accessline.go). Set it to the writer of
+	// Logger's text handler, and only for a handler that adds nothing of
+	// its own (no With attributes, no ReplaceAttr): a JSON log leaves it
+	// nil.
+	AccessLog io.Writer
 	// Metrics receives request counts, durations and bytes served. Nil
 	// means counts go nowhere.
 	Metrics *metrics.Metrics

@@ -163,11 +163,12 @@ func (s *serveFlags) benchStarter() bench.Starter {
 		if s.LogLevel == "debug" {
 			level = "debug"
 		}
-		log := newLogger(level, s.LogFormat, os.Stderr)
+		log, access := newLogger(level, s.LogFormat, os.Stderr)
 		cfg, err := flags.config()
 		if err != nil {
 			return "", nil, err
 		}
+		cfg.Server.AccessLog = access
 		cfg.Listener = c.Listener
 		return app.Start(ctx, cfg, log)
 	}

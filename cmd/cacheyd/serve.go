@@ -38,11 +38,11 @@ type serveCmd struct{}
 func (serveCmd) Run(s *serveFlags) error {
 	sink := newLogSink(os.Stderr)
 	defer sink.Close()
-	log := newLogger(s.LogLevel, s.LogFormat, sink)
+	log, access := newLogger(s.LogLevel, s.LogFormat, sink)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The listening line is what scripts and probes wait for: out at once.
-	return s.serve(ctx, log, func(net.Addr) { sink.Flush() })
+	return s.serve(ctx, log, access, func(net.Addr) { sink.Flush() })
 }
 
 // serveFlags holds every flag of cacheyd. Defaults make a flag-free start
@@ -92,13 +92,15 @@ type serveFlags struct {
 	LogFormat string `group:"Logging" default:"text" enum:"text,json" help:"Log format: text or json."`
 }
 
-// serve runs cacheyd with these flags until ctx ends. listening, if set, is
+// serve runs cacheyd with these flags until ctx ends, logging to log and
+// the access lines to access if set (newLogger). listening, if set, is
 // told the bound address (tests listen on port 0).
-func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, listening func(net.Addr)) error {
+func (s *serveFlags) serve(ctx context.Context, log *slog.Logger, access io.Writer, listening func(net.Addr)) error {
 	cfg, err := s.config()
 	if err != nil {
 		return err
 	}
+	cfg.Server.AccessLog = access
 	return app.Run(ctx, cfg, log, listening)
 }
 
@@ -249,13 +251,16 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// newLogger builds the process logger.
-func newLogger(level, format string, w io.Writer) *slog.Logger {
+// newLogger builds the process logger, and the writer the server writes
+// its access lines to itself (server.Config.AccessLog): for the text
+// format, w, which the text handler writes to as well, each line with one
+// Write; for JSON none, and the lines go through slog.
+func newLogger(level, format string, w io.Writer) (*slog.Logger, io.Writer) {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level)) // kong's enum already checked it
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), w
 }
