@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -144,7 +143,7 @@ func BenchmarkHandleManifestHit(b *testing.B) {
 	dg := o.Add(data, "application/vnd.oci.image.manifest.v1+json")
 	req := &oci.Request{Method: "GET", Kind: oci.KindManifest, Registry: "docker.io", Repository: "library/app", Reference: oci.Reference{Digest: dg}}
 	c := warmCache(b, o, nil, req)
-	var sink discardLines
+	sink := lineWriter{discard: true}
 	for _, bc := range []struct {
 		name string
 		cfg  Config
@@ -170,21 +169,4 @@ func BenchmarkHandleManifestHit(b *testing.B) {
 			}
 		})
 	}
-}
-
-// discardLines takes log lines as a buffered sink does: under a lock,
-// copied, and (here) dropped once 64 KiB have gathered.
-type discardLines struct {
-	mu  sync.Mutex // guards buf
-	buf []byte
-}
-
-func (d *discardLines) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.buf)+len(p) > 64<<10 {
-		d.buf = d.buf[:0]
-	}
-	d.buf = append(d.buf, p...)
-	return len(p), nil
 }
