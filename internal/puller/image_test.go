@@ -9,7 +9,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -38,17 +37,7 @@ func digests(ds []v1.Descriptor) []string {
 // is, never an attestation, and fetches nothing else.
 func TestImagePlatforms(t *testing.T) {
 	up := registrytest.New(t, registrytest.Options{})
-	idx := up.SeedIndex(t, "team/app", "", []string{"linux/amd64", "linux/arm64/v8"}, 2, 1<<10)
-	att, err := random.Image(100, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	attDigest, _ := att.Digest()
-	idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{
-		Platform:    &v1.Platform{OS: "unknown", Architecture: "unknown"},
-		Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest"},
-	}})
-	up.WriteIndex(t, "team/app", "v1", idx)
+	idx, attDigest := up.SeedIndexWithAttestation(t, "team/app", "v1", []string{"linux/amd64", "linux/arm64/v8"}, 2, 1<<10)
 	idxDigest, _ := idx.Digest()
 	im, _ := idx.IndexManifest()
 	amd, _ := idx.Image(im.Manifests[0].Digest)

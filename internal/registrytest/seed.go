@@ -57,6 +57,26 @@ func (r *Registry) SeedIndex(t testing.TB, repo, tag string, platforms []string,
 	return idx
 }
 
+// SeedIndexWithAttestation is SeedIndex with one more manifest in the
+// index, an attestation as BuildKit adds them (platform unknown/unknown,
+// annotated "attestation-manifest"), which nodes never pull; it returns the
+// index and the attestation's digest.
+func (r *Registry) SeedIndexWithAttestation(t testing.TB, repo, tag string, platforms []string, layers int, layerSize int64) (v1.ImageIndex, v1.Hash) {
+	t.Helper()
+	idx := r.SeedIndex(t, repo, "", platforms, layers, layerSize)
+	att := randomImage(t, "unknown/unknown", 1, 100)
+	d, err := att.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{
+		Platform:    &v1.Platform{OS: "unknown", Architecture: "unknown"},
+		Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest"},
+	}})
+	r.WriteIndex(t, repo, tag, idx)
+	return idx, d
+}
+
 // SeedBlob stores content as a blob of repo and returns its digest.
 func (r *Registry) SeedBlob(t testing.TB, repo string, content []byte) v1.Hash {
 	t.Helper()

@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
@@ -60,18 +59,7 @@ func imageOf(t *testing.T, idx v1.ImageIndex, platform string) v1.Image {
 
 func TestRunPlatforms(t *testing.T) {
 	up := registrytest.New(t, registrytest.Options{})
-	idx := up.SeedIndex(t, "team/app", "", []string{"linux/amd64", "linux/arm64/v8"}, 2, 4<<10)
-	// An attestation, as BuildKit adds them: nodes never pull it.
-	att, err := random.Image(100, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	attDigest, _ := att.Digest()
-	idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{
-		Platform:    &v1.Platform{OS: "unknown", Architecture: "unknown"},
-		Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest"},
-	}})
-	up.WriteIndex(t, "team/app", "v1", idx)
+	idx, attDigest := up.SeedIndexWithAttestation(t, "team/app", "v1", []string{"linux/amd64", "linux/arm64/v8"}, 2, 4<<10)
 	idxDigest, _ := idx.Digest()
 	amd, arm := imageOf(t, idx, "linux/amd64"), imageOf(t, idx, "linux/arm64/v8")
 
