@@ -65,7 +65,9 @@ type Config struct {
 	// Zero means 16 MiB.
 	FillChunk int64
 	// FillParallel is how many requests one fill makes to the origin at
-	// once. Zero means 4; 1 fetches every object as one stream.
+	// once in order, with up to half as many more for readers no request
+	// is heading for (chunks.go). Zero means 4; 1 fetches every object as
+	// one stream.
 	FillParallel int
 	// MaxFills bounds the fills fetching from upstream at once; more wait
 	// for a slot (slots.go). Zero means 256.

@@ -15,7 +15,10 @@ import (
 // A fill of a large blob is fetched as regions of at most Config.FillChunk
 // bytes, with up to Config.FillParallel requests to the origin at once, in
 // the order readers need them: the region at each waiting reader's next
-// byte first, then the lowest missing one. The first request is the window
+// byte first, then the lowest missing one. A reader whose next byte no
+// request is heading for (a lazy pull's table of contents, asked for while
+// every request is busy with a chunk) does not wait for one to finish: its
+// region gets a request of its own at once, up to rescuers of them. The first request is the window
 // of the request that started the fill, when it asked for one (a lazy
 // pull's footer, say), so that its bytes come in one round trip, or the
 // whole object otherwise; the regions fill in what it does not cover. Each
@@ -24,6 +27,17 @@ import (
 // answers whole: the fill then goes on as one sequential stream. The digest
 // is computed over the prefix as it grows (package flight), so the whole
 // object is still verified before anyone gets its last byte.
+
+// rescuers is how many requests a fill of parallel regular ones may make
+// beyond them for stranded readers (chunker.rescue): half as many again,
+// so that a fill holds at most 1.5× --fill-parallel connections and
+// buffers; none for a fill that is one stream.
+func rescuers(parallel int) int {
+	if parallel <= 1 {
+		return 0
+	}
+	return max(1, parallel/2)
+}
 
 // chunker fetches one fill's object in regions.
 type chunker struct {
@@ -57,6 +71,25 @@ func (k *chunker) next() (span, bool) {
 	}
 	for _, at := range append(k.f.Wanted(), 0) {
 		if s, ok := k.gapLocked(at); ok {
+			s.end = min(s.end, s.start+k.chunk)
+			k.claimLocked(s)
+			return s, true
+		}
+	}
+	return span{}, false
+}
+
+// nextStranded claims the region at a waiting reader's next byte when that
+// byte is neither written nor claimed (no request is heading for it), or
+// reports false.
+func (k *chunker) nextStranded() (span, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.noRange {
+		return span{}, false
+	}
+	for _, at := range k.f.Wanted() {
+		if s, ok := k.gapLocked(at); ok && s.start == at {
 			s.end = min(s.end, s.start+k.chunk)
 			k.claimLocked(s)
 			return s, true
@@ -149,18 +182,19 @@ func (k *chunker) replaceLocked(old, s span) {
 }
 
 // run fetches what first does not cover, with up to parallel requests at
-// once, first's stream among them, and waits for all of them. hinted says
-// the first request asked for a window: a whole answer then means the
-// origin ignores ranges.
-func (k *chunker) run(ctx context.Context, first *oci.Response, parallel int, hinted bool) error {
+// once, first's stream among them, and up to rescuers more for stranded
+// readers (rescue); it waits for all of them. hinted says the first
+// request asked for a window: a whole answer then means the origin ignores
+// ranges.
+func (k *chunker) run(ctx context.Context, first *oci.Response, parallel, rescuers int, hinted bool) error {
 	ctx, k.cancel = context.WithCancelCause(ctx)
 	defer k.cancel(nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, parallel)
+	var wg, rescues sync.WaitGroup
+	// The first failure is the fill's: it ends every other request, and
+	// the context keeps it as the cause.
 	fail := func(err error) {
 		if err != nil {
 			k.cancel(err)
-			errs <- err
 		}
 	}
 	toEnd := first.End <= 0 || first.End >= k.size
@@ -186,10 +220,17 @@ func (k *chunker) run(ctx context.Context, first *oci.Response, parallel int, hi
 	for range parallel - 1 {
 		wg.Go(func() { fail(k.worker(ctx)) })
 	}
+	stop := make(chan struct{})
+	if rescuers > 0 {
+		// Stops when stop closes or the fill's context ends; what it
+		// started, rescues waits for.
+		rescues.Go(func() { k.rescue(ctx, stop, rescuers, fail, &rescues) })
+	}
 	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
+	close(stop)
+	rescues.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
 	if reach, _, _ := k.f.Written(0, k.size); reach != k.size {
 		return fmt.Errorf("fill ended with bytes [%d, %d) of %d written", 0, reach, k.size)
@@ -204,26 +245,72 @@ func (k *chunker) worker(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		req := k.req
-		req.Offset, req.Length = s.start, s.end-s.start
-		resp, err := k.c.retrying.Fetch(ctx, &req)
-		if err != nil {
-			k.done(s)
-			return err
-		}
-		ignored := resp.Offset != s.start || (resp.End > 0 && resp.End != s.end)
-		if ignored {
-			// Range ignored: this answer is the whole object. It still
-			// gives this claim's bytes; no more claims are made, and one
-			// stream carries on to the end.
-			k.mu.Lock()
-			k.noRange = true
-			k.mu.Unlock()
-		}
-		if err := k.stream(resp.Body, resp.Offset, s, ignored); err != nil {
+		if err := k.fetch(ctx, s); err != nil {
 			return err
 		}
 	}
+}
+
+// rescue serves readers stranded where no request is heading: a lazy
+// pull's table of contents or file window, asked for while every regular
+// request is busy with regions of its own, would otherwise wait for one of
+// them to finish a chunk. Each time a reader strands (Flight.Stranded) it
+// claims that reader's region and fetches it at once, with up to limit
+// requests in flight beyond the regular ones; each byte still has one
+// request. It returns when stop closes or ctx ends; the fetches it started
+// are in wg.
+func (k *chunker) rescue(ctx context.Context, stop <-chan struct{}, limit int, fail func(error), wg *sync.WaitGroup) {
+	slots := make(chan struct{}, limit)
+	for {
+		select {
+		case <-k.f.Stranded():
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+		for {
+			select {
+			case slots <- struct{}{}:
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+			s, ok := k.nextStranded()
+			if !ok {
+				<-slots
+				break
+			}
+			k.c.m.FillRescues.Inc()
+			// Ends with its region, or when the fill fails.
+			wg.Go(func() {
+				defer func() { <-slots }()
+				fail(k.fetch(ctx, s))
+			})
+		}
+	}
+}
+
+// fetch gets claim s with a ranged request and writes it.
+func (k *chunker) fetch(ctx context.Context, s span) error {
+	req := k.req
+	req.Offset, req.Length = s.start, s.end-s.start
+	resp, err := k.c.retrying.Fetch(ctx, &req)
+	if err != nil {
+		k.done(s)
+		return err
+	}
+	ignored := resp.Offset != s.start || (resp.End > 0 && resp.End != s.end)
+	if ignored {
+		// Range ignored: this answer is the whole object. It still gives
+		// this claim's bytes; no more claims are made, and one stream
+		// carries on to the end.
+		k.mu.Lock()
+		k.noRange = true
+		k.mu.Unlock()
+	}
+	return k.stream(resp.Body, resp.Offset, s, ignored)
 }
 
 // stream writes the bytes of claim s from body, which holds the object

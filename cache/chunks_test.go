@@ -13,16 +13,18 @@ import (
 	"github.com/cacheyd/cacheyd/oci"
 )
 
-// ranges wraps a fake origin to record every GET's range and the bytes
-// read of each answer, and to hold every GET but the first until release
-// closes.
+// ranges wraps a fake origin to record every GET's range, the bytes read
+// of each answer and the most answers open at once, and to hold every GET
+// but the first (and those pass lets through) until release closes.
 type ranges struct {
 	up      *origintest.Origin
 	release chan struct{}
+	pass    func(oci.Request) bool
 
-	mu   sync.Mutex // guards gets and read
-	gets []oci.Request
-	read []span // what the cache read of each answer
+	mu            sync.Mutex // guards gets, read, open and mostOpen
+	gets          []oci.Request
+	read          []span // what the cache read of each answer
+	open, mostOpen int
 }
 
 func (r *ranges) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
@@ -30,27 +32,52 @@ func (r *ranges) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		r.mu.Lock()
 		r.gets = append(r.gets, *req)
 		first := len(r.gets) == 1
+		r.open++
+		r.mostOpen = max(r.mostOpen, r.open)
 		r.mu.Unlock()
-		if !first && r.release != nil {
+		if !first && r.release != nil && (r.pass == nil || !r.pass(*req)) {
 			select {
 			case <-r.release:
 			case <-ctx.Done():
+				r.closed()
 				return nil, ctx.Err()
 			}
 		}
 	}
 	resp, err := r.up.Fetch(ctx, req)
-	if err == nil && resp.Body != nil {
+	switch {
+	case err == nil && resp.Body != nil && req.Method == http.MethodGet:
 		resp.Body = &spanBody{ReadCloser: resp.Body, r: r, at: resp.Offset}
+	case req.Method == http.MethodGet:
+		r.closed()
 	}
 	return resp, err
+}
+
+// closed counts a GET's answer closed, or a GET that got none.
+func (r *ranges) closed() {
+	r.mu.Lock()
+	r.open--
+	r.mu.Unlock()
+}
+
+func (r *ranges) most() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mostOpen
 }
 
 // spanBody records the bytes of the object read through it.
 type spanBody struct {
 	io.ReadCloser
-	r  *ranges
-	at int64
+	r    *ranges
+	at   int64
+	once sync.Once
+}
+
+func (b *spanBody) Close() error {
+	b.once.Do(b.r.closed)
+	return b.ReadCloser.Close()
 }
 
 func (b *spanBody) Read(p []byte) (int, error) {

@@ -186,7 +186,7 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 		k := &chunker{c: c, f: f, p: p, req: *req, size: resp.Size, chunk: c.cfg.FillChunk}
 		k.req.Offset, k.req.Length, k.req.Suffix = 0, 0, 0
 		hinted := f.hint != (oci.Window{}) || first.Length > 0
-		if err = k.run(ctx, resp, c.cfg.FillParallel, hinted); err == nil {
+		if err = k.run(ctx, resp, c.cfg.FillParallel, rescuers(c.cfg.FillParallel), hinted); err == nil {
 			n = resp.Size
 		}
 	} else {

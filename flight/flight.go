@@ -67,6 +67,9 @@ type Flight struct {
 	// waiting holds the readers waiting for bytes, for the writer to wake
 	// them when it is worth it and to fetch first what they need.
 	waiting map[*reader]struct{}
+	// stranded, when not nil, is closed when a reader begins waiting at a
+	// byte with no written byte before it (Stranded).
+	stranded chan struct{}
 	// refs counts the writer and every reader; release runs when it drops
 	// to zero (after Open: it closes the file).
 	refs    int
@@ -359,6 +362,21 @@ func (f *Flight) Wanted() []int64 {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// Stranded returns a channel closed when a reader next begins waiting at
+// a byte that no write in progress is heading for: one whose previous byte
+// is not written either (a Range read into the middle of the object, say),
+// unlike a reader at the tail of bytes being written. A writer that fetches
+// in regions uses it to fetch such a reader's bytes at once rather than
+// after the regions it has in hand; sequential readers never close it.
+func (f *Flight) Stranded() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stranded == nil {
+		f.stranded = make(chan struct{})
+	}
+	return f.stranded
 }
 
 // Written reports the end of the bytes written without a gap from off

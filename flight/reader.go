@@ -132,6 +132,10 @@ func (r *reader) wait() (until int64, err error) {
 			f.waiting = map[*reader]struct{}{}
 		}
 		f.waiting[r] = struct{}{}
+		if f.stranded != nil && !waited && (r.off == 0 || f.written.reach(r.off-1) == r.off-1) {
+			close(f.stranded)
+			f.stranded = nil
+		}
 		notify := f.notify
 		var timeout <-chan time.Time
 		// The first bytes are never delayed, nor any after a wait.

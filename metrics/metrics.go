@@ -35,6 +35,10 @@ type Metrics struct {
 	FillsWaiting prometheus.Gauge
 	// FillsJoined counts requests that read a fill another request started.
 	FillsJoined prometheus.Counter
+	// FillRescues counts regions fetched at once, with a request beyond a
+	// fill's --fill-parallel, for a reader that asked for bytes no request
+	// was heading for (a lazy pull's window, say).
+	FillRescues prometheus.Counter
 	// Fills counts finished fills by outcome (ok, error).
 	Fills *prometheus.CounterVec // outcome
 	// PassThrough counts requests streamed from upstream with the client's
@@ -120,6 +124,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		FillsJoined: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cacheyd_fill_joins_total", Help: "Requests that streamed a fill started by another request.",
 		}),
+		FillRescues: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cacheyd_fill_rescues_total", Help: "Regions fetched at once for a reader no request of its fill was heading for, beyond --fill-parallel.",
+		}),
 		Fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_fills_total", Help: "Finished fills by outcome (ok, error).",
 		}, []string{"outcome"}),
@@ -171,7 +178,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
-			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
+			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed)
 	}

@@ -67,7 +67,7 @@ type serveFlags struct {
 	MaxFills        int           `group:"Cache" name:"max-fills" default:"256" placeholder:"N" help:"Upstream fetches into the cache at once; more wait for a slot (each holds a 128 KiB buffer and a connection)."`
 	MaxFillsPerReg  int           `group:"Cache" name:"max-fills-per-registry" default:"64" placeholder:"N" help:"Upstream fetches into the cache from one registry at once."`
 	FillChunk       byteSize      `group:"Cache" name:"fill-chunk" default:"16MiB" help:"A blob larger than this is fetched as ranges of this size, several at once, the ones readers wait for first."`
-	FillParallel    int           `group:"Cache" name:"fill-parallel" default:"4" placeholder:"N" help:"Upstream requests one fill makes at once (1: every object as one stream)."`
+	FillParallel    int           `group:"Cache" name:"fill-parallel" default:"4" placeholder:"N" help:"Upstream requests one fill makes at once, in order; up to half as many more fetch at once what a reader asks for that none of them is heading for (1: every object as one stream)."`
 
 	DefaultRegistry string            `group:"Upstream" default:"docker.io" help:"Registry for requests that name none (dockerd registry-mirrors)."`
 	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Trusted as exactly that URL (host and port) for exactly NAME. Repeatable."`
