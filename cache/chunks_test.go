@@ -21,9 +21,9 @@ type ranges struct {
 	release chan struct{}
 	pass    func(oci.Request) bool
 
-	mu            sync.Mutex // guards gets, read, open and mostOpen
-	gets          []oci.Request
-	read          []span // what the cache read of each answer
+	mu             sync.Mutex // guards gets, read, open and mostOpen
+	gets           []oci.Request
+	read           []span // what the cache read of each answer
 	open, mostOpen int
 }
 
