@@ -18,10 +18,11 @@ import (
 // byte first, then the lowest missing one. A reader whose next byte no
 // request is heading for (a lazy pull's table of contents, asked for while
 // every request is busy with a chunk) does not wait for one to finish: its
-// region gets a request of its own at once, up to rescuers of them. The first request is the window
-// of the request that started the fill, when it asked for one (a lazy
-// pull's footer, say), so that its bytes come in one round trip, or the
-// whole object otherwise; the regions fill in what it does not cover. Each
+// region gets a request of its own at once, up to rescuers of them. The
+// first request is the window of the request that started the fill, when
+// it asked for one (a lazy pull's footer, say), so that its bytes come in
+// one round trip, or the whole object otherwise; the regions fill in what
+// it does not cover. Each
 // region is its own ranged request, resumed on its own after a cut (package
 // retry). An origin that ignores Range is noticed on the first region it
 // answers whole: the fill then goes on as one sequential stream. The digest
@@ -262,13 +263,9 @@ func (k *chunker) worker(ctx context.Context) error {
 func (k *chunker) rescue(ctx context.Context, stop <-chan struct{}, limit int, fail func(error), wg *sync.WaitGroup) {
 	slots := make(chan struct{}, limit)
 	for {
-		select {
-		case <-k.f.Stranded():
-		case <-stop:
-			return
-		case <-ctx.Done():
-			return
-		}
+		// Armed before the scan, so that a reader stranding during it (or
+		// before this started) is not missed.
+		stranded := k.f.Stranded()
 		for {
 			select {
 			case slots <- struct{}{}:
@@ -288,6 +285,13 @@ func (k *chunker) rescue(ctx context.Context, stop <-chan struct{}, limit int, f
 				defer func() { <-slots }()
 				fail(k.fetch(ctx, s))
 			})
+		}
+		select {
+		case <-stranded:
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }

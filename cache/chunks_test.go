@@ -20,6 +20,7 @@ type ranges struct {
 	up      *origintest.Origin
 	release chan struct{}
 	pass    func(oci.Request) bool
+	arrived chan oci.Request // if set, told of every GET as it arrives
 
 	mu             sync.Mutex // guards gets, read, open and mostOpen
 	gets           []oci.Request
@@ -35,6 +36,9 @@ func (r *ranges) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		r.open++
 		r.mostOpen = max(r.mostOpen, r.open)
 		r.mu.Unlock()
+		if r.arrived != nil {
+			r.arrived <- *req
+		}
 		if !first && r.release != nil && (r.pass == nil || !r.pass(*req)) {
 			select {
 			case <-r.release:

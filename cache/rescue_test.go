@@ -25,7 +25,8 @@ func TestStrandedWindowIsFetchedAtOnce(t *testing.T) {
 	up := origintest.New()
 	dg := up.Add(data, "")
 	const window = 512<<10 + 100
-	o := &ranges{up: up, release: make(chan struct{}), pass: func(r oci.Request) bool { return r.Offset == window }}
+	o := &ranges{up: up, release: make(chan struct{}), pass: func(r oci.Request) bool { return r.Offset == window },
+		arrived: make(chan oci.Request, 64)}
 	c := newTestCache(t, o, func(cfg *Config) {
 		cfg.MemoryBytes, cfg.FillChunk, cfg.FillParallel = 0, chunk, 2
 	})
@@ -41,11 +42,19 @@ func TestStrandedWindowIsFetchedAtOnce(t *testing.T) {
 	}
 	r.Close()
 
-	// The regular requests are held: only a rescue can answer this, a
+	// Both regular requests are held (the footer's stream carried on as
+	// one of them), so only a rescue can answer this, a
 	// region of its own from the window's first byte (bounded, so that
 	// without one the test fails rather than waits).
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
+	for range 3 { // the footer, then the two regular regions
+		select {
+		case <-o.arrived:
+		case <-ctx.Done():
+			t.Fatal("the fill's regular requests did not arrive")
+		}
+	}
 	mid := blobReq(dg)
 	mid.Wants = oci.Window{Offset: window, Length: 1000}
 	obj, err = c.Get(ctx, mid)
