@@ -114,6 +114,28 @@ func (r *ranges) readOnce(t *testing.T, size int64) {
 	}
 }
 
+// readWindow asks c for n bytes of the blob data (digest dg) at off, as a
+// Range request does, and fails t unless it gets exactly them.
+func readWindow(t *testing.T, c *Cache, dg oci.Digest, data []byte, off, n int64) {
+	t.Helper()
+	req := blobReq(dg)
+	req.Wants = oci.Window{Offset: off, Length: n}
+	obj, err := c.Get(t.Context(), req)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	r, err := obj.Body(off, n)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer r.Close()
+	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data[off:off+n]) {
+		t.Errorf("reader at %d: %d bytes, %v", off, len(got), err)
+	}
+}
+
 func (r *ranges) requests() []oci.Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -179,25 +201,7 @@ func TestReadersAtManyOffsetsEachByteOnce(t *testing.T) {
 	c := chunkedCache(t, o)
 	var wg sync.WaitGroup
 	for i := range 50 {
-		wg.Go(func() {
-			off := int64(i) * int64(len(data)) / 50
-			req := blobReq(dg)
-			req.Wants = oci.Window{Offset: off, Length: 10000}
-			obj, err := c.Get(t.Context(), req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			r, err := obj.Body(off, 10000)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer r.Close()
-			if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data[off:off+10000]) {
-				t.Errorf("reader at %d: %d bytes, %v", off, len(got), err)
-			}
-		})
+		wg.Go(func() { readWindow(t, c, dg, data, int64(i)*int64(len(data))/50, 10000) })
 	}
 	wg.Wait()
 	c.wg.Wait()

@@ -103,21 +103,7 @@ func TestRescuesAreBounded(t *testing.T) {
 	})
 	var wg sync.WaitGroup
 	for i := range 40 {
-		wg.Go(func() {
-			off := int64(i)*size/40 + 7
-			req := blobReq(dg)
-			req.Wants = oci.Window{Offset: off, Length: 5000}
-			obj, err := c.Get(t.Context(), req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			r, _ := obj.Body(off, 5000)
-			defer r.Close()
-			if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data[off:off+5000]) {
-				t.Errorf("reader at %d: %d bytes, %v", off, len(got), err)
-			}
-		})
+		wg.Go(func() { readWindow(t, c, dg, data, int64(i)*size/40+7, 5000) })
 	}
 	wg.Wait()
 	c.wg.Wait()
