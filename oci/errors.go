@@ -43,6 +43,10 @@ type Error struct {
 	// Body and ContentType are upstream's error response, when there is one.
 	Body        []byte
 	ContentType string
+	// Upstream says the answer is the registry's own (a 404, its 401
+	// challenge, a 429, a 5xx), passed on by the upstream client or
+	// relayed by another cacheyd, rather than cacheyd's own refusal.
+	Upstream bool
 
 	// Err is the cause, if any, for errors.Is/As.
 	Err error
@@ -70,6 +74,30 @@ var ErrUpstreamUnavailable = errors.New("upstream unavailable")
 // one treats it as unreachable; the server can tell the two apart and
 // answer a gateway timeout (504) instead of 502.
 var ErrUpstreamTimeout = errors.New("upstream timed out before response headers")
+
+// ErrUpstreamFault marks a transfer the registry failed once it was under
+// way: a body cut for good, more or fewer bytes than announced, bytes that
+// are not the digest asked for, after every attempt the fetch was allowed.
+var ErrUpstreamFault = errors.New("upstream failed the transfer")
+
+// ErrRelayed marks an upstream failure that another cacheyd (a peer or the
+// parent) relayed (RelayedHeader): that cacheyd made its attempts already,
+// so the one that asked makes none of its own (one ladder of retries per
+// client request, not one per hop), does not fetch around it, and does not
+// count the failure against the cacheyd that relayed it.
+var ErrRelayed = errors.New("upstream failure relayed by another cacheyd")
+
+// FromUpstream reports whether err is upstream's doing rather than
+// cacheyd's: the registry's own answer (Error.Upstream), a registry that
+// could not be reached or did not answer in time, a transfer it failed, or
+// such a failure relayed by another cacheyd. A cacheyd answering another
+// marks such answers with RelayedHeader.
+func FromUpstream(err error) bool {
+	if e, ok := AsError(err); ok && e.Upstream {
+		return true
+	}
+	return errors.Is(err, ErrUpstreamUnavailable) || errors.Is(err, ErrUpstreamFault) || errors.Is(err, ErrRelayed)
+}
 
 // AsError returns err's *Error, if it holds one.
 func AsError(err error) (*Error, bool) {

@@ -1,6 +1,9 @@
 package oci
 
-import "io"
+import (
+	"io"
+	"time"
+)
 
 // Request asks an origin (an upstream registry, or another cacheyd) for a
 // manifest, a blob or a listing (tags, referrers). It is plain data: the
@@ -85,4 +88,13 @@ type Response struct {
 	FiltersApplied string
 	// Body is the content from Offset on; nil for a HEAD. The caller closes it.
 	Body io.ReadCloser
+	// Peer says another replica of the cluster answered, not the registry
+	// (nor the parent): its word on a tag is kept for the tag TTL only,
+	// never served stale.
+	Peer bool
+	// Idle is how long Body may send nothing before its reader abandons
+	// it as stalled; zero means the reader's own default. Another cacheyd
+	// relaying a registry that stalls resumes it after its own idle
+	// timeout, so its bodies are given longer before it is blamed.
+	Idle time.Duration
 }

@@ -27,6 +27,11 @@ const (
 	// joined, fill, passthrough, upstream, uncached or tags (the access
 	// log's outcome). The replica that asked counts it.
 	SourceHeader = "X-Cacheyd-Source"
+	// RelayedHeader ("1") marks an error answer that is upstream's doing
+	// (FromUpstream), relayed after the answering cacheyd's own attempts:
+	// the cacheyd that asked neither retries it nor holds it against the
+	// one that relayed it (ErrRelayed).
+	RelayedHeader = "X-Cacheyd-Relayed"
 )
 
 // MaxErrorBody bounds how much of an error body is read and kept to be

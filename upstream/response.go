@@ -27,7 +27,9 @@ var (
 func (c *Client) answer(t target, req *oci.Request, resp *http.Response) (*oci.Response, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
-		return nil, oci.ErrorFromResponse(req.Kind, resp)
+		e := oci.ErrorFromResponse(req.Kind, resp)
+		e.Upstream = true // the registry's own answer
+		return nil, e
 	}
 	c.remember(t, req, resp)
 	out := &oci.Response{Size: resp.ContentLength, End: resp.ContentLength}
