@@ -87,6 +87,13 @@ var ErrUpstreamFault = errors.New("upstream failed the transfer")
 // count the failure against the cacheyd that relayed it.
 var ErrRelayed = errors.New("upstream failure relayed by another cacheyd")
 
+// ErrStalled is why an origin's body was abandoned: it sent nothing for the
+// idle timeout of its reader (retry's, or Response.Idle). The attempt's
+// context is cancelled with it as the cause, so that whoever reads beneath
+// the reader (the cluster's peer client) can tell a stall of the one it
+// asked from the reader's own end.
+var ErrStalled = errors.New("origin sent nothing within the idle timeout")
+
 // FromUpstream reports whether err is upstream's doing rather than
 // cacheyd's: the registry's own answer (Error.Upstream), a registry that
 // could not be reached or did not answer in time, a transfer it failed, or

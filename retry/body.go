@@ -10,9 +10,6 @@ import (
 	"github.com/cacheyd/cacheyd/oci"
 )
 
-// errIdle is why an attempt was abandoned for sending nothing.
-var errIdle = errors.New("origin sent nothing within the idle timeout")
-
 // progressCredit is what a failed attempt must have read to be given back.
 func progressCredit(size int64) int64 {
 	if size < 0 {
@@ -43,9 +40,12 @@ type body struct {
 	actx   context.Context         // the attempt's context
 	cancel context.CancelCauseFunc // ends the attempt
 	idle   *time.Timer
-	past   bool  // the attempt's answer runs past end (it ignored the range)
-	before int64 // n when the attempt started
-	err    error // sticky
+	// idleFor is the attempt's idle timeout: its answer's Response.Idle,
+	// or Config.IdleTimeout.
+	idleFor time.Duration
+	past    bool  // the attempt's answer runs past end (it ignored the range)
+	before  int64 // n when the attempt started
+	err     error // sticky
 }
 
 // next makes attempts until one answers: first is the first request (its
@@ -76,8 +76,14 @@ func (b *body) next(first bool) (*oci.Response, error) {
 		}
 		if err == nil {
 			b.cur, b.actx, b.cancel, b.before = resp.Body, actx, cancel, b.n
+			b.idleFor = b.o.cfg.IdleTimeout
+			if resp.Idle > 0 {
+				// The origin knows its bodies may pause longer (another
+				// cacheyd resuming a registry that stalled).
+				b.idleFor = resp.Idle
+			}
 			if resp.Body != nil {
-				b.idle = time.AfterFunc(b.o.cfg.IdleTimeout, func() { cancel(errIdle) })
+				b.idle = time.AfterFunc(b.idleFor, func() { cancel(oci.ErrStalled) })
 			} else {
 				cancel(nil)
 			}
@@ -138,7 +144,7 @@ func (b *body) Read(p []byte) (int, error) {
 		}
 		n, err := b.cur.Read(p)
 		if n > 0 {
-			b.idle.Reset(b.o.cfg.IdleTimeout)
+			b.idle.Reset(b.idleFor)
 			b.n += int64(n)
 		}
 		if errors.Is(err, io.EOF) && b.end >= 0 && b.start+b.n < b.end {
@@ -150,8 +156,8 @@ func (b *body) Read(p []byte) (int, error) {
 		if cause := context.Cause(b.ctx); cause != nil {
 			return n, cause
 		}
-		if errors.Is(context.Cause(b.actx), errIdle) {
-			err = fmt.Errorf("%w: %w", errIdle, err)
+		if errors.Is(context.Cause(b.actx), oci.ErrStalled) {
+			err = fmt.Errorf("%w: %w", oci.ErrStalled, err)
 		}
 		b.stop()
 		// A listing has no digest to prove a resumed body whole: one cut

@@ -8,6 +8,13 @@
 // resumed: it has no digest to prove the pieces one whole, so a cut fails
 // it.
 //
+// An answer may ask for a longer idle timeout of its own
+// (oci.Response.Idle: another cacheyd relaying a registry that stalls); a
+// stalled attempt's context is cancelled with oci.ErrStalled as its cause,
+// so that the origin beneath can tell a stall from the reader's own end. A
+// failure another cacheyd relayed (oci.ErrRelayed) is not retried: that
+// cacheyd made its attempts already.
+//
 // Attempts are bounded: at most Config.Retries+1 attempts that fail without
 // meaningful progress. An attempt that read at least progressCredit bytes
 // (1/16 of the object, at least 64 KiB and at most 4 MiB; 1 MiB when the
@@ -112,10 +119,16 @@ func (o *Origin) FetchNotify(ctx context.Context, req *oci.Request, failed func(
 // Retryable reports whether another attempt may succeed: upstream could not
 // be reached, answered 5xx or 429, or its body broke. A registry's answer
 // (a 404, a manifest over the size limit) is not retried, nor is the
-// caller's own cancellation.
+// caller's own cancellation, nor a failure another cacheyd relayed
+// (oci.ErrRelayed): that cacheyd made its attempts already, and one ladder
+// of retries per client request is enough, however many cacheyds it
+// crosses.
 func Retryable(err error) bool {
+	if errors.Is(err, oci.ErrRelayed) {
+		return false
+	}
 	if e, ok := oci.AsError(err); ok {
 		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
 	}
-	return !errors.Is(err, context.Canceled) || errors.Is(err, errIdle)
+	return !errors.Is(err, context.Canceled) || errors.Is(err, oci.ErrStalled)
 }

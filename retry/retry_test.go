@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -273,4 +274,82 @@ func TestLongerThanAnnouncedFails(t *testing.T) {
 	if _, err := fetchAll(t, o, get(oci.FromBytes(data))); err == nil {
 		t.Error("a body longer than announced was read without error")
 	}
+}
+
+// TestRelayedFailuresAreNotRetried: a failure another cacheyd relayed
+// (oci.ErrRelayed) ends the fetch, whether it answers the first request or
+// a resume of a cut body: that cacheyd made its attempts already, and a
+// ladder of retries per hop would multiply them.
+func TestRelayedFailuresAreNotRetried(t *testing.T) {
+	relayed := &oci.Error{Status: http.StatusBadGateway, Code: oci.CodeUnavailable, Message: "upstream failed", Upstream: true, Err: oci.ErrRelayed}
+	for _, tt := range []struct {
+		name    string
+		cuts    int // bodies cut before the relayed failure
+		wantGET int
+	}{
+		{"first request", 0, 1},
+		{"resume of a cut body", 1, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := origintest.New()
+			dg := up.Add(origintest.RandomBytes(t, 64<<10), "")
+			up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 1000, tt.cuts })
+			calls := 0
+			o := New(origintest.Func(func(ctx context.Context, r *oci.Request) (*oci.Response, error) {
+				calls++
+				if calls > tt.cuts {
+					return nil, relayed
+				}
+				return up.Fetch(ctx, r)
+			}), Config{Retries: 4, Backoff: time.Millisecond})
+			_, err := fetchAll(t, o, get(dg))
+			if !errors.Is(err, oci.ErrRelayed) {
+				t.Fatalf("err = %v, want the relayed failure", err)
+			}
+			if e, ok := oci.AsError(err); !ok || e.Status != http.StatusBadGateway {
+				t.Errorf("err = %v, want the relayed 502 for the client", err)
+			}
+			if calls != tt.wantGET {
+				t.Errorf("origin asked %d times, want %d", calls, tt.wantGET)
+			}
+		})
+	}
+	if Retryable(fmt.Errorf("cluster: %w", relayed)) {
+		t.Error("Retryable(a relayed 502) = true")
+	}
+}
+
+// TestAnswersSetTheirIdleTimeout: an answer's Response.Idle is its body's
+// idle timeout in place of Config.IdleTimeout, and a stalled attempt's
+// context ends with oci.ErrStalled as its cause, for the origin beneath to
+// see.
+func TestAnswersSetTheirIdleTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		up := origintest.New()
+		data := origintest.RandomBytes(t, 512<<10)
+		dg := up.Add(data, "")
+		up.Set(func(o *origintest.Origin) { o.HangAfter, o.HangCount = 200<<10, 1 })
+		var first context.Context
+		o := New(origintest.Func(func(ctx context.Context, r *oci.Request) (*oci.Response, error) {
+			if first == nil {
+				first = ctx
+			}
+			resp, err := up.Fetch(ctx, r)
+			if err == nil {
+				resp.Idle = 25 * time.Second
+			}
+			return resp, err
+		}), Config{IdleTimeout: 10 * time.Second, Backoff: time.Millisecond})
+		start := time.Now()
+		got, err := fetchAll(t, o, get(dg))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("body after an idle attempt: %v", err)
+		}
+		if waited := time.Since(start); waited < 25*time.Second || waited > 26*time.Second {
+			t.Errorf("resumed after %s, want the answer's 25s", waited)
+		}
+		if cause := context.Cause(first); !errors.Is(cause, oci.ErrStalled) {
+			t.Errorf("the stalled attempt's context ended with %v, want oci.ErrStalled", cause)
+		}
+	})
 }
