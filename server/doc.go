@@ -44,7 +44,10 @@
 //   - Errors (errors.go): upstream's own answer passes through; an upstream
 //     that did not answer in time (oci.ErrUpstreamTimeout, or a deadline)
 //     is 504 UNAVAILABLE, one that cannot be reached 502; a HEAD gets the
-//     headers a GET of the same error gets, Content-Length included.
+//     headers a GET of the same error gets, Content-Length included. An
+//     error that is upstream's doing (oci.FromUpstream) carries
+//     X-Cacheyd-Relayed: 1 (oci.RelayedHeader); cacheyd's own refusals
+//     never do, so a cacheyd that asked this one can tell the two apart.
 //
 // Guards (see docs/security.md):
 //

@@ -105,6 +105,14 @@ var errClientGone = errors.New("client closed the connection")
 //   - anything else: 500 with a generic message; what went wrong is for the
 //     access log, not for the client.
 //
+// An answer that is upstream's doing (oci.FromUpstream: the registry's own
+// answer, a registry unreachable or too slow, a transfer it failed, or
+// such a failure another cacheyd relayed) carries oci.RelayedHeader, so
+// that a cacheyd that asked this one (a peer, a child whose parent this
+// is) neither retries it nor holds it against this one. cacheyd's own
+// refusals (the client-token guard, a malformed request, too many fills, an
+// internal error, a loop) never do.
+//
 // The answer does not depend on the method: a HEAD gets every header a GET
 // of the same error gets, Content-Type and Content-Length included, and
 // fasthttp leaves out the body. (Upstream's answer to a HEAD has no body,
@@ -130,6 +138,9 @@ func writeError(resp *fasthttp.Response, err error) int {
 		e = &oci.Error{Status: http.StatusInternalServerError, Code: "UNKNOWN", Message: "internal error"}
 	}
 	resp.SetStatusCode(e.Status)
+	if oci.FromUpstream(err) {
+		resp.Header.Set(oci.RelayedHeader, "1")
+	}
 	if e.Challenge != "" {
 		resp.Header.Set("WWW-Authenticate", e.Challenge)
 	}
