@@ -51,6 +51,14 @@ type Config struct {
 	// 5s by default), so that a slow upstream reaches the client through
 	// the owner rather than as a fallback. Zero means 15s.
 	HeaderTimeout time.Duration
+	// BodyIdle is how long a body from a peer or the parent may send
+	// nothing before its reader abandons it as stalled
+	// (oci.Response.Idle), which skips that cacheyd. It must be longer
+	// than the time the other cacheyd takes to resume a registry that
+	// stalls: its fill's idle timeout and its upstream's header timeout.
+	// Zero means 65s (twice the default fill idle timeout, 30s, plus the
+	// default upstream header timeout, 5s).
+	BodyIdle time.Duration
 	// Resolver resolves dns: member lists. Nil means net.DefaultResolver.
 	Resolver Resolver
 	// Metrics receives the cluster's counts; nil means they go nowhere.
@@ -74,6 +82,7 @@ const (
 	defaultBackoff       = 10 * time.Second
 	defaultDialTimeout   = 2 * time.Second
 	defaultHeaderTimeout = 15 * time.Second
+	defaultBodyIdle      = 2*30*time.Second + 5*time.Second
 )
 
 // source is where members come from: a static list, or a DNS name and

@@ -22,12 +22,26 @@
 //     client's Authorization; the owner coalesces every replica's request
 //     into its one fill, and R streams the owner's bytes into its own fill,
 //     which verifies the digest and keeps a copy.
-//  5. An owner that cannot be reached, answers 5xx or breaks its body is
-//     skipped for Config.Backoff, and the next member by rank is asked;
-//     when that is R itself, R asks itself with the hop header, so that
+//  5. Failure is held against whoever caused it. An answer the owner marks
+//     relayed (oci.RelayedHeader: upstream's failure, after the owner's own
+//     retries) is the answer: passed on wrapping oci.ErrRelayed, which the
+//     cache's retry wrapper does not retry, never fetched around and never
+//     counted against the owner, so one client request climbs one ladder
+//     of retries however many replicas it crosses. An owner that cannot be
+//     reached, refuses our token, stalls in the middle of a body (the
+//     attempt's context ends with oci.ErrStalled after Config.BodyIdle,
+//     long enough for the owner to resume a registry that stalls), or
+//     answers what no cacheyd answers (1xx or 3xx, a range not asked for,
+//     another digest, bytes that are not the digest: whole objects of a
+//     known digest are verified as they stream) is skipped for
+//     Config.Backoff, and the next member by rank is asked; an unmarked
+//     5xx of its own asks the next member without skipping it. When the
+//     next member is R itself, R asks itself with the hop header, so that
 //     R's own fill for the key is the one that every replica falling back
-//     to R joins. A cut body is resumed by the cache's retry wrapper, which
-//     asks this origin again from the bytes it has.
+//     to R joins. A body the owner cuts is not by itself held against it:
+//     the cache's retry wrapper resumes from the bytes it has by asking
+//     this origin again, which finds the owner unreachable (and skips it)
+//     or learns what its upstream did (relayed).
 //
 // A request only ever goes to a member ranked above the asking replica for
 // its key (reaching itself in the ranking, a replica fetches), and weights

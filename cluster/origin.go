@@ -57,6 +57,9 @@ func New(cfg Config, upstream Fetcher) (*Origin, error) {
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = defaultHeaderTimeout
 	}
+	if cfg.BodyIdle <= 0 {
+		cfg.BodyIdle = defaultBodyIdle
+	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
@@ -215,6 +218,17 @@ func (o *Origin) askBase(ctx context.Context, addr, base string, req *oci.Reques
 	a, err := o.client.fetch(ctx, base, req, hop, o.m.ClusterBytes.WithLabelValues(to))
 	outcomes := o.m.ClusterRequests
 	switch {
+	case errors.Is(err, errCycle):
+		o.skips.fail(addr)
+		o.log.Error("cluster: "+to+" cycle: the request came back to the "+to+" through the cacheyds it asks; skipping it",
+			to, addr, "backoff", o.skips.backoff, "err", err)
+		outcomes.WithLabelValues(to, "loop").Inc()
+		return nil, err
+	case errors.Is(err, errWrong):
+		o.skips.fail(addr)
+		o.log.Warn("cluster: skipping a "+to+" that gave a wrong answer", to, addr, "backoff", o.skips.backoff, "err", err)
+		outcomes.WithLabelValues(to, "wrong").Inc()
+		return nil, err
 	case errors.Is(err, errDown):
 		o.skips.fail(addr)
 		o.log.Warn("cluster: skipping an unreachable "+to, to, addr, "backoff", o.skips.backoff, "err", err)
@@ -222,6 +236,9 @@ func (o *Origin) askBase(ctx context.Context, addr, base string, req *oci.Reques
 		return nil, err
 	case errors.Is(err, errPeer):
 		outcomes.WithLabelValues(to, "fallback").Inc()
+		return nil, err
+	case errors.Is(err, oci.ErrRelayed):
+		outcomes.WithLabelValues(to, "relayed").Inc()
 		return nil, err
 	case err != nil:
 		if _, ok := oci.AsError(err); ok {
@@ -231,12 +248,19 @@ func (o *Origin) askBase(ctx context.Context, addr, base string, req *oci.Reques
 	}
 	outcomes.WithLabelValues(to, outcomeOf(a.source)).Inc()
 	if a.resp.Body != nil {
-		a.resp.Body = &watchedBody{ReadCloser: a.resp.Body, ctx: ctx, broke: func(err error) {
-			// The stream broke under us: the cache's retry wrapper asks
-			// again from the bytes it has, and must find the next source.
+		a.resp.Body = &watchedBody{ReadCloser: a.resp.Body, ctx: ctx, failed: func(how string, err error) {
+			outcomes.WithLabelValues(to, how).Inc()
+			if how == "broken" {
+				// A cut alone is not held against it: the cache's retry
+				// wrapper asks again, and finds it unreachable (skipped
+				// then), or learns what its upstream did (relayed).
+				o.log.Debug("cluster: a "+to+"'s body broke", to, addr, "err", err)
+				return
+			}
+			// It stalled, or sent bytes that are not the object: the
+			// resume must find the next source.
 			o.skips.fail(addr)
-			outcomes.WithLabelValues(to, "broken").Inc()
-			o.log.Warn("cluster: a "+to+" broke its body; skipping it", to, addr, "backoff", o.skips.backoff, "err", err)
+			o.log.Warn("cluster: skipping a "+to+" whose body "+how, to, addr, "backoff", o.skips.backoff, "err", err)
 		}}
 	}
 	return a.resp, nil
@@ -253,21 +277,32 @@ func outcomeOf(source string) string {
 	return "fetched"
 }
 
-// watchedBody tells broke once if the body fails for any reason but its
-// reader's own context ending.
+// watchedBody tells failed once how the body failed, unless its reader's
+// own context ended it: "stalled" when the reader abandoned it for sending
+// nothing (the context's cause is oci.ErrStalled), "wrong" when its bytes
+// are not the object's, "broken" for anything else (a cut).
 type watchedBody struct {
 	io.ReadCloser
 	ctx    context.Context
-	broke  func(error)
-	failed bool
+	failed func(how string, err error)
+	done   bool
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) && !b.failed && b.ctx.Err() == nil {
-		b.failed = true
-		b.broke(err)
-		err = fmt.Errorf("cluster: %w", err)
+	if err == nil || errors.Is(err, io.EOF) || b.done {
+		return n, err
 	}
-	return n, err
+	how := "broken"
+	switch {
+	case errors.Is(err, oci.ErrDigestMismatch):
+		how = "wrong"
+	case errors.Is(context.Cause(b.ctx), oci.ErrStalled):
+		how = "stalled"
+	case b.ctx.Err() != nil:
+		return n, err // the reader's own end
+	}
+	b.done = true
+	b.failed(how, err)
+	return n, fmt.Errorf("cluster: %w", err)
 }

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,11 +12,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/retry"
 )
 
 var content = []byte("0123456789abcdefghij")
@@ -25,13 +29,14 @@ type fakePeer struct {
 	srv  *httptest.Server
 	addr string
 
-	mu   sync.Mutex // guards mode and reqs
-	mode string     // "ok", "503", "404", "guard", "break"
+	mu   sync.Mutex // guards mode, data and reqs
+	mode string     // "ok", "503", "404", "guard", "break", and the wrong answers below
+	data []byte     // the content it answers with
 	reqs []*http.Request
 }
 
 func newFakePeer(t *testing.T) *fakePeer {
-	p := &fakePeer{mode: "ok"}
+	p := &fakePeer{mode: "ok", data: content}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(p.srv.Close)
 	p.addr = strings.TrimPrefix(p.srv.URL, "http://")
@@ -53,7 +58,7 @@ func (p *fakePeer) asked() []*http.Request {
 func (p *fakePeer) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.reqs = append(p.reqs, r.Clone(context.Background()))
-	mode := p.mode
+	mode, content := p.mode, p.data
 	p.mu.Unlock()
 	switch mode {
 	case "503":
@@ -67,6 +72,25 @@ func (p *fakePeer) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", oci.TokenHeader+` realm="cacheyd"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
+	case "relayed 502":
+		w.Header().Set(oci.RelayedHeader, "1")
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, `{"errors":[{"code":"UNAVAILABLE","message":"upstream registry failed the transfer"}]}`)
+		return
+	case "relayed guard":
+		// A registry whose challenge looks like cacheyd's own guard,
+		// passed on by the peer.
+		w.Header().Set(oci.RelayedHeader, "1")
+		w.Header().Set("WWW-Authenticate", oci.TokenHeader+` realm="cacheyd"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	case "302":
+		w.Header().Set("Location", "http://elsewhere.example/blob")
+		w.WriteHeader(http.StatusFound)
+		return
+	case "508":
+		w.WriteHeader(http.StatusLoopDetected)
+		return
 	}
 	off := int64(0)
 	if rg := r.Header.Get("Range"); rg != "" {
@@ -74,15 +98,37 @@ func (p *fakePeer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", string(oci.FromBytes(content)))
+	if mode == "digest" {
+		h.Set("Docker-Content-Digest", string(oci.FromBytes([]byte("another object"))))
+	}
 	h.Set(oci.SourceHeader, "joined")
 	h.Set("Content-Length", strconv.Itoa(len(content)-int(off)))
 	status := http.StatusOK
-	if off > 0 {
+	switch {
+	case mode == "range":
+		// A range the request did not ask for.
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off+1, len(content)-1, len(content)))
+		h.Set("Content-Length", strconv.Itoa(len(content)-int(off)-1))
+		status = http.StatusPartialContent
+		off++
+	case off > 0:
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, len(content)-1, len(content)))
 		status = http.StatusPartialContent
 	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
+		return
+	}
+	switch mode {
+	case "bytes":
+		wrong := bytes.Clone(content[off:])
+		wrong[0] ^= 0xff
+		w.Write(wrong)
+		return
+	case "stall":
+		w.Write(content[off : off+4])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // until the asking replica gives up
 		return
 	}
 	if mode == "break" {
@@ -99,12 +145,17 @@ func (p *fakePeer) serve(w http.ResponseWriter, r *http.Request) {
 type countingUpstream struct {
 	mu   sync.Mutex // guards reqs
 	reqs []oci.Request
+	data []byte // nil: content
 }
 
 func (u *countingUpstream) Fetch(_ context.Context, req *oci.Request) (*oci.Response, error) {
 	u.mu.Lock()
 	u.reqs = append(u.reqs, *req)
 	u.mu.Unlock()
+	content := content
+	if u.data != nil {
+		content = u.data
+	}
 	n := int64(len(content))
 	return &oci.Response{Digest: oci.FromBytes(content), Size: n, End: n, Body: io.NopCloser(strings.NewReader(string(content)))}, nil
 }
@@ -123,6 +174,7 @@ type trio struct {
 	up                  *countingUpstream
 	m                   *metrics.Metrics
 	req                 oci.Request
+	data                []byte // the content of req's digest
 }
 
 func newTrio(t *testing.T, mod func(*Config)) *trio {
@@ -140,10 +192,19 @@ func newTrio(t *testing.T, mod func(*Config)) *trio {
 	tr.o = o
 	byAddr := map[string]*fakePeer{a.addr: a, b.addr: b, s.addr: s}
 	for i := 0; ; i++ {
-		dg := oci.FromBytes([]byte("key " + strconv.Itoa(i)))
+		// Content of content's length whose digest this replica ranks
+		// last: every peer and upstream answer with it.
+		data := []byte(fmt.Sprintf("%0*d", len(content), i))
+		dg := oci.FromBytes(data)
 		r := Rank(o.Members(), string(dg))
 		if r[2] == s.addr {
 			tr.owner, tr.second = byAddr[r[0]], byAddr[r[1]]
+			tr.data, tr.up.data = data, data
+			for _, p := range byAddr {
+				p.mu.Lock()
+				p.data = data
+				p.mu.Unlock()
+			}
 			tr.req = oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "docker.io",
 				Repository: "library/app", Reference: oci.Reference{Digest: dg}}
 			return tr
@@ -175,11 +236,11 @@ func TestTheOwnerIsAskedAsAClientWouldAsk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Offset != 5 || resp.Size != int64(len(content)) || resp.Digest != oci.FromBytes(content) {
-		t.Errorf("response %+v, want offset 5 of %d bytes", resp, len(content))
+	if resp.Offset != 5 || resp.Size != int64(len(tr.data)) || resp.Digest != oci.FromBytes(tr.data) {
+		t.Errorf("response %+v, want offset 5 of %d bytes", resp, len(tr.data))
 	}
-	if got := read(t, resp); got != string(content[5:]) {
-		t.Errorf("body %q, want %q", got, content[5:])
+	if got := read(t, resp); got != string(tr.data[5:]) {
+		t.Errorf("body %q, want %q", got, tr.data[5:])
 	}
 	asked := tr.owner.asked()
 	if len(asked) != 1 || len(tr.second.asked()) != 0 || len(tr.self.asked()) != 0 || tr.up.count() != 0 {
@@ -217,7 +278,7 @@ func TestFailuresFallBackByRank(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, resp); got != string(content) {
+	if got := read(t, resp); got != string(tr.data) {
 		t.Errorf("body %q", got)
 	}
 	if n, s := len(tr.owner.asked()), len(tr.self.asked()); n != 1 || s != 1 || tr.up.count() != 1 {
@@ -302,9 +363,11 @@ func TestAPeersRequestIsNeverForwarded(t *testing.T) {
 	}
 }
 
-// TestABrokenBodySkipsThePeer: an owner that breaks its body is skipped,
-// so that the retry wrapper's resume finds the next source.
-func TestABrokenBodySkipsThePeer(t *testing.T) {
+// TestACutBodyAsksThePeerAgain: an owner that cuts its body is not
+// skipped for it (it may only be relaying its own upstream's cut): the
+// retry wrapper's resume asks it again; an owner unreachable then is
+// skipped, and the resume finds the next source.
+func TestACutBodyAsksThePeerAgain(t *testing.T) {
 	tr := newTrio(t, nil)
 	tr.owner.set("break")
 	req := tr.req
@@ -318,19 +381,146 @@ func TestABrokenBodySkipsThePeer(t *testing.T) {
 	if err == nil {
 		t.Fatal("a broken body read to its end")
 	}
-	if got := tr.o.Route(&req); got != tr.second.addr {
-		t.Errorf("Route after the owner broke = %q, want the second %s", got, tr.second.addr)
+	if got := tr.o.Route(&req); got != tr.owner.addr {
+		t.Errorf("Route after the owner cut its body = %q, want the owner %s still", got, tr.owner.addr)
 	}
+	if n := testutil.ToFloat64(tr.m.ClusterRequests.WithLabelValues("peer", "broken")); n != 1 {
+		t.Errorf("cluster requests {peer, broken} = %v, want 1", n)
+	}
+	tr.owner.srv.Close()
 	req.Offset = 4
 	resp, err = tr.o.Fetch(t.Context(), &req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, resp); got != string(content[4:]) {
-		t.Errorf("resumed body %q, want %q", got, content[4:])
+	if got := read(t, resp); got != string(tr.data[4:]) {
+		t.Errorf("resumed body %q, want %q", got, tr.data[4:])
 	}
-	if n := testutil.ToFloat64(tr.m.ClusterRequests.WithLabelValues("peer", "broken")); n != 1 {
-		t.Errorf("cluster requests {peer, broken} = %v, want 1", n)
+	if n := len(tr.second.asked()); n != 1 {
+		t.Errorf("second asked %d times, want once, for the resume", n)
+	}
+	if got := tr.o.Route(&req); got != tr.second.addr {
+		t.Errorf("Route after the owner went = %q, want the second %s", got, tr.second.addr)
+	}
+}
+
+// TestRelayedFailuresArePassedOn: an upstream failure the owner relayed
+// (oci.RelayedHeader) is the answer: passed on with its status and
+// challenge, wrapping oci.ErrRelayed, with no second member, no upstream
+// and no skip of the owner; a registry's challenge that mimics the guard's
+// is no refusal of our token when it is marked.
+func TestRelayedFailuresArePassedOn(t *testing.T) {
+	for _, tt := range []struct {
+		mode      string
+		status    int
+		challenge string
+	}{
+		{"relayed 502", http.StatusBadGateway, ""},
+		{"relayed guard", http.StatusUnauthorized, oci.TokenHeader + ` realm="cacheyd"`},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			tr := newTrio(t, nil)
+			tr.owner.set(tt.mode)
+			req := tr.req
+			req.Route = tr.o.Route(&req)
+			_, err := tr.o.Fetch(t.Context(), &req)
+			if !errors.Is(err, oci.ErrRelayed) {
+				t.Fatalf("Fetch = %v, want the relayed failure", err)
+			}
+			if e, ok := oci.AsError(err); !ok || e.Status != tt.status || e.Challenge != tt.challenge || !e.Upstream {
+				t.Errorf("Fetch = %+v, want upstream's %d with challenge %q", e, tt.status, tt.challenge)
+			}
+			if n := len(tr.second.asked()) + len(tr.self.asked()); n != 0 || tr.up.count() != 0 {
+				t.Errorf("asked the others %d times and upstream %d: a relayed failure was fetched around", n, tr.up.count())
+			}
+			if got := tr.o.Route(&req); got != tr.owner.addr {
+				t.Errorf("Route = %q, want the owner %s: a relayed failure is not its own", got, tr.owner.addr)
+			}
+			if n := testutil.ToFloat64(tr.m.ClusterRequests.WithLabelValues("peer", "relayed")); n != 1 {
+				t.Errorf("cluster requests {peer, relayed} = %v, want 1", n)
+			}
+		})
+	}
+}
+
+// TestWrongAnswersSkipThePeer: an answer no cacheyd gives (a redirect, a
+// range not asked for, another digest, bytes that are not the digest) is
+// the owner's failure: it is skipped, counted as wrong, and the next
+// member asked; bytes that are not the object never complete.
+func TestWrongAnswersSkipThePeer(t *testing.T) {
+	for _, mode := range []string{"302", "range", "digest", "bytes"} {
+		t.Run(mode, func(t *testing.T) {
+			tr := newTrio(t, nil)
+			tr.owner.set(mode)
+			req := tr.req
+			req.Route = tr.o.Route(&req)
+			if mode == "range" {
+				req.Offset = 4
+			}
+			resp, err := tr.o.Fetch(t.Context(), &req)
+			if mode == "bytes" {
+				// The bytes are found wrong at their end: the body fails
+				// one byte short, and the resume goes to the next member.
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !errors.Is(err, oci.ErrDigestMismatch) || len(got) != len(tr.data)-1 {
+					t.Fatalf("wrong bytes: read %d bytes, %v; want all but the last, then a digest mismatch", len(got), err)
+				}
+				req.Offset = int64(len(got))
+				resp, err = tr.o.Fetch(t.Context(), &req)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := read(t, resp); got != string(tr.data[req.Offset:]) {
+				t.Errorf("body %q, want %q", got, tr.data[req.Offset:])
+			}
+			if n, s := len(tr.owner.asked()), len(tr.second.asked()); n != 1 || s != 1 {
+				t.Errorf("asked the owner %d and the second %d times, want each once", n, s)
+			}
+			if got := tr.o.Route(&req); got != tr.second.addr {
+				t.Errorf("Route = %q, want the second %s: the owner is skipped", got, tr.second.addr)
+			}
+			if n := testutil.ToFloat64(tr.m.ClusterRequests.WithLabelValues("peer", "wrong")); n != 1 {
+				t.Errorf("cluster requests {peer, wrong} = %v, want 1", n)
+			}
+		})
+	}
+}
+
+// TestAStalledBodySkipsThePeer: an owner whose body sends nothing for
+// Config.BodyIdle (the answer's oci.Response.Idle, which the retry wrapper
+// honours over its own idle timeout) is skipped, and the resume comes from
+// the next member.
+func TestAStalledBodySkipsThePeer(t *testing.T) {
+	tr := newTrio(t, func(c *Config) { c.BodyIdle = 50 * time.Millisecond })
+	tr.owner.set("stall")
+	req := tr.req
+	req.Route = tr.o.Route(&req)
+	r := retry.New(tr.o, retry.Config{IdleTimeout: time.Hour, Backoff: time.Millisecond})
+	// Bounded, so that an owner never given up on fails the test.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	resp, err := r.Fetch(ctx, &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, resp); got != string(tr.data) {
+		t.Errorf("body %q, want %q", got, tr.data)
+	}
+	// The owner sent 4 bytes; the verifying reader held back the newest
+	// until the end, so 3 reached the reader and the rest is asked for.
+	if n, s := len(tr.owner.asked()), tr.second.asked(); n != 1 || len(s) != 1 || s[0].Header.Get("Range") != "bytes=3-" {
+		t.Fatalf("asked the owner %d times and the second %v; want each once, the second for the rest", n, s)
+	}
+	if got := tr.o.Route(&req); got != tr.second.addr {
+		t.Errorf("Route = %q, want the second %s: the owner is skipped", got, tr.second.addr)
+	}
+	if n := testutil.ToFloat64(tr.m.ClusterRequests.WithLabelValues("peer", "stalled")); n != 1 {
+		t.Errorf("cluster requests {peer, stalled} = %v, want 1", n)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 type client struct {
 	hc    *http.Client
 	token string
+	idle  time.Duration // oci.Response.Idle of the bodies
 }
 
 func newClient(cfg Config) *client {
@@ -46,20 +47,33 @@ func newClient(cfg Config) *client {
 			return http.ErrUseLastResponse
 		}},
 		token: cfg.Token,
+		idle:  cfg.BodyIdle,
 	}
 }
 
 func (c *client) close() { c.hc.CloseIdleConnections() }
 
 // errPeer marks a failure of the peer (or parent) itself, as opposed to an
-// answer it passed on: unreachable, a timeout, a 5xx, a refusal of our
-// token, an answer that makes no sense. The next source is asked.
+// answer it passed on: unreachable, a timeout, a 5xx of its own, a refusal
+// of our token, an answer that makes no sense. The next source is asked.
 var errPeer = errors.New("peer failed")
 
 // errDown marks a peer that could not be reached at all (or refused our
 // token): beside asking the next source, it is skipped for the backoff.
-// A 5xx is not: the peer is up, and only passed on upstream's trouble.
+// A 5xx of its own is not: the peer is up.
 var errDown = fmt.Errorf("%w: unreachable", errPeer)
+
+// errWrong marks an answer no cacheyd gives: a status other than content
+// or an error (1xx, 3xx), a range that does not answer the request, a
+// digest other than the one asked for, bytes that are not it. The peer is
+// skipped for the backoff, and the next source asked.
+var errWrong = fmt.Errorf("%w: an answer no cacheyd gives", errPeer)
+
+// errCycle marks a 508 Loop Detected: the cacheyd asked found its own
+// instance among those the request passed through (oci.ViaHeader), so
+// asking it leads back here. It is skipped for the backoff, and the next
+// source asked.
+var errCycle = fmt.Errorf("%w: a loop", errPeer)
 
 // answer is a peer's answer: the response, and where the peer's own
 // answer came from (oci.SourceHeader).
@@ -70,7 +84,8 @@ type answer struct {
 
 // fetch asks base ("http://host:port") for req. hop marks the request as a
 // peer's. Errors are *oci.Error for an answer to pass on (404, a registry's
-// 401 challenge, 429), or wrap errPeer.
+// 401 challenge, 429), wrap oci.ErrRelayed for upstream's failure that the
+// peer relayed (an *oci.Error too), or wrap errPeer.
 func (c *client) fetch(ctx context.Context, base string, req *oci.Request, hop bool, read prometheus.Counter) (answer, error) {
 	u := base + "/v2/" + req.Repository + "/" + pathKind(req.Kind) + "/" + req.Reference.String() + "?ns=" + url.QueryEscape(req.Registry)
 	hreq, err := http.NewRequestWithContext(ctx, req.Method, u, nil)
@@ -102,7 +117,7 @@ func (c *client) fetch(ctx context.Context, base string, req *oci.Request, hop b
 		}
 		return answer{}, fmt.Errorf("%w: %s: %w", errDown, base, err)
 	}
-	a, err := c.read(base, req, resp, read)
+	a, err := c.read(base, req, resp, hop, read)
 	if err != nil {
 		resp.Body.Close()
 	}
@@ -110,41 +125,86 @@ func (c *client) fetch(ctx context.Context, base string, req *oci.Request, hop b
 }
 
 // read maps a peer's response; on error the caller closes the body.
-func (c *client) read(base string, req *oci.Request, resp *http.Response, read prometheus.Counter) (answer, error) {
+func (c *client) read(base string, req *oci.Request, resp *http.Response, hop bool, read prometheus.Counter) (answer, error) {
+	status := resp.StatusCode
+	relayed := resp.Header.Get(oci.RelayedHeader) == "1"
 	switch {
-	case resp.StatusCode >= 500:
+	case status >= 200 && status <= 299:
+		return c.content(base, req, resp, hop, read)
+	case relayed && status >= 400:
+		// Upstream's failure, after the peer's own attempts: the answer
+		// for the client, neither retried here nor held against the peer.
+		e := oci.ErrorFromResponse(req.Kind, resp)
+		e.Upstream, e.Err = true, oci.ErrRelayed
+		return answer{}, fmt.Errorf("cluster: %s relayed %w", base, e)
+	case status == http.StatusLoopDetected:
+		return answer{}, fmt.Errorf("%w: %s answered %d: the request came back to it", errCycle, base, status)
+	case status < 400:
+		// cacheyd never redirects, and answers no request with 1xx.
+		return answer{}, fmt.Errorf("%w: %s answered %d", errWrong, base, status)
+	case status >= 500:
 		e := oci.ErrorFromResponse(req.Kind, resp)
 		return answer{}, fmt.Errorf("%w: %s answered %w", errPeer, base, e)
-	case resp.StatusCode == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == oci.TokenHeader+` realm="cacheyd"`:
-		// The peer's own guard: our token is not one it takes. That is a
+	case status == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == oci.TokenHeader+` realm="cacheyd"`:
+		// The peer's own guard (a registry's challenge would be marked
+		// relayed): our token is not one it takes. That is a
 		// misconfiguration, not the registry's answer for the client.
 		return answer{}, fmt.Errorf("%w: %s refused the client token", errDown, base)
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return answer{}, oci.ErrorFromResponse(req.Kind, resp)
 	}
-	out := &oci.Response{Size: resp.ContentLength, End: resp.ContentLength}
-	if d, err := oci.ParseDigest(resp.Header.Get("Docker-Content-Digest")); err == nil {
+	return answer{}, oci.ErrorFromResponse(req.Kind, resp)
+}
+
+// content reads a 2xx answer: its digest, type, size and range, each
+// checked against the request, and a body that is verified as it streams
+// when it is meant to be a whole object of a known digest.
+func (c *client) content(base string, req *oci.Request, resp *http.Response, hop bool, read prometheus.Counter) (answer, error) {
+	wrong := func(format string, args ...any) (answer, error) {
+		return answer{}, fmt.Errorf("%w: %s: %s", errWrong, base, fmt.Sprintf(format, args...))
+	}
+	out := &oci.Response{Size: resp.ContentLength, End: resp.ContentLength, Peer: hop, Idle: c.idle}
+	if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
+		d, err := oci.ParseDigest(h)
+		if err != nil {
+			return wrong("Docker-Content-Digest %.80q", h)
+		}
+		if req.Reference.IsDigest() && d != req.Reference.Digest {
+			return wrong("answered %s for %s", d.Short(), req.Reference.Digest.Short())
+		}
 		out.Digest = d
 	}
 	if req.Kind == oci.KindManifest {
 		out.MediaType = resp.Header.Get("Content-Type")
 	}
-	if resp.StatusCode == http.StatusPartialContent && req.Method == http.MethodGet {
+	ranged := req.RangeHeader() != ""
+	switch {
+	case resp.StatusCode == http.StatusPartialContent:
+		if !ranged {
+			return wrong("206 to a request for the whole object")
+		}
 		r, err := oci.ParseContentRange(resp.Header.Get("Content-Range"))
 		if err == nil {
 			err = r.Answers(req)
 		}
 		if err != nil {
-			return answer{}, fmt.Errorf("%w: %s: %w", errPeer, base, err)
+			return wrong("%v", err)
 		}
 		out.Offset, out.End, out.Size = r.Start, r.End+1, r.Size
+	case resp.StatusCode != http.StatusOK:
+		return wrong("answered %d", resp.StatusCode)
 	}
 	a := answer{resp: out, source: resp.Header.Get(oci.SourceHeader)}
 	if req.Method == http.MethodHead {
 		resp.Body.Close()
 		return a, nil
 	}
-	out.Body = &countingBody{ReadCloser: resp.Body, n: read}
+	var body io.ReadCloser = &countingBody{ReadCloser: resp.Body, n: read}
+	if resp.StatusCode == http.StatusOK && out.Digest != "" {
+		// The whole object of a digest (the one asked for, or the one the
+		// peer named for a tag): it cannot complete wrong, and bytes that
+		// are not it fail the peer (watchedBody) rather than the object.
+		body = oci.NewVerifyingReader(body, out.Digest, out.Size, nil)
+	}
+	out.Body = body
 	return a, nil
 }
 

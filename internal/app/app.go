@@ -90,6 +90,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	closeCluster := func() {}
 	if cfg.Cluster.Enabled() {
 		cfg.Cluster.Metrics, cfg.Cluster.Logger = m, log
+		if cfg.Cluster.BodyIdle == 0 {
+			cfg.Cluster.BodyIdle = peerBodyIdle(cfg)
+		}
 		if cfg.Cluster.Token == "" && len(cfg.Server.ClientTokens) > 0 {
 			cfg.Cluster.Token = cfg.Server.ClientTokens[0]
 		}
@@ -145,6 +148,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	err = errors.Join(err, closeAll())
 	log.Info("stopped")
 	return err
+}
+
+// peerBodyIdle is how long a body from a peer or the parent may send
+// nothing before it is abandoned as stalled: long enough for that cacheyd
+// to notice its own upstream stalling (its fill's idle timeout), resume it
+// (upstream's header timeout) and have it stall once more, so that a
+// member relaying a registry that stalls is not the one blamed.
+func peerBodyIdle(cfg Config) time.Duration {
+	idle, header := cfg.Cache.FillIdleTimeout, cfg.Upstream.ResponseHeaderTimeout
+	if idle <= 0 {
+		idle = 30 * time.Second // cache's default
+	}
+	if header <= 0 {
+		header = upstream.DefaultResponseHeaderTimeout
+	}
+	return 2*idle + header
 }
 
 // Start runs cacheyd with cfg on a goroutine of its own and returns once it
