@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,7 +32,7 @@ func startCacheyd(ctx context.Context, c CacheydConfig) (string, func() error, e
 		cfg.Listener, cfg.Listen = c.Listener, c.Listener.Addr().String()
 	}
 	if len(c.Peers) > 0 {
-		cfg.Cluster = cluster.Config{Peers: c.Peers, Advertise: cfg.Listen}
+		cfg.Cluster = cluster.Config{Peers: c.Peers, Advertise: cfg.Listen, Secret: c.Secret}
 	}
 	return app.Start(ctx, cfg, slog.New(slog.DiscardHandler))
 }
@@ -58,6 +60,10 @@ func startCluster(ctx context.Context, cfg *Config, dir string, c CacheydConfig)
 		}
 		lns[i], peers[i] = ln, ln.Addr().String()
 	}
+	// One secret for the replicas of this run.
+	var key [32]byte
+	_, _ = rand.Read(key[:]) // never fails (crypto/rand)
+	secret := hex.EncodeToString(key[:])
 	var stops []func() error
 	stopAll := func() error {
 		var errs []error
@@ -68,7 +74,7 @@ func startCluster(ctx context.Context, cfg *Config, dir string, c CacheydConfig)
 	}
 	for i, ln := range lns {
 		rc := c
-		rc.Dir, rc.Listener, rc.Peers = filepath.Join(dir, "replica-"+strconv.Itoa(i)), ln, peers
+		rc.Dir, rc.Listener, rc.Peers, rc.Secret = filepath.Join(dir, "replica-"+strconv.Itoa(i)), ln, peers, secret
 		if err := os.MkdirAll(rc.Dir, 0o750); err != nil {
 			closeAll(lns[i:])
 			return nil, nil, errors.Join(fmt.Errorf("bench: %w", err), stopAll())

@@ -165,6 +165,9 @@ type CacheydConfig struct {
 	// Peers lists every replica of the cluster as host:port, Listener's
 	// address among them (--peers, --advertise); nil means a cacheyd alone.
 	Peers []string
+	// Secret is the cluster secret the replicas share (--cluster-secret),
+	// with Peers; empty without.
+	Secret string
 }
 
 // DefaultNodes is the burst series of a default run.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/metrics"
 )
 
@@ -30,6 +31,11 @@ type Config struct {
 	// others have it in their lists. Required with Peers. It is always a
 	// member, even while DNS does not list it yet.
 	Advertise string
+	// Listen is this cacheyd's own listen address (":30123"), so that a
+	// Parent that is this very cacheyd is refused: one on a loopback
+	// address or localhost with Listen's port when Listen has no host, or
+	// Listen's own host:port. Empty checks Parent against Advertise only.
+	Listen string
 	// Parent is the base URL of another cacheyd ("http://cacheyd.svc:30123")
 	// asked first for every key this replica fetches itself, with upstream
 	// as the fallback when it fails. Empty means none.
@@ -37,12 +43,33 @@ type Config struct {
 	// Token is sent as oci.TokenHeader to peers and the parent, which
 	// demand it when they have client tokens. Empty sends none.
 	Token string
+	// Secret is the cluster secret every member holds (at least
+	// peerauth.MinSecretLength characters of visible ASCII): requests to
+	// members carry its proof, their answers are believed only with
+	// theirs, a client's Authorization reaches them only sealed with it,
+	// and a member owns keys only once it has proved it (a probe of
+	// peerauth.ProbePath). Required with Peers; unused without.
+	Secret string
+	// Instance is this cacheyd's instance id, added to the oci.ViaHeader
+	// chain of every request sent to the parent (a peer's request carries
+	// the chain on as it came), so that a cacheyd that finds itself in
+	// the chain (a loop of parents) refuses the request rather than wait
+	// for itself. Empty adds none.
+	Instance string
+	// ProbeTimeout bounds one probe of a member. A member new to the view
+	// gets this long to answer its first (probed again every 100ms while
+	// it cannot be reached: replicas of a static list start one after
+	// another), and a request that would go to it waits for that first
+	// verdict. Zero means 3s.
+	ProbeTimeout time.Duration
 	// TLS, when set, makes requests to peers HTTPS with this client
 	// configuration (the parent's scheme is its URL's). Nil means plain
 	// HTTP inside the cluster.
 	TLS *tls.Config
-	// Backoff is how long a peer (or the parent) that failed is skipped.
-	// Zero means 10s.
+	// Backoff is how long a peer (or the parent) that failed is skipped: a
+	// member is probed again after it, and asked again once it proves the
+	// cluster secret; a member that could not prove it is probed again
+	// every Backoff. Zero means 10s.
 	Backoff time.Duration
 	// DialTimeout bounds connecting to a peer. Zero means 2s.
 	DialTimeout time.Duration
@@ -82,6 +109,7 @@ const (
 	defaultBackoff       = 10 * time.Second
 	defaultDialTimeout   = 2 * time.Second
 	defaultHeaderTimeout = 15 * time.Second
+	defaultProbeTimeout  = 3 * time.Second
 	defaultBodyIdle      = 2*30*time.Second + 5*time.Second
 )
 
@@ -101,12 +129,24 @@ func (c Config) parse() (src source, self, parent string, err error) {
 			return src, "", "", fmt.Errorf("cluster: parent %q: want a base URL such as http://cacheyd.cacheyd.svc:30123", c.Parent)
 		}
 		parent = u.Scheme + "://" + u.Host
+		if listensAt(c.Listen, parentAddr(parent)) {
+			return src, "", "", fmt.Errorf("cluster: parent %s is this cacheyd (it listens on %s): every miss would come back to it", c.Parent, c.Listen)
+		}
 	}
 	if len(c.Peers) == 0 {
 		return src, "", parent, nil
 	}
+	if c.Secret == "" {
+		return src, "", "", errors.New("cluster: a member list needs the cluster secret every member holds (Config.Secret): members are believed only with its proof")
+	}
+	if err := peerauth.Validate(c.Secret); err != nil {
+		return src, "", "", fmt.Errorf("cluster: %w", err)
+	}
 	if self, err = canonAddr(c.Advertise); err != nil {
 		return src, "", "", fmt.Errorf("cluster: advertise address: %w", err)
+	}
+	if parent != "" && parentAddr(parent) == self {
+		return src, "", "", fmt.Errorf("cluster: parent %s is this replica (%s): every miss would come back to it", c.Parent, self)
 	}
 	if rest, ok := strings.CutPrefix(c.Peers[0], "dns:"); ok {
 		if len(c.Peers) > 1 {
@@ -132,7 +172,46 @@ func (c Config) parse() (src source, self, parent string, err error) {
 	if !seen[self] {
 		return src, "", "", fmt.Errorf("cluster: this replica (%s) is not among the members %v", self, src.static)
 	}
+	if len(src.static) > MaxMembers {
+		return src, "", "", fmt.Errorf("cluster: %d members, more than the %d a cluster may have", len(src.static), MaxMembers)
+	}
 	return src, self, parent, nil
+}
+
+// listensAt reports whether a cacheyd listening on listen (host:port, the
+// host possibly empty or unspecified) answers at addr (a canonical
+// host:port) on this machine.
+func listensAt(listen, addr string) bool {
+	lhost, lport, err := net.SplitHostPort(listen)
+	if err != nil || addr == "" {
+		return false
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	if port != lport {
+		return false
+	}
+	if ip := net.ParseIP(lhost); lhost == "" || (ip != nil && ip.IsUnspecified()) {
+		ip := net.ParseIP(host)
+		return host == "localhost" || (ip != nil && ip.IsLoopback())
+	}
+	l, err := canonAddr(listen)
+	return err == nil && l == addr
+}
+
+// parentAddr is the host:port of a parent's canonical base URL, its
+// scheme's port when it names none, as canonAddr writes it ("" if it does
+// not parse).
+func parentAddr(parent string) string {
+	u, err := url.Parse(parent)
+	if err != nil {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	a, _ := canonAddr(net.JoinHostPort(u.Hostname(), port))
+	return a
 }
 
 // canonAddr checks a host:port and writes it one way: host lower-case, an

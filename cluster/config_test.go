@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -18,21 +19,34 @@ func TestConfigParse(t *testing.T) {
 		err       string
 	}{
 		{name: "alone", cfg: Config{}},
-		{name: "static", cfg: Config{Peers: []string{"B:1", "10.0.0.1:30123", "b:1"}, Advertise: "10.0.0.1:30123"},
+		{name: "static", cfg: Config{Peers: []string{"B:1", "10.0.0.1:30123", "b:1"}, Advertise: "10.0.0.1:30123", Secret: testSecret},
 			static: []string{"b:1", "10.0.0.1:30123"}, self: "10.0.0.1:30123"},
-		{name: "ipv6", cfg: Config{Peers: []string{"[fd00:0::1]:30123"}, Advertise: "[fd00::1]:30123"},
+		{name: "ipv6", cfg: Config{Peers: []string{"[fd00:0::1]:30123"}, Advertise: "[fd00::1]:30123", Secret: testSecret},
 			static: []string{"[fd00::1]:30123"}, self: "[fd00::1]:30123"},
-		{name: "dns", cfg: Config{Peers: []string{"dns:cacheyd-peers.cacheyd.svc:30123"}, Advertise: "10.0.0.1:30123"},
+		{name: "dns", cfg: Config{Peers: []string{"dns:cacheyd-peers.cacheyd.svc:30123"}, Advertise: "10.0.0.1:30123", Secret: testSecret},
 			dns: "cacheyd-peers.cacheyd.svc", port: "30123", self: "10.0.0.1:30123"},
 		{name: "parent alone", cfg: Config{Parent: "http://cacheyd.cacheyd.svc:30123/"}, parent: "http://cacheyd.cacheyd.svc:30123"},
-		{name: "self not listed", cfg: Config{Peers: []string{"a:1", "b:1"}, Advertise: "c:1"}, err: "not among the members"},
-		{name: "no advertise", cfg: Config{Peers: []string{"a:1"}}, err: "advertise"},
-		{name: "no port", cfg: Config{Peers: []string{"a"}, Advertise: "a:1"}, err: "host:port"},
-		{name: "bad port", cfg: Config{Peers: []string{"a:0"}, Advertise: "a:1"}, err: "port"},
-		{name: "dns with others", cfg: Config{Peers: []string{"dns:a:1", "b:1"}, Advertise: "b:1"}, err: "stands alone"},
-		{name: "dns without port", cfg: Config{Peers: []string{"dns:a"}, Advertise: "b:1"}, err: "dns:NAME:PORT"},
+		{name: "self not listed", cfg: Config{Peers: []string{"a:1", "b:1"}, Advertise: "c:1", Secret: testSecret}, err: "not among the members"},
+		{name: "no advertise", cfg: Config{Peers: []string{"a:1"}, Secret: testSecret}, err: "advertise"},
+		{name: "no port", cfg: Config{Peers: []string{"a"}, Advertise: "a:1", Secret: testSecret}, err: "host:port"},
+		{name: "bad port", cfg: Config{Peers: []string{"a:0"}, Advertise: "a:1", Secret: testSecret}, err: "port"},
+		{name: "dns with others", cfg: Config{Peers: []string{"dns:a:1", "b:1"}, Advertise: "b:1", Secret: testSecret}, err: "stands alone"},
+		{name: "dns without port", cfg: Config{Peers: []string{"dns:a"}, Advertise: "b:1", Secret: testSecret}, err: "dns:NAME:PORT"},
 		{name: "parent with a path", cfg: Config{Parent: "http://a:1/v2"}, err: "base URL"},
 		{name: "parent not http", cfg: Config{Parent: "ftp://a:1"}, err: "base URL"},
+		{name: "no secret", cfg: Config{Peers: []string{"a:1"}, Advertise: "a:1"}, err: "cluster secret"},
+		{name: "a short secret", cfg: Config{Peers: []string{"a:1"}, Advertise: "a:1", Secret: "short"}, err: "shorter than 32"},
+		{name: "over the cap", cfg: Config{Peers: manyMembers(MaxMembers + 1), Advertise: "10.0.0.1:1", Secret: testSecret}, err: "more than the 128"},
+		{name: "at the cap", cfg: Config{Peers: manyMembers(MaxMembers), Advertise: "10.0.0.1:1", Secret: testSecret},
+			static: manyMembers(MaxMembers), self: "10.0.0.1:1"},
+		{name: "parent is this replica", cfg: Config{Peers: []string{"a:1", "b:1"}, Advertise: "a:1", Secret: testSecret, Parent: "http://A:1"}, err: "is this replica"},
+		{name: "parent is where it listens", cfg: Config{Listen: ":30123", Parent: "http://localhost:30123"}, err: "is this cacheyd"},
+		{name: "parent on a loopback address", cfg: Config{Listen: ":30123", Parent: "http://127.0.0.2:30123"}, err: "is this cacheyd"},
+		{name: "parent at its listen address", cfg: Config{Listen: "10.0.0.1:80", Parent: "http://10.0.0.1"}, err: "is this cacheyd"},
+		{name: "parent elsewhere on the same port", cfg: Config{Listen: ":30123", Parent: "http://cacheyd.cacheyd.svc:30123"},
+			parent: "http://cacheyd.cacheyd.svc:30123"},
+		{name: "parent on another port of this machine", cfg: Config{Listen: ":30124", Parent: "http://127.0.0.1:30123"},
+			parent: "http://127.0.0.1:30123"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +65,16 @@ func TestConfigParse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyMembers is n members, 10.0.0.1:1 first, sorted as parse keeps them.
+func manyMembers(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("10.0.%d.%d:1", i/250, i%250+1)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func TestAdvertiseAddr(t *testing.T) {

@@ -13,15 +13,16 @@
 //  1. The key is the digest, or registry/repository:tag for a tag.
 //  2. Members are ranked for the key, highest random weight first; the
 //     first is its owner. A member joining or leaving moves only its own
-//     keys.
+//     keys. Only members that proved the cluster secret are asked (see
+//     Trust below): one that cannot, or never answers, owns no key.
 //  3. If R owns the key, or the request came from a peer (it carries the
 //     hop header: a request is never forwarded twice), R fetches itself:
 //     from the parent if it has one, else (or when the parent fails) from
 //     upstream.
 //  4. Otherwise R asks the owner with the same ns, Accept, Range and the
-//     client's Authorization; the owner coalesces every replica's request
-//     into its one fill, and R streams the owner's bytes into its own fill,
-//     which verifies the digest and keeps a copy.
+//     client's Authorization (sealed); the owner coalesces every replica's
+//     request into its one fill, and R streams the owner's bytes into its
+//     own fill, which verifies the digest and keeps a copy.
 //  5. Failure is held against whoever caused it. An answer the owner marks
 //     relayed (oci.RelayedHeader: upstream's failure, after the owner's own
 //     retries) is the answer: passed on wrapping oci.ErrRelayed, which the
@@ -47,6 +48,28 @@
 // its key (reaching itself in the ranking, a replica fetches), and weights
 // do not depend on who else is a member: however the replicas' views of the
 // members differ for a while, requests never go round in a circle.
+//
+// Trust. The replicas share a secret (Config.Secret; internal/peerauth
+// holds the crypto). Every request to a member carries a proof of it over
+// what it asks, with a fresh nonce and a timestamp; the member's answer is
+// believed (a tag's digest, a 200 to a credential check, content) only
+// with the member's proof over the nonce and the headers acted on, else
+// the member is skipped (outcome unauthenticated) and the next source
+// asked. A client's Authorization goes to a member sealed with the secret
+// (peerauth.AuthorizationHeader), never in the clear. A member is asked
+// only once it has proved the secret: it is probed (GET
+// peerauth.ProbePath) when it appears in the view, with Config.ProbeTimeout
+// to answer, and again a backoff after each failure; a request that would
+// go to a member still on its first probe waits for the verdict. The
+// members are at most MaxMembers: a static list over it is refused, a DNS
+// answer over it cut to this replica and the lowest addresses.
+//
+// Loops of parents. Every request to the parent carries the chain of
+// cacheyd instances it came through (oci.ViaHeader, Config.Instance); a
+// cacheyd that finds itself there answers 508, which the child takes as
+// its parent failing: it skips the parent, logs the cycle and fetches
+// upstream itself, so a cycle costs one upstream fetch. A parent that is
+// this very cacheyd (Config.Listen, Advertise) is refused at start.
 //
 // cluster knows members, owners and peers, never the cache's insides: it
 // sees only oci.Request and oci.Response, like any origin. It adds Route

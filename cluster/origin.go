@@ -41,6 +41,12 @@ type Origin struct {
 // replica alone until a refresh succeeds) and then every cfg.Refresh until
 // Close.
 func New(cfg Config, upstream Fetcher) (*Origin, error) {
+	return newOrigin(cfg, upstream, nil)
+}
+
+// newOrigin is New with the probe of members given: nil probes them over
+// HTTP (client.probe).
+func newOrigin(cfg Config, upstream Fetcher, probe func(ctx context.Context, addr string) error) (*Origin, error) {
 	src, self, parent, err := cfg.parse()
 	if err != nil {
 		return nil, err
@@ -60,6 +66,9 @@ func New(cfg Config, upstream Fetcher) (*Origin, error) {
 	if cfg.BodyIdle <= 0 {
 		cfg.BodyIdle = defaultBodyIdle
 	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = defaultProbeTimeout
+	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
@@ -69,9 +78,13 @@ func New(cfg Config, upstream Fetcher) (*Origin, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
 	o := &Origin{
 		upstream: upstream, self: self, parent: parent, scheme: "http://",
-		client: newClient(cfg), m: cfg.Metrics, log: cfg.Logger,
+		client: client, m: cfg.Metrics, log: cfg.Logger,
 	}
 	if cfg.TLS != nil {
 		o.scheme = "https://"
@@ -79,7 +92,10 @@ func New(cfg Config, upstream Fetcher) (*Origin, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	o.cancel = cancel
 	if self != "" {
-		o.members = newMembers(src, self, cfg.Resolver, cfg.Refresh, cfg.Metrics, cfg.Logger)
+		if probe == nil {
+			probe = func(ctx context.Context, addr string) error { return o.client.probe(ctx, o.scheme+addr) }
+		}
+		o.members = newMembers(ctx, &o.wg, src, self, cfg, probe)
 		if src.dnsName != "" {
 			o.members.resolve(ctx)
 		}
@@ -90,27 +106,27 @@ func New(cfg Config, upstream Fetcher) (*Origin, error) {
 			o.members.run(ctx)
 		}()
 	}
-	o.skips = newSkips(cfg.Backoff, func(addr string, skipped bool) {
-		if o.members != nil {
-			o.members.showSkip(addr, skipped)
-		}
-	})
+	// The parent's: members are admitted by their probes (members.go).
+	o.skips = newSkips(cfg.Backoff, func(string, bool) {})
 	return o, nil
 }
 
-// Close stops refreshing the members and drops idle connections.
+// Close stops refreshing and probing the members and drops idle
+// connections.
 func (o *Origin) Close() {
 	o.cancel()
 	o.wg.Wait()
 	o.client.close()
 }
 
-// Members returns the current members, sorted; nil without peers.
+// Members returns the members requests may go to now, sorted: this
+// replica and every member that proved the cluster secret and has not
+// failed since; nil without peers.
 func (o *Origin) Members() []string {
 	if o.members == nil {
 		return nil
 	}
-	return o.members.current()
+	return o.members.admitted()
 }
 
 // ranked is the members in req's order, owner first; nil when this
@@ -134,7 +150,7 @@ func (o *Origin) Route(req *oci.Request) string {
 		switch {
 		case m == o.self:
 			return ""
-		case !o.skips.skipped(m):
+		case !o.members.refused(m):
 			return m
 		}
 	}
@@ -163,8 +179,10 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		if m == o.self && req.Route == "" {
 			return o.direct(ctx, req, reason)
 		}
-		if m != o.self && o.skips.skipped(m) {
-			reason = "fallback" // it failed a moment ago
+		if m != o.self && !o.members.usable(ctx, m) {
+			// It failed a moment ago, or has not proved the cluster
+			// secret (its first probe is waited for).
+			reason = "fallback"
 			continue
 		}
 		resp, err := o.ask(ctx, m, req)
@@ -219,18 +237,23 @@ func (o *Origin) askBase(ctx context.Context, addr, base string, req *oci.Reques
 	outcomes := o.m.ClusterRequests
 	switch {
 	case errors.Is(err, errCycle):
-		o.skips.fail(addr)
+		o.fail(addr, to)
 		o.log.Error("cluster: "+to+" cycle: the request came back to the "+to+" through the cacheyds it asks; skipping it",
 			to, addr, "backoff", o.skips.backoff, "err", err)
 		outcomes.WithLabelValues(to, "loop").Inc()
 		return nil, err
+	case errors.Is(err, errUnproven):
+		o.fail(addr, to)
+		o.log.Warn("cluster: skipping a "+to+" whose answer is not proven with the cluster secret", to, addr, "backoff", o.skips.backoff, "err", err)
+		outcomes.WithLabelValues(to, "unauthenticated").Inc()
+		return nil, err
 	case errors.Is(err, errWrong):
-		o.skips.fail(addr)
+		o.fail(addr, to)
 		o.log.Warn("cluster: skipping a "+to+" that gave a wrong answer", to, addr, "backoff", o.skips.backoff, "err", err)
 		outcomes.WithLabelValues(to, "wrong").Inc()
 		return nil, err
 	case errors.Is(err, errDown):
-		o.skips.fail(addr)
+		o.fail(addr, to)
 		o.log.Warn("cluster: skipping an unreachable "+to, to, addr, "backoff", o.skips.backoff, "err", err)
 		outcomes.WithLabelValues(to, "fallback").Inc()
 		return nil, err
@@ -259,11 +282,21 @@ func (o *Origin) askBase(ctx context.Context, addr, base string, req *oci.Reques
 			}
 			// It stalled, or sent bytes that are not the object: the
 			// resume must find the next source.
-			o.skips.fail(addr)
+			o.fail(addr, to)
 			o.log.Warn("cluster: skipping a "+to+" whose body "+how, to, addr, "backoff", o.skips.backoff, "err", err)
 		}}
 	}
 	return a.resp, nil
+}
+
+// fail skips addr, a member (to "peer") until a probe after the backoff
+// finds it proving the secret again, the parent for the backoff.
+func (o *Origin) fail(addr, to string) {
+	if to == "peer" {
+		o.members.fail(addr)
+		return
+	}
+	o.skips.fail(addr)
 }
 
 // outcomeOf maps a peer's answer source to the outcome counted.

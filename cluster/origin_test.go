@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/retry"
@@ -23,20 +24,36 @@ import (
 
 var content = []byte("0123456789abcdefghij")
 
-// fakePeer is a cacheyd as a peer sees it: it records what it is asked and
-// answers as its mode says.
+// The cluster secret of the tests' replicas, and another cluster's.
+const (
+	testSecret  = "the-cluster-secret-0123456789abcdefghij"
+	otherSecret = "not-the-cluster-secret-0123456789abcdefg"
+)
+
+func mustKeys(secret string) *peerauth.Keys {
+	k, err := peerauth.New(secret)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// fakePeer is a cacheyd as a peer sees it: it checks the proof of what it
+// is asked, records it, and answers as its mode says, with its proof.
 type fakePeer struct {
 	srv  *httptest.Server
 	addr string
 
-	mu   sync.Mutex // guards mode, data and reqs
-	mode string     // "ok", "503", "404", "guard", "break", and the wrong answers below
-	data []byte     // the content it answers with
-	reqs []*http.Request
+	mu     sync.Mutex     // guards the fields below
+	keys   *peerauth.Keys // the secret it holds
+	mode   string         // "ok", "503", "404", "guard", "break", and the wrong answers below
+	data   []byte         // the content it answers with
+	reqs   []*http.Request
+	probes int
 }
 
 func newFakePeer(t *testing.T) *fakePeer {
-	p := &fakePeer{mode: "ok", data: content}
+	p := &fakePeer{mode: "ok", data: content, keys: mustKeys(testSecret)}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(p.srv.Close)
 	p.addr = strings.TrimPrefix(p.srv.URL, "http://")
@@ -49,47 +66,121 @@ func (p *fakePeer) set(mode string) {
 	p.mode = mode
 }
 
+// holds makes it hold secret (another cluster's, say).
+func (p *fakePeer) holds(secret string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keys = mustKeys(secret)
+}
+
+// asked returns the /v2 requests it was asked, probes aside.
 func (p *fakePeer) asked() []*http.Request {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]*http.Request(nil), p.reqs...)
 }
 
+func (p *fakePeer) probed() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.probes
+}
+
+// provingWriter adds the answer's proof as the header is written.
+type provingWriter struct {
+	http.ResponseWriter
+	keys  *peerauth.Keys
+	proof peerauth.Proof
+	wrote bool
+}
+
+func (w *provingWriter) WriteHeader(status int) {
+	if !w.wrote {
+		w.wrote = true
+		if _, ok := w.Header()["Content-Type"]; !ok {
+			w.Header()["Content-Type"] = nil // as sent: none, not a sniffed one
+		}
+		n, err := strconv.ParseInt(w.Header().Get("Content-Length"), 10, 64)
+		if err != nil {
+			n = -1
+		}
+		w.Header().Set(peerauth.AnswerHeader, w.keys.SignAnswer(w.proof, peerauth.AnswerOf(status, w.Header(), n)))
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *provingWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *provingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (p *fakePeer) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
-	p.reqs = append(p.reqs, r.Clone(context.Background()))
-	mode, content := p.mode, p.data
+	keys, mode, content := p.keys, p.mode, p.data
 	p.mu.Unlock()
+	pr := peerauth.Request{Method: r.Method, URI: r.URL.RequestURI(), Range: r.Header.Get("Range"), Accept: r.Header.Get("Accept"),
+		Via: r.Header.Get(oci.ViaHeader), Sealed: r.Header.Get(peerauth.AuthorizationHeader)}
+	proof, err := keys.Verify(r.Header.Get(peerauth.ProofHeader), pr, time.Now())
+	if r.URL.Path == peerauth.ProbePath {
+		p.mu.Lock()
+		p.probes++
+		p.mu.Unlock()
+		if err != nil {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		w = &provingWriter{ResponseWriter: w, keys: keys, proof: proof}
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	p.mu.Lock()
+	p.reqs = append(p.reqs, r.Clone(context.Background()))
+	p.mu.Unlock()
+	if r.Header.Get(oci.HopHeader) != "" {
+		if err != nil {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		if mode != "unproven" {
+			w = &provingWriter{ResponseWriter: w, keys: keys, proof: proof}
+		}
+	}
+	answer := func(status int, body string, header ...string) {
+		for i := 0; i+1 < len(header); i += 2 {
+			w.Header().Set(header[i], header[i+1])
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
 	switch mode {
 	case "503":
-		http.Error(w, `{"errors":[{"code":"UNAVAILABLE","message":"upstream down"}]}`, http.StatusServiceUnavailable)
+		answer(http.StatusServiceUnavailable, `{"errors":[{"code":"UNAVAILABLE","message":"upstream down"}]}`)
 		return
 	case "404":
-		w.WriteHeader(http.StatusNotFound)
-		io.WriteString(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}`)
+		answer(http.StatusNotFound, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}`)
 		return
 	case "guard":
-		w.Header().Set("WWW-Authenticate", oci.TokenHeader+` realm="cacheyd"`)
-		w.WriteHeader(http.StatusUnauthorized)
+		answer(http.StatusUnauthorized, "", "WWW-Authenticate", oci.TokenHeader+` realm="cacheyd"`)
 		return
 	case "relayed 502":
-		w.Header().Set(oci.RelayedHeader, "1")
-		w.WriteHeader(http.StatusBadGateway)
-		io.WriteString(w, `{"errors":[{"code":"UNAVAILABLE","message":"upstream registry failed the transfer"}]}`)
+		answer(http.StatusBadGateway, `{"errors":[{"code":"UNAVAILABLE","message":"upstream registry failed the transfer"}]}`, oci.RelayedHeader, "1")
 		return
 	case "relayed guard":
 		// A registry whose challenge looks like cacheyd's own guard,
 		// passed on by the peer.
-		w.Header().Set(oci.RelayedHeader, "1")
-		w.Header().Set("WWW-Authenticate", oci.TokenHeader+` realm="cacheyd"`)
-		w.WriteHeader(http.StatusUnauthorized)
+		answer(http.StatusUnauthorized, "", oci.RelayedHeader, "1", "WWW-Authenticate", oci.TokenHeader+` realm="cacheyd"`)
 		return
 	case "302":
-		w.Header().Set("Location", "http://elsewhere.example/blob")
-		w.WriteHeader(http.StatusFound)
+		answer(http.StatusFound, "", "Location", "http://elsewhere.example/blob")
 		return
 	case "508":
-		w.WriteHeader(http.StatusLoopDetected)
+		answer(http.StatusLoopDetected, "")
 		return
 	}
 	off := int64(0)
@@ -127,13 +218,12 @@ func (p *fakePeer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case "stall":
 		w.Write(content[off : off+4])
-		w.(http.Flusher).Flush()
+		http.NewResponseController(w).Flush()
 		<-r.Context().Done() // until the asking replica gives up
 		return
-	}
-	if mode == "break" {
+	case "break":
 		w.Write(content[off : off+4])
-		w.(http.Flusher).Flush()
+		http.NewResponseController(w).Flush()
 		conn, _, _ := http.NewResponseController(w).Hijack()
 		conn.Close()
 		return
@@ -180,7 +270,8 @@ type trio struct {
 func newTrio(t *testing.T, mod func(*Config)) *trio {
 	a, b, s := newFakePeer(t), newFakePeer(t), newFakePeer(t)
 	tr := &trio{self: s, up: &countingUpstream{}, m: metrics.New(nil)}
-	cfg := Config{Peers: []string{a.addr, b.addr, s.addr}, Advertise: s.addr, Token: "t0ken-t0ken-t0ken", Metrics: tr.m, Logger: quiet()}
+	cfg := Config{Peers: []string{a.addr, b.addr, s.addr}, Advertise: s.addr, Token: "t0ken-t0ken-t0ken", Secret: testSecret,
+		Metrics: tr.m, Logger: quiet()}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -196,7 +287,7 @@ func newTrio(t *testing.T, mod func(*Config)) *trio {
 		// last: every peer and upstream answer with it.
 		data := []byte(fmt.Sprintf("%0*d", len(content), i))
 		dg := oci.FromBytes(data)
-		r := Rank(o.Members(), string(dg))
+		r := Rank(cfg.Peers, string(dg))
 		if r[2] == s.addr {
 			tr.owner, tr.second = byAddr[r[0]], byAddr[r[1]]
 			tr.data, tr.up.data = data, data
@@ -248,11 +339,21 @@ func TestTheOwnerIsAskedAsAClientWouldAsk(t *testing.T) {
 			len(tr.second.asked()), len(tr.self.asked()), tr.up.count())
 	}
 	r := asked[0]
-	for h, want := range map[string]string{"Range": "bytes=5-", "Authorization": "Bearer client", oci.HopHeader: "1",
+	for h, want := range map[string]string{"Range": "bytes=5-", "Authorization": "", oci.HopHeader: "1",
 		oci.TokenHeader: "t0ken-t0ken-t0ken", "Accept-Encoding": "identity"} {
 		if got := r.Header.Get(h); got != want {
 			t.Errorf("%s: %q, want %q", h, got, want)
 		}
+	}
+	// The client's Authorization goes sealed with the cluster secret.
+	k := mustKeys(testSecret)
+	pr := peerauth.Request{Method: r.Method, URI: r.URL.RequestURI(), Range: r.Header.Get("Range"), Sealed: r.Header.Get(peerauth.AuthorizationHeader)}
+	proof, err := k.Verify(r.Header.Get(peerauth.ProofHeader), pr, time.Now())
+	if err != nil {
+		t.Fatalf("the request's proof: %v", err)
+	}
+	if auth, err := k.Unseal(proof, r.URL.RequestURI(), r.Header.Get(peerauth.AuthorizationHeader)); err != nil || auth != "Bearer client" {
+		t.Errorf("sealed Authorization opens to %q, %v; want the client's", auth, err)
 	}
 	if want := "/v2/library/app/blobs/" + string(req.Reference.Digest); r.URL.Path != want || r.URL.Query().Get("ns") != "docker.io" {
 		t.Errorf("asked %s?%s, want %s?ns=docker.io", r.URL.Path, r.URL.RawQuery, want)

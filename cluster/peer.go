@@ -8,23 +8,28 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/oci"
 )
 
 // client asks another cacheyd (a peer or the parent) over its /v2 API, as
-// containerd would ask it, plus the hop header for a peer.
+// containerd would ask it, plus the hop header and the proofs of the
+// cluster secret for a peer.
 type client struct {
-	hc    *http.Client
-	token string
-	idle  time.Duration // oci.Response.Idle of the bodies
+	hc       *http.Client
+	token    string
+	keys     *peerauth.Keys // nil without a secret (a parent alone)
+	instance string         // added to the Via chain; "" adds none
+	idle     time.Duration  // oci.Response.Idle of the bodies
 }
 
-func newClient(cfg Config) *client {
+func newClient(cfg Config) (*client, error) {
 	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		DialContext:           d.DialContext,
@@ -41,14 +46,21 @@ func newClient(cfg Config) *client {
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS.Clone()
 	}
-	return &client{
+	c := &client{
 		hc: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			// cacheyd never redirects; a redirect is no answer to trust.
 			return http.ErrUseLastResponse
 		}},
-		token: cfg.Token,
-		idle:  cfg.BodyIdle,
+		token: cfg.Token, instance: cfg.Instance, idle: cfg.BodyIdle,
 	}
+	if cfg.Secret != "" {
+		k, err := peerauth.New(cfg.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		c.keys = k
+	}
+	return c, nil
 }
 
 func (c *client) close() { c.hc.CloseIdleConnections() }
@@ -69,6 +81,12 @@ var errDown = fmt.Errorf("%w: unreachable", errPeer)
 // skipped for the backoff, and the next source asked.
 var errWrong = fmt.Errorf("%w: an answer no cacheyd gives", errPeer)
 
+// errUnproven marks an answer from a member without a valid proof of the
+// cluster secret (peerauth.AnswerHeader): whatever it says (a tag's
+// digest, a 200 to a credential check, content) is not believed. The
+// member is skipped for the backoff, and the next source asked.
+var errUnproven = fmt.Errorf("%w: answer not proven with the cluster secret", errPeer)
+
 // errCycle marks a 508 Loop Detected: the cacheyd asked found its own
 // instance among those the request passed through (oci.ViaHeader), so
 // asking it leads back here. It is skipped for the backoff, and the next
@@ -83,9 +101,11 @@ type answer struct {
 }
 
 // fetch asks base ("http://host:port") for req. hop marks the request as a
-// peer's. Errors are *oci.Error for an answer to pass on (404, a registry's
-// 401 challenge, 429), wrap oci.ErrRelayed for upstream's failure that the
-// peer relayed (an *oci.Error too), or wrap errPeer.
+// peer's: it is proven with the cluster secret, the client's Authorization
+// goes sealed (never in the clear), and the answer is believed only with
+// the peer's proof. Errors are *oci.Error for an answer to pass on (404, a
+// registry's 401 challenge, 429), wrap oci.ErrRelayed for upstream's
+// failure that the peer relayed (an *oci.Error too), or wrap errPeer.
 func (c *client) fetch(ctx context.Context, base string, req *oci.Request, hop bool, read prometheus.Counter) (answer, error) {
 	u := base + "/v2/" + req.Repository + "/" + pathKind(req.Kind) + "/" + req.Reference.String() + "?ns=" + url.QueryEscape(req.Registry)
 	hreq, err := http.NewRequestWithContext(ctx, req.Method, u, nil)
@@ -101,14 +121,20 @@ func (c *client) fetch(ctx context.Context, base string, req *oci.Request, hop b
 	if r := req.RangeHeader(); r != "" {
 		h.Set("Range", r)
 	}
-	if req.Authorization != "" {
-		h.Set("Authorization", req.Authorization)
-	}
-	if hop {
-		h.Set(oci.HopHeader, "1")
+	if via := c.via(req.Via, !hop); via != "" {
+		h.Set(oci.ViaHeader, via)
 	}
 	if c.token != "" {
 		h.Set(oci.TokenHeader, c.token)
+	}
+	var proof peerauth.Proof
+	switch {
+	case hop:
+		proof = c.prove(hreq, req.Authorization)
+	case req.Authorization != "":
+		// To the parent this replica is a client like any, and the
+		// parent is the operator's.
+		h.Set("Authorization", req.Authorization)
 	}
 	resp, err := c.hc.Do(hreq)
 	if err != nil {
@@ -117,11 +143,83 @@ func (c *client) fetch(ctx context.Context, base string, req *oci.Request, hop b
 		}
 		return answer{}, fmt.Errorf("%w: %s: %w", errDown, base, err)
 	}
-	a, err := c.read(base, req, resp, hop, read)
+	if hop {
+		err = c.proven(base, proof, resp)
+	}
+	var a answer
+	if err == nil {
+		a, err = c.read(base, req, resp, hop, read)
+	}
 	if err != nil {
 		resp.Body.Close()
 	}
 	return a, err
+}
+
+// via is the Via chain of a request that came through ids, with this
+// cacheyd's own instance when it goes to the parent. A peer's request
+// needs none: it is never forwarded to a peer again, and a replica may
+// ask itself as a peer; it carries the chain on, so that a loop through
+// the peer's parent is still found.
+func (c *client) via(ids []string, parent bool) string {
+	if parent && c.instance != "" {
+		ids = append(slices.Clip(ids), c.instance)
+	}
+	return strings.Join(ids, ",")
+}
+
+// prove makes hreq a peer's request: the hop header, authorization sealed
+// if any, and the proof over all of it. It returns the proof, which the
+// answer must be proven over.
+func (c *client) prove(hreq *http.Request, authorization string) peerauth.Proof {
+	h := hreq.Header
+	p := peerauth.NewProof(time.Now())
+	uri := hreq.URL.RequestURI()
+	h.Set(oci.HopHeader, "1")
+	if authorization != "" {
+		h.Set(peerauth.AuthorizationHeader, c.keys.Seal(p, uri, authorization))
+	}
+	h.Set(peerauth.ProofHeader, c.keys.Sign(p, peerauth.Request{Method: hreq.Method, URI: uri,
+		Range: h.Get("Range"), Accept: h.Get("Accept"), Via: h.Get(oci.ViaHeader), Sealed: h.Get(peerauth.AuthorizationHeader)}))
+	return p
+}
+
+// proven checks the answer's proof for the request proven with p.
+func (c *client) proven(base string, p peerauth.Proof, resp *http.Response) error {
+	a := peerauth.AnswerOf(resp.StatusCode, resp.Header, resp.ContentLength)
+	if err := c.keys.VerifyAnswer(p, a, resp.Header.Get(peerauth.AnswerHeader)); err != nil {
+		return fmt.Errorf("%w: %s answered %d: %w", errUnproven, base, resp.StatusCode, err)
+	}
+	return nil
+}
+
+// errNoAnswer marks a probe that got no answer at all (the member cannot
+// be reached, or not yet).
+var errNoAnswer = errors.New("no answer")
+
+// probe asks the member at base to prove it holds the cluster secret.
+func (c *client) probe(ctx context.Context, base string) error {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, base+peerauth.ProbePath, nil)
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("User-Agent", "cacheyd")
+	p := peerauth.NewProof(time.Now())
+	hreq.Header.Set(peerauth.ProofHeader, c.keys.Sign(p, peerauth.Request{Method: http.MethodGet, URI: peerauth.ProbePath}))
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoAnswer, err)
+	}
+	defer resp.Body.Close()
+	// A short body, read so the connection is kept.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	if err := c.proven(base, p, resp); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered the probe %d", base, resp.StatusCode)
+	}
+	return nil
 }
 
 // read maps a peer's response; on error the caller closes the body.

@@ -16,9 +16,13 @@ import (
 
 	"github.com/cacheyd/cacheyd/cluster"
 	"github.com/cacheyd/cacheyd/internal/app"
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 	"github.com/cacheyd/cacheyd/oci"
 )
+
+// clusterSecret is the cluster secret of the tests' replicas.
+const clusterSecret = "the-replicas-secret-0123456789abcdefghij"
 
 // replica is one cacheyd of a test's cluster, started through app.Start
 // on 127.0.0.1.
@@ -44,7 +48,7 @@ func startReplicas(t *testing.T, up *registrytest.Registry, n int, mod func(i in
 	for i := range reps {
 		cfg := replicaConfig(t, up)
 		cfg.Listener, cfg.Listen = lns[i], addrs[i]
-		cfg.Cluster = cluster.Config{Peers: addrs, Advertise: addrs[i]}
+		cfg.Cluster = cluster.Config{Peers: addrs, Advertise: addrs[i], Secret: clusterSecret}
 		if mod != nil {
 			mod(i, &cfg)
 		}
@@ -165,6 +169,20 @@ func getBlob(ctx context.Context, bases []string, ns, repo string, want []byte, 
 		return fmt.Errorf("got %d of %d bytes of %s, or the wrong ones", have, len(want), dg.Short())
 	}
 	return nil
+}
+
+// asPeer makes req a peer's request, proven with secret, as a replica sends
+// it.
+func asPeer(t *testing.T, req *http.Request, secret string) {
+	t.Helper()
+	k, err := peerauth.New(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := peerauth.NewProof(time.Now())
+	req.Header.Set(oci.HopHeader, "1")
+	req.Header.Set(peerauth.ProofHeader, k.Sign(p, peerauth.Request{Method: req.Method, URI: req.URL.RequestURI(),
+		Range: req.Header.Get("Range"), Accept: req.Header.Get("Accept"), Via: req.Header.Get(oci.ViaHeader)}))
 }
 
 // drain reads a response to its end.

@@ -143,7 +143,7 @@ func TestAPeersRequestIsFetchedWhereItArrives(t *testing.T) {
 	}
 	// A peer's request for the same digest, to the other replica.
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
-	req.Header.Set(oci.HopHeader, "1")
+	asPeer(t, req, clusterSecret)
 	hop, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -127,7 +127,7 @@ func TestAReplicaJoinsAndOneLeavesDuringABurst(t *testing.T) {
 	for i := range reps {
 		cfg := replicaConfig(t, up)
 		cfg.Listener, cfg.Listen = lns[i], lns[i].Addr().String()
-		cfg.Cluster = cluster.Config{Peers: []string{"dns:cacheyd-peers.test:" + port}, Advertise: cfg.Listen,
+		cfg.Cluster = cluster.Config{Peers: []string{"dns:cacheyd-peers.test:" + port}, Advertise: cfg.Listen, Secret: clusterSecret,
 			Refresh: 20 * time.Millisecond, Resolver: d.resolver(i)}
 		reps[i] = startReplica(t, cfg)
 	}

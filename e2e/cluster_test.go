@@ -45,7 +45,7 @@ func TestTwoReplicasShare(t *testing.T) {
 	for i, a := range addrs {
 		reps[i] = startCacheyd(t, bin, "--listen", a, "--cache-dir", t.TempDir(),
 			"--registry-url", up.Host()+"="+up.URL(), "--allow-registry", up.CDNHost(),
-			"--peers", strings.Join(addrs, ","), "--advertise", a)
+			"--peers", strings.Join(addrs, ","), "--advertise", a, "--cluster-secret", "e2e-cluster-secret-0123456789abcdef")
 	}
 	nodes := make([]*containerdtest.Containerd, len(reps))
 	hosts := make([]string, len(reps))

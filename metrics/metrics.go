@@ -77,8 +77,12 @@ type Metrics struct {
 	// ClusterRequests counts requests sent to peers and to the parent, by
 	// outcome: hit (the owner had it), joined (its fill was in flight),
 	// fetched (it fetched for us), refused (an error answer, passed on),
-	// fallback (unreachable or 5xx: the next source was asked) and broken
-	// (the body broke; the rest came from the next source).
+	// relayed (upstream's failure it relayed, passed on), fallback
+	// (unreachable or a 5xx of its own: the next source was asked), broken
+	// (its body was cut; the resume asked again), stalled (its body sent
+	// nothing for the idle allowance: skipped), wrong (an answer no cacheyd
+	// gives: skipped), unauthenticated (no valid proof of the cluster
+	// secret: skipped) and loop (the request came back to it: skipped).
 	ClusterRequests *prometheus.CounterVec // to (peer, parent), outcome
 	// ClusterDirect counts fetches from this replica's own origin (the
 	// parent, or upstream) by why: owner (this replica owns the key),
@@ -89,6 +93,14 @@ type Metrics struct {
 	ClusterBytes *prometheus.CounterVec // from (peer, parent)
 	// PeerServed counts requests this replica answered for peers.
 	PeerServed *prometheus.CounterVec // kind, code
+
+	// Trust between cacheyds (the cluster secret, loops).
+
+	// ClusterRefused counts requests this replica refused as another
+	// cacheyd's: unauthenticated (the hop header or a probe without a
+	// valid proof of the cluster secret) and loop (a request that came
+	// back through a chain of parents).
+	ClusterRefused *prometheus.CounterVec // reason
 }
 
 // New creates the collectors and registers them on reg. A nil reg registers
@@ -164,7 +176,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cacheyd_cluster_member_skipped", Help: "1 while a member is skipped after a failure, 0 while it is asked; one series per current member.",
 		}, []string{"member"}),
 		ClusterRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cacheyd_cluster_requests_total", Help: "Requests sent to peers and to the parent, by outcome (hit, joined, fetched, refused, fallback, broken).",
+			Name: "cacheyd_cluster_requests_total", Help: "Requests sent to peers and to the parent, by outcome (hit, joined, fetched, refused, relayed, fallback, broken, stalled, wrong, unauthenticated, loop).",
 		}, []string{"to", "outcome"}),
 		ClusterDirect: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_cluster_direct_total", Help: "Fetches from this replica's own origin, by why (owner, peer, fallback, parent-failed).",
@@ -175,12 +187,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		PeerServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_cluster_served_total", Help: "Requests answered for other replicas, by API kind and HTTP status code.",
 		}, []string{"kind", "code"}),
+		ClusterRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_cluster_refused_total", Help: "Requests refused as another cacheyd's, by reason (unauthenticated, loop).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached,
-			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed)
+			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed,
+			m.ClusterRefused)
 	}
 	return m
 }

@@ -51,6 +51,11 @@ type Request struct {
 	// from a peer again, so a request makes at most one hop. False is a
 	// client's request.
 	FromPeer bool
+	// Via holds the instance ids of the cacheyds the request came through
+	// (ViaHeader), oldest first; nil for a client's own request. Whoever
+	// builds a request from another passes it on, so that a loop of
+	// parents is found wherever it closes.
+	Via []string
 	// Route is where the origin said (cache.Router) it would send the work
 	// this request is for, when that work started: the cache sets it on a
 	// fill's first request and on every resume, and on a tag lookup, so that

@@ -32,7 +32,19 @@ const (
 	// the cacheyd that asked neither retries it nor holds it against the
 	// one that relayed it (ErrRelayed).
 	RelayedHeader = "X-Cacheyd-Relayed"
+	// ViaHeader lists the instance ids of the cacheyds a request passed
+	// through on its way (Request.Via), comma-separated, oldest first:
+	// each adds its own before it asks its parent, and passes the chain on
+	// as it came to a peer (which never forwards to a peer again). A cacheyd
+	// that finds its own id there, or more than MaxVia ids, refuses the
+	// request 508 Loop Detected: a --parent chain that comes back to
+	// where it started costs one refusal, not a wait for itself.
+	ViaHeader = "X-Cacheyd-Via"
 )
+
+// MaxVia bounds the cacheyds one request may pass through: a chain of
+// parents and one hop between peers at each level is never longer.
+const MaxVia = 8
 
 // MaxErrorBody bounds how much of an error body is read and kept to be
 // passed on.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
 )
@@ -97,6 +98,21 @@ type Config struct {
 	// names or digests.
 	GuardMetrics bool
 
+	// ClusterSecret is the secret the replicas of a cluster share (at
+	// least peerauth.MinSecretLength characters of visible ASCII). With
+	// it, a request with the hop header (oci.HopHeader) is served as a
+	// peer's only with a valid proof of it, its sealed Authorization is
+	// unsealed, and its answer is proven; peerauth.ProbePath answers
+	// replicas that admit this one. Empty refuses every request with the
+	// hop header (403 DENIED) and every probe: no one can prove a secret
+	// this cacheyd does not have.
+	ClusterSecret string
+	// Instance is this cacheyd's instance id, as it names itself in
+	// oci.ViaHeader when it asks its parent or a peer: a request whose Via
+	// names it came back through a chain of parents and is refused 508
+	// LOOP_DETECTED. Empty checks only the chain's length (oci.MaxVia).
+	Instance string
+
 	// TLS, when set, makes Serve speak HTTPS with it (certificates, minimum
 	// version); the server offers HTTP/1.1 only. Nil serves plain HTTP.
 	TLS *tls.Config
@@ -132,6 +148,11 @@ func (c Config) Validate() error {
 	}
 	if !list.Contains(def) {
 		return fmt.Errorf("server: default registry %s is not in the registry list %v", def, []string(list))
+	}
+	if c.ClusterSecret != "" {
+		if err := peerauth.Validate(c.ClusterSecret); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
 	}
 	for _, t := range c.ClientTokens {
 		if err := validClientToken(t); err != nil {

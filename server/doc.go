@@ -75,6 +75,16 @@
 //     is logged and counted as 499, as nginx does. (Over TLS the close
 //     notification a client sends first ends the watch undecided; there a
 //     client that left is noticed at the next write.)
+//   - Requests of other cacheyds (peers.go): a request with the hop header
+//     (oci.HopHeader) is a peer's only with a valid proof of
+//     Config.ClusterSecret; else it is 403 DENIED (counted in
+//     cacheyd_cluster_refused_total) and the cache is not asked. A peer's
+//     client credentials arrive sealed, and its answers, errors and the
+//     guard's 401 included, carry this replica's proof. GET /cacheyd/peer
+//     answers a replica probing whether this one holds the secret. A
+//     request whose X-Cacheyd-Via chain names Config.Instance came back
+//     through a chain of parents: 508 LOOP_DETECTED, logged at most once a
+//     minute.
 //   - Config.TLS serves HTTPS (HTTP/1.1).
 //
 // The server is the only package that knows the HTTP library (fasthttp);

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/oci"
 )
 
@@ -71,6 +72,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.serveStatus(ctx, &in)
+	case in.path == peerauth.ProbePath:
+		x.kind, x.quiet = "peer", true
+		s.serveProbe(ctx, x, &in)
 	case in.path == "/v2" || strings.HasPrefix(in.path, "/v2/"):
 		ctx.Response.Header.SetCanonical(keyAPIVersion, valAPIVersion)
 		if in.hasNS && !in.nsRepeated {
@@ -81,11 +85,28 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				ctx.Response.Header.SetCanonical(keyNamespace, []byte(in.ns))
 			}
 		}
+		if in.hop {
+			// Before anything else is answered, so that every answer to
+			// a peer, the guard's too, carries this replica's proof.
+			p := s.admitPeer(ctx, x, &in)
+			if p == nil {
+				return
+			}
+			// Runs before x.handled: every header is set by then, and
+			// none is written yet.
+			defer s.proveAnswer(ctx, p)
+		}
 		if !s.guard.admits(ctx.Request.Header.Peek(TokenHeader)) {
 			x.path = in.path
 			x.fail(ctx, errNoClientToken)
 			return
 		}
+		ids, looped := s.loop(&in)
+		if looped {
+			s.refuseLoop(ctx, x, &in)
+			return
+		}
+		in.viaIDs = ids
 		s.serveAPI(ctx, x, &in)
 	default:
 		x.path = in.path

@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/oci"
 )
 
@@ -34,8 +35,17 @@ type incoming struct {
 	ifRange       string
 	authorization string
 	remote        net.Addr
-	// hop: the request came from another replica (oci.HopHeader).
+	// hop: the request says it came from another replica (oci.HopHeader);
+	// it is one only with a valid proof (peers.go).
 	hop bool
+	// What another cacheyd's request carries beside (peers.go), copied
+	// only when it says it is one: the request target as sent, the proof
+	// of the cluster secret and the sealed Authorization.
+	uri, proof, sealed string
+	// via is the oci.ViaHeader chain as sent; viaIDs its ids, once the
+	// handler found no loop in it.
+	via    string
+	viaIDs []string
 }
 
 // maxAcceptValues bounds how many Accept headers are read; a client needs a
@@ -53,6 +63,14 @@ func readIncoming(ctx *fasthttp.RequestCtx) incoming {
 		authorization: string(h.Peek("Authorization")),
 		remote:        ctx.RemoteAddr(),
 		hop:           len(h.Peek(oci.HopHeader)) > 0,
+	}
+	if v := h.Peek(oci.ViaHeader); len(v) > 0 {
+		in.via = string(v)
+	}
+	if in.hop || in.path == peerauth.ProbePath {
+		in.uri = string(h.RequestURI())
+		in.proof = string(h.Peek(peerauth.ProofHeader))
+		in.sealed = string(h.Peek(peerauth.AuthorizationHeader))
 	}
 	if args := ctx.QueryArgs(); args.Len() > 0 {
 		readQuery(args, &in)
@@ -153,6 +171,7 @@ func parseAPI(in *incoming, defaultRegistry string) (apiRequest, error) {
 		Accept:        parseAccept(in.accept),
 		Authorization: in.authorization,
 		FromPeer:      in.hop,
+		Via:           in.viaIDs,
 	}
 	if p.Kind == oci.KindBlob && in.method == http.MethodGet {
 		out.req.Wants = wantsOf(in.rangeHeader)

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/cacheyd/cacheyd/cache"
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
 )
@@ -34,6 +35,11 @@ type Server struct {
 	cache      Cache
 	registries oci.RegistryList
 	guard      guard
+	// keys prove and check what cacheyds of this cluster send each other
+	// (Config.ClusterSecret); nil without a secret: every peer's request
+	// is refused.
+	keys       *peerauth.Keys
+	loopLogged atomic.Int64 // when a loop was last logged, Unix nanoseconds
 	log        *slog.Logger
 	m          *metrics.Metrics
 	counters   counters // m's request metrics, at hand
@@ -69,6 +75,9 @@ func New(cfg Config, c Cache) *Server {
 	}
 	s := &Server{cfg: cfg, cache: c, registries: cfg.Registries, guard: newGuard(cfg.ClientTokens), log: cfg.Logger, m: m, started: time.Now()}
 	s.counters.m = m
+	if cfg.ClusterSecret != "" {
+		s.keys, _ = peerauth.New(cfg.ClusterSecret) // Validate checked it
+	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	if cfg.Gatherer != nil {
 		s.promHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))

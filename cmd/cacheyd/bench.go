@@ -157,7 +157,7 @@ func (s *serveFlags) benchStarter() bench.Starter {
 			flags.Listen = c.Listener.Addr().String()
 		}
 		if len(c.Peers) > 0 {
-			flags.Peers, flags.Advertise = c.Peers, flags.Listen
+			flags.Peers, flags.Advertise, flags.ClusterSecret = c.Peers, flags.Listen, c.Secret
 		}
 		level := "warn"
 		if s.LogLevel == "debug" {

@@ -1,16 +1,22 @@
 package main
 
 import (
+	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
+
+// testClusterSecret is the cluster secret of the tests' replicas.
+const testClusterSecret = "cmd-test-cluster-secret-0123456789abcdef"
 
 // TestClusterFlags: --peers, --peer-refresh, --advertise and --parent (and
 // their env twins) become the cluster's configuration; the advertise
 // address defaults to $POD_IP with the --listen port; neither --peers nor
 // --parent leaves cacheyd alone.
 func TestClusterFlags(t *testing.T) {
+	secret := []string{"--cluster-secret", testClusterSecret}
 	tests := []struct {
 		name      string
 		args      []string
@@ -19,15 +25,22 @@ func TestClusterFlags(t *testing.T) {
 		advertise string
 		parent    string
 		refresh   time.Duration
+		secret    string
+		err       string
 	}{
 		{name: "alone"},
-		{name: "static", args: []string{"--peers", "10.0.0.1:30123,10.0.0.2:30123", "--advertise", "10.0.0.2:30123"},
-			peers: []string{"10.0.0.1:30123", "10.0.0.2:30123"}, advertise: "10.0.0.2:30123"},
-		{name: "dns with the pod's address", args: []string{"--peers", "dns:cacheyd-peers:30123", "--peer-refresh", "2s"},
-			env: map[string]string{"POD_IP": "10.1.2.3"}, peers: []string{"dns:cacheyd-peers:30123"}, advertise: "10.1.2.3:30123", refresh: 2 * time.Second},
-		{name: "env twins", env: map[string]string{"CACHEYD_PEERS": "dns:p:1", "CACHEYD_ADVERTISE": "10.0.0.9:1", "CACHEYD_PARENT": "http://c:30123"},
-			peers: []string{"dns:p:1"}, advertise: "10.0.0.9:1", parent: "http://c:30123"},
+		{name: "static", args: append([]string{"--peers", "10.0.0.1:30123,10.0.0.2:30123", "--advertise", "10.0.0.2:30123"}, secret...),
+			peers: []string{"10.0.0.1:30123", "10.0.0.2:30123"}, advertise: "10.0.0.2:30123", secret: testClusterSecret},
+		{name: "dns with the pod's address", args: append([]string{"--peers", "dns:cacheyd-peers:30123", "--peer-refresh", "2s"}, secret...),
+			env: map[string]string{"POD_IP": "10.1.2.3"}, peers: []string{"dns:cacheyd-peers:30123"}, advertise: "10.1.2.3:30123", refresh: 2 * time.Second,
+			secret: testClusterSecret},
+		{name: "env twins", env: map[string]string{"CACHEYD_PEERS": "dns:p:1", "CACHEYD_ADVERTISE": "10.0.0.9:1", "CACHEYD_PARENT": "http://c:30123",
+			"CACHEYD_CLUSTER_SECRET": testClusterSecret},
+			peers: []string{"dns:p:1"}, advertise: "10.0.0.9:1", parent: "http://c:30123", secret: testClusterSecret},
 		{name: "parent alone", args: []string{"--parent", "http://cacheyd.cacheyd.svc:30123"}, parent: "http://cacheyd.cacheyd.svc:30123"},
+		{name: "peers without a secret", args: []string{"--peers", "dns:p:1", "--advertise", "10.0.0.9:1"}, err: "--peers needs --cluster-secret"},
+		{name: "a short secret", args: []string{"--peers", "dns:p:1", "--advertise", "10.0.0.9:1", "--cluster-secret", "short"},
+			err: "--cluster-secret: cluster secret shorter than 32"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,15 +49,48 @@ func TestClusterFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg, err := c.serveFlags.config()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("config() = %v, want an error saying %q", err, tt.err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			got := cfg.Cluster
-			if !slices.Equal(got.Peers, tt.peers) || got.Advertise != tt.advertise || got.Parent != tt.parent || got.Refresh != tt.refresh {
-				t.Errorf("cluster config %+v, want peers %v advertise %q parent %q refresh %v", got, tt.peers, tt.advertise, tt.parent, tt.refresh)
+			if !slices.Equal(got.Peers, tt.peers) || got.Advertise != tt.advertise || got.Parent != tt.parent || got.Refresh != tt.refresh || got.Secret != tt.secret {
+				t.Errorf("cluster config %+v, want peers %v advertise %q parent %q refresh %v secret %q", got, tt.peers, tt.advertise, tt.parent, tt.refresh, tt.secret)
 			}
 			if got.Enabled() != (tt.peers != nil || tt.parent != "") {
 				t.Errorf("Enabled() = %v", got.Enabled())
+			}
+		})
+	}
+}
+
+// TestParentThatIsItselfIsRefused: a --parent that is this very cacheyd
+// (where it listens, or its own member address) is refused at start with a
+// clear error: every miss would come back to it.
+func TestParentThatIsItselfIsRefused(t *testing.T) {
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	for _, tt := range []struct {
+		name  string
+		flags func(f *serveFlags)
+	}{
+		{"its listen address", func(f *serveFlags) { f.Listen, f.Parent = addr, "http://"+addr }},
+		{"localhost on its port", func(f *serveFlags) { f.Listen, f.Parent = ":"+port, "http://localhost:"+port }},
+		{"its member address", func(f *serveFlags) {
+			f.Listen, f.Peers, f.Advertise, f.ClusterSecret = addr, []string{addr, "10.0.0.2:1"}, addr, testClusterSecret
+			f.Parent = "http://" + addr
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			flags := secureFlags(t, nil)
+			tt.flags(&flags)
+			if _, err := serveWith(t, flags); err == nil || !strings.Contains(err.Error(), "parent") || !strings.Contains(err.Error(), "is this") {
+				t.Errorf("started with a parent that is itself: %v", err)
 			}
 		})
 	}

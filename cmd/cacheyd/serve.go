@@ -18,6 +18,7 @@ import (
 	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/cluster"
 	"github.com/cacheyd/cacheyd/internal/app"
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/server"
 	"github.com/cacheyd/cacheyd/upstream"
@@ -83,10 +84,11 @@ type serveFlags struct {
 	TLSCert       string   `group:"Security" name:"tls-cert" type:"path" placeholder:"FILE" help:"Serve HTTPS with this PEM certificate chain (with --tls-key); read at start."`
 	TLSKey        string   `group:"Security" name:"tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --tls-cert."`
 
-	Peers       []string      `group:"Cluster" name:"peers" placeholder:"HOST:PORT,...|dns:NAME:PORT" help:"Share fills with the other replicas: every member (this one included) as HOST:PORT, or dns:NAME:PORT for the addresses of a headless Service, re-resolved every --peer-refresh. Each digest and tag is then fetched from upstream by its one owner among them (default: this replica alone)."`
-	PeerRefresh time.Duration `group:"Cluster" name:"peer-refresh" placeholder:"DURATION" help:"How often a dns: member list is resolved again (0: 5s)."`
-	Advertise   string        `group:"Cluster" name:"advertise" placeholder:"HOST:PORT" help:"This replica's address as the members list it (default: $POD_IP, else the first non-loopback address, with the --listen port)."`
-	Parent      string        `group:"Cluster" name:"parent" placeholder:"URL" help:"Another cacheyd (typically the cluster Service) asked first on every miss, with upstream as the fallback when it fails, e.g. http://cacheyd.cacheyd.svc.cluster.local:30123."`
+	Peers         []string      `group:"Cluster" name:"peers" placeholder:"HOST:PORT,...|dns:NAME:PORT" help:"Share fills with the other replicas: every member (this one included) as HOST:PORT, or dns:NAME:PORT for the addresses of a headless Service, re-resolved every --peer-refresh. Each digest and tag is then fetched from upstream by its one owner among them (default: this replica alone)."`
+	PeerRefresh   time.Duration `group:"Cluster" name:"peer-refresh" placeholder:"DURATION" help:"How often a dns: member list is resolved again (0: 5s)."`
+	Advertise     string        `group:"Cluster" name:"advertise" placeholder:"HOST:PORT" help:"This replica's address as the members list it (default: $POD_IP, else the first non-loopback address, with the --listen port)."`
+	Parent        string        `group:"Cluster" name:"parent" placeholder:"URL" help:"Another cacheyd (typically the cluster Service) asked first on every miss, with upstream as the fallback when it fails, e.g. http://cacheyd.cacheyd.svc.cluster.local:30123."`
+	ClusterSecret string        `group:"Cluster" name:"cluster-secret" placeholder:"SECRET" help:"The secret every replica of the cluster holds (32+ visible ASCII characters; required with --peers): replicas prove their requests and answers with it, seal clients' credentials with it, and ask a member only once it proved it. Prefer CACHEYD_CLUSTER_SECRET from a Secret: flags show in ps."`
 
 	LogLevel  string `group:"Logging" default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug, info, warn or error."`
 	LogFormat string `group:"Logging" default:"text" enum:"text,json" help:"Log format: text or json."`
@@ -165,7 +167,15 @@ func (s *serveFlags) clusterConfig(serving *tls.Config) (cluster.Config, error) 
 	if len(s.Peers) == 0 && s.Parent == "" {
 		return cluster.Config{}, nil
 	}
-	c := cluster.Config{Peers: s.Peers, Refresh: s.PeerRefresh, Advertise: s.Advertise, Parent: s.Parent}
+	if len(s.Peers) > 0 {
+		if s.ClusterSecret == "" {
+			return cluster.Config{}, errors.New("--peers needs --cluster-secret (CACHEYD_CLUSTER_SECRET, from a Secret): the replicas believe each other only with its proof; make one with: openssl rand -base64 32")
+		}
+		if err := peerauth.Validate(s.ClusterSecret); err != nil {
+			return cluster.Config{}, fmt.Errorf("--cluster-secret: %w", err)
+		}
+	}
+	c := cluster.Config{Peers: s.Peers, Refresh: s.PeerRefresh, Advertise: s.Advertise, Parent: s.Parent, Secret: s.ClusterSecret}
 	if len(s.Peers) > 0 && c.Advertise == "" {
 		a, err := cluster.AdvertiseAddr(os.Getenv("POD_IP"), s.Listen)
 		if err != nil {

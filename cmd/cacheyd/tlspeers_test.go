@@ -38,6 +38,7 @@ func TestTLSPeersShareFills(t *testing.T) {
 		flags.Listen, flags.Advertise, flags.Peers = addr, addr, addrs
 		flags.TLSCert, flags.TLSKey = certFile, keyFile
 		flags.ClientToken = []string{token}
+		flags.ClusterSecret = testClusterSecret
 		bases[i] = mustServe(t, flags)
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}

@@ -7,6 +7,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,7 +42,9 @@ type Config struct {
 	Upstream        upstream.Config
 	// Cluster makes this cacheyd one replica of several, or the child of
 	// a parent; its zero value is a cacheyd alone. Its Token defaults to
-	// the first of Server.ClientTokens.
+	// the first of Server.ClientTokens; its Secret is the server's
+	// ClusterSecret too (Run copies it), its Instance and Listen are set by
+	// Run.
 	Cluster cluster.Config
 	Cache   cache.Config
 	Server  server.Config
@@ -79,6 +83,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	cfg.Upstream.Metrics, cfg.Upstream.Logger = m, log
 	cfg.Cache.Metrics, cfg.Cache.Logger = m, log
 	cfg.Server.Metrics, cfg.Server.Logger, cfg.Server.Gatherer = m, log, reg
+	// One instance id for the server (which refuses a request that came
+	// back to it) and the cluster (which names this cacheyd on the way).
+	instance := newInstance()
+	cfg.Server.Instance, cfg.Cluster.Instance = instance, instance
+	// The server proves its answers to the members with the secret the
+	// cluster proves its requests with.
+	cfg.Server.ClusterSecret = cfg.Cluster.Secret
 	if err := cfg.Server.Validate(); err != nil {
 		return err
 	}
@@ -92,6 +103,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 		cfg.Cluster.Metrics, cfg.Cluster.Logger = m, log
 		if cfg.Cluster.BodyIdle == 0 {
 			cfg.Cluster.BodyIdle = peerBodyIdle(cfg)
+		}
+		if cfg.Cluster.Listen == "" {
+			cfg.Cluster.Listen = cfg.Listen
 		}
 		if cfg.Cluster.Token == "" && len(cfg.Server.ClientTokens) > 0 {
 			cfg.Cluster.Token = cfg.Server.ClientTokens[0]
@@ -124,7 +138,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	log.Info("listening", "addr", ln.Addr().String(), "version", cfg.Server.Status.Version, "cache_dir", cfg.Cache.Dir,
 		"memory_bytes", cfg.Cache.MemoryBytes, "disk_bytes", cfg.Cache.DiskBytes, "default_registry", cfg.Server.DefaultRegistry,
 		"tls", cfg.Server.TLS != nil, "client_token", len(cfg.Server.ClientTokens) > 0, "registries", cfg.Server.Registries,
-		"peers", cfg.Cluster.Peers, "advertise", cfg.Cluster.Advertise, "parent", cfg.Cluster.Parent)
+		"peers", cfg.Cluster.Peers, "advertise", cfg.Cluster.Advertise, "parent", cfg.Cluster.Parent,
+		"cluster_secret", cfg.Cluster.Secret != "", "instance", instance)
 	if listening != nil {
 		listening(ln.Addr())
 	}
@@ -148,6 +163,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	err = errors.Join(err, closeAll())
 	log.Info("stopped")
 	return err
+}
+
+// newInstance returns a random instance id: 16 hex digits, new at every
+// start, by which this cacheyd knows a request that came back to it.
+func newInstance() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 // peerBodyIdle is how long a body from a peer or the parent may send

@@ -35,7 +35,7 @@ var imports = map[string][]string{
 	"internal/registrytest":   free,
 	"internal/containerdtest": {"internal/loopback"},
 	"internal/loopback":       {},
-	"internal/peerauth":       {},
+	"internal/peerauth":       {"oci"},
 	"internal/depcheck":       {},
 	"bench":                   {"oci", "cluster", "internal/app", "internal/puller", "internal/registrytest"},
 	"e2e":                     free,

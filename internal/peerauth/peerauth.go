@@ -25,9 +25,10 @@
 // that gains the same answer, which the eavesdropper saw already, and no
 // more (its sealed Authorization opens only for that same path).
 //
-// It is a leaf of the standard library only, so that the server (which
-// checks requests and proves its answers) and the cluster (which proves its
-// requests and checks the answers) share one definition of what is signed.
+// It is a leaf (the standard library and oci's header names), so that the
+// server (which checks requests and proves its answers) and the cluster
+// (which proves its requests and checks the answers) share one definition
+// of what is signed.
 package peerauth
 
 import (
@@ -41,9 +42,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cacheyd/cacheyd/oci"
 )
 
 // Headers and paths cacheyds speak to each other with the secret.
@@ -225,6 +229,23 @@ type Answer struct {
 	Relayed       string
 	Challenge     string
 	RetryAfter    string
+}
+
+// AnswerOf is the Answer a client reads from a response with status,
+// headers h and Content-Length n (-1 when unknown), as net/http gives
+// them: what the asking cacheyd checks the proof against.
+func AnswerOf(status int, h http.Header, n int64) Answer {
+	return Answer{
+		Status:        status,
+		Digest:        h.Get("Docker-Content-Digest"),
+		ContentType:   h.Get("Content-Type"),
+		ContentLength: strconv.FormatInt(n, 10),
+		ContentRange:  h.Get("Content-Range"),
+		Source:        h.Get(oci.SourceHeader),
+		Relayed:       h.Get(oci.RelayedHeader),
+		Challenge:     h.Get("WWW-Authenticate"),
+		RetryAfter:    h.Get("Retry-After"),
+	}
 }
 
 // SignAnswer returns the AnswerHeader of a, the answer to the request
