@@ -149,7 +149,7 @@ func (c *Cache) authorize(ctx context.Context, req *oci.Request) error {
 	}
 	head := oci.Request{Method: http.MethodHead, Kind: req.Kind, Registry: req.Registry,
 		Repository: req.Repository, Reference: req.Reference, Accept: req.Accept,
-		Authorization: req.Authorization, FromPeer: req.FromPeer}
+		Authorization: req.Authorization, FromPeer: req.FromPeer, Via: req.Via}
 	resp, err := c.origin.Fetch(ctx, &head)
 	if err != nil {
 		return err

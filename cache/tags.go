@@ -73,7 +73,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		return last.desc, SourceTags, nil
 	}
 	head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer}
+		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer, Via: req.Via}
 	// Lookups routed to different places are not shared (see Router).
 	head.Route = c.route(head)
 	v, err := c.shared(ctx, &c.tagFlight, key.String()+"\x00"+head.Route, func(ctx context.Context) (any, error) {
@@ -96,7 +96,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 	}
 	if refused(err) && req.Authorization != "" {
 		head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-			Repository: req.Repository, Reference: req.Reference, Authorization: req.Authorization, FromPeer: req.FromPeer}
+			Repository: req.Repository, Reference: req.Reference, Authorization: req.Authorization, FromPeer: req.FromPeer, Via: req.Via}
 		resp, _, perr := c.asClient(ctx, c.origin, head, nil, err)
 		if perr != nil {
 			return descriptor{}, 0, perr

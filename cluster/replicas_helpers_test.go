@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +72,13 @@ func replicaConfig(t *testing.T, up *registrytest.Registry) app.Config {
 
 func startReplica(t *testing.T, cfg app.Config) *replica {
 	t.Helper()
-	base, stop, err := app.Start(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	return startReplicaLog(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+// startReplicaLog is startReplica logging to log.
+func startReplicaLog(t *testing.T, cfg app.Config, log *slog.Logger) *replica {
+	t.Helper()
+	base, stop, err := app.Start(t.Context(), cfg, log)
 	if err != nil {
 		t.Fatalf("replica did not start: %v", err)
 	}
@@ -169,6 +177,58 @@ func getBlob(ctx context.Context, bases []string, ns, repo string, want []byte, 
 		return fmt.Errorf("got %d of %d bytes of %s, or the wrong ones", have, len(want), dg.Short())
 	}
 	return nil
+}
+
+// logRecorder keeps the messages of the records at Warn and above, for a
+// test to look for what a replica logged.
+type logRecorder struct {
+	mu   sync.Mutex // guards msgs
+	msgs []string   // "LEVEL message err"
+}
+
+func (l *logRecorder) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelWarn }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler            { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler                 { return l }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	msg := r.Level.String() + " " + r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			msg += " " + a.Value.String()
+		}
+		return true
+	})
+	l.mu.Lock()
+	l.msgs = append(l.msgs, msg)
+	l.mu.Unlock()
+	return nil
+}
+
+// count returns how many records hold every one of words.
+func (l *logRecorder) count(words ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+next:
+	for _, m := range l.msgs {
+		for _, w := range words {
+			if !strings.Contains(m, w) {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
+}
+
+// listen returns a loopback listener for a replica whose address others
+// must know before it starts.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }
 
 // asPeer makes req a peer's request, proven with secret, as a replica sends
