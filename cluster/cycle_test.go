@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -22,14 +21,12 @@ func TestAParentCycleCostsOneUpstreamFetch(t *testing.T) {
 	up.SeedImage(t, "team/app", "v1", 2, 64<<10)
 	up.Reset()
 	lnA, lnB := listen(t), listen(t)
-	logsA, logsB := &logRecorder{}, &logRecorder{}
 	cfgA, cfgB := replicaConfig(t, up), replicaConfig(t, up)
 	cfgA.Listener, cfgA.Listen = lnA, lnA.Addr().String()
 	cfgB.Listener, cfgB.Listen = lnB, lnB.Addr().String()
 	cfgA.Cluster = cluster.Config{Parent: "http://" + cfgB.Listen}
 	cfgB.Cluster = cluster.Config{Parent: "http://" + cfgA.Listen}
-	a := startReplicaLog(t, cfgA, slog.New(logsA))
-	startReplicaLog(t, cfgB, slog.New(logsB))
+	a, b := startReplica(t, cfgA), startReplica(t, cfgB)
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -50,11 +47,11 @@ func TestAParentCycleCostsOneUpstreamFetch(t *testing.T) {
 	if n := up.Count(http.MethodHead, registrytest.KindManifest, "v1"); n != 1 {
 		t.Errorf("upstream tag HEADs = %d, want 1", n)
 	}
-	if n := logsB.count("ERROR", "parent cycle"); n < 1 {
-		t.Errorf("B logged no parent cycle; it logged %q", logsB.msgs)
+	if n := b.logs.count("ERROR", "parent cycle"); n < 1 {
+		t.Errorf("B logged no parent cycle; it logged %q", b.logs.msgs)
 	}
-	if n := logsA.count("ERROR", "request loop"); n != 1 {
-		t.Errorf("A logged the loop %d times, want once (at most once a minute); it logged %q", n, logsA.msgs)
+	if n := a.logs.count("ERROR", "request loop"); n != 1 {
+		t.Errorf("A logged the loop %d times, want once (at most once a minute); it logged %q", n, a.logs.msgs)
 	}
 	if n := metric(t, a, "cacheyd_cluster_refused_total", map[string]string{"reason": "loop"}); n < 1 {
 		t.Errorf("A counted %v loops, want some", n)

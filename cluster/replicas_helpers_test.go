@@ -31,6 +31,7 @@ const clusterSecret = "the-replicas-secret-0123456789abcdefghij"
 type replica struct {
 	addr, base string
 	stop       func() error
+	logs       *logRecorder // what it logged at Warn and above
 }
 
 // startReplicas starts n replicas in front of up, each listing all n as its
@@ -72,13 +73,8 @@ func replicaConfig(t *testing.T, up *registrytest.Registry) app.Config {
 
 func startReplica(t *testing.T, cfg app.Config) *replica {
 	t.Helper()
-	return startReplicaLog(t, cfg, slog.New(slog.DiscardHandler))
-}
-
-// startReplicaLog is startReplica logging to log.
-func startReplicaLog(t *testing.T, cfg app.Config, log *slog.Logger) *replica {
-	t.Helper()
-	base, stop, err := app.Start(t.Context(), cfg, log)
+	logs := &logRecorder{}
+	base, stop, err := app.Start(t.Context(), cfg, slog.New(logs))
 	if err != nil {
 		t.Fatalf("replica did not start: %v", err)
 	}
@@ -87,7 +83,7 @@ func startReplicaLog(t *testing.T, cfg app.Config, log *slog.Logger) *replica {
 			t.Errorf("replica %s stopped with: %v", cfg.Cluster.Advertise, err)
 		}
 	})
-	return &replica{addr: cfg.Cluster.Advertise, base: base, stop: stop}
+	return &replica{addr: cfg.Cluster.Advertise, base: base, stop: stop, logs: logs}
 }
 
 // metric sums a replica's series of name whose labels include want.
