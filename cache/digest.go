@@ -15,7 +15,8 @@ import (
 // getDigest answers for immutable content: memory → disk → a fill in
 // flight → a new fill. Marked content is served only as private.go says.
 func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error) {
-	return c.serveDigest(ctx, req, fillKey{digest: req.Reference.Digest, manifest: req.Kind == oci.KindManifest, route: c.route(req)})
+	return c.serveDigest(ctx, req, fillKey{digest: req.Reference.Digest, manifest: req.Kind == oci.KindManifest,
+		registry: req.Registry, route: c.route(req)})
 }
 
 // serveDigest looks up and fills under key.

@@ -24,6 +24,14 @@ const copyBuffer = 128 << 10
 type fillKey struct {
 	digest   oci.Digest
 	manifest bool
+	// registry is the registry the requests sharing the fill named. Until
+	// a fill is verified its bytes are only what that registry says they
+	// are, so it is shared only by requests that trust the same registry:
+	// a request naming a hostile registry that drips wrong bytes for a
+	// popular digest must not make everyone else's pulls of that digest
+	// wait for it, nor hand them its bytes as a window. Committed
+	// (verified) content is everyone's.
+	registry string
 	// cred is set for a fill made with a client's credentials (see
 	// private.go): only requests with the same credential join it.
 	cred string
