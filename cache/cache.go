@@ -105,8 +105,9 @@ type Cache struct {
 	disk     *disk.Disk
 	tags     *tagTable
 	listings *listingTable
-	private  *privacy   // checks of client credentials for private content
-	slots    *fillSlots // bounds the fills fetching at once
+	failures *failureTable // fills upstream failed a moment ago
+	private  *privacy      // checks of client credentials for private content
+	slots    *fillSlots    // bounds the fills fetching at once
 	log      *slog.Logger
 	m        *metrics.Metrics
 	// memHits and diskHits are m.Hits' children, looked up once: a hit
@@ -174,6 +175,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Cache{
 		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagTable(), listings: newListingTable(),
+		failures: newFailureTable(),
 		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
 			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
 		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),

@@ -38,7 +38,11 @@ func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) 
 		if key.cred == "" && req.Authorization != "" && c.private.recentlyRefused(sourceOf(req)) {
 			return c.privateFill(ctx, req, key)
 		}
-		if f, isNew = c.joinOrStart(req, key); f != nil {
+		var err error
+		if f, isNew, err = c.joinOrStart(req, key); err != nil {
+			return nil, err
+		}
+		if f != nil {
 			break
 		}
 	}

@@ -63,12 +63,19 @@ type fill struct {
 }
 
 // joinOrStart returns the fill in flight for key with a reference taken, or
-// starts one. It returns nil when the content was committed meanwhile.
-func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool) {
+// starts one. It returns nil when the content was committed meanwhile. A
+// peer's request for content whose fill upstream failed a moment ago gets
+// that failure (failures.go).
+func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.fills[key]; f != nil && f.Acquire() {
-		return f, false
+		return f, false, nil
+	}
+	if req.FromPeer && key.cred == "" {
+		if err, ok := c.recentFailure(key); ok {
+			return nil, false, err
+		}
 	}
 	// Re-check the disk under c.mu: a fill commits to disk before it
 	// unregisters (under c.mu), so a request that missed on disk and then
@@ -77,7 +84,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	// does not care what is committed.
 	if key.source == "" {
 		if e, err := c.disk.Stat(context.Background(), key.digest); err == nil && (!key.manifest || e.MediaType != "") {
-			return nil, false
+			return nil, false, nil
 		}
 	}
 	f = &fill{Flight: flight.New(key.digest), hint: req.Wants}
@@ -94,7 +101,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	// Stopped by the fill's end: success, upstream failure, its timeout or
 	// Close cancelling c.ctx.
 	go c.runFill(f, key, &origin)
-	return f, true
+	return f, true, nil
 }
 
 // runFill waits for a fill slot, fetches one object into a pending file,
@@ -115,6 +122,9 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 		release()
 	}
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
+			err = upstreamFault(fmt.Errorf("not done within the fill timeout (%s): %w", c.cfg.FillTimeout, err))
+		}
 		err = fmt.Errorf("fill %s: %w", f.Digest().Short(), err)
 	}
 	// Unregister before telling the readers: a request that sees this
@@ -122,6 +132,9 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	// disk, where a success was committed), never join a finished one.
 	c.mu.Lock()
 	delete(c.fills, key)
+	if err != nil && key.cred == "" && oci.FromUpstream(err) {
+		c.failures.put(key.failedKey(), failure{err: err, until: time.Now().Add(failMemory)})
+	}
 	c.mu.Unlock()
 	f.Finish(err)
 	c.m.FillsInFlight.Dec()
@@ -178,7 +191,7 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	whole := resp.Offset == 0 && (resp.End <= 0 || resp.End == resp.Size)
 	switch {
 	case resp.Digest != "" && resp.Digest != f.Digest():
-		return 0, fmt.Errorf("upstream answered with digest %s", resp.Digest.Short())
+		return 0, upstreamFault(fmt.Errorf("upstream answered with digest %s", resp.Digest.Short()))
 	case limit >= 0 && resp.Size > limit:
 		return 0, oci.ErrTooLarge(fmt.Sprintf("manifest of %d bytes exceeds %d", resp.Size, limit))
 	}
@@ -201,7 +214,9 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 		n, err = copyInto(f, p, resp.Body, resp.Size, limit)
 	}
 	if err == nil {
-		err = f.Verify(n)
+		if err = f.Verify(n); err != nil {
+			err = upstreamFault(err)
+		}
 	}
 	if err != nil {
 		p.Abort()
@@ -233,7 +248,7 @@ func copyInto(f *fill, p *disk.Pending, body io.Reader, size, limit int64) (int6
 			}
 			if _, err := f.WriteAt(buf[:m], n); err != nil {
 				if errors.Is(err, flight.ErrBeyondSize) {
-					return n, fmt.Errorf("upstream sent more than the %d bytes it announced", size)
+					return n, upstreamFault(fmt.Errorf("upstream sent more than the %d bytes it announced", size))
 				}
 				return n, p.Failed(fmt.Errorf("write pending file: %w", err))
 			}
@@ -243,9 +258,19 @@ func copyInto(f *fill, p *disk.Pending, body io.Reader, size, limit int64) (int6
 			return n, nil
 		}
 		if rerr != nil {
-			return n, fmt.Errorf("read upstream after %d bytes: %w", n, rerr)
+			return n, upstreamFault(fmt.Errorf("read upstream after %d bytes: %w", n, rerr))
 		}
 	}
+}
+
+// upstreamFault marks err, met while reading what upstream sent, as the
+// registry's doing (oci.ErrUpstreamFault): a replica asking this one is told
+// so (oci.RelayedHeader) and does not fetch it again around this one.
+func upstreamFault(err error) error {
+	if oci.FromUpstream(err) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", oci.ErrUpstreamFault, err)
 }
 
 // reserveStep is how much a fill of unknown size claims at a time.
