@@ -378,6 +378,9 @@ func (k *chunker) write(p []byte, off int64, own span) error {
 		if ws >= end {
 			return nil
 		}
+		if err := k.p.Claim(we - ws); err != nil {
+			return err
+		}
 		if _, err := k.f.WriteAt(p[ws-off:we-off], ws); err != nil {
 			return k.p.Failed(fmt.Errorf("write pending file: %w", err))
 		}

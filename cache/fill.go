@@ -225,26 +225,26 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	return n, c.commit(f, p, req, n)
 }
 
-// copyInto writes body into the fill's flight in order. Without an
-// announced size, each step of bytes is claimed from the disk budget before
-// it is written.
+// copyInto writes body into the fill's flight in order, claiming the disk
+// budget for each write's bytes as they arrive (never for a size upstream
+// announced).
 func copyInto(f *fill, p *disk.Pending, body io.Reader, size, limit int64) (int64, error) {
 	buf := make([]byte, copyBuffer)
 	if size > 0 {
 		buf = buf[:min(int64(len(buf)), size)]
 	}
-	var n, claimed int64
+	var n int64
 	for {
 		m, rerr := body.Read(buf)
 		if m > 0 {
 			if limit >= 0 && n+int64(m) > limit {
 				return n, oci.ErrTooLarge(fmt.Sprintf("manifest exceeds %d bytes", limit))
 			}
-			for size < 0 && n+int64(m) > claimed {
-				if err := p.Grow(reserveStep); err != nil {
-					return n, err
-				}
-				claimed += reserveStep
+			if size >= 0 && n+int64(m) > size {
+				return n, upstreamFault(fmt.Errorf("upstream sent more than the %d bytes it announced", size))
+			}
+			if err := p.Claim(int64(m)); err != nil {
+				return n, err
 			}
 			if _, err := f.WriteAt(buf[:m], n); err != nil {
 				if errors.Is(err, flight.ErrBeyondSize) {
@@ -272,9 +272,6 @@ func upstreamFault(err error) error {
 	}
 	return fmt.Errorf("%w: %w", oci.ErrUpstreamFault, err)
 }
-
-// reserveStep is how much a fill of unknown size claims at a time.
-const reserveStep = 1 << 20
 
 // commit keeps a verified fill: on disk with its record, and in memory when
 // it is small and public.

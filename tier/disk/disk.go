@@ -74,9 +74,9 @@ type Disk struct {
 	index map[oci.Digest]*list.Element
 	lru   *list.List // of *entry, most recently used at the front
 	used  int64
-	// reserved is what pending files have claimed: their announced sizes,
-	// or what they have grown by. Together with used it stays within the
-	// budget, and alone it never exceeds it.
+	// reserved is what pending files have claimed as their bytes arrived
+	// (Pending.Claim). Together with used it stays within the budget, and
+	// alone it never exceeds it.
 	reserved int64
 	// failedUntil is set when the file system failed a write: until then
 	// Create refuses at once.

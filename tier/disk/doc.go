@@ -23,7 +23,7 @@
 // from anything a client typed.
 //
 // The budget counts committed content and what pending files have claimed
-// together (budget.go). The order of use survives a restart: a hit touches
+// as their bytes arrived, together (budget.go). The order of use survives a restart: a hit touches
 // the file's modification time, at most once a minute per object, and the
 // index is rebuilt in that order.
 //
