@@ -24,8 +24,8 @@ const (
 	pendingDir  = "pending"
 	metaSuffix  = ".meta"
 	cleanMarker = "clean"
-	// touchEvery is how often a hit records its use on the file, for the
-	// order of eviction to survive a restart.
+	// touchEvery is how often a hit records its use on the file (its
+	// access time), for the order of eviction to survive a restart.
 	touchEvery = time.Minute
 )
 
@@ -154,8 +154,8 @@ func (d *Disk) Close() error {
 }
 
 type loaded struct {
-	e     entry
-	mtime time.Time
+	e    entry
+	used time.Time // when it was last used, as the file's access time says
 }
 
 // load walks blobs/ and rebuilds the index. An object counts only with its
@@ -197,13 +197,14 @@ func (d *Disk) load(clean bool) error {
 		if ierr != nil {
 			return ierr
 		}
-		found = append(found, loaded{entry{Entry: tier.Entry{Digest: dg, Size: info.Size()}, verified: clean, touched: info.ModTime()}, info.ModTime()})
+		used := lastUse(info)
+		found = append(found, loaded{e: entry{Entry: tier.Entry{Digest: dg, Size: info.Size()}, verified: clean, touched: used}, used: used})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("disk: load %s: %w", root, err)
 	}
-	sort.Slice(found, func(i, j int) bool { return found[i].mtime.Before(found[j].mtime) })
+	sort.Slice(found, func(i, j int) bool { return found[i].used.Before(found[j].used) })
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, f := range found {
@@ -263,7 +264,9 @@ func (d *Disk) lookup(dg oci.Digest) (entry, bool) {
 	out := *e
 	d.mu.Unlock()
 	if touch {
-		_ = os.Chtimes(d.path(dg), now, now) // a lost touch costs only order
+		// The access time only: the modification time is left to say
+		// when the content was last written. A lost touch costs only order.
+		_ = os.Chtimes(d.path(dg), now, time.Time{})
 	}
 	return out, true
 }

@@ -24,8 +24,9 @@
 //
 // The budget counts committed content and what pending files have claimed
 // together (budget.go). The order of use survives a restart: a hit touches
-// the file's modification time, at most once a minute per object, and the
-// index is rebuilt in that order.
+// the file's access time (its modification time stays that of its last
+// write), at most once a minute per object, and the index is rebuilt in
+// that order (on Linux; elsewhere in the order of commits).
 //
 // disk knows nothing of fills, HTTP or policy: it stores what it is given
 // and keeps records as tier.Merge says.
