@@ -60,6 +60,11 @@ type Metrics struct {
 	DiskBytes   prometheus.Gauge
 	// DiskEvictions counts objects evicted from disk to stay in budget.
 	DiskEvictions prometheus.Counter
+	// DiskVerified counts objects the disk tier hashed again before or
+	// while first serving them after a start (after an unclean stop, or
+	// for a file changed since its commit), by outcome: ok, or mismatch
+	// (removed, to be fetched again).
+	DiskVerified *prometheus.CounterVec // outcome
 	// Uncached counts requests streamed from upstream without caching
 	// because the disk could not take the object (reason: budget, disk).
 	Uncached *prometheus.CounterVec // reason
@@ -154,6 +159,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		DiskEvictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cacheyd_disk_evictions_total", Help: "Objects evicted from the disk tier to stay within its budget.",
 		}),
+		DiskVerified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_disk_verified_total", Help: "Objects the disk tier hashed again before serving them after a start (an unclean stop, or a file changed since its commit), by outcome (ok, mismatch).",
+		}, []string{"outcome"}),
 		Uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_uncached_total", Help: "Requests streamed from upstream without caching because the disk could not take the object, by reason (budget, disk).",
 		}, []string{"reason"}),
@@ -179,7 +187,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
-			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached,
+			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed)
 	}
 	return m

@@ -34,6 +34,11 @@ type meta struct {
 	MediaType string   `json:"mediaType,omitempty"`
 	Private   []string `json:"private,omitempty"`
 	Public    []string `json:"public,omitempty"`
+	// ModTime is the content file's modification time, in nanoseconds
+	// since the epoch, as its last write left it: what tells on start
+	// whether the file is still the one committed (see verify.go). Zero
+	// in records of earlier versions.
+	ModTime int64 `json:"modTime,omitempty"`
 }
 
 func readMeta(p string) (meta, error) {
@@ -51,8 +56,8 @@ func readMeta(p string) (meta, error) {
 	return m, nil
 }
 
-func metaOf(e tier.Entry) []byte {
-	b, _ := json.Marshal(meta{Size: e.Size, MediaType: e.MediaType, Private: e.Private, Public: e.Public})
+func metaOf(e tier.Entry, modTime int64) []byte {
+	b, _ := json.Marshal(meta{Size: e.Size, MediaType: e.MediaType, Private: e.Private, Public: e.Public, ModTime: modTime})
 	return b
 }
 
@@ -225,7 +230,13 @@ func (d *Disk) place(pending, final string, e tier.Entry) error {
 			return err
 		}
 	}
-	if err := writeFileDurable(d, final+metaSuffix, metaOf(e)); err != nil {
+	// The pending file's last write is synced (Commit): its modification
+	// time now identifies this content, and the rename keeps it.
+	info, err := os.Stat(pending)
+	if err != nil {
+		return err
+	}
+	if err := writeFileDurable(d, final+metaSuffix, metaOf(e, info.ModTime().UnixNano())); err != nil {
 		return err
 	}
 	if err := os.Rename(pending, final); err != nil {
@@ -242,7 +253,8 @@ func (d *Disk) record(old, e tier.Entry) (tier.Entry, error) {
 		return old, nil
 	}
 	final := d.path(e.Digest)
-	if err := writeFileDurable(d, final+metaSuffix, metaOf(m)); err != nil {
+	// The content file stays as it was: so does the time that identifies it.
+	if err := writeFileDurable(d, final+metaSuffix, metaOf(m, recordedModTime(final))); err != nil {
 		return tier.Entry{}, d.fail(fmt.Errorf("disk: record %s: %w", e.Digest.Short(), err))
 	}
 	if err := d.syncDir(filepath.Dir(final)); err != nil {
