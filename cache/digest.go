@@ -96,13 +96,19 @@ var errAnswerTimeout = fmt.Errorf("no answer from upstream within the answer tim
 	oci.ErrUpstreamTimeout, oci.ErrUpstreamUnavailable)
 
 // waitAnswer waits for f to learn its size, for at most AnswerTimeout, or
-// until a first attempt found the origin unreachable.
+// until a first attempt found the origin unreachable. A fill that is still
+// waiting for a fill slot then is answered as such (503), not as upstream
+// being slow.
 func (c *Cache) waitAnswer(ctx context.Context, f *fill) error {
 	wctx, cancel := context.WithTimeoutCause(ctx, c.cfg.AnswerTimeout, errAnswerTimeout)
 	defer cancel()
 	wctx, stop := withCauseOf(wctx, f.unreachable)
 	defer stop()
-	return f.Wait(wctx)
+	err := f.Wait(wctx)
+	if errors.Is(err, errAnswerTimeout) && !f.slotted.Load() {
+		return errTooManyFills(f.registry)
+	}
+	return err
 }
 
 // withCauseOf returns ctx, also cancelled, with its cause, when other is.

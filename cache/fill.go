@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/cacheyd/cacheyd/flight"
@@ -60,6 +61,12 @@ type fill struct {
 	// mediaType is the origin's Content-Type, set before the flight opens
 	// and read only after Wait.
 	mediaType string
+	// registry is the registry the fill fetches from.
+	registry string
+	// slotted is set once the fill holds a fill slot (slots.go): a request
+	// that stops waiting for its answer before is answered that the fills
+	// are full, not that upstream was slow.
+	slotted atomic.Bool
 }
 
 // joinOrStart returns the fill in flight for key with a reference taken, or
@@ -87,7 +94,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool,
 			return nil, false, nil
 		}
 	}
-	f = &fill{Flight: flight.New(key.digest), hint: req.Wants}
+	f = &fill{Flight: flight.New(key.digest), hint: req.Wants, registry: req.Registry}
 	f.unreachable, f.setUnreach = context.WithCancelCause(context.Background())
 	f.Acquire() // the caller's reference, beside the writer's
 	c.fills[key] = f
@@ -111,15 +118,17 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FillTimeout)
 	defer cancel()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	var n int64
+	sl := &slot{registry: req.Registry, progress: f.Progress, readers: f.Readers, stop: stop}
 	sctx, scancel := context.WithTimeout(ctx, c.cfg.AnswerTimeout)
-	c.m.FillsWaiting.Inc()
-	release, err := c.slots.acquire(sctx, req.Registry)
-	c.m.FillsWaiting.Dec()
+	err := c.slots.acquire(sctx, sl)
 	scancel()
 	if err == nil {
+		f.slotted.Store(true)
 		n, err = c.fetchInto(ctx, f, req)
-		release()
+		c.slots.release(sl)
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {

@@ -3,10 +3,15 @@ package cache
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
@@ -128,4 +133,220 @@ func TestNoFillSquatting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// drip answers every GET with a blob of size bytes of which it sends the
+// first sent bytes, then nothing until the request ends, as a registry
+// that holds a fill slot for as long as it is let.
+func drip(size, sent int64) OriginFunc {
+	return func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+		return &oci.Response{Size: size, End: size, Body: io.NopCloser(io.MultiReader(
+			bytes.NewReader(make([]byte, sent)), &stall{ctx}))}, nil
+	}
+}
+
+// TestAbandonedFillsGiveTheirSlotsUp: four registry names, each with as
+// many dripping fills as one registry may run, take every fill slot; their
+// clients leave. An honest registry's pull is then served at once (it takes
+// the slot of a fill nobody reads), and after a stall window every fill
+// nobody reads that made no progress has given its slot up.
+func TestAbandonedFillsGiveTheirSlotsUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const perRegistry, names = 2, 4
+		by := map[string]Origin{"docker.io": origintest.New()}
+		for i := range names {
+			by[fmt.Sprintf("evil%d.example", i)] = drip(1<<20, 100)
+		}
+		honest := by["docker.io"].(*origintest.Origin)
+		data := randomBytes(t, 32<<10)
+		dg := honest.Add(data, "")
+		c := newTestCache(t, &registries{by: by, calls: map[string]int{}}, func(cfg *Config) {
+			cfg.MemoryBytes, cfg.MaxFills, cfg.MaxFillsPerRegistry = 0, names*perRegistry, perRegistry
+			cfg.AnswerTimeout, cfg.FillStall = 5*time.Second, 10*time.Second
+		})
+		for i := range names {
+			for j := range perRegistry {
+				req := blobReq(oci.FromBytes(fmt.Appendf(nil, "layer %d", j)))
+				req.Registry = fmt.Sprintf("evil%d.example", i)
+				obj, err := c.Get(t.Context(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				obj.Close() // the client leaves; its fill goes on
+			}
+		}
+		synctest.Wait()
+		if n := testutil.ToFloat64(c.m.FillsInFlight); n != names*perRegistry {
+			t.Fatalf("%v fills in flight, want every slot taken (%d)", n, names*perRegistry)
+		}
+
+		start := time.Now()
+		obj, err := c.Get(t.Context(), blobReq(dg))
+		if err != nil {
+			t.Fatalf("an honest pull with every slot held by abandoned fills: %v", err)
+		}
+		if got, err := readAll(t, obj); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("honest pull: %d bytes, err %v", len(got), err)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("the honest pull waited %s for a slot", waited)
+		}
+		if n := testutil.ToFloat64(c.m.FillsStopped.WithLabelValues("yielded")); n != 1 {
+			t.Errorf("fills that yielded their slot = %v, want 1", n)
+		}
+
+		time.Sleep(20 * time.Second) // two stall windows
+		synctest.Wait()
+		if n := testutil.ToFloat64(c.m.FillsStopped.WithLabelValues("unread")); n != names*perRegistry-1 {
+			t.Errorf("abandoned fills stopped = %v, want %d", n, names*perRegistry-1)
+		}
+		if n := testutil.ToFloat64(c.m.FillsInFlight); n != 0 {
+			t.Errorf("%v fills still in flight", n)
+		}
+	})
+}
+
+// TestStalledFillsYieldToOtherRegistries: a registry whose fills have
+// readers but make no progress holds every slot; another registry's pull
+// waits until a stall window shows it, then takes a stalled fill's slot.
+// Fills that progress keep their slots, and the waiting pull is answered
+// 503 once its answer timeout passes.
+func TestStalledFillsYieldToOtherRegistries(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		progressing bool
+	}{{"stalled", false}, {"progressing", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const slots = 3
+				hostile := drip(1<<30, 100)
+				if tc.progressing {
+					hostile = func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+						return &oci.Response{Size: 1 << 30, End: 1 << 30, Body: &paced{ctx: ctx, every: time.Second, n: 64 << 10}}, nil
+					}
+				}
+				honest := origintest.New()
+				data := randomBytes(t, 32<<10)
+				dg := honest.Add(data, "")
+				c := newTestCache(t, &registries{by: map[string]Origin{"docker.io": honest, "slow.example": hostile}, calls: map[string]int{}},
+					func(cfg *Config) {
+						cfg.MemoryBytes, cfg.MaxFills, cfg.MaxFillsPerRegistry = 0, slots, slots
+						cfg.AnswerTimeout, cfg.FillStall, cfg.FillParallel = 5*time.Second, 2*time.Second, 1
+					})
+				var held []*Object
+				for j := range slots {
+					req := blobReq(oci.FromBytes(fmt.Appendf(nil, "layer %d", j)))
+					req.Registry = "slow.example"
+					obj, err := c.Get(t.Context(), req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					held = append(held, obj) // a client that stays
+				}
+				defer func() {
+					for _, obj := range held {
+						obj.Close()
+					}
+				}()
+				start := time.Now()
+				obj, err := c.Get(t.Context(), blobReq(dg))
+				if tc.progressing {
+					if e, ok := oci.AsError(err); !ok || e.Status != http.StatusServiceUnavailable {
+						t.Fatalf("a pull beside progressing fills that hold every slot: %v, want 503", err)
+					}
+					if n := testutil.ToFloat64(c.m.FillsStopped.WithLabelValues("yielded")); n != 0 {
+						t.Errorf("progressing fills yielded %v slots", n)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("a pull beside stalled fills that hold every slot: %v", err)
+				}
+				if got, err := readAll(t, obj); err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("honest pull: %d bytes, err %v", len(got), err)
+				}
+				if waited := time.Since(start); waited > 4*time.Second {
+					t.Errorf("the pull waited %s, want at most two stall windows", waited)
+				}
+				if n := testutil.ToFloat64(c.m.FillsStopped.WithLabelValues("yielded")); n != 1 {
+					t.Errorf("fills that yielded their slot = %v, want 1", n)
+				}
+			})
+		})
+	}
+}
+
+// paced sends n zero bytes every interval until ctx ends.
+type paced struct {
+	ctx   context.Context
+	every time.Duration
+	n     int
+	left  int
+}
+
+func (p *paced) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		select {
+		case <-time.After(p.every):
+			p.left = p.n
+		case <-p.ctx.Done():
+			return 0, context.Cause(p.ctx)
+		}
+	}
+	m := min(len(b), p.left)
+	clear(b[:m])
+	p.left -= m
+	return m, nil
+}
+
+func (p *paced) Close() error { return nil }
+
+// TestFreeSlotsGoToTheRegistryRunningFewest: a freed slot goes to a fill of
+// the registry that runs the fewest, not to the one that has waited
+// longest: a registry with many fills queued does not starve another.
+func TestFreeSlotsGoToTheRegistryRunningFewest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		objects := map[oci.Digest][]byte{}
+		var many []oci.Digest
+		for i := range 5 {
+			data := fmt.Appendf(nil, "a's object %d", i)
+			many = append(many, oci.FromBytes(data))
+			objects[oci.FromBytes(data)] = data
+		}
+		other := []byte("b's object")
+		objects[oci.FromBytes(other)] = other
+		o := newGatedOrigin(objects)
+		c := newTestCache(t, o, func(cfg *Config) {
+			cfg.MemoryBytes, cfg.MaxFills, cfg.MaxFillsPerRegistry, cfg.AnswerTimeout = 0, 2, 2, time.Minute
+		})
+		get := func(registry string, dg oci.Digest) {
+			req := blobReq(dg)
+			req.Registry = registry
+			obj, err := c.Get(t.Context(), req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := readAll(t, obj); err != nil {
+				t.Error(err)
+			}
+		}
+		var wg sync.WaitGroup
+		for _, dg := range many { // two run, three wait
+			wg.Go(func() { get("a.example", dg) })
+			synctest.Wait()
+		}
+		wg.Go(func() { get("b.example", oci.FromBytes(other)) })
+		synctest.Wait()
+		for range 2 {
+			<-o.started
+		}
+		o.releaseOne()
+		synctest.Wait()
+		if next := <-o.started; next != "b.example" {
+			t.Errorf("the freed slot went to %s, want b.example, which ran none", next)
+		}
+		close(o.release)
+		wg.Wait()
+	})
 }

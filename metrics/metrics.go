@@ -39,6 +39,10 @@ type Metrics struct {
 	// fill's --fill-parallel, for a reader that asked for bytes no request
 	// was heading for (a lazy pull's window, say).
 	FillRescues prometheus.Counter
+	// FillsStopped counts fills stopped for making no progress (under
+	// 64 KiB per --fill-stall window), by reason: unread (nobody read
+	// them) or yielded (their slot went to a fill waiting for one).
+	FillsStopped *prometheus.CounterVec // reason
 	// Fills counts finished fills by outcome (ok, error).
 	Fills *prometheus.CounterVec // outcome
 	// PassThrough counts requests streamed from upstream with the client's
@@ -132,6 +136,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		FillRescues: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cacheyd_fill_rescues_total", Help: "Regions fetched at once for a reader no request of its fill was heading for, beyond --fill-parallel.",
 		}),
+		FillsStopped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_fills_stopped_total", Help: "Fills stopped for making no progress, by reason (unread: nobody read them; yielded: their slot went to a waiting fill).",
+		}, []string{"reason"}),
 		Fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_fills_total", Help: "Finished fills by outcome (ok, error).",
 		}, []string{"outcome"}),
@@ -186,7 +193,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
-			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
+			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.FillsStopped, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed)
 	}
