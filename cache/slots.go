@@ -27,10 +27,14 @@ import (
 //     behind another's hundred; no registry runs more than its limit.
 //   - A fill makes progress while it writes stallBytes per stall window
 //     (Config.FillStall). A fill that makes none and that nobody reads is
-//     stopped (it was abandoned by its clients; its registry drips); a
-//     waiting fill may take the slot of a fill nobody reads at once, and
-//     that of a stalled fill of another registry, the one running the most
-//     fills first. A fill that progresses and has readers keeps its slot.
+//     stopped (it was abandoned by its clients; its registry drips). A
+//     waiting fill may take the slot of a fill nobody reads that is below
+//     that rate over the last tenth of a window or more, and that of a
+//     stalled fill of another registry, from the registry running the
+//     most fills first. A fill that progresses keeps its slot, read or
+//     not: cutting it would waste what it fetched, and a client reading
+//     windows (containerd's parallel chunks) leaves it unread between
+//     two of them.
 type fillSlots struct {
 	capacity, perMax int
 	window           time.Duration // a stall window
@@ -119,13 +123,17 @@ func (s *fillSlots) acquire(ctx context.Context, sl *slot) error {
 			s.mu.Unlock()
 			return nil
 		}
+		var recheck *time.Timer
 		if s.running >= s.capacity && r.running < s.perMax {
 			s.yieldLocked(sl.registry)
+			// Holders' rates change as time passes: look again then.
+			recheck = time.NewTimer(s.window / 10)
 		}
 		wake := s.wake
 		s.mu.Unlock()
 		select {
 		case <-wake:
+		case <-timerC(recheck):
 		case <-ctx.Done():
 			s.mu.Lock()
 			r.waiting--
@@ -137,8 +145,19 @@ func (s *fillSlots) acquire(ctx context.Context, sl *slot) error {
 			s.mu.Unlock()
 			return errTooManyFills(sl.registry)
 		}
+		if recheck != nil {
+			recheck.Stop()
+		}
 		s.mu.Lock()
 	}
+}
+
+// timerC is t's channel, or nil (never ready) without a timer.
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
 }
 
 // grantableLocked reports whether a fill of r may take a slot now: one is
@@ -168,8 +187,9 @@ func (s *fillSlots) yieldLocked(registry string) {
 	better := func(h *slot) bool {
 		return victim == nil || s.regs[h.registry].running > s.regs[victim.registry].running
 	}
+	now := time.Now()
 	for h := range s.holders {
-		if !h.yielding && h.readers() == 0 && better(h) {
+		if !h.yielding && s.idleLocked(h, now) && h.readers() == 0 && better(h) {
 			victim = h
 		}
 	}
@@ -187,6 +207,20 @@ func (s *fillSlots) yieldLocked(registry string) {
 	s.yielding++
 	s.m.stopped("yielded")
 	victim.stop(errYielded(s.window))
+}
+
+// idleLocked reports whether h made less than stallBytes in the last
+// window, or is below that rate over the part of the window measured so
+// far, once that is a tenth of a window or more.
+func (s *fillSlots) idleLocked(h *slot, now time.Time) bool {
+	if h.stalled {
+		return true
+	}
+	elapsed := now.Sub(h.since)
+	if elapsed < s.window/10 {
+		return false
+	}
+	return float64(h.progress()-h.mark) < stallBytes*elapsed.Seconds()/s.window.Seconds()
 }
 
 // release gives sl's slot back.
