@@ -13,6 +13,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
 )
@@ -83,8 +85,9 @@ func TestSlowFillsHoldLittleMemory(t *testing.T) {
 // counting the fetches running at once, in all and per registry.
 type gatedOrigin struct {
 	objects map[oci.Digest][]byte
-	release chan struct{}
-	started chan string // told the registry of each GET
+	release chan struct{} // closed: every body goes out
+	one     chan struct{} // each send lets one body out
+	started chan string   // told the registry of each GET
 
 	mu      sync.Mutex // guards running, max, perMax
 	running map[string]int
@@ -94,7 +97,7 @@ type gatedOrigin struct {
 }
 
 func newGatedOrigin(objects map[oci.Digest][]byte) *gatedOrigin {
-	return &gatedOrigin{objects: objects, release: make(chan struct{}), started: make(chan string, 100),
+	return &gatedOrigin{objects: objects, release: make(chan struct{}), one: make(chan struct{}), started: make(chan string, 100),
 		running: map[string]int{}, perMax: map[string]int{}}
 }
 
@@ -114,6 +117,9 @@ func (o *gatedOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Respons
 		case <-o.release:
 			_, _ = pw.Write(data)
 			pw.Close()
+		case <-o.one:
+			_, _ = pw.Write(data)
+			pw.Close()
 		case <-ctx.Done():
 			pw.CloseWithError(ctx.Err())
 		}
@@ -125,9 +131,13 @@ func (o *gatedOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Respons
 	return &oci.Response{Size: int64(len(data)), Body: pr}, nil
 }
 
+// releaseOne lets one held body out.
+func (o *gatedOrigin) releaseOne() { o.one <- struct{}{} }
+
 // TestFillSlotsBoundConcurrentFills: at most MaxFills fills fetch at once,
 // and at most MaxFillsPerRegistry from one registry; the others wait for a
-// slot, and past the answer timeout are answered 503 or 504 UNAVAILABLE.
+// slot, and past the answer timeout are answered 503 UNAVAILABLE (the
+// fills are full), never a gateway timeout that would blame upstream.
 func TestFillSlotsBoundConcurrentFills(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		registries := []string{"a.example", "a.example", "a.example", "b.example", "b.example", "c.example"}
@@ -144,6 +154,7 @@ func TestFillSlotsBoundConcurrentFills(t *testing.T) {
 		})
 		var wg sync.WaitGroup
 		results := make(chan error, 6)
+		objs := make(chan *Object, 6) // held open: their fills have a reader
 		for i, registry := range registries {
 			wg.Go(func() {
 				dg := digests[i]
@@ -151,7 +162,7 @@ func TestFillSlotsBoundConcurrentFills(t *testing.T) {
 					Reference: oci.Reference{Digest: dg}}
 				obj, err := c.Get(t.Context(), req)
 				if err == nil {
-					obj.Close()
+					objs <- obj
 				}
 				results <- err
 			})
@@ -173,7 +184,7 @@ func TestFillSlotsBoundConcurrentFills(t *testing.T) {
 			switch e, isOCI := oci.AsError(err); {
 			case err == nil:
 				ok++
-			case isOCI && e.Status == http.StatusServiceUnavailable, errors.Is(err, oci.ErrUpstreamTimeout):
+			case isOCI && e.Status == http.StatusServiceUnavailable:
 				unavailable++
 			default:
 				t.Errorf("unexpected answer: %v", err)
@@ -181,6 +192,10 @@ func TestFillSlotsBoundConcurrentFills(t *testing.T) {
 		}
 		if ok != 3 || unavailable != 3 {
 			t.Errorf("%d answered, %d unavailable; want 3 and 3", ok, unavailable)
+		}
+		close(objs)
+		for obj := range objs {
+			obj.Close()
 		}
 		close(o.release)
 		c.wg.Wait()
@@ -192,8 +207,9 @@ func TestFillSlotsBoundConcurrentFills(t *testing.T) {
 
 // TestHangingUpstreamAnswersInTime: an upstream that accepts and never
 // answers costs a client AnswerTimeout, answered as an upstream timeout
-// (504 UNAVAILABLE), not a wait as long as every retry; the fill goes on in
-// the background and gives up after FillRetries+1 attempts.
+// (504 UNAVAILABLE), not a wait as long as every retry; the fill goes on
+// retrying in the background until it has made no progress for a stall
+// window with nobody reading it, and then gives its slot up.
 func TestHangingUpstreamAnswersInTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var attempts atomic.Int32
@@ -207,7 +223,9 @@ func TestHangingUpstreamAnswersInTime(t *testing.T) {
 				return nil, ctx.Err()
 			}
 		})
-		c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes, cfg.AnswerTimeout, cfg.FillRetries = 0, 5*time.Second, 4 })
+		c := newTestCache(t, o, func(cfg *Config) {
+			cfg.MemoryBytes, cfg.AnswerTimeout, cfg.FillRetries, cfg.FillStall = 0, 5*time.Second, 4, 25*time.Second
+		})
 		start := time.Now()
 		_, err := c.Get(t.Context(), blobReq(oci.FromBytes([]byte("hang"))))
 		if waited := time.Since(start); waited != 5*time.Second {
@@ -217,8 +235,16 @@ func TestHangingUpstreamAnswersInTime(t *testing.T) {
 			t.Errorf("err = %v, want an upstream timeout", err)
 		}
 		c.wg.Wait()
-		if n := attempts.Load(); n != 5 {
-			t.Errorf("%d upstream attempts, want FillRetries+1 = 5", n)
+		// Attempts start at 0 s, about 10.3 s and about 21 s (each hangs
+		// for 10 s, with a backoff between); the window ends at 25 s.
+		if n := attempts.Load(); n != 3 {
+			t.Errorf("%d upstream attempts, want the 3 that started within the stall window", n)
+		}
+		if n := testutil.ToFloat64(c.m.FillsStopped.WithLabelValues("unread")); n != 1 {
+			t.Errorf("fills stopped unread = %v, want 1", n)
+		}
+		if time.Since(start) != 25*time.Second {
+			t.Errorf("the fill ended after %s, want the stall window", time.Since(start))
 		}
 	})
 }

@@ -75,6 +75,11 @@ type Config struct {
 	// MaxFillsPerRegistry bounds the fills fetching from one registry at
 	// once. Zero means 64.
 	MaxFillsPerRegistry int
+	// FillStall is the window over which a fill's progress is judged: one
+	// that writes less than 64 KiB in it is stalled, and gives its slot up
+	// when nobody reads it, or when a fill of another registry waits for
+	// one (slots.go). Zero means 10s.
+	FillStall time.Duration
 	// Metrics receives counts; nil means counts go nowhere.
 	Metrics *metrics.Metrics
 	// Logger receives background fill outcomes; nil means slog.Default().
@@ -90,6 +95,7 @@ const (
 	defaultFillChunk       = 16 << 20
 	defaultFillParallel    = 4
 	defaultMaxFillsPerReg  = 64
+	defaultFillStall       = 10 * time.Second
 	// tagTimeout bounds one upstream tag resolution, which is shared by
 	// every request waiting for it and so does not run on any one of
 	// their contexts.
@@ -105,8 +111,9 @@ type Cache struct {
 	disk     *disk.Disk
 	tags     *tagTable
 	listings *listingTable
-	private  *privacy   // checks of client credentials for private content
-	slots    *fillSlots // bounds the fills fetching at once
+	failures *failureTable // fills upstream failed a moment ago
+	private  *privacy      // checks of client credentials for private content
+	slots    *fillSlots    // bounds the fills fetching at once
 	log      *slog.Logger
 	m        *metrics.Metrics
 	// memHits and diskHits are m.Hits' children, looked up once: a hit
@@ -118,6 +125,7 @@ type Cache struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // counts running fills; Close waits for them
+	bg     sync.WaitGroup // the slots' watch; Close waits for it
 
 	mu    sync.Mutex // guards fills
 	fills map[fillKey]*fill
@@ -156,6 +164,9 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	if cfg.MaxFillsPerRegistry <= 0 {
 		cfg.MaxFillsPerRegistry = defaultMaxFillsPerReg
 	}
+	if cfg.FillStall <= 0 {
+		cfg.FillStall = defaultFillStall
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
@@ -172,14 +183,22 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Cache{
+	slots := newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry, cfg.FillStall, slotMetrics{
+		waiting: cfg.Metrics.FillsWaiting.Add,
+		stopped: func(reason string) { cfg.Metrics.FillsStopped.WithLabelValues(reason).Inc() },
+	})
+	c := &Cache{
 		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagTable(), listings: newListingTable(),
+		failures: newFailureTable(),
 		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
 			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
-		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),
+		private: newPrivacy(), slots: slots,
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},
 		memHits: cfg.Metrics.Hits.WithLabelValues("memory"), diskHits: cfg.Metrics.Hits.WithLabelValues("disk"),
-	}, nil
+	}
+	// Stops when Close cancels c.ctx.
+	c.bg.Go(func() { slots.watch(ctx) })
+	return c, nil
 }
 
 // Close aborts fills in flight, waits for them to clean up, records a clean
@@ -187,6 +206,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 func (c *Cache) Close() error {
 	c.cancel()
 	c.wg.Wait()
+	c.bg.Wait()
 	c.mem.Close()
 	return c.disk.Close()
 }

@@ -234,7 +234,7 @@ func (k *chunker) run(ctx context.Context, first *oci.Response, parallel, rescue
 		return context.Cause(ctx)
 	}
 	if reach, _, _ := k.f.Written(0, k.size); reach != k.size {
-		return fmt.Errorf("fill ended with bytes [%d, %d) of %d written", 0, reach, k.size)
+		return upstreamFault(fmt.Errorf("fill ended with bytes [%d, %d) of %d written", 0, reach, k.size))
 	}
 	return nil
 }
@@ -330,7 +330,7 @@ func (k *chunker) stream(body io.ReadCloser, at int64, s span, toEnd bool) error
 	k.mu.Unlock()
 	if at < s.start {
 		if _, err := io.CopyN(io.Discard, body, s.start-at); err != nil {
-			return fmt.Errorf("read upstream: skipping to %d: %w", s.start, err)
+			return upstreamFault(fmt.Errorf("read upstream: skipping to %d: %w", s.start, err))
 		}
 	}
 	buf := make([]byte, min(int64(copyBuffer), max(s.end-s.start, 1)))
@@ -342,7 +342,7 @@ func (k *chunker) stream(body io.ReadCloser, at int64, s span, toEnd bool) error
 			}
 			if s.start > pos { // others have the bytes between
 				if _, err := io.CopyN(io.Discard, body, s.start-pos); err != nil {
-					return fmt.Errorf("read upstream: skipping to %d: %w", s.start, err)
+					return upstreamFault(fmt.Errorf("read upstream: skipping to %d: %w", s.start, err))
 				}
 				pos = s.start
 			}
@@ -360,10 +360,10 @@ func (k *chunker) stream(body io.ReadCloser, at int64, s span, toEnd bool) error
 		switch {
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			if pos < s.end {
-				return fmt.Errorf("read upstream: body ended at %d, before %d: %w", pos, s.end, io.ErrUnexpectedEOF)
+				return upstreamFault(fmt.Errorf("read upstream: body ended at %d, before %d: %w", pos, s.end, io.ErrUnexpectedEOF))
 			}
 		case err != nil:
-			return fmt.Errorf("read upstream after %d bytes: %w", pos, err)
+			return upstreamFault(fmt.Errorf("read upstream after %d bytes: %w", pos, err))
 		}
 	}
 }
@@ -377,6 +377,9 @@ func (k *chunker) write(p []byte, off int64, own span) error {
 		ws, we := k.writable(off, end, own)
 		if ws >= end {
 			return nil
+		}
+		if err := k.p.Claim(we - ws); err != nil {
+			return err
 		}
 		if _, err := k.f.WriteAt(p[ws-off:we-off], ws); err != nil {
 			return k.p.Failed(fmt.Errorf("write pending file: %w", err))

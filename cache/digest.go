@@ -15,7 +15,8 @@ import (
 // getDigest answers for immutable content: memory → disk → a fill in
 // flight → a new fill. Marked content is served only as private.go says.
 func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error) {
-	return c.serveDigest(ctx, req, fillKey{digest: req.Reference.Digest, manifest: req.Kind == oci.KindManifest, route: c.route(req)})
+	return c.serveDigest(ctx, req, fillKey{digest: req.Reference.Digest, manifest: req.Kind == oci.KindManifest,
+		registry: req.Registry, route: c.route(req)})
 }
 
 // serveDigest looks up and fills under key.
@@ -37,7 +38,11 @@ func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) 
 		if key.cred == "" && req.Authorization != "" && c.private.recentlyRefused(sourceOf(req)) {
 			return c.privateFill(ctx, req, key)
 		}
-		if f, isNew = c.joinOrStart(req, key); f != nil {
+		var err error
+		if f, isNew, err = c.joinOrStart(req, key); err != nil {
+			return nil, err
+		}
+		if f != nil {
 			break
 		}
 	}
@@ -91,13 +96,19 @@ var errAnswerTimeout = fmt.Errorf("no answer from upstream within the answer tim
 	oci.ErrUpstreamTimeout, oci.ErrUpstreamUnavailable)
 
 // waitAnswer waits for f to learn its size, for at most AnswerTimeout, or
-// until a first attempt found the origin unreachable.
+// until a first attempt found the origin unreachable. A fill that is still
+// waiting for a fill slot then is answered as such (503), not as upstream
+// being slow.
 func (c *Cache) waitAnswer(ctx context.Context, f *fill) error {
 	wctx, cancel := context.WithTimeoutCause(ctx, c.cfg.AnswerTimeout, errAnswerTimeout)
 	defer cancel()
 	wctx, stop := withCauseOf(wctx, f.unreachable)
 	defer stop()
-	return f.Wait(wctx)
+	err := f.Wait(wctx)
+	if errors.Is(err, errAnswerTimeout) && !f.slotted.Load() {
+		return errTooManyFills(f.registry)
+	}
+	return err
 }
 
 // withCauseOf returns ctx, also cancelled, with its cause, when other is.

@@ -7,6 +7,10 @@ import (
 	"net/http"
 	"os"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
@@ -69,32 +73,44 @@ func TestWrongSizeForgottenOnRestart(t *testing.T) {
 // fails before its first, a small object is a miss; each is removed and
 // fetched again. Content that is right is served and trusted again.
 func TestUncleanStopVerifiesBeforeServing(t *testing.T) {
+	wrongBytesWhileStopped(t, crash, false)
+}
+
+// TestOverwrittenWhileStoppedVerifiesBeforeServing: after a clean stop,
+// content overwritten in place at its own size (a stray dd conv=notrunc,
+// an operator's mistake) is treated as after an unclean stop: never served
+// as whole, removed and fetched again. Content nothing changed is served
+// at once as a plain file, without being hashed again.
+func TestOverwrittenWhileStoppedVerifiesBeforeServing(t *testing.T) {
+	wrongBytesWhileStopped(t, func(c *Cache) { c.Close() }, true)
+}
+
+// wrongBytesWhileStopped fills four objects, stops the cache with stop,
+// overwrites three of them with as many wrong bytes, starts it again and
+// checks that none of the three is served whole, that each is fetched
+// again, and that the fourth is served right: at once as a plain file when
+// trusted (a clean stop), else after a check.
+func wrongBytesWhileStopped(t *testing.T, stop func(*Cache), trusted bool) {
 	o := origintest.New()
 	large, ranged, small, good := randomBytes(t, 256<<10), randomBytes(t, 256<<10), randomBytes(t, 4<<10), randomBytes(t, 256<<10)
 	dl, dr, ds, dgood := o.Add(large, ""), o.Add(ranged, ""), o.Add(small, ""), o.Add(good, "")
 	dir := t.TempDir()
-	cfg := func(cfg *Config) { cfg.Dir = dir; cfg.MemoryMaxObject = 64 << 10 }
+	m := newTestMetrics()
+	cfg := func(cfg *Config) { cfg.Dir = dir; cfg.MemoryMaxObject = 64 << 10; cfg.Metrics = m }
 	c := newTestCache(t, o, cfg)
 	for _, dg := range []oci.Digest{dl, dr, ds, dgood} {
 		fillAndWait(t, c, blobReq(dg))
 	}
-	crash(c)
+	stop(c)
 	for _, dg := range []oci.Digest{dl, dr, ds} {
-		p := c.disk.Path(dg)
-		info, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, bytes.Repeat([]byte{'x'}, int(info.Size())), 0o640); err != nil {
-			t.Fatal(err)
-		}
+		overwriteLater(t, c.disk.Path(dg))
 	}
 
 	c2 := newTestCache(t, o, cfg)
 	// A whole read: everything but the last byte, then an error.
 	obj, err := c2.Get(t.Context(), blobReq(dl))
 	if err != nil || obj.Source != SourceDisk {
-		t.Fatalf("large object after an unclean stop: %v", err)
+		t.Fatalf("large object after the stop: %v", err)
 	}
 	got, err := readAll(t, obj)
 	if err == nil || len(got) >= len(large) {
@@ -119,7 +135,8 @@ func TestUncleanStopVerifiesBeforeServing(t *testing.T) {
 			t.Errorf("%s: %d upstream GETs, want 2", dg.Short(), n)
 		}
 	}
-	// The right one is served, checked, and then sent as a plain file.
+	// The right one is served, checked unless trusted, and then sent as a
+	// plain file.
 	for i := range 2 {
 		obj, err := c2.Get(t.Context(), blobReq(dgood))
 		if err != nil || obj.Source != SourceDisk {
@@ -135,11 +152,48 @@ func TestUncleanStopVerifiesBeforeServing(t *testing.T) {
 		if err != nil || !bytes.Equal(got, good) {
 			t.Fatalf("good object read %d: %v", i, err)
 		}
-		if isFile != (i == 1) {
-			t.Errorf("read %d as a plain file = %v: want verified on the first, trusted on the second", i, isFile)
+		if want := trusted || i == 1; isFile != want {
+			t.Errorf("read %d as a plain file = %v, want %v", i, isFile, want)
 		}
 	}
 	if n := o.Count(http.MethodGet, oci.KindBlob, string(dgood)); n != 1 {
 		t.Errorf("good object: %d upstream GETs, want 1", n)
+	}
+	hashed := map[string]int{}
+	for _, outcome := range []string{"ok", "mismatch"} {
+		hashed[outcome] = int(testutil.ToFloat64(m.DiskVerified.WithLabelValues(outcome)))
+	}
+	want := map[string]int{"ok": 1, "mismatch": 3}
+	if trusted {
+		want["ok"] = 0 // the good object was never hashed again
+	}
+	if diff := cmp.Diff(want, hashed); diff != "" {
+		t.Errorf("objects hashed again by outcome (-want +got):\n%s", diff)
+	}
+}
+
+// overwriteLater fills the file at p with as many wrong bytes as it holds,
+// in place, and dates the write a second after the file's last one: an
+// overwrite while cacheyd is stopped comes later than the commit, while
+// the kernel stamps writes with a clock that may tick only every few
+// milliseconds.
+func overwriteLater(t *testing.T, p string) {
+	t.Helper()
+	info, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{'x'}, int(info.Size())), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, time.Time{}, info.ModTime().Add(time.Second)); err != nil {
+		t.Fatal(err)
 	}
 }

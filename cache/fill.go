@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/cacheyd/cacheyd/flight"
@@ -24,6 +25,14 @@ const copyBuffer = 128 << 10
 type fillKey struct {
 	digest   oci.Digest
 	manifest bool
+	// registry is the registry the requests sharing the fill named. Until
+	// a fill is verified its bytes are only what that registry says they
+	// are, so it is shared only by requests that trust the same registry:
+	// a request naming a hostile registry that drips wrong bytes for a
+	// popular digest must not make everyone else's pulls of that digest
+	// wait for it, nor hand them its bytes as a window. Committed
+	// (verified) content is everyone's.
+	registry string
 	// cred is set for a fill made with a client's credentials (see
 	// private.go): only requests with the same credential join it.
 	cred string
@@ -52,15 +61,28 @@ type fill struct {
 	// mediaType is the origin's Content-Type, set before the flight opens
 	// and read only after Wait.
 	mediaType string
+	// registry is the registry the fill fetches from.
+	registry string
+	// slotted is set once the fill holds a fill slot (slots.go): a request
+	// that stops waiting for its answer before is answered that the fills
+	// are full, not that upstream was slow.
+	slotted atomic.Bool
 }
 
 // joinOrStart returns the fill in flight for key with a reference taken, or
-// starts one. It returns nil when the content was committed meanwhile.
-func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool) {
+// starts one. It returns nil when the content was committed meanwhile. A
+// peer's request for content whose fill upstream failed a moment ago gets
+// that failure (failures.go).
+func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.fills[key]; f != nil && f.Acquire() {
-		return f, false
+		return f, false, nil
+	}
+	if req.FromPeer && key.cred == "" {
+		if err, ok := c.recentFailure(key); ok {
+			return nil, false, err
+		}
 	}
 	// Re-check the disk under c.mu: a fill commits to disk before it
 	// unregisters (under c.mu), so a request that missed on disk and then
@@ -69,10 +91,10 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	// does not care what is committed.
 	if key.source == "" {
 		if e, err := c.disk.Stat(context.Background(), key.digest); err == nil && (!key.manifest || e.MediaType != "") {
-			return nil, false
+			return nil, false, nil
 		}
 	}
-	f = &fill{Flight: flight.New(key.digest), hint: req.Wants}
+	f = &fill{Flight: flight.New(key.digest), hint: req.Wants, registry: req.Registry}
 	f.unreachable, f.setUnreach = context.WithCancelCause(context.Background())
 	f.Acquire() // the caller's reference, beside the writer's
 	c.fills[key] = f
@@ -86,7 +108,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool)
 	// Stopped by the fill's end: success, upstream failure, its timeout or
 	// Close cancelling c.ctx.
 	go c.runFill(f, key, &origin)
-	return f, true
+	return f, true, nil
 }
 
 // runFill waits for a fill slot, fetches one object into a pending file,
@@ -96,17 +118,22 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FillTimeout)
 	defer cancel()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	var n int64
+	sl := &slot{registry: req.Registry, progress: f.Progress, readers: f.Readers, stop: stop}
 	sctx, scancel := context.WithTimeout(ctx, c.cfg.AnswerTimeout)
-	c.m.FillsWaiting.Inc()
-	release, err := c.slots.acquire(sctx, req.Registry)
-	c.m.FillsWaiting.Dec()
+	err := c.slots.acquire(sctx, sl)
 	scancel()
 	if err == nil {
+		f.slotted.Store(true)
 		n, err = c.fetchInto(ctx, f, req)
-		release()
+		c.slots.release(sl)
 	}
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
+			err = upstreamFault(fmt.Errorf("not done within the fill timeout (%s): %w", c.cfg.FillTimeout, err))
+		}
 		err = fmt.Errorf("fill %s: %w", f.Digest().Short(), err)
 	}
 	// Unregister before telling the readers: a request that sees this
@@ -114,6 +141,9 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	// disk, where a success was committed), never join a finished one.
 	c.mu.Lock()
 	delete(c.fills, key)
+	if err != nil && key.cred == "" && oci.FromUpstream(err) {
+		c.failures.put(key.failedKey(), failure{err: err, until: time.Now().Add(failMemory)})
+	}
 	c.mu.Unlock()
 	f.Finish(err)
 	c.m.FillsInFlight.Dec()
@@ -170,7 +200,7 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	whole := resp.Offset == 0 && (resp.End <= 0 || resp.End == resp.Size)
 	switch {
 	case resp.Digest != "" && resp.Digest != f.Digest():
-		return 0, fmt.Errorf("upstream answered with digest %s", resp.Digest.Short())
+		return 0, upstreamFault(fmt.Errorf("upstream answered with digest %s", resp.Digest.Short()))
 	case limit >= 0 && resp.Size > limit:
 		return 0, oci.ErrTooLarge(fmt.Sprintf("manifest of %d bytes exceeds %d", resp.Size, limit))
 	}
@@ -193,7 +223,9 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 		n, err = copyInto(f, p, resp.Body, resp.Size, limit)
 	}
 	if err == nil {
-		err = f.Verify(n)
+		if err = f.Verify(n); err != nil {
+			err = upstreamFault(err)
+		}
 	}
 	if err != nil {
 		p.Abort()
@@ -202,30 +234,30 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	return n, c.commit(f, p, req, n)
 }
 
-// copyInto writes body into the fill's flight in order. Without an
-// announced size, each step of bytes is claimed from the disk budget before
-// it is written.
+// copyInto writes body into the fill's flight in order, claiming the disk
+// budget for each write's bytes as they arrive (never for a size upstream
+// announced).
 func copyInto(f *fill, p *disk.Pending, body io.Reader, size, limit int64) (int64, error) {
 	buf := make([]byte, copyBuffer)
 	if size > 0 {
 		buf = buf[:min(int64(len(buf)), size)]
 	}
-	var n, claimed int64
+	var n int64
 	for {
 		m, rerr := body.Read(buf)
 		if m > 0 {
 			if limit >= 0 && n+int64(m) > limit {
 				return n, oci.ErrTooLarge(fmt.Sprintf("manifest exceeds %d bytes", limit))
 			}
-			for size < 0 && n+int64(m) > claimed {
-				if err := p.Grow(reserveStep); err != nil {
-					return n, err
-				}
-				claimed += reserveStep
+			if size >= 0 && n+int64(m) > size {
+				return n, upstreamFault(fmt.Errorf("upstream sent more than the %d bytes it announced", size))
+			}
+			if err := p.Claim(int64(m)); err != nil {
+				return n, err
 			}
 			if _, err := f.WriteAt(buf[:m], n); err != nil {
 				if errors.Is(err, flight.ErrBeyondSize) {
-					return n, fmt.Errorf("upstream sent more than the %d bytes it announced", size)
+					return n, upstreamFault(fmt.Errorf("upstream sent more than the %d bytes it announced", size))
 				}
 				return n, p.Failed(fmt.Errorf("write pending file: %w", err))
 			}
@@ -235,13 +267,20 @@ func copyInto(f *fill, p *disk.Pending, body io.Reader, size, limit int64) (int6
 			return n, nil
 		}
 		if rerr != nil {
-			return n, fmt.Errorf("read upstream after %d bytes: %w", n, rerr)
+			return n, upstreamFault(fmt.Errorf("read upstream after %d bytes: %w", n, rerr))
 		}
 	}
 }
 
-// reserveStep is how much a fill of unknown size claims at a time.
-const reserveStep = 1 << 20
+// upstreamFault marks err, met while reading what upstream sent, as the
+// registry's doing (oci.ErrUpstreamFault): a replica asking this one is told
+// so (oci.RelayedHeader) and does not fetch it again around this one.
+func upstreamFault(err error) error {
+	if oci.FromUpstream(err) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", oci.ErrUpstreamFault, err)
+}
 
 // commit keeps a verified fill: on disk with its record, and in memory when
 // it is small and public.

@@ -68,5 +68,6 @@ func diskUsage(c *Cache) (int64, int) {
 func crash(c *Cache) {
 	c.cancel()
 	c.wg.Wait()
+	c.bg.Wait()
 	c.mem.Close()
 }

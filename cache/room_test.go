@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -194,54 +196,137 @@ func TestEndlessBodyStopsAtTheBudget(t *testing.T) {
 	assertNoFiles(t, c.cfg.Dir)
 }
 
-// TestReservationsNeverExceedTheBudget: fills that announce more than the
-// budget holds beside the fills in flight are streamed uncached (and
-// counted), instead of evicting everything committed to make room.
-func TestReservationsNeverExceedTheBudget(t *testing.T) {
+// TestAnnouncementsTakeNoBudget: a registry that announces a blob of any
+// size and then drips its bytes takes nothing of the disk budget for the
+// announcement. Committed content is evicted only for bytes that arrived;
+// a blob announced larger than half the budget is streamed uncached at
+// once; and meanwhile a burst of another registry's clients for a blob
+// makes one fill, which every client reads, instead of streaming uncached
+// each.
+func TestAnnouncementsTakeNoBudget(t *testing.T) {
+	const budget, object, kept, dripped = 4 << 20, 512 << 10, 6, 64 << 10
+	for _, tc := range []struct {
+		name      string
+		announced int64
+		uncached  float64 // the hostile request's own
+	}{
+		{"just under the budget", budget - 1, 1},
+		{"half the budget", budget / 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			honest := origintest.New()
+			var keep []oci.Digest
+			for range kept {
+				keep = append(keep, honest.Add(randomBytes(t, object), ""))
+			}
+			data := randomBytes(t, 1<<20)
+			dg := honest.Add(data, "")
+			sent := make(chan struct{}, 1) // unread: the body's bytes are read through the cache
+			hostile := OriginFunc(func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+				return &oci.Response{Size: tc.announced, End: tc.announced, Body: &trickle{ctx: ctx, left: dripped, sent: sent}}, nil
+			})
+			c := newTestCache(t, &registries{by: map[string]Origin{"docker.io": honest, "evil.example": hostile}, calls: map[string]int{}},
+				func(cfg *Config) { cfg.MemoryBytes, cfg.DiskBytes = 0, budget })
+			for _, k := range keep {
+				fillAndWait(t, c, blobReq(k))
+			}
+			evil := blobReq(oci.FromBytes([]byte("announced, never sent")))
+			evil.Registry = "evil.example"
+			obj, err := c.Get(t.Context(), evil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The client reads some of what was dripped; the fill (or
+			// the uncached stream) stays open, waiting for more.
+			r, err := obj.Body(0, dripped/2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if n, err := io.Copy(io.Discard, r); err != nil || n != dripped/2 {
+				t.Fatalf("read %d of the dripped bytes: %v", n, err)
+			}
+			if _, n := diskUsage(c); n != kept {
+				t.Errorf("%d of %d committed objects left after an announcement of %d bytes", n, kept, tc.announced)
+			}
+			if _, _, reserved := c.disk.Usage(); reserved > dripped {
+				t.Errorf("%d bytes claimed for a fill that received %d", reserved, dripped)
+			}
+
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Go(func() {
+					obj, err := c.Get(t.Context(), blobReq(dg))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if got, err := readAll(t, obj); err != nil || !bytes.Equal(got, data) {
+						t.Errorf("a burst client read %d bytes, err %v", len(got), err)
+					}
+				})
+			}
+			wg.Wait()
+			if n := honest.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 1 {
+				t.Errorf("20 clients of a blob cost %d upstream GETs beside the dripping fill, want 1", n)
+			}
+			if n := testutil.ToFloat64(c.m.Uncached.WithLabelValues("budget")); n != tc.uncached {
+				t.Errorf("uncached{budget} = %v, want %v", n, tc.uncached)
+			}
+		})
+	}
+}
+
+// TestClaimsAsBytesArrive: a fill's claim on the disk budget follows the
+// bytes it received, within one claim step, and committed content is
+// evicted, least recently used first, only as those bytes arrive.
+func TestClaimsAsBytesArrive(t *testing.T) {
+	const budget, object = 4 << 20, 512 << 10
 	o := origintest.New()
-	const small, big = 50 << 10, 200 << 10
-	var kept []oci.Digest
-	for range 3 {
-		kept = append(kept, o.Add(randomBytes(t, small), ""))
+	var keep []oci.Digest
+	for range 8 {
+		keep = append(keep, o.Add(randomBytes(t, object), ""))
 	}
-	var bigs []oci.Digest
-	datas := map[oci.Digest][]byte{}
-	for range 3 {
-		data := randomBytes(t, big)
-		dg := o.Add(data, "")
-		bigs, datas[dg] = append(bigs, dg), data
+	data := randomBytes(t, 2<<20)
+	dg := o.Add(data, "")
+	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes, cfg.DiskBytes, cfg.FillParallel = 0, budget, 1 })
+	for _, k := range keep {
+		fillAndWait(t, c, blobReq(k))
 	}
-	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes = 0; cfg.DiskBytes = 300 << 10 })
-	for _, dg := range kept {
-		fillAndWait(t, c, blobReq(dg))
+	pace := make(chan int)
+	o.Set(func(o *origintest.Origin) { o.Pace = pace })
+	obj, err := c.Get(t.Context(), blobReq(dg))
+	if err != nil {
+		t.Fatal(err)
 	}
-	gate := make(chan struct{})
-	o.Set(func(o *origintest.Origin) { o.Gate = gate })
-	var objs []*Object
-	for _, dg := range bigs {
-		obj, err := c.Get(t.Context(), blobReq(dg))
+	r, err := obj.Body(0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	read := int64(0)
+	for _, step := range []int64{256 << 10, 512 << 10, 512 << 10} {
+		pace <- int(step)
+		n, err := io.CopyN(io.Discard, r, step)
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs = append(objs, obj)
-		if _, _, reserved := c.disk.Usage(); reserved > c.cfg.DiskBytes {
-			t.Errorf("reserved %d of a budget of %d", reserved, c.cfg.DiskBytes)
+		read += n
+		_, _, reserved := c.disk.Usage()
+		used, objects := diskUsage(c)
+		if reserved > read+64<<10 {
+			t.Errorf("after %d bytes arrived, %d are claimed", read, reserved)
+		}
+		if used+reserved > budget {
+			t.Errorf("after %d bytes: %d used and %d claimed exceed the budget of %d", read, used, reserved, budget)
+		}
+		if want := min(8, int((budget-read+object-1)/object)); objects < want-1 {
+			t.Errorf("after %d bytes arrived, %d objects are left, want about %d", read, objects, want)
 		}
 	}
-	if got := []Source{objs[0].Source, objs[1].Source, objs[2].Source}; got[0] != SourceFillNew || got[1] != SourceUncached || got[2] != SourceUncached {
-		t.Errorf("sources %v, want a fill and two uncached", got)
-	}
-	if n := testutil.ToFloat64(c.m.Uncached.WithLabelValues("budget")); n != 2 {
-		t.Errorf("uncached{budget} = %v, want 2", n)
-	}
-	if _, n := diskUsage(c); n == 0 {
-		t.Error("every committed object was evicted")
-	}
-	close(gate)
-	for i, obj := range objs {
-		if got, err := readAll(t, obj); err != nil || !bytes.Equal(got, datas[bigs[i]]) {
-			t.Errorf("big %d: %v", i, err)
-		}
+	close(pace)
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Fatal(err)
 	}
 }
 

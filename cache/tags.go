@@ -30,6 +30,9 @@ type descriptor struct {
 type tagEntry struct {
 	desc    descriptor
 	checked time.Time // when upstream last confirmed desc
+	// peer says another replica gave the answer (oci.Response.Peer): it is
+	// that replica's to keep and serve stale, this one's only for the TTL.
+	peer bool
 }
 
 // tagTable remembers the last answer for each tag fetched as cacheyd.
@@ -83,7 +86,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		}
 		d := descriptor{digest: resp.Digest, mediaType: resp.MediaType, size: resp.Size}
 		if d.digest != "" {
-			c.tags.put(key, tagEntry{desc: d, checked: time.Now()})
+			c.tags.put(key, tagEntry{desc: d, checked: time.Now(), peer: resp.Peer})
 		}
 		return d, nil
 	})
@@ -104,7 +107,7 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 		c.m.TagLookups.WithLabelValues("passthrough").Inc()
 		return descriptor{digest: resp.Digest, mediaType: resp.MediaType, size: resp.Size}, SourcePassThrough, nil
 	}
-	if known && c.servesStale(last.checked, err) {
+	if known && !last.peer && c.servesStale(last.checked, err) {
 		c.m.TagLookups.WithLabelValues("stale").Inc()
 		c.log.Warn("serving stale tag", "registry", req.Registry, "repository", req.Repository,
 			"tag", req.Reference.Tag, "age", time.Since(last.checked).Round(time.Second), "err", err)

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"testing"
@@ -187,4 +188,38 @@ func TestFirstTagLookupRetries(t *testing.T) {
 	if n := o.Count(http.MethodHead, oci.KindManifest, "v1"); n != 4 {
 		t.Errorf("upstream HEADs = %d, want 4 (one try, then stale)", n)
 	}
+}
+
+// peerAnswers marks every answer of its origin as a peer's.
+type peerAnswers struct{ Origin }
+
+func (p peerAnswers) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	resp, err := p.Origin.Fetch(ctx, req)
+	if resp != nil {
+		resp.Peer = true
+	}
+	return resp, err
+}
+
+// TestPeersTagAnswerOnlyForTheTTL: a tag answer another replica gave is
+// used for the TTL, but never served stale once asking fails: a replica's
+// word is its own to stand by, not this one's.
+func TestPeersTagAnswerOnlyForTheTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := origintest.New()
+		v1 := o.Add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
+		o.Tag("latest", v1)
+		c := newTestCache(t, peerAnswers{o}, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Minute, time.Hour })
+		if _, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err != nil {
+			t.Fatal(err)
+		}
+		o.Set(func(o *origintest.Origin) { o.Fail = oci.ErrUpstreamUnavailable })
+		if obj, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err != nil || obj.Digest != v1 {
+			t.Fatalf("within the TTL: %v", err)
+		}
+		time.Sleep(2 * time.Minute) // virtual time: past the TTL
+		if obj, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err == nil {
+			t.Fatalf("a peer's tag answer was served stale (%s)", obj.Digest.Short())
+		}
+	})
 }

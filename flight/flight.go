@@ -351,6 +351,22 @@ func (f *Flight) Release() {
 	}
 }
 
+// Readers reports, while the writer holds its reference (before Finish),
+// how many other references are held: the requests reading the flight or
+// waiting to. Zero means nobody would miss the flight if it ended now.
+func (f *Flight) Readers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refs - 1
+}
+
+// Progress reports how many bytes have been written so far.
+func (f *Flight) Progress() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.written.total()
+}
+
 // Wanted returns the offsets readers are waiting at, in ascending order,
 // for a writer that fetches first what readers need.
 func (f *Flight) Wanted() []int64 {

@@ -524,3 +524,30 @@ func TestNextGivesAFileOfItsOwn(t *testing.T) {
 	}
 	f.Finish(nil)
 }
+
+// TestReadersAndProgress: Readers counts the references beside the
+// writer's, and Progress the bytes written, wherever they are.
+func TestReadersAndProgress(t *testing.T) {
+	f := New(oci.FromBytes([]byte("0123456789")))
+	if n := f.Readers(); n != 0 {
+		t.Errorf("readers of a new flight = %d, want 0", n)
+	}
+	f.Acquire()
+	f.Acquire()
+	f.Release()
+	if n := f.Readers(); n != 1 {
+		t.Errorf("readers = %d, want 1", n)
+	}
+	f.Open(newMemFile(10), 10, nil)
+	for _, w := range []struct {
+		off int64
+		p   string
+	}{{6, "6789"}, {0, "01"}} {
+		if _, err := f.WriteAt([]byte(w.p), w.off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.Progress(); n != 6 {
+		t.Errorf("progress = %d, want 6", n)
+	}
+}

@@ -66,3 +66,12 @@ func (s spans) missing(off, end int64) (start, stop int64) {
 	}
 	return start, stop
 }
+
+// total is the number of bytes held.
+func (s spans) total() int64 {
+	var n int64
+	for _, sp := range s {
+		n += sp.end - sp.start
+	}
+	return n
+}

@@ -39,6 +39,10 @@ type Metrics struct {
 	// fill's --fill-parallel, for a reader that asked for bytes no request
 	// was heading for (a lazy pull's window, say).
 	FillRescues prometheus.Counter
+	// FillsStopped counts fills stopped for making no progress (under
+	// 64 KiB per --fill-stall window), by reason: unread (nobody read
+	// them) or yielded (their slot went to a fill waiting for one).
+	FillsStopped *prometheus.CounterVec // reason
 	// Fills counts finished fills by outcome (ok, error).
 	Fills *prometheus.CounterVec // outcome
 	// PassThrough counts requests streamed from upstream with the client's
@@ -60,6 +64,11 @@ type Metrics struct {
 	DiskBytes   prometheus.Gauge
 	// DiskEvictions counts objects evicted from disk to stay in budget.
 	DiskEvictions prometheus.Counter
+	// DiskVerified counts objects the disk tier hashed again before or
+	// while first serving them after a start (after an unclean stop, or
+	// for a file changed since its commit), by outcome: ok, or mismatch
+	// (removed, to be fetched again).
+	DiskVerified *prometheus.CounterVec // outcome
 	// Uncached counts requests streamed from upstream without caching
 	// because the disk could not take the object (reason: budget, disk).
 	Uncached *prometheus.CounterVec // reason
@@ -139,6 +148,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		FillRescues: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cacheyd_fill_rescues_total", Help: "Regions fetched at once for a reader no request of its fill was heading for, beyond --fill-parallel.",
 		}),
+		FillsStopped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_fills_stopped_total", Help: "Fills stopped for making no progress, by reason (unread: nobody read them; yielded: their slot went to a waiting fill).",
+		}, []string{"reason"}),
 		Fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_fills_total", Help: "Finished fills by outcome (ok, error).",
 		}, []string{"outcome"}),
@@ -166,6 +178,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		DiskEvictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cacheyd_disk_evictions_total", Help: "Objects evicted from the disk tier to stay within its budget.",
 		}),
+		DiskVerified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_disk_verified_total", Help: "Objects the disk tier hashed again before serving them after a start (an unclean stop, or a file changed since its commit), by outcome (ok, mismatch).",
+		}, []string{"outcome"}),
 		Uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_uncached_total", Help: "Requests streamed from upstream without caching because the disk could not take the object, by reason (budget, disk).",
 		}, []string{"reason"}),
@@ -193,8 +208,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
-			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
-			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.Uncached,
+			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.FillsStopped, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
+			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed,
 			m.ClusterRefused)
 	}

@@ -100,6 +100,8 @@ var errClientGone = errors.New("client closed the connection")
 //     upstream (or a fill waiting on it) took too long;
 //   - oci.ErrUpstreamUnavailable: 502 UNAVAILABLE at once, so containerd
 //     moves on to the next host in hosts.toml;
+//   - oci.ErrUpstreamFault (a transfer upstream failed, after every retry):
+//     502 UNAVAILABLE;
 //   - errClientGone: 499, for the log; nobody reads it;
 //   - a cancelled request (the server is shutting down): 503 UNAVAILABLE;
 //   - anything else: 500 with a generic message; what went wrong is for the
@@ -130,6 +132,8 @@ func writeError(resp *fasthttp.Response, err error) int {
 		e = &oci.Error{Status: http.StatusGatewayTimeout, Code: oci.CodeUnavailable, Message: "upstream registry did not answer in time"}
 	case errors.Is(err, oci.ErrUpstreamUnavailable):
 		e = &oci.Error{Status: http.StatusBadGateway, Code: oci.CodeUnavailable, Message: "upstream registry unavailable"}
+	case errors.Is(err, oci.ErrUpstreamFault):
+		e = &oci.Error{Status: http.StatusBadGateway, Code: oci.CodeUnavailable, Message: "upstream registry failed the transfer"}
 	case errors.Is(err, errClientGone):
 		e = &oci.Error{Status: statusClientClosed, Code: oci.CodeUnavailable, Message: "client closed the connection"}
 	case errors.Is(err, context.Canceled):

@@ -72,6 +72,12 @@ func TestWriteError(t *testing.T) {
 			wantCode:   oci.CodeUnavailable,
 		},
 		{
+			name:       "a transfer upstream failed is a 502",
+			err:        fmt.Errorf("fill sha256:abc: %w: read upstream after 10 bytes: unexpected EOF", oci.ErrUpstreamFault),
+			wantStatus: 502,
+			wantCode:   oci.CodeUnavailable,
+		},
+		{
 			name:       "upstream timeout is 504, though it is also unavailable",
 			err:        fmt.Errorf("upstream registry.example.test: %w: %w", oci.ErrUpstreamUnavailable, oci.ErrUpstreamTimeout),
 			wantStatus: 504,

@@ -27,7 +27,7 @@ type Client struct {
 	registries oci.RegistryList
 	trust      trust
 	labels     *registryLabels
-	rt         http.RoundTripper // userAgent → counted → fetch transport
+	rt         http.RoundTripper // userAgent → counted → scopeGuard → fetch transport
 	realmRT    http.RoundTripper // userAgent → counted → token transport
 	ids        *identities
 	locations  locations     // where blob GETs were redirected (locations.go)
@@ -73,11 +73,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	// Two transports, so that token requests and fetches share neither
 	// connections nor trust: only the token transport may dial an allowed
-	// realm's address.
+	// realm's address. Fetches dial a mapped or allowed address only within
+	// their scope (trust.go), which the guard holds to even for a pooled
+	// connection.
 	fetchBase, tokenBase := cfg.Transport, cfg.Transport
 	if cfg.Transport == nil {
-		fetchBase = newHTTPTransport(cfg, newDialer(cfg, tr.fetchAddrs()))
-		tokenBase = newHTTPTransport(cfg, newDialer(cfg, tr.tokenAddrs()))
+		fetchBase = scopeGuard{inner: newHTTPTransport(cfg, newDialer(cfg, fetchJudge(tr))), trust: tr}
+		tokenBase = newHTTPTransport(cfg, newDialer(cfg, fixedJudge(tr.tokenAddrs())))
 	}
 	c.rt = userAgent{inner: counted{inner: fetchBase, metrics: cfg.Metrics}, ua: cfg.UserAgent}
 	c.realmRT = userAgent{inner: counted{inner: tokenBase, metrics: cfg.Metrics}, ua: cfg.UserAgent}
@@ -99,6 +101,9 @@ func (c *Client) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 		return nil, err
 	}
 	ctx = withLabels(ctx, c.labels.of(t.registry), req.Kind.String())
+	// The scope goes with every request of this fetch, its identity's
+	// setup and its redirects included, down to the dialer.
+	ctx = withScope(ctx, c.trust.scopeOf(t))
 	h := newHeaderDeadline(ctx, c.timeout)
 	// One attempt: retries and resumes (req.Offset) are package retry's.
 	resp, err := c.fetchOnce(h.ctx, t, req)

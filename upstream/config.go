@@ -41,8 +41,11 @@ type Config struct {
 	// ("http://127.0.0.1:5000", "https://mirror.internal"). A mapped URL is
 	// trusted as exactly that URL for exactly that registry name: its
 	// host:port (the port defaulting to the scheme's, 80 or 443) is dialled
-	// whatever it resolves to, and no other port of its host is, nor is the
-	// host:port itself accepted as a registry name a client gives.
+	// whatever it resolves to for that registry's fetches and redirects
+	// only, and no other port of its host is, nor is the host:port itself
+	// accepted as a registry name a client gives, nor followed as another
+	// registry's redirect (list it in AllowedHosts as well to make it a
+	// redirect target for every registry the operator names).
 	// Registries not in the map are fetched from https://<registry>, Docker
 	// Hub from https://registry-1.docker.io. Nil maps nothing.
 	RegistryURLs map[string]string
@@ -108,7 +111,9 @@ type Config struct {
 	// client's ?ns= cannot reach into cacheyd's network; token realms and
 	// redirects go through the same check. It does not admit IP literals,
 	// localhost or configured hosts as registry names: list those in
-	// AllowedHosts or RegistryURLs.
+	// AllowedHosts or RegistryURLs. Nor does it open a mapped or allowed
+	// host:port to a fetch outside its trust (another registry's, one a
+	// client merely named): those stay refused.
 	AllowPrivate bool
 	// AllowedHosts are registries, each named as a client names it,
 	// HOST[:PORT] ("registry.internal:5000", "10.0.0.5", "[::1]:5000"), the
@@ -117,7 +122,10 @@ type Config struct {
 	// registry name (an IP address or localhost too) and dialled whatever
 	// it resolves to. A redirect target at a private address (an internal
 	// blob store) is dialled only if its host:port is listed the same way
-	// (an http store on port 80 as "blobs.internal:80"). Nil allows none.
+	// (an http store on port 80 as "blobs.internal:80"), and only when the
+	// redirecting registry is one the operator named (in RegistryURLs or
+	// here): a registry a client merely names is refused every address
+	// listed here as a redirect target. Nil allows none.
 	AllowedHosts []string
 	// AllowRealms are addresses, HOST[:PORT], that may serve token realms
 	// for any registry; a missing port means the default port of the realm

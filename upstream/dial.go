@@ -17,6 +17,12 @@ import (
 // DENIED, which is what the client is answered.
 var ErrRefused = errors.New("address refused by registry policy")
 
+// withheldWhy is why an address the operator named is refused to a
+// fetch outside its scope.
+func withheldWhy(addr string) string {
+	return fmt.Sprintf("%.100s is trusted only for the fetches of the registry the operator named it for", addr)
+}
+
 // refusal is the error for a host or address the policy refuses.
 func refusal(host, why string) *oci.Error {
 	return &oci.Error{
@@ -29,23 +35,28 @@ func refusal(host, why string) *oci.Error {
 
 // dialer connects to upstream hosts under the policy that keeps cacheyd
 // from being an open proxy into its own network. Addresses the operator
-// named, exactly as host:port, are dialled whatever they resolve to; any
-// other address is resolved here and only its public addresses are
-// dialled, by address, so that a second DNS answer between the check and
-// the connect (rebinding) cannot matter. The Client has two: one for
-// fetches (pings, content, redirects) and one for token requests, which
-// also trusts the allowed realms (see realm.go).
+// named, exactly as host:port, are dialled whatever they resolve to when
+// the request may use them (judge); any other address is resolved here and
+// only its public addresses are dialled, by address, so that a second DNS
+// answer between the check and the connect (rebinding) cannot matter. The
+// Client has two: one for fetches (pings, content, redirects), which judges
+// each address by the scope of the fetch the dial is for (trust.go), and
+// one for token requests, which trusts every named address and the allowed
+// realms (see realm.go).
 type dialer struct {
-	trusted      map[string]bool // canonical host:port (see addrKey), that port only
+	// judge says how the request whose context ctx is may treat addr, a
+	// canonical host:port. The transport dials with the context of the
+	// request that asked for the connection, values and all.
+	judge        func(ctx context.Context, addr string) addrTrust
 	allowPrivate bool
 	resolver     Resolver
 	timeout      time.Duration
 	net          net.Dialer
 }
 
-func newDialer(cfg Config, trusted map[string]bool) *dialer {
+func newDialer(cfg Config, judge func(ctx context.Context, addr string) addrTrust) *dialer {
 	return &dialer{
-		trusted:      trusted,
+		judge:        judge,
 		allowPrivate: cfg.AllowPrivate,
 		resolver:     cfg.Resolver,
 		timeout:      cfg.DialTimeout,
@@ -53,10 +64,21 @@ func newDialer(cfg Config, trusted map[string]bool) *dialer {
 	}
 }
 
-// allowed reports whether the operator named host (without brackets) on
-// exactly port.
-func (d *dialer) allowed(host, port string) bool {
-	return d.trusted[addrKey(host, port)]
+// fetchJudge judges an address by the scope of the fetch in ctx.
+func fetchJudge(tr trust) func(context.Context, string) addrTrust {
+	return func(ctx context.Context, addr string) addrTrust {
+		return tr.forFetch(scopeFrom(ctx), addr)
+	}
+}
+
+// fixedJudge trusts the addresses in set for every request.
+func fixedJudge(set map[string]bool) func(context.Context, string) addrTrust {
+	return func(_ context.Context, addr string) addrTrust {
+		if set[addr] {
+			return trusted
+		}
+		return ordinary
+	}
 }
 
 // DialContext is the transport's dial function.
@@ -65,9 +87,12 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	verdict := d.judge(ctx, addrKey(host, port))
+	if verdict == withheld {
+		return nil, refusal(host, withheldWhy(addr))
+	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	trusted := d.allowed(host, port)
 
 	var addrs []net.IPAddr
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -79,7 +104,7 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	var permitted []net.IPAddr
 	var why string
 	for _, a := range addrs {
-		if !trusted && !d.allowPrivate {
+		if verdict != trusted && !d.allowPrivate {
 			if reason := nonPublic(a.IP); reason != "" {
 				why = fmt.Sprintf("%s resolves to %s (%s)", host, a.IP, reason)
 				continue

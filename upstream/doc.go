@@ -30,8 +30,9 @@
 //     credential is only ever added by a transport that checks the request
 //     is for the registry's own host:port, and any Authorization is dropped
 //     when a redirect changes host:port. A redirect from https to http is
-//     refused, and so is one to a non-public address that is not a
-//     trusted host:port (a mapped URL's or an allowed registry's).
+//     refused, and so is one to a non-public address that is not trusted
+//     for the fetch's own registry, and one to an address the operator
+//     named for other fetches (see No open proxy below).
 //  5. Bytes. Accept-Encoding: identity (no transparent decompression);
 //     manifests are asked for with every type cacheyd accepts, tag lists
 //     as application/json, referrers as an OCI index; a listing's Link
@@ -61,7 +62,17 @@
 // realm (AllowRealms) is trusted for token requests to that host:port
 // only, which have a transport and a dialer of their own, so that neither
 // a fetch, nor a redirect, nor a pooled connection reaches a realm's
-// address. A registry a client names that is an IP literal (in any
+// address. Fetches are trusted per registry: each carries its scope (the
+// registry it is for) in its context, down to the dialer and to a guard
+// that judges every request before the fetch transport looks for a
+// connection, a pooled one included. A mapped URL's address is dialled
+// only for its own registry's fetches (pings, manifests, blobs, its
+// redirects); an allowed address, for fetches of any registry the
+// operator named (mapped or allowed), so that such a registry may redirect
+// to an internal blob store; for any other fetch, a registry's redirect
+// to either is refused, whatever the address resolves to and even with
+// AllowPrivate, so that a registry a client names cannot send cacheyd to
+// an internal registry's catalog. A registry a client names that is an IP literal (in any
 // spelling), localhost, or the host of any of those under another port or
 // name is refused before anything is dialled. Any other host, including
 // token realms and redirect targets, is resolved by the client itself and

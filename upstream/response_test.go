@@ -311,6 +311,10 @@ func TestErrorAnswers(t *testing.T) {
 				t.Errorf("an answer is not ErrUpstreamUnavailable: %v", err)
 			}
 			got := *e
+			if !got.Upstream {
+				t.Errorf("a registry's answer is not marked as the registry's (Upstream)")
+			}
+			got.Upstream = false
 			if tt.bodyLen > 0 {
 				if len(got.Body) != tt.bodyLen {
 					t.Errorf("len(Body) = %d, want %d", len(got.Body), tt.bodyLen)

@@ -12,7 +12,8 @@ import (
 // The chain every upstream request passes through, outermost first:
 //
 //	identity (ggcr bearer/basic, see auth.go) or forwardAuth or nothing
-//	→ userAgent → counted → the fetch http.Transport with its policy dialer
+//	→ userAgent → counted → scopeGuard
+//	→ the fetch http.Transport with its policy dialer
 //
 // except token requests, which an identity's realmGuard sends
 //
@@ -49,6 +50,44 @@ type labels struct{ registry, kind string }
 
 func withLabels(ctx context.Context, registry, kind string) context.Context {
 	return context.WithValue(ctx, labelsKey{}, labels{registry, kind})
+}
+
+// scopeKey carries the scope (trust.go) of the Fetch a request belongs to:
+// the addresses the operator named that it may dial.
+type scopeKey struct{}
+
+func withScope(ctx context.Context, s scope) context.Context {
+	return context.WithValue(ctx, scopeKey{}, s)
+}
+
+// scopeFrom is the scope in ctx; without one, the zero scope, which may
+// dial no address the operator named.
+func scopeFrom(ctx context.Context) scope {
+	s, _ := ctx.Value(scopeKey{}).(scope)
+	return s
+}
+
+// scopeGuard refuses a request to an address withheld from its fetch's
+// scope before the transport looks for a connection. The dialer refuses
+// such an address too, but a connection that a fetch in scope left idle
+// is reused by host:port without a dial, so only the request can be
+// judged. It sits directly on the Client's own fetch transport and sees
+// every request that transport carries: the first, each redirect hop, a
+// remembered location, an identity's ping.
+type scopeGuard struct {
+	inner http.RoundTripper
+	trust trust
+}
+
+func (g scopeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	host, port := urlAddr(req.URL)
+	if g.trust.forFetch(scopeFrom(req.Context()), addrKey(host, port)) == withheld {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, even on error
+		}
+		return nil, refusal(host, withheldWhy(req.URL.Host))
+	}
+	return g.inner.RoundTrip(req)
 }
 
 // counted counts every request sent upstream, redirect hops, pings and token

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -16,21 +17,38 @@ import (
 // otherwise not an address a client may choose: cacheyd's own network
 // often runs other services (SSH, Redis, metadata) on other ports of the
 // very hosts the operator named.
+//
+// Nor is an address trusted for every fetch. A registry answers with
+// redirects, and a registry a client names may be hostile, so what one
+// fetch may dial depends on the registry it is for (its scope, carried in
+// the request's context): a mapped URL's address only for fetches of the
+// registry it is mapped for, an allowed address only for fetches of
+// registries the operator named (mapped or allowed), where it serves as an
+// internal registry or the blob store such a registry redirects to. For
+// any other fetch an address the operator named is withheld: refused
+// outright, whatever it resolves to and even under AllowPrivate, as route
+// refuses it as a registry name. Judging it as an ordinary address instead
+// would not hold: the connections a trusted fetch left in the pool are
+// reused by host:port without a dial, so the policy must refuse the
+// request itself, before any connection is looked for (scopeGuard), and it
+// cannot resolve the name there without racing the dial.
 
 // trust holds the configured addresses, canonical (see addrKey). It is
 // built by New and never changed.
 type trust struct {
-	mapped  map[string]bool // the address of every RegistryURLs base URL
-	allowed map[string]bool // every AllowedHosts entry
-	realms  realmPolicy     // AllowRealms
-	hosts   map[string]bool // canonical hosts of all of the above
+	mapped  map[string]string // canonical registry name → the address of its RegistryURLs base URL
+	allowed map[string]bool   // every AllowedHosts entry
+	named   map[string]bool   // every address in mapped or allowed
+	realms  realmPolicy       // AllowRealms
+	hosts   map[string]bool   // canonical hosts of all of the above
 }
 
 func newTrust(urls map[string]*url.URL, allowedHosts, allowRealms []string) (trust, error) {
-	tr := trust{mapped: make(map[string]bool), allowed: make(map[string]bool), hosts: make(map[string]bool)}
-	for _, u := range urls {
+	tr := trust{mapped: make(map[string]string), allowed: make(map[string]bool), named: make(map[string]bool), hosts: make(map[string]bool)}
+	for reg, u := range urls {
 		host, port := urlAddr(u)
-		tr.mapped[addrKey(host, port)] = true
+		tr.mapped[reg] = addrKey(host, port)
+		tr.named[addrKey(host, port)] = true
 		tr.hosts[host] = true
 	}
 	for _, e := range allowedHosts {
@@ -40,6 +58,7 @@ func newTrust(urls map[string]*url.URL, allowedHosts, allowRealms []string) (tru
 			return trust{}, fmt.Errorf("upstream: allowed host %w", err)
 		}
 		tr.allowed[addrKey(host, port)] = true
+		tr.named[addrKey(host, port)] = true
 		tr.hosts[host] = true
 	}
 	realms, err := newRealmPolicy(allowRealms)
@@ -57,26 +76,50 @@ func newTrust(urls map[string]*url.URL, allowedHosts, allowRealms []string) (tru
 	return tr, nil
 }
 
-// fetchAddrs are the addresses ordinary fetches (pings, manifests, blobs,
-// redirects) may dial whatever they resolve to.
-func (tr trust) fetchAddrs() map[string]bool {
-	out := make(map[string]bool, len(tr.mapped)+len(tr.allowed))
-	for a := range tr.mapped {
-		out[a] = true
+// scope is what one fetch may dial beyond public addresses, decided by the
+// registry it is for. The zero value, a fetch of no known registry, may
+// dial no address the operator named.
+type scope struct {
+	own      string // the address of the registry's mapped URL; "" when it is not mapped
+	operator bool   // the operator named the registry: mapped, or allowed
+}
+
+// scopeOf is the scope of fetches for t's registry.
+func (tr trust) scopeOf(t target) scope {
+	own, mapped := tr.mapped[t.registry]
+	return scope{own: own, operator: mapped || tr.allowed[addrKey(urlAddr(t.base))]}
+}
+
+// addrTrust is how a fetch may treat an address.
+type addrTrust int
+
+const (
+	ordinary addrTrust = iota // dialled at public addresses only, unless AllowPrivate
+	trusted                   // dialled whatever it resolves to
+	withheld                  // named by the operator for other fetches: refused
+)
+
+// forFetch is how a fetch in scope s may treat addr, a canonical
+// host:port.
+func (tr trust) forFetch(s scope, addr string) addrTrust {
+	switch {
+	case s.own != "" && addr == s.own, s.operator && tr.allowed[addr]:
+		return trusted
+	case tr.named[addr]:
+		return withheld
 	}
-	for a := range tr.allowed {
-		out[a] = true
-	}
-	return out
+	return ordinary
 }
 
 // tokenAddrs are the addresses token requests may dial whatever they
-// resolve to: the fetch addresses, since a realm often lives on the
-// registry itself, and the allowed realms. A realm allowed without a port
-// is trusted on both default ports here; realmGuard has already checked
-// that the port is the default of the realm URL's scheme.
+// resolve to: every mapped and allowed address, since a realm often lives
+// on the registry itself (the realm policy has already decided which
+// hosts a registry may send cacheyd to for a token), and the allowed
+// realms. A realm allowed without a port is trusted on both default ports
+// here; realmGuard has already checked that the port is the default of
+// the realm URL's scheme.
 func (tr trust) tokenAddrs() map[string]bool {
-	out := tr.fetchAddrs()
+	out := maps.Clone(tr.named)
 	for a := range tr.realms.addrs {
 		out[a] = true
 	}

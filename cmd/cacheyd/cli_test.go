@@ -42,7 +42,7 @@ func TestDefaultsNeedNoFlags(t *testing.T) {
 	want := serveFlags{
 		Listen: ":30123", ShutdownTimeout: 30 * time.Second, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20,
 		DiskBytes: 20 << 30, TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
-		MaxFills: 256, MaxFillsPerReg: 64, FillChunk: 16 << 20, FillParallel: 4,
+		MaxFills: 256, MaxFillsPerReg: 64, FillStall: 10 * time.Second, FillChunk: 16 << 20, FillParallel: 4,
 		DefaultRegistry: "docker.io", UpstreamHeaderTimeout: 5 * time.Second, LogLevel: "info", LogFormat: "text",
 	}
 	got := c.serveFlags

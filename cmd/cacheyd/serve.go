@@ -67,6 +67,7 @@ type serveFlags struct {
 	FillTimeout     time.Duration `group:"Cache" default:"30m" help:"Longest time one upstream fetch into the cache may take."`
 	MaxFills        int           `group:"Cache" name:"max-fills" default:"256" placeholder:"N" help:"Upstream fetches into the cache at once; more wait for a slot (each holds a 128 KiB buffer and a connection)."`
 	MaxFillsPerReg  int           `group:"Cache" name:"max-fills-per-registry" default:"64" placeholder:"N" help:"Upstream fetches into the cache from one registry at once."`
+	FillStall       time.Duration `group:"Cache" name:"fill-stall" default:"10s" help:"A fill that receives less than 64 KiB in this long makes no progress: it gives its slot up at once when nobody reads it, or when a fill of another registry waits for one."`
 	FillChunk       byteSize      `group:"Cache" name:"fill-chunk" default:"16MiB" help:"A blob larger than this is fetched as ranges of this size, several at once, the ones readers wait for first."`
 	FillParallel    int           `group:"Cache" name:"fill-parallel" default:"4" placeholder:"N" help:"Upstream requests one fill makes at once, in order; up to half as many more fetch at once what a reader asks for that none of them is heading for (1: every object as one stream)."`
 
@@ -135,7 +136,7 @@ func (s *serveFlags) config() (app.Config, error) {
 		Cache: cache.Config{
 			Dir: dir, MemoryBytes: int64(s.MemoryBytes), MemoryMaxObject: int64(s.MemoryMaxObject),
 			DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
-			FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg,
+			FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg, FillStall: s.FillStall,
 			FillChunk: int64(s.FillChunk), FillParallel: s.FillParallel,
 			AnswerTimeout: s.UpstreamHeaderTimeout,
 		},

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 
 	"github.com/cacheyd/cacheyd/tier"
 )
@@ -32,6 +34,11 @@ type meta struct {
 	MediaType string   `json:"mediaType,omitempty"`
 	Private   []string `json:"private,omitempty"`
 	Public    []string `json:"public,omitempty"`
+	// ModTime is the content file's modification time, in nanoseconds
+	// since the epoch, as its last write left it: what tells on start
+	// whether the file is still the one committed (see verify.go). Zero
+	// in records of earlier versions.
+	ModTime int64 `json:"modTime,omitempty"`
 }
 
 func readMeta(p string) (meta, error) {
@@ -49,35 +56,43 @@ func readMeta(p string) (meta, error) {
 	return m, nil
 }
 
-func metaOf(e tier.Entry) []byte {
-	b, _ := json.Marshal(meta{Size: e.Size, MediaType: e.MediaType, Private: e.Private, Public: e.Public})
+func metaOf(e tier.Entry, modTime int64) []byte {
+	b, _ := json.Marshal(meta{Size: e.Size, MediaType: e.MediaType, Private: e.Private, Public: e.Public, ModTime: modTime})
 	return b
 }
 
 // Pending is a file being written for the tier. Its writer fills it (File),
-// verifies what it wrote, and then commits it, or aborts it.
+// claiming the budget as its bytes arrive (Claim), verifies what it wrote,
+// and then commits it, or aborts it.
 type Pending struct {
-	d        *Disk
-	file     *os.File
-	reserved int64 // claimed from the budget
+	d    *Disk
+	file *os.File
+	size int64 // announced, -1 unknown: claims are never rounded past it
+
+	mu       sync.Mutex // guards arrived and reserved, claimed by concurrent writers
+	arrived  int64      // bytes the writer said it was about to write
+	reserved int64      // claimed from the budget: arrived, rounded up to a step
 	done     bool
 }
 
-// Create claims size bytes of the budget (-1: unknown, claimed as written
-// with Grow) and opens a new pending file, with its blocks allocated when
-// the size is known, so that a full file system refuses it now rather than
-// half-way. It fails with tier.ErrNoRoom when the budget has no room for it
-// beside the other pending files, and with tier.ErrFailed when the file
-// system refuses; while the file system is failing it refuses at once.
+// Create opens a new pending file for an object of size bytes (-1:
+// unknown). Nothing of the budget is claimed for size: the writer claims
+// as bytes arrive (Claim). It fails with tier.ErrNoRoom when size is more
+// than one object may take of the budget (half of it), and with
+// tier.ErrFailed when the file system refuses, or says it has not the room
+// for size; while the file system is failing it refuses at once.
 func (d *Disk) Create(size int64) (*Pending, error) {
 	if err := d.failing(); err != nil {
 		return nil, err
 	}
-	if err := d.reserve(size); err != nil {
-		return nil, err
+	if share, ok := d.share(); ok && size > share {
+		return nil, fmt.Errorf("disk: an object of %d bytes is more than one may take of the budget of %d: %w", size, d.budget, tier.ErrNoRoom)
 	}
-	p := &Pending{d: d, reserved: max(size, 0)}
 	dir := filepath.Join(d.dir, pendingDir)
+	if free, ok := freeSpace(dir); ok && size > free {
+		// A file system without the room is an answer, not a failure.
+		return nil, fmt.Errorf("%w: disk: %d bytes announced, %d free: %w", tier.ErrFailed, size, free, syscall.ENOSPC)
+	}
 	f, err := os.CreateTemp(dir, "fill-")
 	if errors.Is(err, fs.ErrNotExist) {
 		// The directory was wiped while serving: make it again.
@@ -86,31 +101,43 @@ func (d *Disk) Create(size int64) (*Pending, error) {
 		}
 	}
 	if err != nil {
-		d.unreserve(p.reserved)
 		return nil, d.fail(fmt.Errorf("disk: create pending file: %w", err))
 	}
-	p.file = f
-	if err := preallocate(f, size); err != nil {
-		p.Abort()
-		err = fmt.Errorf("disk: preallocate %d bytes: %w", size, err)
-		if !noSpace(err) {
-			return nil, d.fail(err)
-		}
-		// A file system without the room is an answer, not a failure.
-		return nil, fmt.Errorf("%w: %w", tier.ErrFailed, err)
-	}
-	return p, nil
+	return &Pending{d: d, file: f, size: size}, nil
 }
 
 // File is the pending file, to write into and to read what is written.
 func (p *Pending) File() *os.File { return p.file }
 
-// Grow claims n more bytes of the budget, for content of unknown size.
-func (p *Pending) Grow(n int64) error {
-	if err := p.d.reserve(n); err != nil {
+// Claim counts n more bytes about to be written, from any of the writer's
+// goroutines, and claims the budget for them, in steps, evicting what was
+// least recently used when the budget is full. It fails with
+// tier.ErrNoRoom when the claims of all pending files would exceed the
+// budget, or this file's more than one object may take.
+func (p *Pending) Claim(n int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.arrived+n <= p.reserved {
+		p.arrived += n
+		return nil
+	}
+	share, bounded := p.d.share()
+	if bounded && p.arrived+n > share {
+		return fmt.Errorf("disk: %d bytes are more than one object may take of the budget of %d: %w", p.arrived+n, p.d.budget, tier.ErrNoRoom)
+	}
+	unit := p.d.claimUnit()
+	step := (p.arrived + n - p.reserved + unit - 1) / unit * unit
+	if bounded {
+		step = min(step, share-p.reserved) // still all that arrived: checked above
+	}
+	if p.size >= p.arrived+n {
+		step = min(step, p.size-p.reserved) // the last step, no further than the object
+	}
+	if err := p.d.reserve(step); err != nil {
 		return err
 	}
-	p.reserved += n
+	p.arrived += n
+	p.reserved += step
 	return nil
 }
 
@@ -126,7 +153,10 @@ func (p *Pending) Abort() {
 	}
 	p.done = true
 	_ = removeQuiet(p.file.Name())
-	p.d.unreserve(p.reserved)
+	p.mu.Lock()
+	reserved := p.reserved
+	p.mu.Unlock()
+	p.d.unreserve(reserved)
 }
 
 // Commit puts the pending file's content, which the caller has verified to
@@ -173,13 +203,16 @@ func (p *Pending) Commit(e tier.Entry) (tier.Entry, error) {
 		return tier.Entry{}, d.fail(fmt.Errorf("disk: commit %s: %w", e.Digest.Short(), err))
 	}
 	p.done = true
+	p.mu.Lock() // every write has returned: nobody claims any more
+	reserved := p.reserved
+	p.mu.Unlock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.forgetLocked(e.Digest)
 	n.touched = timeNow()
 	d.index[e.Digest] = d.lru.PushFront(&n)
 	d.used += n.Size
-	d.reserved -= p.reserved
+	d.reserved -= reserved
 	d.evictLocked()
 	return n.Entry, nil
 }
@@ -197,7 +230,13 @@ func (d *Disk) place(pending, final string, e tier.Entry) error {
 			return err
 		}
 	}
-	if err := writeFileDurable(d, final+metaSuffix, metaOf(e)); err != nil {
+	// The pending file's last write is synced (Commit): its modification
+	// time now identifies this content, and the rename keeps it.
+	info, err := os.Stat(pending)
+	if err != nil {
+		return err
+	}
+	if err := writeFileDurable(d, final+metaSuffix, metaOf(e, info.ModTime().UnixNano())); err != nil {
 		return err
 	}
 	if err := os.Rename(pending, final); err != nil {
@@ -214,7 +253,8 @@ func (d *Disk) record(old, e tier.Entry) (tier.Entry, error) {
 		return old, nil
 	}
 	final := d.path(e.Digest)
-	if err := writeFileDurable(d, final+metaSuffix, metaOf(m)); err != nil {
+	// The content file stays as it was: so does the time that identifies it.
+	if err := writeFileDurable(d, final+metaSuffix, metaOf(m, recordedModTime(final))); err != nil {
 		return tier.Entry{}, d.fail(fmt.Errorf("disk: record %s: %w", e.Digest.Short(), err))
 	}
 	if err := d.syncDir(filepath.Dir(final)); err != nil {
@@ -239,6 +279,10 @@ func (d *Disk) Put(_ context.Context, e tier.Entry, r io.Reader) (tier.Entry, er
 		return tier.Entry{}, err
 	}
 	defer p.file.Close()
+	if err := p.Claim(e.Size); err != nil {
+		p.Abort()
+		return tier.Entry{}, err
+	}
 	h := e.Digest.NewHash()
 	n, err := io.Copy(io.MultiWriter(p.file, h), io.LimitReader(r, e.Size+1))
 	switch {

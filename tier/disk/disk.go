@@ -24,8 +24,8 @@ const (
 	pendingDir  = "pending"
 	metaSuffix  = ".meta"
 	cleanMarker = "clean"
-	// touchEvery is how often a hit records its use on the file, for the
-	// order of eviction to survive a restart.
+	// touchEvery is how often a hit records its use on the file (its
+	// access time), for the order of eviction to survive a restart.
 	touchEvery = time.Minute
 )
 
@@ -66,17 +66,17 @@ type Disk struct {
 	syncDir  func(dir string) error
 
 	// commitMu serializes the renames and records of commits and removals,
-	// so that two commits of one digest cannot interleave and lose a
-	// source.
+	// and the records a passing check rewrites (verify.go), so that two
+	// writers of one digest's record cannot interleave and lose a source.
 	commitMu sync.Mutex
 
 	mu    sync.Mutex // guards index, lru, used, reserved and failedUntil
 	index map[oci.Digest]*list.Element
 	lru   *list.List // of *entry, most recently used at the front
 	used  int64
-	// reserved is what pending files have claimed: their announced sizes,
-	// or what they have grown by. Together with used it stays within the
-	// budget, and alone it never exceeds it.
+	// reserved is what pending files have claimed as their bytes arrived
+	// (Pending.Claim). Together with used it stays within the budget, and
+	// alone it never exceeds it.
 	reserved int64
 	// failedUntil is set when the file system failed a write: until then
 	// Create refuses at once.
@@ -154,18 +154,21 @@ func (d *Disk) Close() error {
 }
 
 type loaded struct {
-	e     entry
-	mtime time.Time
+	e       entry
+	used    time.Time // when it was last used, as the file's access time says
+	modTime int64     // the file's modification time, in nanoseconds
 }
 
 // load walks blobs/ and rebuilds the index. An object counts only with its
 // record and the recorded size; stray files, orphaned records and objects
 // that are short or long are removed. After an unclean stop (clean false)
-// every object is indexed as unverified.
+// every object is indexed as unverified; after a clean one, so is every
+// object whose file's modification time is not the one recorded at its
+// commit (written to since, or recorded by an earlier version; verify.go).
 func (d *Disk) load(clean bool) error {
 	var found []loaded
 	metas := map[oci.Digest]meta{}
-	forgotten := 0
+	forgotten, changed := 0, 0
 	root := filepath.Join(d.dir, blobsDir)
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -197,13 +200,14 @@ func (d *Disk) load(clean bool) error {
 		if ierr != nil {
 			return ierr
 		}
-		found = append(found, loaded{entry{Entry: tier.Entry{Digest: dg, Size: info.Size()}, verified: clean, touched: info.ModTime()}, info.ModTime()})
+		used := lastUse(info)
+		found = append(found, loaded{e: entry{Entry: tier.Entry{Digest: dg, Size: info.Size()}, touched: used}, used: used, modTime: info.ModTime().UnixNano()})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("disk: load %s: %w", root, err)
 	}
-	sort.Slice(found, func(i, j int) bool { return found[i].mtime.Before(found[j].mtime) })
+	sort.Slice(found, func(i, j int) bool { return found[i].used.Before(found[j].used) })
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, f := range found {
@@ -219,6 +223,12 @@ func (d *Disk) load(clean bool) error {
 			continue
 		}
 		e.MediaType, e.Private, e.Public = m.MediaType, m.Private, m.Public
+		// A record without a time (an earlier version's) cannot vouch for
+		// its file either.
+		e.verified = clean && m.ModTime != 0 && m.ModTime == f.modTime
+		if clean && !e.verified {
+			changed++
+		}
 		d.index[e.Digest] = d.lru.PushFront(&e)
 		d.used += e.Size
 	}
@@ -230,6 +240,9 @@ func (d *Disk) load(clean bool) error {
 	}
 	if !clean && len(d.index) > 0 {
 		d.log.Warn("disk: the last run did not stop cleanly; every object is verified again before or while it is first served", "objects", len(d.index))
+	}
+	if changed > 0 {
+		d.log.Info("disk: objects whose file is not as committed, or whose record is older than this version, are verified again before or while they are first served", "objects", changed)
 	}
 	d.evictLocked()
 	return nil
@@ -263,7 +276,9 @@ func (d *Disk) lookup(dg oci.Digest) (entry, bool) {
 	out := *e
 	d.mu.Unlock()
 	if touch {
-		_ = os.Chtimes(d.path(dg), now, now) // a lost touch costs only order
+		// The access time only: the modification time identifies the
+		// committed content (verify.go). A lost touch costs only order.
+		_ = os.Chtimes(d.path(dg), now, time.Time{})
 	}
 	return out, true
 }

@@ -7,7 +7,8 @@
 //
 //	blobs/<alg>/<hex[:2]>/<hex>        committed content, named by its digest
 //	blobs/<alg>/<hex[:2]>/<hex>.meta   its record (tier.Entry): size, media
-//	                                   type, sources
+//	                                   type, sources; and the file's
+//	                                   modification time as committed
 //	pending/<random>                   content being written
 //	clean                              present only while stopped after a
 //	                                   clean Close
@@ -19,13 +20,17 @@
 // a digest's name. On start, pending leftovers are removed, and an object
 // counts only with its record and the recorded size; after an unclean stop
 // (no clean marker) every object is verified again before or while it is
-// first served (verify.go). Names come only from validated digests, never
-// from anything a client typed.
+// first served, and after a clean one every object whose file's
+// modification time is not the one its record holds (written to since its
+// commit; verify.go). Names come only from validated digests, never from
+// anything a client typed.
 //
 // The budget counts committed content and what pending files have claimed
-// together (budget.go). The order of use survives a restart: a hit touches
-// the file's modification time, at most once a minute per object, and the
-// index is rebuilt in that order.
+// as their bytes arrived, together (budget.go). The order of use survives
+// a restart: a hit touches the file's access time (never its modification
+// time, which identifies the content), at most once a minute per object,
+// and the index is rebuilt in that order (on Linux; elsewhere in the order
+// of commits).
 //
 // disk knows nothing of fills, HTTP or policy: it stores what it is given
 // and keeps records as tier.Merge says.

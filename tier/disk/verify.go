@@ -2,9 +2,11 @@ package disk
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/cacheyd/cacheyd/oci"
@@ -18,6 +20,20 @@ import (
 // the digest matched; a window, or a read at an offset (ReadAt), waits for a
 // check of the whole file first. An object that fails is removed, to be
 // fetched again; it is never served as whole.
+//
+// After a clean stop the same goes for an object whose file is not the one
+// committed. Its record holds the file's modification time as the commit
+// left it (after the last write and its sync; a rename keeps it), and any
+// write to the file (a stray dd conv=notrunc, an operator's mistake) sets
+// it anew; cacheyd itself records uses in the access time only (disk.go).
+// A file whose time differs from its record, or whose record is of an
+// earlier version, which held no time, is checked before or while it is
+// first served, as after an unclean stop. A check that passes writes the
+// file's time into its record, so that such a file costs one check, not
+// one per start. What the time cannot tell is a change below the file
+// system (bit rot) or one whose writer put the old time back (touch -r,
+// cp -p): only hashing finds those, and only an unclean stop makes cacheyd
+// hash everything.
 
 // File is content held by the disk tier: a tier.Content. Section gives a
 // reader of a window that keeps sendfile reachable.
@@ -57,7 +73,13 @@ func (f *File) Section(ctx context.Context, offset, length int64) (io.ReadCloser
 	whole := offset == 0 && length == f.e.Size
 	switch {
 	case !f.verified && whole:
-		return oci.NewVerifyingReader(f.f, f.e.Digest, f.e.Size, f.d.checked(f.e.Digest)), nil
+		// The time before the first byte is read is the one the verdict
+		// speaks for.
+		var modTime int64
+		if info, err := f.f.Stat(); err == nil {
+			modTime = info.ModTime().UnixNano()
+		}
+		return oci.NewVerifyingReader(f.f, f.e.Digest, f.e.Size, f.d.checked(f.e.Digest, modTime)), nil
 	case !f.verified:
 		if err := f.d.Verify(ctx, f.e.Digest); err != nil {
 			_ = f.f.Close()
@@ -148,6 +170,10 @@ func (d *Disk) check(dg oci.Digest) error {
 		return fmt.Errorf("disk: verify %s: %w", dg.Short(), err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("disk: verify %s: %w", dg.Short(), err)
+	}
 	h := dg.NewHash()
 	n, err := io.Copy(h, f)
 	switch {
@@ -155,17 +181,18 @@ func (d *Disk) check(dg oci.Digest) error {
 		return fmt.Errorf("disk: verify %s: %w", dg.Short(), err)
 	case n != e.Size || !dg.Matches(h):
 		d.corrupt(dg, n, e.Size)
-		return fmt.Errorf("disk: %s after an unclean stop: %w", dg.Short(), tier.ErrMismatch)
+		return fmt.Errorf("disk: verify %s: %w", dg.Short(), tier.ErrMismatch)
 	}
-	d.markVerified(dg)
+	d.passed(dg, info.ModTime().UnixNano())
 	return nil
 }
 
-// checked records the verdict of a whole read that hashed dg's file.
-func (d *Disk) checked(dg oci.Digest) func(error) {
+// checked records the verdict of a whole read that hashed dg's file, whose
+// modification time was modTime (0: unknown) before the read began.
+func (d *Disk) checked(dg oci.Digest, modTime int64) func(error) {
 	return func(err error) {
 		if err == nil {
-			d.markVerified(dg)
+			d.passed(dg, modTime)
 			return
 		}
 		d.corrupt(dg, -1, -1)
@@ -175,7 +202,55 @@ func (d *Disk) checked(dg oci.Digest) func(error) {
 // Checked records that dg's content was verified by a caller that read it
 // whole (a memory tier taking it in): nil marks it checked, an error
 // removes it.
-func (d *Disk) Checked(dg oci.Digest, err error) { d.checked(dg)(err) }
+func (d *Disk) Checked(dg oci.Digest, err error) { d.checked(dg, 0)(err) }
+
+// passed records that dg's file matched its digest: it is served without
+// a check from now on, and its record takes modTime, the file's time
+// before it was hashed (0: unknown), when it holds another.
+func (d *Disk) passed(dg oci.Digest, modTime int64) {
+	d.m.DiskVerified.WithLabelValues("ok").Inc()
+	d.markVerified(dg)
+	if modTime != 0 {
+		d.recordModTime(dg, modTime)
+	}
+}
+
+// recordModTime writes modTime into dg's record, so that the next clean
+// start trusts the file again, unless the record holds it already or the
+// file is no longer the one hashed (changed while it was read, or
+// replaced). A record that cannot be written costs only a check after the
+// next start.
+func (d *Disk) recordModTime(dg oci.Digest, modTime int64) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	p := d.path(dg)
+	m, err := readMeta(p + metaSuffix)
+	if err != nil || m.ModTime == modTime {
+		return
+	}
+	info, err := os.Stat(p)
+	if err != nil || info.ModTime().UnixNano() != modTime || info.Size() != m.Size {
+		return
+	}
+	m.ModTime = modTime
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	if writeFileDurable(d, p+metaSuffix, b) == nil {
+		_ = d.syncDir(filepath.Dir(p))
+	}
+}
+
+// recordedModTime is the modification time the record of the committed
+// file at p holds, 0 when it holds none or cannot be read.
+func recordedModTime(p string) int64 {
+	m, err := readMeta(p + metaSuffix)
+	if err != nil {
+		return 0
+	}
+	return m.ModTime
+}
 
 func (d *Disk) markVerified(dg oci.Digest) {
 	d.mu.Lock()
@@ -187,6 +262,7 @@ func (d *Disk) markVerified(dg oci.Digest) {
 
 // corrupt removes an object that failed its check.
 func (d *Disk) corrupt(dg oci.Digest, got, want int64) {
+	d.m.DiskVerified.WithLabelValues("mismatch").Inc()
 	d.log.Warn("disk: removed an object that does not match its digest", "digest", dg.Short(), "bytes", got, "recorded", want)
 	_ = d.Delete(context.Background(), dg)
 }
