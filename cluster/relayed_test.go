@@ -107,3 +107,61 @@ func TestUpstreamFailuresRelayedByTheOwnerAreNotItsOwn(t *testing.T) {
 		})
 	}
 }
+
+// TestATruncatingUpstreamCostsOneLadderOfRetries: a registry that cuts
+// every answer for a blob after a few bytes gets, through a non-owner,
+// the attempts one replica alone makes (or one more), not a ladder of
+// retries per hop: the non-owner resumes its cut body by asking the owner
+// again, which answers with its fill's failure marked relayed, and the
+// non-owner ends there.
+func TestATruncatingUpstreamCostsOneLadderOfRetries(t *testing.T) {
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	fast := func(cfg *app.Config) {
+		cfg.Cache.RetryBackoff = time.Millisecond
+		cfg.Cache.FillParallel = 1 // one stream per fill, so that an attempt is one request
+	}
+	get := func(base string, up *registrytest.Registry, dg string) int {
+		resp, err := http.Get(base + "/v2/team/app/blobs/" + dg + "?ns=" + up.Host())
+		if err != nil {
+			return 0 // a body cut after its headers: the client's error
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	alone := registrytest.New(t, registrytest.Options{})
+	dg := alone.SeedBlob(t, "team/app", data).String()
+	alone.SetHook(registrytest.Truncate(alone.BlobBytes(dg), 1000))
+	alone.Reset()
+	cfg := replicaConfig(t, alone)
+	fast(&cfg)
+	get(startReplica(t, cfg).base, alone, dg)
+	want := alone.Count(http.MethodGet, registrytest.KindBlob, dg)
+	if want != 5 {
+		t.Fatalf("one replica asked upstream %d times, want FillRetries+1 = 5", want)
+	}
+
+	up := registrytest.New(t, registrytest.Options{})
+	up.SeedBlob(t, "team/app", data)
+	up.SetHook(registrytest.Truncate(up.BlobBytes(dg), 1000))
+	up.Reset()
+	reps := startReplicas(t, up, 2, func(_ int, cfg *app.Config) { fast(cfg) })
+	owner, other := reps[0], reps[1]
+	if cluster.Rank([]string{owner.addr, other.addr}, dg)[0] != owner.addr {
+		owner, other = other, owner
+	}
+	get(other.base, up, dg)
+	if n := up.Count(http.MethodGet, registrytest.KindBlob, dg); n < want || n > want+1 {
+		t.Errorf("through a non-owner upstream was asked %d times, want %d as for one replica (or one more)", n, want)
+	}
+	if n := metric(t, other, "cacheyd_cluster_member_skipped", map[string]string{"member": owner.addr}); n != 0 {
+		t.Errorf("the non-owner skips the owner (gauge %v) for its upstream's cuts", n)
+	}
+	if n := metric(t, other, "cacheyd_cluster_direct_total", nil); n != 0 {
+		t.Errorf("the non-owner fetched %v times itself, want never", n)
+	}
+}
