@@ -116,6 +116,11 @@ type Config struct {
 	// TLS, when set, makes Serve speak HTTPS with it (certificates, minimum
 	// version); the server offers HTTP/1.1 only. Nil serves plain HTTP.
 	TLS *tls.Config
+	// PeerTLS, when set, makes ServePeers speak HTTPS with it: the
+	// listener of the cluster's members, whose traffic (content, sealed
+	// credentials) then travels encrypted while nodes keep plain HTTP on
+	// Serve's. Nil serves it plain.
+	PeerTLS *tls.Config
 }
 
 // Defaults.

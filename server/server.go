@@ -125,10 +125,17 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 // Serve answers connections accepted on ln until Shutdown, then returns
 // nil, speaking HTTPS when Config.TLS is set. Any other error is the
 // listener's.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, s.cfg.TLS) }
+
+// ServePeers is Serve for the listener the replicas of a cluster ask each
+// other on, speaking HTTPS when Config.PeerTLS is set: the same API, with
+// a certificate of its own (the nodes keep plain HTTP on the other).
+func (s *Server) ServePeers(ln net.Listener) error { return s.serve(ln, s.cfg.PeerTLS) }
+
+func (s *Server) serve(ln net.Listener, serving *tls.Config) error {
 	var tc *tls.Config
-	if s.cfg.TLS != nil {
-		tc = s.cfg.TLS.Clone()
+	if serving != nil {
+		tc = serving.Clone()
 		// fasthttp speaks HTTP/1.1 only.
 		tc.NextProtos = []string{"http/1.1"}
 	}

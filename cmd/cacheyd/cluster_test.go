@@ -2,10 +2,14 @@ package main
 
 import (
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cacheyd/cacheyd/internal/registrytest"
+	"github.com/cacheyd/cacheyd/oci"
 )
 
 // testClusterSecret is the cluster secret of the tests' replicas.
@@ -38,7 +42,12 @@ func TestClusterFlags(t *testing.T) {
 			"CACHEYD_CLUSTER_SECRET": testClusterSecret},
 			peers: []string{"dns:p:1"}, advertise: "10.0.0.9:1", parent: "http://c:30123", secret: testClusterSecret},
 		{name: "parent alone", args: []string{"--parent", "http://cacheyd.cacheyd.svc:30123"}, parent: "http://cacheyd.cacheyd.svc:30123"},
+		{name: "members on a port of their own", args: append([]string{"--peers", "dns:cacheyd-peers:30124", "--peer-listen", ":30124"}, secret...),
+			env: map[string]string{"POD_IP": "10.1.2.3"}, peers: []string{"dns:cacheyd-peers:30124"}, advertise: "10.1.2.3:30124", secret: testClusterSecret},
 		{name: "peers without a secret", args: []string{"--peers", "dns:p:1", "--advertise", "10.0.0.9:1"}, err: "--peers needs --cluster-secret"},
+		{name: "a members' port without members", args: []string{"--peer-listen", ":30124"}, err: "--peer-listen serves the members of --peers"},
+		{name: "a members' certificate without their port", args: append([]string{"--peers", "dns:p:1", "--peer-tls-cert", "c.pem", "--peer-tls-key", "k.pem"}, secret...),
+			err: "--peer-tls-cert needs --peer-listen"},
 		{name: "a short secret", args: []string{"--peers", "dns:p:1", "--advertise", "10.0.0.9:1", "--cluster-secret", "short"},
 			err: "--cluster-secret: cluster secret shorter than 32"},
 	}
@@ -93,5 +102,29 @@ func TestParentThatIsItselfIsRefused(t *testing.T) {
 				t.Errorf("started with a parent that is itself: %v", err)
 			}
 		})
+	}
+}
+
+// TestHopHeaderNeedsTheClusterSecret: a client that sends the hop header
+// to pass as a replica is refused 403 DENIED (OCI error JSON) by a
+// cacheyd with no cluster secret and by one with a secret it cannot
+// prove; nothing is fetched.
+func TestHopHeaderNeedsTheClusterSecret(t *testing.T) {
+	up := registrytest.New(t, registrytest.Options{})
+	dg := up.SeedBlob(t, "team/app", []byte("a layer")).String()
+	up.Reset()
+	alone := secureFlags(t, map[string]string{up.Host(): up.URL()})
+	member := secureFlags(t, map[string]string{up.Host(): up.URL()})
+	member.Listen = freeAddr(t)
+	member.Peers, member.Advertise, member.ClusterSecret = []string{member.Listen}, member.Listen, testClusterSecret
+	for name, flags := range map[string]serveFlags{"alone": alone, "a member": member} {
+		base := mustServe(t, flags)
+		resp, body := get(t, http.MethodGet, base+"/v2/team/app/blobs/"+dg+"?ns="+up.Host(), map[string]string{oci.HopHeader: "1"})
+		if resp.StatusCode != http.StatusForbidden || ociCode(body) != "DENIED" || !strings.Contains(string(body), "--cluster-secret") {
+			t.Errorf("%s: %d %s, want 403 DENIED naming --cluster-secret", name, resp.StatusCode, body)
+		}
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindBlob, dg); n != 0 {
+		t.Errorf("upstream asked %d times for requests refused", n)
 	}
 }

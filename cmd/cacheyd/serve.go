@@ -89,6 +89,9 @@ type serveFlags struct {
 	PeerRefresh   time.Duration `group:"Cluster" name:"peer-refresh" placeholder:"DURATION" help:"How often a dns: member list is resolved again (0: 5s)."`
 	Advertise     string        `group:"Cluster" name:"advertise" placeholder:"HOST:PORT" help:"This replica's address as the members list it (default: $POD_IP, else the first non-loopback address, with the --listen port)."`
 	Parent        string        `group:"Cluster" name:"parent" placeholder:"URL" help:"Another cacheyd (typically the cluster Service) asked first on every miss, with upstream as the fallback when it fails, e.g. http://cacheyd.cacheyd.svc.cluster.local:30123."`
+	PeerListen    string        `group:"Cluster" name:"peer-listen" placeholder:"ADDR" help:"Serve the replicas of the cluster on this address too (the members' port: --advertise defaults to it), e.g. :30124; with --peer-tls-cert over HTTPS, while nodes keep plain HTTP on --listen (default: members use --listen)."`
+	PeerTLSCert   string        `group:"Cluster" name:"peer-tls-cert" type:"path" placeholder:"FILE" help:"Serve --peer-listen with HTTPS with this PEM certificate chain (with --peer-tls-key), and ask peers over HTTPS: trusting the system roots and this certificate, which a peer presenting it passes at any address (replicas share one; pod addresses are not known when it is made)."`
+	PeerTLSKey    string        `group:"Cluster" name:"peer-tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --peer-tls-cert."`
 	ClusterSecret string        `group:"Cluster" name:"cluster-secret" placeholder:"SECRET" help:"The secret every replica of the cluster holds (32+ visible ASCII characters; required with --peers): replicas prove their requests and answers with it, seal clients' credentials with it, and ask a member only once it proved it. Prefer CACHEYD_CLUSTER_SECRET from a Secret: flags show in ps."`
 
 	LogLevel  string `group:"Logging" default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug, info, warn or error."`
@@ -125,12 +128,16 @@ func (s *serveFlags) config() (app.Config, error) {
 	if err != nil {
 		return app.Config{}, err
 	}
-	cl, err := s.clusterConfig(tlsConfig)
+	peerTLS, err := s.peerTLS()
+	if err != nil {
+		return app.Config{}, err
+	}
+	cl, err := s.clusterConfig(tlsConfig, peerTLS)
 	if err != nil {
 		return app.Config{}, err
 	}
 	return app.Config{
-		Listen: s.Listen, ShutdownTimeout: s.ShutdownTimeout,
+		Listen: s.Listen, PeerListen: s.PeerListen, ShutdownTimeout: s.ShutdownTimeout,
 		Upstream: s.upstreamConfig(urls, allowed),
 		Cluster:  cl,
 		Cache: cache.Config{
@@ -144,7 +151,7 @@ func (s *serveFlags) config() (app.Config, error) {
 			DefaultRegistry: s.DefaultRegistry, Name: "cacheyd",
 			ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, IdleTimeout: s.IdleTimeout,
 			MaxConns: s.MaxConns, MaxConnsPerIP: s.MaxConnsPerIP,
-			Registries: s.Registries, ClientTokens: s.ClientToken, GuardMetrics: s.GuardMetrics, TLS: tlsConfig,
+			Registries: s.Registries, ClientTokens: s.ClientToken, GuardMetrics: s.GuardMetrics, TLS: tlsConfig, PeerTLS: peerTLS,
 			Status: server.StatusInfo{Version: versionString(), MemoryBytes: int64(s.MemoryBytes), DiskBytes: int64(s.DiskBytes)},
 		},
 	}, nil
@@ -160,11 +167,34 @@ func (s *serveFlags) upstreamConfig(urls map[string]string, allowed []string) up
 	}
 }
 
-// clusterConfig is the cluster's Config for --peers, --advertise and
-// --parent; zero (a cacheyd alone) when neither --peers nor --parent is
-// set. With TLS, peers are asked over HTTPS, trusting the system's roots
-// and this replica's own certificate (replicas usually share one).
-func (s *serveFlags) clusterConfig(serving *tls.Config) (cluster.Config, error) {
+// peerTLS is the serving configuration of --peer-listen: --peer-tls-cert
+// and --peer-tls-key, which need --peer-listen; nil for plain HTTP.
+func (s *serveFlags) peerTLS() (*tls.Config, error) {
+	if s.PeerTLSCert == "" && s.PeerTLSKey == "" {
+		return nil, nil
+	}
+	if s.PeerTLSCert == "" || s.PeerTLSKey == "" {
+		return nil, errors.New("--peer-tls-cert and --peer-tls-key go together")
+	}
+	if s.PeerListen == "" {
+		return nil, errors.New("--peer-tls-cert needs --peer-listen: the certificate is the members' listener's")
+	}
+	cert, err := tls.LoadX509KeyPair(s.PeerTLSCert, s.PeerTLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--peer-tls-cert %s, --peer-tls-key %s: %w", s.PeerTLSCert, s.PeerTLSKey, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// clusterConfig is the cluster's Config for --peers, --advertise,
+// --cluster-secret and --parent; zero (a cacheyd alone) when neither
+// --peers nor --parent is set. Peers are asked over HTTPS when the
+// listener they are served on speaks it: --peer-listen with
+// --peer-tls-cert, or --listen with --tls-cert.
+func (s *serveFlags) clusterConfig(serving, peerServing *tls.Config) (cluster.Config, error) {
+	if s.PeerListen != "" && len(s.Peers) == 0 {
+		return cluster.Config{}, errors.New("--peer-listen serves the members of --peers, and there are none")
+	}
 	if len(s.Peers) == 0 && s.Parent == "" {
 		return cluster.Config{}, nil
 	}
@@ -177,28 +207,69 @@ func (s *serveFlags) clusterConfig(serving *tls.Config) (cluster.Config, error) 
 		}
 	}
 	c := cluster.Config{Peers: s.Peers, Refresh: s.PeerRefresh, Advertise: s.Advertise, Parent: s.Parent, Secret: s.ClusterSecret}
+	membersOn := s.Listen
+	if s.PeerListen != "" {
+		membersOn, serving = s.PeerListen, peerServing
+	}
 	if len(s.Peers) > 0 && c.Advertise == "" {
-		a, err := cluster.AdvertiseAddr(os.Getenv("POD_IP"), s.Listen)
+		a, err := cluster.AdvertiseAddr(os.Getenv("POD_IP"), membersOn)
 		if err != nil {
 			return c, err
 		}
 		c.Advertise = a
 	}
 	if serving != nil && len(s.Peers) > 0 {
-		roots, err := x509.SystemCertPool()
-		if err != nil {
-			roots = x509.NewCertPool()
-		}
-		for _, cert := range serving.Certificates {
-			for _, der := range cert.Certificate {
-				if leaf, err := x509.ParseCertificate(der); err == nil {
-					roots.AddCert(leaf)
+		c.TLS = peerClientTLS(serving.Certificates)
+	}
+	return c, nil
+}
+
+// peerClientTLS is how a replica asks its peers over HTTPS: it trusts the
+// system roots and its own certificates (own), checking the peer's name
+// or address as usual, and beside that a peer that presents one of own
+// exactly, at whatever address: replicas share one certificate, made
+// before the addresses of their pods are known, and only a holder of its
+// key can present it.
+func peerClientTLS(own []tls.Certificate) *tls.Config {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	mine := map[string]bool{}
+	for _, cert := range own {
+		for i, der := range cert.Certificate {
+			if leaf, err := x509.ParseCertificate(der); err == nil {
+				roots.AddCert(leaf)
+				if i == 0 {
+					mine[string(der)] = true
 				}
 			}
 		}
-		c.TLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
-	return c, nil
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Checked in VerifyConnection, in full: the usual chain and name,
+		// or our own certificate exactly.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("peer presented no certificate")
+			}
+			leaf := cs.PeerCertificates[0]
+			if mine[string(leaf.Raw)] {
+				return nil
+			}
+			if cs.ServerName == "" {
+				return errors.New("peer certificate: no name to check it against")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: cs.ServerName})
+			return err
+		},
+	}
 }
 
 // cacheDir is --cache-dir, or cacheyd in the user's cache directory, or in

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/cacheyd/cacheyd/internal/registrytest"
@@ -82,4 +83,57 @@ func freeAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+// TestPeersOverTheirOwnTLSListener: replicas serve each other on a
+// listener of their own (--peer-listen) over HTTPS (--peer-tls-cert), with
+// one certificate made for a name and none of their addresses, as a chart
+// makes it before the pods have any, while nodes keep plain HTTP on
+// --listen: every blob pulled through both is fetched from upstream once,
+// and the members' port speaks nothing but TLS.
+func TestPeersOverTheirOwnTLSListener(t *testing.T) {
+	up := registrytest.New(t, registrytest.Options{})
+	const blobs = 8
+	digests := make([]string, blobs)
+	contents := make([][]byte, blobs)
+	for i := range blobs {
+		contents[i] = []byte(fmt.Sprintf("layer %d shared over the members' tls", i))
+		digests[i] = up.SeedBlob(t, "team/app", contents[i]).String()
+	}
+	certFile, keyFile, _ := writeSelfSignedFor(t, []string{"cacheyd-peers.cacheyd.svc"}, nil)
+	peerAddrs := []string{freeAddr(t), freeAddr(t)}
+	bases := make([]string, len(peerAddrs))
+	for i := range peerAddrs {
+		flags := secureFlags(t, map[string]string{up.Host(): up.URL()})
+		flags.PeerListen, flags.Peers, flags.ClusterSecret = peerAddrs[i], peerAddrs, testClusterSecret
+		flags.PeerTLSCert, flags.PeerTLSKey = certFile, keyFile
+		bases[i] = mustServe(t, flags)
+		if !strings.HasPrefix(bases[i], "http://") {
+			t.Fatalf("nodes are served at %s, want plain HTTP", bases[i])
+		}
+	}
+	for _, base := range bases {
+		for i, dg := range digests {
+			resp, err := http.Get(base + "/v2/team/app/blobs/" + dg + "?ns=" + up.Host())
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, contents[i]) {
+				t.Fatalf("%s blob %d: %d, %q, %v", base, i, resp.StatusCode, body, err)
+			}
+		}
+	}
+	for i, dg := range digests {
+		if n := up.Count(http.MethodGet, registrytest.KindBlob, dg); n != 1 {
+			t.Errorf("blob %d fetched from upstream %d times, want once", i, n)
+		}
+	}
+	if resp, err := http.Get("http://" + peerAddrs[0] + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the members' port answers plain HTTP")
+		}
+	}
 }

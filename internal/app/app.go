@@ -36,6 +36,13 @@ type Config struct {
 	// closed by Run: replicas of a test or benchmark know each other's
 	// addresses before any of them starts. Nil listens on Listen.
 	Listener net.Listener
+	// PeerListen, when set, is a second address serving the same API, for
+	// the members of the cluster, with Server.PeerTLS: the members' port
+	// (Cluster.Advertise's). Empty serves members on Listen.
+	PeerListen string
+	// PeerListener, when set, is served instead of listening on
+	// PeerListen, and closed by Run.
+	PeerListener net.Listener
 	// ShutdownTimeout is how long responses in flight may take once a
 	// shutdown begins.
 	ShutdownTimeout time.Duration
@@ -135,7 +142,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 			return errors.Join(fmt.Errorf("listen %s: %w", cfg.Listen, err), closeAll())
 		}
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "version", cfg.Server.Status.Version, "cache_dir", cfg.Cache.Dir,
+	pln := cfg.PeerListener
+	if pln == nil && cfg.PeerListen != "" {
+		if pln, err = net.Listen("tcp", cfg.PeerListen); err != nil {
+			ln.Close()
+			return errors.Join(fmt.Errorf("listen %s: %w", cfg.PeerListen, err), closeAll())
+		}
+	}
+	peerAddr := ""
+	if pln != nil {
+		peerAddr = pln.Addr().String()
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "peer_addr", peerAddr, "peer_tls", cfg.Server.PeerTLS != nil,
+		"version", cfg.Server.Status.Version, "cache_dir", cfg.Cache.Dir,
 		"memory_bytes", cfg.Cache.MemoryBytes, "disk_bytes", cfg.Cache.DiskBytes, "default_registry", cfg.Server.DefaultRegistry,
 		"tls", cfg.Server.TLS != nil, "client_token", len(cfg.Server.ClientTokens) > 0, "registries", cfg.Server.Registries,
 		"peers", cfg.Cluster.Peers, "advertise", cfg.Cluster.Advertise, "parent", cfg.Cluster.Parent,
@@ -143,22 +162,32 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	if listening != nil {
 		listening(ln.Addr())
 	}
-	served := make(chan error, 1)
+	serving := 1
+	served := make(chan error, 2)
 	// Stops when the listener is closed by Shutdown or fails.
 	go func() { served <- srv.Serve(ln) }()
+	if pln != nil {
+		serving++
+		// Stops when the listener is closed by Shutdown or fails.
+		go func() { served <- srv.ServePeers(pln) }()
+	}
 	srv.SetReady(true)
 
+	var failed error
 	select {
-	case err := <-served:
-		return errors.Join(fmt.Errorf("serve: %w", err), closeAll())
+	case failed = <-served:
+		serving--
+		failed = fmt.Errorf("serve: %w", failed)
 	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	}
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-served; serr != nil && !errors.Is(serr, net.ErrClosed) {
-		err = errors.Join(err, serr)
+	err = errors.Join(failed, srv.Shutdown(sctx))
+	for range serving {
+		if serr := <-served; serr != nil && !errors.Is(serr, net.ErrClosed) {
+			err = errors.Join(err, serr)
+		}
 	}
 	err = errors.Join(err, closeAll())
 	log.Info("stopped")
