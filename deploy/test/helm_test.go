@@ -1,12 +1,15 @@
 package deploytest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -88,20 +91,49 @@ func TestHelmChart(t *testing.T) {
 		check    func(t *testing.T, objs []object)
 	}{
 		{
+			// The replicas share fills, with a cluster secret and a
+			// certificate the chart makes.
 			name: "defaults", kind: "Deployment", replicas: 2,
-			want: map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1},
+			want: map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1, "Secret": 2},
 			check: func(t *testing.T, objs []object) {
 				d := find[*appsv1.Deployment](objs)[0]
-				checkPeers(t, "chart defaults", &d.Spec.Template.Spec, d.Spec.Template.Labels, find[*corev1.Service](objs), "cacheyd-peers")
+				checkPeers(t, "chart defaults", &d.Spec.Template.Spec, d.Spec.Template.Labels, find[*corev1.Service](objs), "cacheyd-peers",
+					peerSecrets{built: find[*corev1.Secret](objs), tls: true, tlsKnown: true})
+				checkPeerCertificate(t, find[*corev1.Secret](objs), "cacheyd-peer-tls", "cacheyd-peers.cacheyd.svc")
+			},
+		},
+		{
+			name: "secrets of the operator's", kind: "Deployment", replicas: 2,
+			values: "peers: {secret: {existingSecret: mine, key: s}, tls: {existingSecret: mine-tls}}",
+			want:   map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1},
+			check: func(t *testing.T, objs []object) {
+				d := find[*appsv1.Deployment](objs)[0]
+				checkPeers(t, "chart with the operator's secrets", &d.Spec.Template.Spec, d.Spec.Template.Labels, find[*corev1.Service](objs), "cacheyd-peers",
+					peerSecrets{byHand: []string{"mine", "mine-tls"}, howTo: valuesFile(t), tls: true, tlsKnown: true})
+			},
+		},
+		{
+			name: "peers without https", kind: "Deployment", replicas: 2, values: "peers: {tls: {enabled: false}}",
+			want: map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1, "Secret": 1},
+			check: func(t *testing.T, objs []object) {
+				d := find[*appsv1.Deployment](objs)[0]
+				checkPeers(t, "chart without https", &d.Spec.Template.Spec, d.Spec.Template.Labels, find[*corev1.Service](objs), "cacheyd-peers",
+					peerSecrets{built: find[*corev1.Secret](objs), tls: false, tlsKnown: true})
 			},
 		},
 		{
 			name: "replicas alone", kind: "Deployment", replicas: 2, values: "peers: {enabled: false}",
 			want: map[string]int{"ServiceAccount": 1, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1},
 			check: func(t *testing.T, objs []object) {
-				args := strings.Join(find[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0].Args, " ")
-				if strings.Contains(args, "--peers") {
+				c := find[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0]
+				args := strings.Join(c.Args, " ")
+				if strings.Contains(args, "--peer") {
 					t.Errorf("args %q: --peers with peers.enabled false", args)
+				}
+				for _, e := range c.Env {
+					if e.Name == "CACHEYD_CLUSTER_SECRET" {
+						t.Error("a cluster secret without peers")
+					}
 				}
 			},
 		},
@@ -159,7 +191,7 @@ prometheusRule: {enabled: true}
 grafanaDashboard: {enabled: true}
 `,
 			want: map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1,
-				"ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1},
+				"ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1, "Secret": 2},
 			check: func(t *testing.T, objs []object) {
 				c := find[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0]
 				args := strings.Join(c.Args, " ")
@@ -233,6 +265,42 @@ grafanaDashboard: {enabled: true}
 	}
 }
 
+// valuesFile is the chart's values.yaml: where the operator reads what a
+// Secret of their own must hold.
+func valuesFile(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b) + " mine mine-tls" // the names the test gives
+}
+
+// checkPeerCertificate checks the certificate the chart makes for the
+// replicas: one that parses, its key with it, for the peers Service's
+// name, valid for years.
+func checkPeerCertificate(t *testing.T, secrets []*corev1.Secret, name, dnsName string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s.Name != name {
+			continue
+		}
+		pair, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
+		if err != nil {
+			t.Fatalf("Secret %s: %v", name, err)
+		}
+		leaf, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := leaf.VerifyHostname(dnsName); err != nil || time.Until(leaf.NotAfter) < 365*24*time.Hour {
+			t.Errorf("Secret %s: certificate for %v until %s, want %s for years: %v", name, leaf.DNSNames, leaf.NotAfter, dnsName, err)
+		}
+		return
+	}
+	t.Errorf("no Secret %s", name)
+}
+
 // TestHelmChartRefuses: combinations the chart cannot deploy fail at
 // render time with a reason.
 func TestHelmChartRefuses(t *testing.T) {
@@ -240,6 +308,7 @@ func TestHelmChartRefuses(t *testing.T) {
 		{"kind: StatefulSet", "kind must be Deployment or DaemonSet"},
 		{"persistence: {enabled: true}", "replicaCount 1"},
 		{"{kind: DaemonSet, persistence: {enabled: true}}", "replicaCount 1"},
+		{"peers: {port: 30123}", "peers.port must differ from service.port"},
 	} {
 		_, err := renderChart(t, tt.values)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

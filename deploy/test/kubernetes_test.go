@@ -83,7 +83,15 @@ func TestKustomizations(t *testing.T) {
 				t.Fatalf("%d Services, want 2: the nodes' and the replicas' headless one", len(svcs))
 			}
 			if tt.replicas > 1 {
-				checkPeers(t, tt.dir+" Deployment", &d.Spec.Template.Spec, d.Spec.Template.Labels, svcs, "cacheyd-peers")
+				// The Secrets are the operator's, made as the base's
+				// kustomization says.
+				howTo, err := os.ReadFile(deployDir("kubernetes", "base", "kustomization.yaml"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkPeers(t, tt.dir+" Deployment", &d.Spec.Template.Spec, d.Spec.Template.Labels, svcs, "cacheyd-peers",
+					peerSecrets{built: find[*corev1.Secret](objs), byHand: []string{"cacheyd-cluster", "cacheyd-peer-tls"}, howTo: string(howTo),
+						tls: true, tlsKnown: true})
 			}
 			svc := clientService(t, tt.dir, svcs)
 			checkService(t, tt.dir, svc, tt.kind, tt.replicas)

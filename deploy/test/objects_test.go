@@ -35,6 +35,8 @@ func newTyped(apiVersion, kind string) any {
 		return &corev1.PersistentVolumeClaim{}
 	case "v1 ConfigMap":
 		return &corev1.ConfigMap{}
+	case "v1 Secret":
+		return &corev1.Secret{}
 	case "apps/v1 Deployment":
 		return &appsv1.Deployment{}
 	case "apps/v1 DaemonSet":

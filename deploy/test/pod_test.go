@@ -88,11 +88,22 @@ func checkPod(t *testing.T, w workload) {
 			env[e.Name] = "10.0.0.1"
 			continue
 		}
+		if e.ValueFrom != nil && e.Name == "CACHEYD_CLUSTER_SECRET" && e.ValueFrom.SecretKeyRef != nil {
+			// From a Secret (checkPeers looks at which): any secret of
+			// the right form will do here.
+			env[e.Name] = "a-cluster-secret-for-the-test-0123456789"
+			continue
+		}
 		if e.ValueFrom != nil {
 			t.Errorf("%s: env %s comes from elsewhere; the test cannot check it", where, e.Name)
 			continue
 		}
 		env[e.Name] = e.Value
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--cluster-secret") {
+			t.Errorf("%s: the cluster secret is an argument, which ps shows: pass CACHEYD_CLUSTER_SECRET from a Secret", where)
+		}
 	}
 	checkCacheydAccepts(t, where, c.Args, env)
 	flags := map[string]string{}

@@ -41,3 +41,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "cacheyd.daemonset" -}}
 {{- if eq .Values.kind "DaemonSet" -}}true{{- else if ne .Values.kind "Deployment" -}}{{- fail "kind must be Deployment or DaemonSet" -}}{{- end -}}
 {{- end -}}
+
+{{/* The Secret holding the cluster secret, and its key. */}}
+{{- define "cacheyd.clusterSecretName" -}}
+{{- .Values.peers.secret.existingSecret | default (printf "%s-cluster" (include "cacheyd.fullname" .)) -}}
+{{- end -}}
+
+{{/* The kubernetes.io/tls Secret of the replicas' HTTPS, when on. */}}
+{{- define "cacheyd.peerTLSSecretName" -}}
+{{- .Values.peers.tls.existingSecret | default (printf "%s-peer-tls" (include "cacheyd.fullname" .)) -}}
+{{- end -}}
