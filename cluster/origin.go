@@ -106,8 +106,7 @@ func newOrigin(cfg Config, upstream Fetcher, probe func(ctx context.Context, add
 			o.members.run(ctx)
 		}()
 	}
-	// The parent's: members are admitted by their probes (members.go).
-	o.skips = newSkips(cfg.Backoff, func(string, bool) {})
+	o.skips = newSkips(cfg.Backoff)
 	return o, nil
 }
 
