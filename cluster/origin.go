@@ -213,7 +213,11 @@ func (o *Origin) direct(ctx context.Context, req *oci.Request, reason string) (*
 		// them would save little and cost a hop on every lookup.
 		return o.upstream.Fetch(ctx, req)
 	}
-	if o.parent != "" && !o.skips.skipped(o.parent) {
+	// A request that came through as many cacheyds as a chain may hold,
+	// this one included, goes no further: its parent would refuse it for
+	// its length, and that refusal would say nothing of the parent.
+	further := len(req.Via)+1 < oci.MaxVia
+	if o.parent != "" && further && !o.skips.skipped(o.parent) {
 		// No hop header: to the parent, this replica is a client like
 		// any, whose request its own cluster may forward to an owner.
 		resp, err := o.askBase(ctx, o.parent, o.parent, req, false, "parent")

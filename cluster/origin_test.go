@@ -699,3 +699,56 @@ func TestListingsGoUpstream(t *testing.T) {
 		t.Errorf("peers and parent asked %d times, upstream %d; want upstream twice only", n, tr.up.count())
 	}
 }
+
+// TestTheParentGetsTheChain: a request to the parent carries the chain of
+// cacheyds it came through with this one's id added (a peer's request
+// carries it as it came); a chain that could not go one cacheyd further
+// goes upstream instead, without holding it against the parent; a parent
+// that answers 508 (the request came back to it) is skipped and upstream
+// asked: a parent cycle costs one upstream fetch.
+func TestTheParentGetsTheChain(t *testing.T) {
+	parent := newFakePeer(t)
+	up := &countingUpstream{}
+	m := metrics.New(nil)
+	o, err := New(Config{Parent: parent.srv.URL, Instance: "me", Metrics: m, Logger: quiet()}, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	req := oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "ghcr.io", Repository: "org/app",
+		Reference: oci.Reference{Digest: oci.FromBytes(content)}, Via: []string{"child"}}
+	fetch := func(req oci.Request) {
+		t.Helper()
+		resp, err := o.Fetch(t.Context(), &req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read(t, resp)
+	}
+	fetch(req)
+	if asked := parent.asked(); len(asked) != 1 || asked[0].Header.Get(oci.ViaHeader) != "child,me" {
+		t.Fatalf("the parent was asked %d times, the last with Via %q; want once with child,me", len(asked), asked[len(asked)-1].Header.Get(oci.ViaHeader))
+	}
+	long := req
+	long.Via = make([]string, oci.MaxVia-1)
+	for i := range long.Via {
+		long.Via[i] = strconv.Itoa(i)
+	}
+	fetch(long)
+	if n := len(parent.asked()); n != 1 || up.count() != 1 {
+		t.Errorf("a chain at its bound: parent asked %d times in all, upstream %d; want 1 and 1", n, up.count())
+	}
+	fetch(req)
+	if n := len(parent.asked()); n != 2 {
+		t.Errorf("the parent was not asked after a chain at its bound went upstream (%d)", n)
+	}
+	parent.set("508")
+	fetch(req)
+	fetch(req)
+	if n := len(parent.asked()); n != 3 || up.count() != 3 {
+		t.Errorf("after a 508: parent asked %d times in all, upstream %d; want 3 and 3 (the parent skipped)", n, up.count())
+	}
+	if n := testutil.ToFloat64(m.ClusterRequests.WithLabelValues("parent", "loop")); n != 1 {
+		t.Errorf("parent loops counted %v, want 1", n)
+	}
+}

@@ -36,9 +36,11 @@ const (
 	// through on its way (Request.Via), comma-separated, oldest first:
 	// each adds its own before it asks its parent, and passes the chain on
 	// as it came to a peer (which never forwards to a peer again). A cacheyd
-	// that finds its own id there, or more than MaxVia ids, refuses the
-	// request 508 Loop Detected: a --parent chain that comes back to
-	// where it started costs one refusal, not a wait for itself.
+	// that finds its own id there, or MaxVia ids or more (it would be one
+	// more), refuses the request 508 Loop Detected: a --parent chain that
+	// comes back to where it started costs one refusal, not a wait for
+	// itself. A cacheyd that would send its parent MaxVia ids asks
+	// upstream instead, so that a parent refuses only for its own id.
 	ViaHeader = "X-Cacheyd-Via"
 )
 

@@ -125,7 +125,9 @@ func (s *Server) serveProbe(ctx *fasthttp.RequestCtx, x *exchange, in *incoming)
 }
 
 // loop reports whether in came back to this cacheyd (its id in the Via
-// chain) or passed through more cacheyds than any chain should, and
+// chain) or passed through as many cacheyds as any chain may (oci.MaxVia,
+// this one included: a chain it passes on, its own id added, is never
+// over the bound, so a parent refuses a request only for its own id), and
 // returns the chain as ids.
 func (s *Server) loop(in *incoming) (ids []string, looped bool) {
 	if in.via == "" {
@@ -136,7 +138,7 @@ func (s *Server) loop(in *incoming) (ids []string, looped bool) {
 		if id == "" {
 			continue
 		}
-		if (s.cfg.Instance != "" && id == s.cfg.Instance) || len(ids) == oci.MaxVia {
+		if (s.cfg.Instance != "" && id == s.cfg.Instance) || len(ids) == oci.MaxVia-1 {
 			return nil, true
 		}
 		ids = append(ids, id)
@@ -154,6 +156,8 @@ func (s *Server) refuseLoop(ctx *fasthttp.RequestCtx, x *exchange, in *incoming)
 			"instance", s.cfg.Instance, "via", quoteShort(in.via), "path", quoteShort(in.path))
 	}
 	x.path = in.path
+	// The message does not name this cacheyd's id: whoever knew it could
+	// make others refuse requests for it.
 	x.fail(ctx, &oci.Error{Status: http.StatusLoopDetected, Code: codeLoopDetected,
-		Message: "request loop: it came back to cacheyd " + s.cfg.Instance + " (" + oci.ViaHeader + "): a --parent chain leads back to where it started"})
+		Message: "request loop: it came back to a cacheyd it passed through (" + oci.ViaHeader + "), or passed through too many: a --parent chain leads back to where it started"})
 }

@@ -256,7 +256,8 @@ func TestRequestLoopsAreRefused(t *testing.T) {
 	errs := &errorCounter{}
 	ts := startServer(t, Config{Instance: "c0ffee", Metrics: m, Logger: slog.New(errs)}, spy)
 	target := "/v2/library/app/blobs/" + string(im.blobDigest) + "?ns=docker.io"
-	long := strings.Repeat("a,", oci.MaxVia) + "b"
+	// MaxVia others: with this cacheyd, one more than a chain may hold.
+	long := strings.TrimSuffix(strings.Repeat("a,", oci.MaxVia), ",")
 	for _, via := range []string{"beef, c0ffee", "c0ffee", long} {
 		resp, body, err := ts.do(t, "GET", target, http.Header{oci.ViaHeader: {via}})
 		if err != nil || resp.StatusCode != http.StatusLoopDetected || errorCode(t, body) != "LOOP_DETECTED" {
@@ -284,5 +285,9 @@ func TestRequestLoopsAreRefused(t *testing.T) {
 	}
 	if reqs := spy.requests(); len(reqs) != 1 || !slices.Equal(reqs[0].Via, []string{"beef", "d00d"}) {
 		t.Errorf("cache asked %+v, want one request with Via [beef d00d]", reqs)
+	}
+	full := strings.TrimSuffix(strings.Repeat("b,", oci.MaxVia-1), ",")
+	if resp, _, err := ts.do(t, "GET", target, http.Header{oci.ViaHeader: {full}}); err != nil || resp.StatusCode != 200 {
+		t.Errorf("a chain of %d others: %d, %v; want it served (with this one, %d: as long as a chain may be)", oci.MaxVia-1, resp.StatusCode, err, oci.MaxVia)
 	}
 }
