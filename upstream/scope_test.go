@@ -305,3 +305,34 @@ func TestDialerJudgesByScope(t *testing.T) {
 		})
 	}
 }
+
+// TestRealmOnANamedAddressOnlyInScope: a token realm is a place cacheyd
+// sends a request to, so an address the operator named is a realm only for
+// the fetches it is trusted for. A registry a client names whose challenge
+// points its realm at a mapped internal registry on its own registrable
+// domain (evil.example.com → internal.example.com), by name, gets no token
+// request sent there: the internal listener accepts no connection. The
+// mapped registry's own realm on its own address still works.
+func TestRealmOnANamedAddressOnlyInScope(t *testing.T) {
+	internal := registrytest.NewCountingListener(t)
+	internalURL := "https://internal.example.com:" + internal.Port()
+	hostile := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+internalURL+`/token",service="evil"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(hostile.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(hostile.Certificate())
+	_, port, _ := net.SplitHostPort(hostile.Listener.Addr().String())
+	c := newClient(t, Config{AllowPrivate: true, Resolver: scopeResolver, TLSConfig: &tls.Config{RootCAs: roots},
+		RegistryURLs: map[string]string{internalRegistry: internalURL}})
+	req := blobRequest("GET", content)
+	req.Registry = "evil.example.com:" + port
+	if resp, err := c.Fetch(t.Context(), req); err == nil {
+		readBody(t, resp)
+		t.Fatal("a registry that answers only 401 served content")
+	}
+	if n, err := internal.Accepted(t.Context()); err != nil || n != 0 {
+		t.Errorf("the mapped registry's listener accepted %d connections (%v) for another registry's token, want 0", n, err)
+	}
+}
