@@ -75,6 +75,14 @@ type Config struct {
 	// MaxFillsPerRegistry bounds the fills fetching from one registry at
 	// once. Zero means 64.
 	MaxFillsPerRegistry int
+	// ReadMemory bounds, in bytes, what is read whole into memory at once:
+	// manifests by a tag whose registry names no digest, listings, and
+	// copies of committed objects into the memory tier (readmem.go). One
+	// registry may hold at most a quarter of it; a read that finds no room
+	// is answered 503 at once (a copy into memory is skipped). A quarter
+	// below 4 MiB refuses the largest manifests and listings. Zero means
+	// 64 MiB.
+	ReadMemory int64
 	// Metrics receives counts; nil means counts go nowhere.
 	Metrics *metrics.Metrics
 	// Logger receives background fill outcomes; nil means slog.Default().
@@ -90,6 +98,7 @@ const (
 	defaultFillChunk       = 16 << 20
 	defaultFillParallel    = 4
 	defaultMaxFillsPerReg  = 64
+	defaultReadMemory      = 64 << 20
 	// tagTimeout bounds one upstream tag resolution, which is shared by
 	// every request waiting for it and so does not run on any one of
 	// their contexts.
@@ -108,6 +117,7 @@ type Cache struct {
 	failures *failureTable // fills upstream failed a moment ago
 	private  *privacy      // checks of client credentials for private content
 	slots    *fillSlots    // bounds the fills fetching at once
+	reads    *readMemory   // bounds what is read whole into memory
 	log      *slog.Logger
 	m        *metrics.Metrics
 	// memHits and diskHits are m.Hits' children, looked up once: a hit
@@ -157,6 +167,9 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	if cfg.MaxFillsPerRegistry <= 0 {
 		cfg.MaxFillsPerRegistry = defaultMaxFillsPerReg
 	}
+	if cfg.ReadMemory <= 0 {
+		cfg.ReadMemory = defaultReadMemory
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
@@ -178,7 +191,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 		failures: newFailureTable(),
 		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
 			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
-		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry),
+		private: newPrivacy(), slots: newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry), reads: newReadMemory(cfg.ReadMemory, cfg.Metrics),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},
 		memHits: cfg.Metrics.Hits.WithLabelValues("memory"), diskHits: cfg.Metrics.Hits.WithLabelValues("disk"),
 	}, nil
