@@ -43,13 +43,14 @@ func newTagTable() *tagTable { return newTable[tagKey, tagEntry](maxTags, 0, nil
 // (from the tag table while fresh, else with an upstream HEAD), then the
 // manifest is served by digest like any immutable content.
 func (c *Cache) getTag(ctx context.Context, req *oci.Request) (*Object, error) {
+	asked := time.Now()
 	desc, src, err := c.resolveTag(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if desc.digest == "" {
 		// Upstream names no digest on HEAD: only a GET can tell.
-		return c.getTagWithoutDigest(ctx, req, desc)
+		return c.getTagWithoutDigest(ctx, req, desc, asked)
 	}
 	if !accepts(req.Accept, desc.mediaType) {
 		return c.fetchAccepting(ctx, req)
@@ -122,8 +123,9 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 // HEAD is), and its bytes are kept under their digest; every request is
 // then served by that digest, from the tiers that hold it, so that none
 // holds a copy of its own. When upstream refuses cacheyd, each request
-// with credentials gets its own answer, streamed and not kept.
-func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc descriptor) (*Object, error) {
+// with credentials gets its own answer, streamed and not kept. asked is
+// when the request began.
+func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc descriptor, asked time.Time) (*Object, error) {
 	if req.Method == http.MethodHead {
 		return &Object{MediaType: mediaTypeFor(oci.KindManifest, desc.mediaType), Size: desc.size, Source: SourceUpstream}, nil
 	}
@@ -132,6 +134,11 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer}
 	get.Route = c.route(get)
 	v, err := c.shared(ctx, &c.tagFlight, "GET "+key.String()+"\x00"+get.Route, func(ctx context.Context) (any, error) {
+		// A GET that ended between this request's HEAD and now answered
+		// it too: no other is needed.
+		if last, ok := c.tags.get(key); ok && last.desc.digest != "" && last.checked.After(asked) {
+			return last.desc, nil
+		}
 		return c.readTag(ctx, get, key)
 	})
 	switch {
