@@ -215,3 +215,47 @@ func TestDigestlessTagPassThroughStreams(t *testing.T) {
 		t.Error("a manifest only the client's credentials got was kept")
 	}
 }
+
+// TestPassThroughListingWithinTheBound: a listing read with a client's
+// credentials, for that request alone, is read within the budget and holds
+// its copy until the caller releases it; one larger than its registry's
+// quarter, or than what the quarter has left, is answered 503.
+func TestPassThroughListingWithinTheBound(t *testing.T) {
+	const small, large = 100 << 10, 300 << 10
+	o := origintest.New()
+	smallQ, largeQ := oci.ListQuery{N: "1"}, oci.ListQuery{N: "2"}
+	o.AddListing(oci.KindTags, "", smallQ, origintest.Listing{Body: bytes.Repeat([]byte("s"), small), MediaType: "application/json"})
+	o.AddListing(oci.KindTags, "", largeQ, origintest.Listing{Body: bytes.Repeat([]byte("l"), large), MediaType: "application/json"})
+	o.Set(func(o *origintest.Origin) { o.Private = "Bearer alice" })
+	c := newTestCache(t, o, func(cfg *Config) { cfg.ReadMemory = 16 * readStep }) // a quarter: 256 KiB
+	list := func(q oci.ListQuery) (*Listing, error) {
+		req := tagsReq(http.MethodGet, q)
+		req.Authorization = "Bearer alice"
+		return c.List(t.Context(), req)
+	}
+	l, err := list(smallQ)
+	if err != nil || l.Source != SourcePassThrough || len(l.Body) != small {
+		t.Fatalf("the small listing: %v", err)
+	}
+	// Read in 2 steps, then copied whole: the copy is what it holds.
+	if held, peak := c.reads.inUseBy("docker.io"), c.reads.highWater(); held != small || peak != 2*readStep+small {
+		t.Errorf("holding %d (high water %d), want %d (%d)", held, peak, small, 2*readStep+small)
+	}
+	if _, err := list(largeQ); !isStatus(err, http.StatusServiceUnavailable) {
+		t.Errorf("the large listing beside the small one: %v, want 503", err)
+	}
+	l.Release()
+	l.Release()
+	if held := c.reads.inUseBy(""); held != 0 {
+		t.Errorf("holding %d once released, want 0", held)
+	}
+	if _, err := list(largeQ); !isStatus(err, http.StatusServiceUnavailable) {
+		t.Errorf("the large listing alone: %v, want 503 (larger than the quarter)", err)
+	}
+	if n, held := refusedReads(c.reads, "tags"), c.reads.inUseBy(""); n != 2 || held != 0 {
+		t.Errorf("%d tag list reads refused, %d bytes held after; want 2 and 0", n, held)
+	}
+	if n := listingCount(c, "tags", "passthrough"); n != 1 {
+		t.Errorf("%d pass-through listings served, want 1", n)
+	}
+}
