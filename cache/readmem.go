@@ -72,6 +72,17 @@ func (b *readMemory) claim(registry string) *readClaim {
 	return &readClaim{b: b, registry: registry}
 }
 
+// forCopy claims n bytes at once for registry, for a copy into the memory
+// tier of content the cache holds (its size is its own, not a registry's
+// word), or returns nil, counting the copy as refused, without room.
+func (b *readMemory) forCopy(registry string, n int64) *readClaim {
+	c := b.claim(registry)
+	if c.grow(n, "memory") != nil {
+		return nil
+	}
+	return c
+}
+
 // highWater is the most that was ever claimed at once.
 func (b *readMemory) highWater() int64 {
 	b.mu.Lock()

@@ -259,3 +259,40 @@ func TestPassThroughListingWithinTheBound(t *testing.T) {
 		t.Errorf("%d pass-through listings served, want 1", n)
 	}
 }
+
+// TestCopyIntoMemorySkippedWhenFull: while the registry's quarter of the
+// budget is held, a fill of an object small enough for the memory tier is
+// committed and served but not copied into memory, and a disk hit of it is
+// served from its file rather than copied; once there is room again, it
+// is copied on its next hit.
+func TestCopyIntoMemorySkippedWhenFull(t *testing.T) {
+	o := origintest.New()
+	data := randomBytes(t, 4<<10)
+	dg := o.Add(data, "")
+	c := newTestCache(t, o, nil)
+	full := c.reads.claim("docker.io")
+	if err := full.grow(c.reads.perRegistry, "manifest"); err != nil {
+		t.Fatal(err)
+	}
+	inMemory := func() bool { _, _, ok := c.mem.Get(dg); return ok }
+	for i, want := range []Source{SourceFillNew, SourceDisk} {
+		obj := mustGet(t, c, blobReq(dg))
+		if got, err := readAll(t, obj); err != nil || !bytes.Equal(got, data) || obj.Source != want {
+			t.Fatalf("request %d: %s, %d bytes, %v; want %s", i, obj.Source, len(got), err, want)
+		}
+		if !held(c, dg) || inMemory() {
+			t.Errorf("request %d: on disk %t, in memory %t; want on disk only", i, held(c, dg), inMemory())
+		}
+	}
+	if n := refusedReads(c.reads, "memory"); n != 2 {
+		t.Errorf("%d copies into memory skipped, want 2 (the fill's, the disk hit's)", n)
+	}
+	full.release()
+	if obj := mustGet(t, c, blobReq(dg)); obj.Source != SourceDisk || !bytes.Equal(obj.Bytes(), data) || !inMemory() {
+		t.Errorf("with room again: %s, copied %t, in memory %t; want a disk hit copied into memory",
+			obj.Source, obj.Bytes() != nil, inMemory())
+	}
+	if held, peak := c.reads.inUseBy(""), c.reads.highWater(); held != 0 || peak != c.reads.perRegistry {
+		t.Errorf("%d bytes held after, high water %d; want 0 and the quarter held, %d", held, peak, c.reads.perRegistry)
+	}
+}
