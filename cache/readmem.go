@@ -154,9 +154,8 @@ func (c *readClaim) release() {
 // registry's quarter or the whole budget is held by reads in progress.
 func (b *readMemory) errFull(registry string, used, mine int64) error {
 	return &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, RetryAfter: "1",
-		Message: fmt.Sprintf("the memory for manifests and listings read whole is in use "+
-			"(registry %s holds %d KiB of its %d KiB, all registries %d KiB of %d KiB); try again",
-			registry, mine>>10, b.perRegistry>>10, used>>10, b.total>>10)}
+		Message: fmt.Sprintf("read memory full: manifests and listings read whole hold %d KiB of registry %s's %d KiB "+
+			"(%d KiB of %d KiB in all); try again", mine>>10, registry, b.perRegistry>>10, used>>10, b.total>>10)}
 }
 
 // wholeRead is a body read whole within the budget: its bytes in pieces of

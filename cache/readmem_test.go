@@ -97,7 +97,7 @@ func TestReadRefusedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = b.readWhole(bytes.NewReader(make([]byte, 10)), "a.example", 1<<20, "tags")
-	if !isStatus(err, http.StatusServiceUnavailable) || !strings.Contains(err.Error(), "memory for manifests and listings") ||
+	if !isStatus(err, http.StatusServiceUnavailable) || !strings.Contains(err.Error(), "read memory full") ||
 		!strings.Contains(err.Error(), "a.example") {
 		t.Fatalf("a read past the quarter: %v, want 503 naming the bound", err)
 	}

@@ -201,6 +201,6 @@ func (c *Cache) readTag(ctx context.Context, get *oci.Request, key tagKey) (desc
 		e = held
 	}
 	c.keepInMemory(e, data)
-	c.tags.put(key, tagEntry{desc: d, checked: time.Now()})
+	c.tags.put(key, tagEntry{desc: d, checked: time.Now(), peer: resp.Peer})
 	return d, nil
 }
