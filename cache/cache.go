@@ -79,9 +79,9 @@ type Config struct {
 	// manifests by a tag whose registry names no digest, listings, and
 	// copies of committed objects into the memory tier (readmem.go). One
 	// registry may hold at most a quarter of it; a read that finds no room
-	// is answered 503 at once (a copy into memory is skipped). A quarter
-	// below 4 MiB refuses the largest manifests and listings. Zero means
-	// 64 MiB.
+	// is answered 503 at once (a copy into memory is skipped). A listing
+	// is read in pieces and then copied whole, so the largest (4 MiB) needs
+	// 8 MiB of a quarter for a moment. Zero (or less) means 64 MiB.
 	ReadMemory int64
 	// Metrics receives counts; nil means counts go nowhere.
 	Metrics *metrics.Metrics
