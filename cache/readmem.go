@@ -100,8 +100,9 @@ func (b *readMemory) inUseBy(registry string) int64 {
 	return b.per[registry]
 }
 
-// readClaim is what one read holds of the budget. Its methods may be
-// called from different goroutines, one at a time or not.
+// readClaim is what one read holds of the budget. Its methods are safe
+// for concurrent use: the server may release a listing's claim on another
+// goroutine than the one that read it.
 type readClaim struct {
 	b        *readMemory
 	registry string

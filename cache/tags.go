@@ -134,8 +134,8 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer}
 	get.Route = c.route(get)
 	v, err := c.shared(ctx, &c.tagFlight, "GET "+key.String()+"\x00"+get.Route, func(ctx context.Context) (any, error) {
-		// A GET that ended between this request's HEAD and now answered
-		// it too: no other is needed.
+		// A GET that ended since this request began (after its HEAD,
+		// before this lookup) answers it too: no other is needed.
 		if last, ok := c.tags.get(key); ok && last.desc.digest != "" && last.checked.After(asked) {
 			return last.desc, nil
 		}
