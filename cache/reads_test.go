@@ -119,6 +119,8 @@ func TestDripHoldsAtMostItsQuarter(t *testing.T) {
 		answers := make(chan answer, 6)
 		start := time.Now()
 		for i := range 6 {
+			// Stops when its request is answered: at once, or at the
+			// answer timeout.
 			go func() {
 				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 				defer cancel()
