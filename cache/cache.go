@@ -80,6 +80,14 @@ type Config struct {
 	// when nobody reads it, or when a fill of another registry waits for
 	// one (slots.go). Zero means 10s.
 	FillStall time.Duration
+	// ReadMemory bounds, in bytes, what is read whole into memory at once:
+	// manifests by a tag whose registry names no digest, listings, and
+	// copies of committed objects into the memory tier (readmem.go). One
+	// registry may hold at most a quarter of it; a read that finds no room
+	// is answered 503 at once (a copy into memory is skipped). A listing
+	// is read in pieces and then copied whole, so the largest (4 MiB) needs
+	// 8 MiB of a quarter for a moment. Zero (or less) means 64 MiB.
+	ReadMemory int64
 	// Metrics receives counts; nil means counts go nowhere.
 	Metrics *metrics.Metrics
 	// Logger receives background fill outcomes; nil means slog.Default().
@@ -96,6 +104,7 @@ const (
 	defaultFillParallel    = 4
 	defaultMaxFillsPerReg  = 64
 	defaultFillStall       = 10 * time.Second
+	defaultReadMemory      = 64 << 20
 	// tagTimeout bounds one upstream tag resolution, which is shared by
 	// every request waiting for it and so does not run on any one of
 	// their contexts.
@@ -114,6 +123,7 @@ type Cache struct {
 	failures *failureTable // fills upstream failed a moment ago
 	private  *privacy      // checks of client credentials for private content
 	slots    *fillSlots    // bounds the fills fetching at once
+	reads    *readMemory   // bounds what is read whole into memory
 	log      *slog.Logger
 	m        *metrics.Metrics
 	// memHits and diskHits are m.Hits' children, looked up once: a hit
@@ -167,6 +177,9 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	if cfg.FillStall <= 0 {
 		cfg.FillStall = defaultFillStall
 	}
+	if cfg.ReadMemory <= 0 {
+		cfg.ReadMemory = defaultReadMemory
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
@@ -192,7 +205,7 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 		failures: newFailureTable(),
 		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
 			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
-		private: newPrivacy(), slots: slots,
+		private: newPrivacy(), slots: slots, reads: newReadMemory(cfg.ReadMemory, cfg.Metrics),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},
 		memHits: cfg.Metrics.Hits.WithLabelValues("memory"), diskHits: cfg.Metrics.Hits.WithLabelValues("disk"),
 	}

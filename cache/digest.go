@@ -182,11 +182,18 @@ func (c *Cache) fromTiers(ctx context.Context, req *oci.Request, key *fillKey) (
 		return nil, nil
 	}
 	o := &Object{Digest: dg, MediaType: mediaTypeFor(kindOf(manifest), e.MediaType), Size: e.Size, Source: SourceDisk, file: f}
+	// A small object found only on disk (after a restart, or evicted from
+	// memory) goes back into memory, so that the next request costs no
+	// open, read and close. After an unclean stop its bytes are checked
+	// here on the way (ReadAt verifies first). The copy is claimed from the
+	// read memory budget (readmem.go) until the memory tier has it; without
+	// room it is not made, and the file is served.
+	var claim *readClaim
 	if f != nil && !e.Marked() && c.mem.Fits(e.Size) {
-		// A small object found only on disk (after a restart, or evicted
-		// from memory) goes back into memory, so that the next request
-		// costs no open, read and close. After an unclean stop its bytes
-		// are checked here on the way (ReadAt verifies first).
+		claim = c.reads.forCopy(req.Registry, e.Size)
+	}
+	if claim != nil {
+		defer claim.release()
 		data := make([]byte, e.Size)
 		if _, err := f.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
 			closeQuiet(f)

@@ -8,7 +8,9 @@
 //     request that started it, and waits for a slot (slots.go) so that
 //     fills are bounded in number.
 //   - Tags (tags.go): resolved at the origin with a HEAD once their answer is
-//     older than the TTL, the last answer served while the origin fails.
+//     older than the TTL, the last answer served while the origin fails. A
+//     tag whose HEAD names no digest is read with one GET for all its
+//     concurrent requests and served by the digest of its bytes.
 //   - Listings (listing.go): tag lists and referrers, passed through as the
 //     origin answers them and kept like a tag's answer. Tags and listings
 //     share one way of asking upstream (lookup.go).
@@ -19,6 +21,11 @@
 //     the request's credentials.
 //   - Uncached (uncached.go): pass-through with a client's credentials, and
 //     content the disk cannot take, streamed and still verified.
+//   - Read memory (readmem.go): what is read whole into memory rather than
+//     streamed (a digest-less tag's manifest, listings, copies into the
+//     memory tier) claims one budget as its bytes arrive, a quarter of it at
+//     most per registry; a read that finds no room fails at once (503), a
+//     copy into memory is skipped.
 //
 // The cache fetches through one seam it declares, Origin (origin.go); the
 // credential fallback (as cacheyd, then with the client's credentials) is

@@ -285,12 +285,21 @@ func upstreamFault(err error) error {
 // commit keeps a verified fill: on disk with its record, and in memory when
 // it is small and public.
 func (c *Cache) commit(f *fill, p *disk.Pending, req *oci.Request, n int64) error {
-	var data []byte // the content, read back when it is small enough to matter
-	if req.Kind == oci.KindManifest || c.mem.Fits(n) {
-		data = make([]byte, n)
-		if _, err := p.File().ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
-			c.log.Warn("fill: reading back a verified object failed", "digest", f.Digest().Short(), "err", err)
-			data = nil
+	// The content, read back for the memory tier (public content small
+	// enough), or to name the media type of a manifest whose origin named
+	// none. The copy is claimed from the read memory budget (readmem.go)
+	// until the memory tier has it; without room it is not made: the object
+	// is kept on disk only (a manifest without its type, which the next
+	// request for it as a manifest fetches again).
+	var data []byte
+	if (req.Kind == oci.KindManifest && f.mediaType == "") || (req.Authorization == "" && c.mem.Fits(n)) {
+		if claim := c.reads.forCopy(req.Registry, n); claim != nil {
+			defer claim.release()
+			data = make([]byte, n)
+			if _, err := p.File().ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+				c.log.Warn("fill: reading back a verified object failed", "digest", f.Digest().Short(), "err", err)
+				data = nil
+			}
 		}
 	}
 	e := tier.Entry{Digest: f.Digest(), Size: n}

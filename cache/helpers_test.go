@@ -33,6 +33,22 @@ func blobReq(dg oci.Digest) *oci.Request {
 	return &oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "docker.io", Repository: "library/app", Reference: oci.Reference{Digest: dg}}
 }
 
+// openBody gets req from c and takes its whole body, which the test closes
+// when it ends.
+func openBody(t testing.TB, c *Cache, req *oci.Request) io.ReadCloser {
+	t.Helper()
+	obj, err := c.Get(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := obj.Body(0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 // readAll takes the object's whole body.
 func readAll(t testing.TB, obj *Object) ([]byte, error) {
 	t.Helper()

@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -51,7 +50,17 @@ type Listing struct {
 	// (kept, fresh or stale) or SourcePassThrough (asked with the
 	// request's credentials).
 	Source Source
+
+	// claim is the read memory Body holds (readmem.go) while it is this
+	// request's alone (SourcePassThrough), until Release; nil for a
+	// listing kept for everyone, which the listing table bounds.
+	claim *readClaim
 }
+
+// Release gives back the memory a listing read for this request alone
+// holds: call it once Body is sent, or will not be. It does nothing for a
+// listing kept for everyone, and may be called more than once.
+func (l *Listing) Release() { l.claim.release() }
 
 type listKey struct {
 	kind                 oci.Kind
@@ -98,10 +107,13 @@ func (c *Cache) List(ctx context.Context, req *oci.Request) (*Listing, error) {
 		if err != nil {
 			return nil, err
 		}
-		l, err := readListing(resp)
+		l, err := c.readListing(&get, resp)
 		if err != nil {
 			return nil, err
 		}
+		// Kept for everyone: the listing table's bound holds it now.
+		l.Release()
+		l.claim = nil
 		c.listings.put(key, listEntry{listing: *l, checked: time.Now()})
 		return l, nil
 	})
@@ -118,7 +130,7 @@ func (c *Cache) List(ctx context.Context, req *oci.Request) (*Listing, error) {
 		resp, _, perr := c.asClient(ctx, c.origin, &withAuth, nil, err)
 		var l *Listing
 		if perr == nil {
-			l, perr = readListing(resp)
+			l, perr = c.readListing(&withAuth, resp)
 		}
 		if perr != nil {
 			c.m.Listings.WithLabelValues(kind, "error").Inc()
@@ -144,20 +156,26 @@ func (l Listing) as(source Source) *Listing {
 }
 
 // readListing reads an origin's listing answer whole (at most
-// oci.MaxListingSize) and closes its body.
-func readListing(resp *oci.Response) (*Listing, error) {
+// oci.MaxListingSize) within the read memory budget, and closes its body.
+// The listing holds what it claimed of the budget until Release.
+func (c *Cache) readListing(req *oci.Request, resp *oci.Response) (*Listing, error) {
 	l := &Listing{MediaType: resp.MediaType, Link: resp.Link, FiltersApplied: resp.FiltersApplied}
 	if resp.Body == nil {
 		return l, nil
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxListingSize+1))
+	kind := req.Kind.String()
+	w, err := c.reads.readWhole(resp.Body, req.Registry, oci.MaxListingSize, kind)
 	if err != nil {
-		return nil, fmt.Errorf("cache: read listing: %w", err)
+		if _, ok := oci.AsError(err); !ok {
+			err = fmt.Errorf("cache: read listing: %w", err)
+		}
+		return nil, err
 	}
-	if len(body) > oci.MaxListingSize {
-		return nil, oci.ErrTooLarge(fmt.Sprintf("listing exceeds %d bytes", oci.MaxListingSize))
+	if l.Body, err = w.bytes(kind); err != nil {
+		w.release()
+		return nil, err
 	}
-	l.Body = body
+	l.claim = w.claim
 	return l, nil
 }

@@ -295,15 +295,7 @@ func TestClaimsAsBytesArrive(t *testing.T) {
 	}
 	pace := make(chan int)
 	o.Set(func(o *origintest.Origin) { o.Pace = pace })
-	obj, err := c.Get(t.Context(), blobReq(dg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := obj.Body(0, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := openBody(t, c, blobReq(dg))
 	read := int64(0)
 	for _, step := range []int64{256 << 10, 512 << 10, 512 << 10} {
 		pace <- int(step)

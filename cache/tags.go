@@ -1,10 +1,8 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -45,13 +43,14 @@ func newTagTable() *tagTable { return newTable[tagKey, tagEntry](maxTags, 0, nil
 // (from the tag table while fresh, else with an upstream HEAD), then the
 // manifest is served by digest like any immutable content.
 func (c *Cache) getTag(ctx context.Context, req *oci.Request) (*Object, error) {
+	asked := time.Now()
 	desc, src, err := c.resolveTag(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if desc.digest == "" {
 		// Upstream names no digest on HEAD: only a GET can tell.
-		return c.getTagWithoutDigest(ctx, req, desc)
+		return c.getTagWithoutDigest(ctx, req, desc, asked)
 	}
 	if !accepts(req.Accept, desc.mediaType) {
 		return c.fetchAccepting(ctx, req)
@@ -118,35 +117,90 @@ func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, S
 }
 
 // getTagWithoutDigest serves a tag whose upstream HEAD carried no
-// Docker-Content-Digest. A client HEAD gets upstream's headers; a GET reads
-// the manifest (at most 4 MiB), computes its digest and caches it.
-func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc descriptor) (*Object, error) {
+// Docker-Content-Digest: only the manifest itself tells what the tag is. A
+// client HEAD gets upstream's headers. A GET is asked upstream as cacheyd
+// once for every request of the tag at the time (readTag, shared as a tag's
+// HEAD is), and its bytes are kept under their digest; every request is
+// then served by that digest, from the tiers that hold it, so that none
+// holds a copy of its own. When upstream refuses cacheyd, each request
+// with credentials gets its own answer, streamed and not kept. asked is
+// when the request began.
+func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc descriptor, asked time.Time) (*Object, error) {
 	if req.Method == http.MethodHead {
 		return &Object{MediaType: mediaTypeFor(oci.KindManifest, desc.mediaType), Size: desc.size, Source: SourceUpstream}, nil
 	}
-	resp, private, err := c.fetchAs(ctx, c.origin, req)
-	if err != nil {
+	key := tagKey{req.Registry, req.Repository, req.Reference.Tag}
+	get := &oci.Request{Method: http.MethodGet, Kind: oci.KindManifest, Registry: req.Registry,
+		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer, Via: req.Via}
+	get.Route = c.route(get)
+	v, err := c.shared(ctx, &c.tagFlight, "GET "+key.String()+"\x00"+get.Route, func(ctx context.Context) (any, error) {
+		// A GET that ended since this request began (after its HEAD,
+		// before this lookup) answers it too: no other is needed.
+		if last, ok := c.tags.get(key); ok && last.desc.digest != "" && last.checked.After(asked) {
+			return last.desc, nil
+		}
+		return c.readTag(ctx, get, key)
+	})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, context.Cause(ctx)
+	case refused(err) && req.Authorization != "":
+		resp, _, err := c.asClient(ctx, c.origin, req, nil, err)
+		if err != nil {
+			return nil, err
+		}
+		return c.passThroughResponse(req, resp), nil
+	case err != nil:
 		return nil, err
 	}
-	if private {
-		return c.passThroughResponse(req, resp), nil
+	byDigest := *req
+	byDigest.Reference = oci.Reference{Digest: v.(descriptor).digest}
+	return c.getDigest(ctx, &byDigest)
+}
+
+// readTag GETs a tag's manifest as cacheyd, reads it whole within the read
+// memory budget (readmem.go), and keeps it under the digest of its bytes:
+// on disk, in memory when it fits, and as the tag's answer. The budget is
+// given back once the bytes are kept. A manifest whose registry named no
+// media type is kept with the one its content names, so that it is served
+// as a manifest.
+func (c *Cache) readTag(ctx context.Context, get *oci.Request, key tagKey) (descriptor, error) {
+	resp, err := c.origin.Fetch(ctx, get)
+	if err != nil {
+		return descriptor{}, err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, oci.MaxManifestSize+1))
+	w, err := c.reads.readWhole(resp.Body, get.Registry, oci.MaxManifestSize, "manifest")
 	if err != nil {
-		return nil, fmt.Errorf("cache: read manifest %s: %w", req.Reference.Tag, err)
+		if _, ok := oci.AsError(err); !ok {
+			err = fmt.Errorf("cache: read manifest %s: %w", key.tag, err)
+		}
+		return descriptor{}, err
 	}
-	if len(data) > oci.MaxManifestSize {
-		return nil, oci.ErrTooLarge("manifest exceeds 4 MiB")
+	defer w.release()
+	d := descriptor{digest: w.digest(), mediaType: resp.MediaType, size: w.Len()}
+	// The manifest in one piece, a copy claimed from the budget: to name
+	// its media type (without room, the read fails), or for the memory tier
+	// (without room, it is not kept there).
+	var data []byte
+	switch {
+	case d.mediaType == "":
+		if data, err = w.bytes("manifest"); err != nil {
+			return descriptor{}, err
+		}
+		d.mediaType = oci.SniffManifestMediaType(data)
+	case c.mem.Fits(d.size):
+		data, _ = w.bytes("memory")
 	}
-	dg := oci.FromBytes(data)
-	e := tier.Entry{Digest: dg, Size: int64(len(data)), MediaType: resp.MediaType, Public: []string{sourceOf(req)}}
-	if held, err := c.disk.Put(ctx, e, bytes.NewReader(data)); err != nil {
-		c.log.Warn("caching manifest failed", "digest", dg.Short(), "err", err)
+	e := tier.Entry{Digest: d.digest, Size: d.size, MediaType: d.mediaType, Public: []string{sourceOf(get)}}
+	if held, err := c.disk.Put(ctx, e, w.reader()); err != nil {
+		// Served from memory if it is kept there, else by a fill of its
+		// digest, which streams it when the disk cannot take it.
+		c.log.Warn("caching manifest failed", "digest", d.digest.Short(), "err", err)
 	} else {
-		c.keepInMemory(held, data)
+		e = held
 	}
-	c.tags.put(tagKey{req.Registry, req.Repository, req.Reference.Tag},
-		tagEntry{desc: descriptor{digest: dg, mediaType: resp.MediaType, size: int64(len(data))}, checked: time.Now()})
-	return &Object{Digest: dg, MediaType: mediaTypeFor(oci.KindManifest, resp.MediaType), Size: int64(len(data)), Source: SourceFillNew, data: data}, nil
+	c.keepInMemory(e, data)
+	c.tags.put(key, tagEntry{desc: d, checked: time.Now(), peer: resp.Peer})
+	return d, nil
 }

@@ -135,10 +135,10 @@ func TestNoFillSquatting(t *testing.T) {
 	}
 }
 
-// drip answers every GET with a blob of size bytes of which it sends the
+// dripping answers every GET with a blob of size bytes of which it sends the
 // first sent bytes, then nothing until the request ends, as a registry
 // that holds a fill slot for as long as it is let.
-func drip(size, sent int64) OriginFunc {
+func dripping(size, sent int64) OriginFunc {
 	return func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 		return &oci.Response{Size: size, End: size, Body: io.NopCloser(io.MultiReader(
 			bytes.NewReader(make([]byte, sent)), &stall{ctx}))}, nil
@@ -156,7 +156,7 @@ func TestAbandonedFillsGiveTheirSlotsUp(t *testing.T) {
 		const perRegistry, names = 2, 4
 		by := map[string]Origin{"docker.io": origintest.New()}
 		for i := range names {
-			by[fmt.Sprintf("evil%d.example", i)] = drip(1<<20, 100)
+			by[fmt.Sprintf("evil%d.example", i)] = dripping(1<<20, 100)
 		}
 		honest := by["docker.io"].(*origintest.Origin)
 		data := randomBytes(t, 32<<10)
@@ -221,7 +221,7 @@ func TestStalledFillsYieldToOtherRegistries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const slots = 3
-				hostile := drip(1<<30, 100)
+				hostile := dripping(1<<30, 100)
 				if tc.progressing {
 					hostile = func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 						return &oci.Response{Size: 1 << 30, End: 1 << 30, Body: &paced{ctx: ctx, every: 100 * time.Millisecond, n: 8 << 10}}, nil

@@ -103,6 +103,17 @@ type Metrics struct {
 	// PeerServed counts requests this replica answered for peers.
 	PeerServed *prometheus.CounterVec // kind, code
 
+	// What the cache reads whole into memory (package cache, readmem.go).
+
+	// ReadMemoryBytes is the memory claimed now by manifests and listings
+	// being read whole and by copies into the memory tier (--read-memory).
+	ReadMemoryBytes prometheus.Gauge
+	// ReadMemoryRefused counts reads that found no room in --read-memory
+	// (in all, or in their registry's quarter), by kind: manifest (a tag
+	// whose registry named no digest) and tags or referrers (a listing),
+	// answered 503; memory, a copy into the memory tier, skipped.
+	ReadMemoryRefused *prometheus.CounterVec // kind
+
 	// Trust between cacheyds (the cluster secret, loops).
 
 	// ClusterRefused counts requests this replica refused as another
@@ -202,6 +213,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		PeerServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_cluster_served_total", Help: "Requests answered for other replicas, by API kind and HTTP status code.",
 		}, []string{"kind", "code"}),
+
+		ReadMemoryBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cacheyd_read_memory_bytes", Help: "Bytes claimed now of --read-memory by manifests and listings read whole and by copies into the memory tier.",
+		}),
+		ReadMemoryRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_read_memory_refused_total", Help: "Reads that found no room in --read-memory, by kind: manifest, tags, referrers (answered 503), memory (a copy into the memory tier, skipped).",
+		}, []string{"kind"}),
 		ClusterRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_cluster_refused_total", Help: "Requests refused as another cacheyd's, by reason (unauthenticated, loop).",
 		}, []string{"reason"}),
@@ -211,6 +229,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.FillsStopped, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed,
+			m.ReadMemoryBytes, m.ReadMemoryRefused,
 			m.ClusterRefused)
 	}
 	return m

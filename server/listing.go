@@ -1,12 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/oci"
 )
 
@@ -41,11 +43,26 @@ func (s *Server) serveListing(ctx *fasthttp.RequestCtx, x *exchange, in *incomin
 	}
 	if in.method == http.MethodHead {
 		h.SetContentLength(len(l.Body))
+		l.Release()
 		return
 	}
-	// The body is the cache's, immutable: no copy.
-	ctx.Response.SetBodyRaw(l.Body)
+	// The body is the cache's, immutable: no copy. It is sent after the
+	// handler returns; fasthttp closes the stream once it is sent or the
+	// connection is gone, which gives back the memory the listing holds.
+	ctx.Response.SetBodyStream(&listingBody{Reader: bytes.NewReader(l.Body), l: l}, len(l.Body))
 	x.sent = int64(len(l.Body))
+}
+
+// listingBody sends a listing's body and releases the listing when
+// fasthttp is done with it.
+type listingBody struct {
+	*bytes.Reader
+	l *cache.Listing
+}
+
+func (b *listingBody) Close() error {
+	b.l.Release()
+	return nil
 }
 
 // maxLinks bounds the links of one Link header read; a registry sends one.

@@ -1,14 +1,19 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/internal/origintest"
+	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
 )
 
@@ -198,4 +203,36 @@ func FuzzNextLink(f *testing.F) {
 			t.Fatalf("nextLink(%q) = %q: a line break made up", upstream, got)
 		}
 	})
+}
+
+// TestPassThroughListingGivesBackItsMemory: a listing read with a client's
+// credentials holds its memory of the cache's read budget while it is sent,
+// and gives it back once it is: with room in the registry's quarter for
+// one such listing being read (its pieces and its copy), the same listing
+// asked again and again on one connection is served every time, and
+// nothing is held after.
+func TestPassThroughListingGivesBackItsMemory(t *testing.T) {
+	o := origintest.New()
+	body := []byte(`{"tags":["` + strings.Repeat("t", 100<<10) + `"]}`)
+	o.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: body, MediaType: "application/json"})
+	o.Set(func(o *origintest.Origin) { o.Private = "Bearer alice" })
+	m := metrics.New(nil)
+	// A quarter of 256 KiB: the listing's 2 pieces of 64 KiB and its copy
+	// of 100 KiB, not a second listing beside them.
+	c := newTestCache(t, o, func(cfg *cache.Config) { cfg.ReadMemory, cfg.Metrics = 1<<20, m })
+	ts := startTCP(t, Config{}, c, nil)
+	conn := dialRaw(t, ts.addr)
+	br := bufio.NewReader(conn)
+	for i := range 3 {
+		sendRaw(t, conn, "GET /v2/org/private/tags/list HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n")
+		if resp, got := readRaw(t, br, "GET"); resp.StatusCode != http.StatusOK || !bytes.Equal(got, body) {
+			t.Fatalf("listing %d: %s, %d bytes", i, resp.Status, len(got))
+		}
+	}
+	// The connection's next answer comes after the last listing was sent.
+	sendRaw(t, conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	readRaw(t, br, "GET")
+	if held := testutil.ToFloat64(m.ReadMemoryBytes); held != 0 {
+		t.Errorf("%v bytes of read memory held once every listing was sent, want 0", held)
+	}
 }

@@ -73,13 +73,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	// Two transports, so that token requests and fetches share neither
 	// connections nor trust: only the token transport may dial an allowed
-	// realm's address. Fetches dial a mapped or allowed address only within
-	// their scope (trust.go), which the guard holds to even for a pooled
-	// connection.
+	// realm's address. Both dial a mapped or allowed address only within
+	// the scope of the fetch they serve (trust.go), which their guards hold
+	// to even for a pooled connection.
 	fetchBase, tokenBase := cfg.Transport, cfg.Transport
 	if cfg.Transport == nil {
-		fetchBase = scopeGuard{inner: newHTTPTransport(cfg, newDialer(cfg, fetchJudge(tr))), trust: tr}
-		tokenBase = newHTTPTransport(cfg, newDialer(cfg, fixedJudge(tr.tokenAddrs())))
+		fetchBase = scopeGuard{inner: newHTTPTransport(cfg, newDialer(cfg, fetchJudge(tr))), judge: fetchJudge(tr)}
+		tokenBase = scopeGuard{inner: newHTTPTransport(cfg, newDialer(cfg, tokenJudge(tr))), judge: tokenJudge(tr)}
 	}
 	c.rt = userAgent{inner: counted{inner: fetchBase, metrics: cfg.Metrics}, ua: cfg.UserAgent}
 	c.realmRT = userAgent{inner: counted{inner: tokenBase, metrics: cfg.Metrics}, ua: cfg.UserAgent}

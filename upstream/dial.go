@@ -41,8 +41,8 @@ func refusal(host, why string) *oci.Error {
 // answer between the check and the connect (rebinding) cannot matter. The
 // Client has two: one for fetches (pings, content, redirects), which judges
 // each address by the scope of the fetch the dial is for (trust.go), and
-// one for token requests, which trusts every named address and the allowed
-// realms (see realm.go).
+// one for token requests, which judges the same way and also trusts the
+// allowed realms (see realm.go).
 type dialer struct {
 	// judge says how the request whose context ctx is may treat addr, a
 	// canonical host:port. The transport dials with the context of the
@@ -71,13 +71,18 @@ func fetchJudge(tr trust) func(context.Context, string) addrTrust {
 	}
 }
 
-// fixedJudge trusts the addresses in set for every request.
-func fixedJudge(set map[string]bool) func(context.Context, string) addrTrust {
-	return func(_ context.Context, addr string) addrTrust {
-		if set[addr] {
+// tokenJudge judges an address for a token request: an allowed realm's
+// address is trusted (for token requests only, on this transport), any
+// other as a fetch in the scope in ctx may treat it. A realm a registry
+// names on its own registrable domain is therefore no way to a mapped or
+// allowed address the registry is not trusted for.
+func tokenJudge(tr trust) func(context.Context, string) addrTrust {
+	realms := tr.realmAddrs()
+	return func(ctx context.Context, addr string) addrTrust {
+		if realms[addr] {
 			return trusted
 		}
-		return ordinary
+		return tr.forFetch(scopeFrom(ctx), addr)
 	}
 }
 

@@ -63,17 +63,17 @@
 // only, which have a transport and a dialer of their own, so that neither
 // a fetch, nor a redirect, nor a pooled connection reaches a realm's
 // address. Fetches are trusted per registry: each carries its scope (the
-// registry it is for) in its context, down to the dialer and to a guard
-// that judges every request before the fetch transport looks for a
-// connection, a pooled one included. A mapped URL's address is dialled
+// registry it is for) in its context, down to the dialers and to a guard
+// on each transport that judges every request, token requests included,
+// before a connection is looked for, a pooled one included. A mapped URL's address is dialled
 // only for its own registry's fetches (pings, manifests, blobs, its
 // redirects); an allowed address, for fetches of any registry the
 // operator named (mapped or allowed), so that such a registry may redirect
 // to an internal blob store; for any other fetch, a registry's redirect
 // to either is refused, whatever the address resolves to and even with
 // AllowPrivate, so that a registry a client names cannot send cacheyd to
-// an internal registry's catalog. A registry a client names that is an IP literal (in any
-// spelling), localhost, or the host of any of those under another port or
+// an internal registry's catalog, nor to its token endpoint as a realm.
+// A registry a client names that is an IP literal (in any spelling), localhost, or the host of any of those under another port or
 // name is refused before anything is dialled. Any other host, including
 // token realms and redirect targets, is resolved by the client itself and
 // dialled only at public addresses, by address, so a second DNS answer

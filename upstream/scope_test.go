@@ -29,26 +29,40 @@ var scopeResolver = fakeResolver{
 // internalRegistry is the registry name the tests map to an internal address.
 const internalRegistry = "internal.test"
 
-// tlsRedirectingRegistry is redirectingRegistry over https: an open /v2/,
-// every other request redirected to target (or answered with the content
-// when target is empty). It returns its port and a TLS configuration that
-// trusts the certificate every httptest TLS server shares.
-func tlsRedirectingRegistry(t *testing.T, target string) (port string, tlsConfig *tls.Config) {
+// tlsRegistry serves h over https on 127.0.0.1. It returns its port and a
+// TLS configuration that trusts the certificate every httptest TLS server
+// shares.
+func tlsRegistry(t *testing.T, h http.Handler) (port string, tlsConfig *tls.Config) {
 	t.Helper()
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/v2/":
-		case target != "":
-			http.Redirect(w, r, target, http.StatusTemporaryRedirect)
-		default:
-			w.Write(content)
-		}
-	}))
+	srv := httptest.NewTLSServer(h)
 	t.Cleanup(srv.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())
 	_, port, _ = net.SplitHostPort(srv.Listener.Addr().String())
 	return port, &tls.Config{RootCAs: roots}
+}
+
+// tlsRedirectingRegistry is redirectingRegistry over https (tlsRegistry).
+func tlsRedirectingRegistry(t *testing.T, target string) (port string, tlsConfig *tls.Config) {
+	t.Helper()
+	return tlsRegistry(t, redirectTo(target))
+}
+
+// wantUnreached fetches a blob of registry with c and fails the test unless
+// it is refused 403 DENIED and l, the listener of what a hostile registry
+// pointed cacheyd at, accepted no connection.
+func wantUnreached(t *testing.T, c *Client, registry string, l *registrytest.CountingListener) {
+	t.Helper()
+	req := blobRequest("GET", content)
+	req.Registry = registry
+	resp, err := c.Fetch(t.Context(), req)
+	if err == nil {
+		readBody(t, resp)
+	}
+	wantRefused(t, err)
+	if n, err := l.Accepted(t.Context()); err != nil || n != 0 {
+		t.Errorf("the listener accepted %d connections (%v), want 0", n, err)
+	}
 }
 
 // wantRefused fails the test unless err is a 403 DENIED wrapping ErrRefused.
@@ -99,17 +113,7 @@ func TestRedirectToAMappedAddressRefused(t *testing.T) {
 			}
 			cfg.RegistryURLs[internalRegistry] = internalURL
 			cfg.Resolver, cfg.TLSConfig = scopeResolver, tlsConfig
-			c := newClient(t, cfg)
-			req := blobRequest("GET", content)
-			req.Registry = registry
-			resp, err := c.Fetch(t.Context(), req)
-			if err == nil {
-				readBody(t, resp)
-			}
-			wantRefused(t, err)
-			if n, err := internal.Accepted(t.Context()); err != nil || n != 0 {
-				t.Errorf("the mapped registry's listener accepted %d connections (%v), want 0", n, err)
-			}
+			wantUnreached(t, newClient(t, cfg), registry, internal)
 		})
 	}
 }
@@ -196,17 +200,7 @@ func TestRedirectToAnAllowedAddressRefusedForANamedRegistry(t *testing.T) {
 			registry, cfg := named(port)
 			cfg.AllowedHosts = []string{storeAddr}
 			cfg.Resolver, cfg.TLSConfig = scopeResolver, tlsConfig
-			c := newClient(t, cfg)
-			req := blobRequest("GET", content)
-			req.Registry = registry
-			resp, err := c.Fetch(t.Context(), req)
-			if err == nil {
-				readBody(t, resp)
-			}
-			wantRefused(t, err)
-			if n, err := store.Accepted(t.Context()); err != nil || n != 0 {
-				t.Errorf("the allowed store's listener accepted %d connections (%v), want 0", n, err)
-			}
+			wantUnreached(t, newClient(t, cfg), registry, store)
 		})
 	}
 }
@@ -303,5 +297,32 @@ func TestDialerJudgesByScope(t *testing.T) {
 				t.Errorf("the listener accepted %d connections (%v), want 0", n, err)
 			}
 		})
+	}
+}
+
+// TestRealmOnANamedAddressOnlyInScope: a token realm is a place cacheyd
+// sends a request to, so an address the operator named is a realm only for
+// the fetches it is trusted for. A registry a client names whose challenge
+// points its realm at a mapped internal registry on its own registrable
+// domain (evil.example.com → internal.example.com), by name, gets no token
+// request sent there: the internal listener accepts no connection. The
+// mapped registry's own realm on its own address still works.
+func TestRealmOnANamedAddressOnlyInScope(t *testing.T) {
+	internal := registrytest.NewCountingListener(t)
+	internalURL := "https://internal.example.com:" + internal.Port()
+	port, tlsConfig := tlsRegistry(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+internalURL+`/token",service="evil"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	c := newClient(t, Config{AllowPrivate: true, Resolver: scopeResolver, TLSConfig: tlsConfig,
+		RegistryURLs: map[string]string{internalRegistry: internalURL}})
+	req := blobRequest("GET", content)
+	req.Registry = "evil.example.com:" + port
+	if resp, err := c.Fetch(t.Context(), req); err == nil {
+		readBody(t, resp)
+		t.Fatal("a registry that answers only 401 served content")
+	}
+	if n, err := internal.Accepted(t.Context()); err != nil || n != 0 {
+		t.Errorf("the mapped registry's listener accepted %d connections (%v) for another registry's token, want 0", n, err)
 	}
 }

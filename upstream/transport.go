@@ -71,17 +71,17 @@ func scopeFrom(ctx context.Context) scope {
 // scope before the transport looks for a connection. The dialer refuses
 // such an address too, but a connection that a fetch in scope left idle
 // is reused by host:port without a dial, so only the request can be
-// judged. It sits directly on the Client's own fetch transport and sees
-// every request that transport carries: the first, each redirect hop, a
-// remembered location, an identity's ping.
+// judged. One sits directly on each of the Client's own transports and
+// sees every request it carries: the first, each redirect hop, a
+// remembered location, an identity's ping, a token request.
 type scopeGuard struct {
 	inner http.RoundTripper
-	trust trust
+	judge func(ctx context.Context, addr string) addrTrust // the transport's dialer's
 }
 
 func (g scopeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	host, port := urlAddr(req.URL)
-	if g.trust.forFetch(scopeFrom(req.Context()), addrKey(host, port)) == withheld {
+	if g.judge(req.Context(), addrKey(host, port)) == withheld {
 		if req.Body != nil {
 			req.Body.Close() // a RoundTripper closes the body, even on error
 		}

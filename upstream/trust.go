@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -111,15 +110,13 @@ func (tr trust) forFetch(s scope, addr string) addrTrust {
 	return ordinary
 }
 
-// tokenAddrs are the addresses token requests may dial whatever they
-// resolve to: every mapped and allowed address, since a realm often lives
-// on the registry itself (the realm policy has already decided which
-// hosts a registry may send cacheyd to for a token), and the allowed
-// realms. A realm allowed without a port is trusted on both default ports
-// here; realmGuard has already checked that the port is the default of
-// the realm URL's scheme.
-func (tr trust) tokenAddrs() map[string]bool {
-	out := maps.Clone(tr.named)
+// realmAddrs are the allowed realms' addresses, which token requests may
+// dial whatever they resolve to beside what their fetch's scope allows (a
+// realm often lives on the registry itself). A realm allowed without a
+// port is trusted on both default ports here; realmGuard has already
+// checked that the port is the default of the realm URL's scheme.
+func (tr trust) realmAddrs() map[string]bool {
+	out := map[string]bool{}
 	for a := range tr.realms.addrs {
 		out[a] = true
 	}

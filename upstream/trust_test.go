@@ -14,12 +14,10 @@ import (
 	"github.com/cacheyd/cacheyd/oci"
 )
 
-// redirectingRegistry serves an open /v2/ and answers every other request
-// with a redirect to target (when set) or the content. It listens on
-// 127.0.0.1 and returns its port.
-func redirectingRegistry(t *testing.T, target string) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// redirectTo is a registry that serves an open /v2/ and answers every
+// other request with a redirect to target (when set) or the content.
+func redirectTo(target string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/v2/":
 		case target != "":
@@ -27,7 +25,14 @@ func redirectingRegistry(t *testing.T, target string) string {
 		default:
 			w.Write(content)
 		}
-	}))
+	}
+}
+
+// redirectingRegistry serves redirectTo(target) on 127.0.0.1 and returns
+// its port.
+func redirectingRegistry(t *testing.T, target string) string {
+	t.Helper()
+	srv := httptest.NewServer(redirectTo(target))
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	return port

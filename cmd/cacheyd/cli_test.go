@@ -42,7 +42,7 @@ func TestDefaultsNeedNoFlags(t *testing.T) {
 	want := serveFlags{
 		Listen: ":30123", ShutdownTimeout: 30 * time.Second, MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20,
 		DiskBytes: 20 << 30, TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
-		MaxFills: 256, MaxFillsPerReg: 64, FillStall: 10 * time.Second, FillChunk: 16 << 20, FillParallel: 4,
+		MaxFills: 256, MaxFillsPerReg: 64, FillStall: 10 * time.Second, FillChunk: 16 << 20, FillParallel: 4, ReadMemory: 64 << 20,
 		DefaultRegistry: "docker.io", UpstreamHeaderTimeout: 5 * time.Second, LogLevel: "info", LogFormat: "text",
 	}
 	got := c.serveFlags
@@ -81,6 +81,13 @@ func TestFlagsAndEnvironment(t *testing.T) {
 			func(f serveFlags) bool {
 				return f.UpstreamHeaderTimeout == 750*time.Millisecond &&
 					f.upstreamConfig(nil, nil).ResponseHeaderTimeout == 750*time.Millisecond
+			}},
+		{"read memory", []string{"--read-memory", "128MiB"}, nil,
+			func(f serveFlags) bool { return f.ReadMemory == 128<<20 }},
+		{"read memory from env", nil, map[string]string{"CACHEYD_READ_MEMORY": "32MiB"},
+			func(f serveFlags) bool {
+				cfg, err := f.config()
+				return err == nil && f.ReadMemory == 32<<20 && cfg.Cache.ReadMemory == 32<<20
 			}},
 		{"upstream header timeout from env", nil, map[string]string{"CACHEYD_UPSTREAM_HEADER_TIMEOUT": "2s"},
 			func(f serveFlags) bool {

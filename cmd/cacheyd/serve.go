@@ -48,7 +48,7 @@ func (serveCmd) Run(s *serveFlags) error {
 
 // serveFlags holds every flag of cacheyd. Defaults make a flag-free start
 // useful: port 30123, a cache directory in the user's cache folder, 256 MiB
-// of memory and 20 GiB of disk.
+// of memory, 64 MiB for what is read whole, and 20 GiB of disk.
 type serveFlags struct {
 	Listen          string        `group:"Server" default:":30123" help:"Address to serve the registry API, /metrics and health on."`
 	ShutdownTimeout time.Duration `group:"Server" default:"30s" help:"On SIGTERM, how long responses in flight may take to finish."`
@@ -70,6 +70,7 @@ type serveFlags struct {
 	FillStall       time.Duration `group:"Cache" name:"fill-stall" default:"10s" help:"A fill that receives less than 64 KiB in this long makes no progress: it gives its slot up at once when nobody reads it, or when a fill of another registry waits for one."`
 	FillChunk       byteSize      `group:"Cache" name:"fill-chunk" default:"16MiB" help:"A blob larger than this is fetched as ranges of this size, several at once, the ones readers wait for first."`
 	FillParallel    int           `group:"Cache" name:"fill-parallel" default:"4" placeholder:"N" help:"Upstream requests one fill makes at once, in order; up to half as many more fetch at once what a reader asks for that none of them is heading for (1: every object as one stream)."`
+	ReadMemory      byteSize      `group:"Cache" name:"read-memory" default:"64MiB" help:"Memory for manifests and listings read whole at once (a tag whose registry names no digest, tag lists, referrers) and for copies into the memory tier, claimed as bytes arrive; one registry may hold a quarter. A read that finds no room is answered 503 (0: 64MiB)."`
 
 	DefaultRegistry string            `group:"Upstream" default:"docker.io" help:"Registry for requests that name none (dockerd registry-mirrors)."`
 	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Trusted as exactly that URL (host and port) for exactly NAME. Repeatable."`
@@ -144,7 +145,7 @@ func (s *serveFlags) config() (app.Config, error) {
 			Dir: dir, MemoryBytes: int64(s.MemoryBytes), MemoryMaxObject: int64(s.MemoryMaxObject),
 			DiskBytes: int64(s.DiskBytes), TagTTL: s.TagTTL, TagStaleMax: s.TagStaleMax,
 			FillTimeout: s.FillTimeout, MaxFills: s.MaxFills, MaxFillsPerRegistry: s.MaxFillsPerReg, FillStall: s.FillStall,
-			FillChunk: int64(s.FillChunk), FillParallel: s.FillParallel,
+			FillChunk: int64(s.FillChunk), FillParallel: s.FillParallel, ReadMemory: int64(s.ReadMemory),
 			AnswerTimeout: s.UpstreamHeaderTimeout,
 		},
 		Server: server.Config{

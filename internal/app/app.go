@@ -66,8 +66,10 @@ type Config struct {
 // the cache directory (Cache.Dir), which is the caller's: port 30123, 256 MiB
 // of memory for objects up to 1 MiB, 20 GiB of disk, a one-minute tag TTL
 // with a day of stale answers, 5 s for upstream to answer, 256 fills at
-// once (64 per registry; 10 s without progress is a stall), blobs over 16 MiB fetched as 16 MiB ranges four
-// at a time, Docker Hub for requests that name no registry.
+// once (64 per registry; 10 s without progress is a stall), blobs over
+// 16 MiB fetched as 16 MiB ranges four at a time, 64 MiB for manifests
+// and listings read whole (16 MiB per registry), Docker Hub for requests
+// that name no registry.
 func Defaults() Config {
 	return Config{
 		Listen:          ":30123",
@@ -77,7 +79,7 @@ func Defaults() Config {
 			MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20, DiskBytes: 20 << 30,
 			TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
 			AnswerTimeout: 5 * time.Second, MaxFills: 256, MaxFillsPerRegistry: 64, FillStall: 10 * time.Second,
-			FillChunk: 16 << 20, FillParallel: 4,
+			FillChunk: 16 << 20, FillParallel: 4, ReadMemory: 64 << 20,
 		},
 		Server: server.Config{DefaultRegistry: "docker.io", Name: "cacheyd"},
 	}
