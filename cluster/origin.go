@@ -148,10 +148,29 @@ func (o *Origin) Route(req *oci.Request) string {
 	for _, m := range o.ranked(req) {
 		switch {
 		case m == o.self:
-			return ""
+			return o.ownRoute(req)
 		case !o.members.refused(m):
 			return m
 		}
+	}
+	return o.ownRoute(req)
+}
+
+// childRoute is the route of work this replica fetches itself for a
+// request that came through another cacheyd (a child, whose parent this
+// one is) while it has a parent of its own.
+const childRoute = "parent, for a child"
+
+// ownRoute is the route of work this replica fetches itself: "", or
+// childRoute for a child's request when there is a parent to ask. Two
+// cacheyds that are each other's parent would otherwise each share a
+// child's request with a fill of their own clients' that waits for the
+// other, and both wait for the answer timeout: kept apart, the child's
+// request goes on to the parent with its chain, comes back to where it
+// started, is refused as a loop, and is fetched upstream.
+func (o *Origin) ownRoute(req *oci.Request) string {
+	if o.parent != "" && len(req.Via) > 0 && !req.Kind.IsListing() {
+		return childRoute
 	}
 	return ""
 }
@@ -175,7 +194,7 @@ func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 	}
 	reason := "owner"
 	for _, m := range ranked {
-		if m == o.self && req.Route == "" {
+		if m == o.self && (req.Route == "" || req.Route == childRoute) {
 			return o.direct(ctx, req, reason)
 		}
 		if m != o.self && !o.members.usable(ctx, m) {
