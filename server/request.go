@@ -52,34 +52,55 @@ type incoming struct {
 // handful, one per manifest media type.
 const maxAcceptValues = 16
 
-// readIncoming copies what the server needs out of ctx.
+// readIncoming copies what the server needs out of ctx. The headers are
+// read in one pass: every hit pays for it, and a Peek per header would
+// scan them all again for each.
 func readIncoming(ctx *fasthttp.RequestCtx) incoming {
 	h := &ctx.Request.Header
 	in := incoming{
-		method:        methodString(ctx.Method()),
-		path:          string(ctx.URI().PathOriginal()),
-		rangeHeader:   string(h.Peek("Range")),
-		ifRange:       string(h.Peek("If-Range")),
-		authorization: string(h.Peek("Authorization")),
-		remote:        ctx.RemoteAddr(),
-		hop:           len(h.Peek(oci.HopHeader)) > 0,
+		method: methodString(ctx.Method()),
+		path:   string(ctx.URI().PathOriginal()),
+		remote: ctx.RemoteAddr(),
 	}
-	if v := h.Peek(oci.ViaHeader); len(v) > 0 {
-		in.via = string(v)
+	var proof, sealed []byte
+	first := func(dst *string, v []byte) {
+		if *dst == "" {
+			*dst = string(v)
+		}
+	}
+	// Keys come normalized (fasthttp's default), as the constants are.
+	for k, v := range h.All() {
+		switch string(k) {
+		case "Range":
+			first(&in.rangeHeader, v)
+		case "If-Range":
+			first(&in.ifRange, v)
+		case "Authorization":
+			first(&in.authorization, v)
+		case "Accept":
+			if len(in.accept) < maxAcceptValues {
+				in.accept = append(in.accept, string(v))
+			}
+		case oci.HopHeader:
+			in.hop = in.hop || len(v) > 0
+		case oci.ViaHeader:
+			first(&in.via, v)
+		case peerauth.ProofHeader:
+			if proof == nil {
+				proof = v
+			}
+		case peerauth.AuthorizationHeader:
+			if sealed == nil {
+				sealed = v
+			}
+		}
 	}
 	if in.hop || in.path == peerauth.ProbePath {
 		in.uri = string(h.RequestURI())
-		in.proof = string(h.Peek(peerauth.ProofHeader))
-		in.sealed = string(h.Peek(peerauth.AuthorizationHeader))
+		in.proof, in.sealed = string(proof), string(sealed)
 	}
 	if args := ctx.QueryArgs(); args.Len() > 0 {
 		readQuery(args, &in)
-	}
-	for _, v := range h.PeekAll("Accept") {
-		if len(in.accept) == maxAcceptValues {
-			break
-		}
-		in.accept = append(in.accept, string(v))
 	}
 	return in
 }
