@@ -115,7 +115,7 @@ const (
 type Cache struct {
 	cfg      Config
 	origin   Origin        // one attempt per request
-	retrying *retry.Origin // fills and first tag lookups
+	retrying *retry.Origin // first tag lookups; a fill retries through its route
 	mem      *memory.Memory
 	disk     *disk.Disk
 	tags     *tagTable
@@ -203,9 +203,8 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	c := &Cache{
 		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagTable(), listings: newListingTable(),
 		failures: newFailureTable(),
-		retrying: retry.New(origin, retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff,
-			IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}),
-		private: newPrivacy(), slots: slots, reads: newReadMemory(cfg.ReadMemory, cfg.Metrics),
+		retrying: retry.New(origin, retryConfig(cfg)),
+		private:  newPrivacy(), slots: slots, reads: newReadMemory(cfg.ReadMemory, cfg.Metrics),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},
 		memHits: cfg.Metrics.Hits.WithLabelValues("memory"), diskHits: cfg.Metrics.Hits.WithLabelValues("disk"),
 	}

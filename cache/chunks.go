@@ -179,7 +179,7 @@ func (k *chunker) rescue(ctx context.Context, stop <-chan struct{}, limit int, f
 func (k *chunker) fetch(ctx context.Context, s span) error {
 	req := k.req
 	req.Offset, req.Length = s.start, s.end-s.start
-	resp, err := k.c.retrying.Fetch(ctx, &req)
+	resp, err := k.f.via.Fetch(ctx, &req)
 	if err != nil {
 		k.done(s)
 		return err

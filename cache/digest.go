@@ -15,12 +15,14 @@ import (
 // getDigest answers for immutable content: memory → disk → a fill in
 // flight → a new fill. Marked content is served only as private.go says.
 func (c *Cache) getDigest(ctx context.Context, req *oci.Request) (*Object, error) {
+	rt := c.sourceFor(req)
 	return c.serveDigest(ctx, req, fillKey{digest: req.Reference.Digest, manifest: req.Kind == oci.KindManifest,
-		registry: req.Registry, route: c.route(req)})
+		registry: req.Registry, route: rt.key}, rt)
 }
 
-// serveDigest looks up and fills under key.
-func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) (*Object, error) {
+// serveDigest looks up and fills under key; a fill it starts fetches
+// through rt.
+func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey, rt source) (*Object, error) {
 	var f *fill
 	isNew := false
 	// Twice at most: content committed between a miss and the start of a
@@ -36,10 +38,10 @@ func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) 
 			return c.head(ctx, req, key)
 		}
 		if key.cred == "" && req.Authorization != "" && c.private.recentlyRefused(sourceOf(req)) {
-			return c.privateFill(ctx, req, key)
+			return c.privateFill(ctx, req, key, rt)
 		}
 		var err error
-		if f, isNew, err = c.joinOrStart(req, key); err != nil {
+		if f, isNew, err = c.joinOrStart(req, key, rt); err != nil {
 			return nil, err
 		}
 		if f != nil {
@@ -64,7 +66,7 @@ func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) 
 			}
 			// Upstream refuses cacheyd: fill with the client's own
 			// credentials and keep the result marked private.
-			return c.privateFill(ctx, req, key)
+			return c.privateFill(ctx, req, key, rt)
 		case errors.Is(err, tier.ErrNoRoom), errors.Is(err, tier.ErrFailed):
 			// The disk cannot take it; the pull must not fail for that.
 			return c.streamUncached(ctx, req, err)
@@ -83,12 +85,12 @@ func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey) 
 
 // privateFill serves req from a fill made with the client's credentials,
 // once upstream has accepted them for this repository and digest.
-func (c *Cache) privateFill(ctx context.Context, req *oci.Request, key fillKey) (*Object, error) {
+func (c *Cache) privateFill(ctx context.Context, req *oci.Request, key fillKey, rt source) (*Object, error) {
 	if err := c.authorize(ctx, req); err != nil {
 		return nil, err
 	}
 	key.cred = credID(req.Authorization)
-	return c.serveDigest(ctx, req, key)
+	return c.serveDigest(ctx, req, key, rt)
 }
 
 // errAnswerTimeout is why a request stopped waiting for upstream's answer.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cacheyd/cacheyd/flight"
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/retry"
 	"github.com/cacheyd/cacheyd/tier"
 	"github.com/cacheyd/cacheyd/tier/disk"
 )
@@ -40,7 +41,7 @@ type fillKey struct {
 	// that is not one of its sources: only requests for that same source
 	// join it, and it never looks at what the tiers hold.
 	source string
-	// route is where the origin sends the fill's request (see Router).
+	// route is the key of the route the fill fetches through (see Route).
 	route string
 }
 
@@ -67,13 +68,17 @@ type fill struct {
 	// that stops waiting for its answer before is answered that the fills
 	// are full, not that upstream was slow.
 	slotted atomic.Bool
+
+	// via is what every request of the fill goes through: the route decided
+	// when the fill was keyed (sourceFor), with the retries.
+	via *retry.Origin
 }
 
 // joinOrStart returns the fill in flight for key with a reference taken, or
 // starts one. It returns nil when the content was committed meanwhile. A
 // peer's request for content whose fill upstream failed a moment ago gets
-// that failure (failures.go).
-func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool, err error) {
+// that failure (failures.go). A fill it starts fetches through rt.
+func (c *Cache) joinOrStart(req *oci.Request, key fillKey, rt source) (f *fill, isNew bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.fills[key]; f != nil && f.Acquire() {
@@ -95,6 +100,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey) (f *fill, isNew bool,
 		}
 	}
 	f = &fill{Flight: flight.New(key.digest), hint: req.Wants, registry: req.Registry}
+	f.via = c.withRetries(rt)
 	f.unreachable, f.setUnreach = context.WithCancelCause(context.Background())
 	f.Acquire() // the caller's reference, beside the writer's
 	c.fills[key] = f
@@ -187,11 +193,11 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 			f.setUnreach(err) // the first cause stays
 		}
 	}
-	resp, err := c.retrying.FetchNotify(ctx, &first, notify)
+	resp, err := f.via.FetchNotify(ctx, &first, notify)
 	if e, ok := oci.AsError(err); ok && e.Status == http.StatusRequestedRangeNotSatisfiable && first.Offset+first.Length+first.Suffix > 0 {
 		// The starter's window is not in the object (its client asked for
 		// bytes past the end): the whole object, then.
-		resp, err = c.retrying.FetchNotify(ctx, req, notify)
+		resp, err = f.via.FetchNotify(ctx, req, notify)
 	}
 	if err != nil {
 		return 0, err

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/retry"
 )
 
 // Origin fetches content the cache does not hold: an upstream registry, or
@@ -16,18 +17,28 @@ type Origin interface {
 	Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error)
 }
 
-// Router is what an Origin that sends requests to one of several places
-// may add: a cluster's origin asks the replica that owns a key, or fetches
-// itself. Route names the place a request would go to now ("" for the
-// origin's own way). The cache shares work (a fill, a tag lookup) only
-// between requests routed to the same place, so that a request the origin
-// fetches itself (a peer's, which must make no second hop) is never served
-// by work that waits for another place, and a request the origin sends to
-// this very cache (a replica asking itself once its owner failed) never
-// joins the fill that waits for its answer. The route a fill or lookup was
-// keyed by goes to the origin with each of its requests (Request.Route).
+// Router is what an Origin that fetches from several places adds (a
+// cacheyd with peers or a parent): it decides, once per piece of the
+// cache's work, where that work fetches from. The cache asks when it keys a
+// fill or a shared lookup (sourceFor); a fill keeps the Route for every
+// request it makes, its chunks and its resumes, so that what the route
+// learns (which source answered, which failed) holds for the whole fill.
 type Router interface {
-	Route(req *oci.Request) string
+	Route(req *oci.Request) Route
+}
+
+// Route is where one piece of work fetches from, decided once.
+type Route interface {
+	Origin
+	// Key names the route ("" for the origin's own way). The cache shares
+	// work (a fill, a tag lookup) only between requests routed under one
+	// key, so that a request the origin fetches itself (a peer's, which
+	// must make no second hop) is never served by work that waits for
+	// another place, and a request the origin sends to this very cache (a
+	// replica asking itself once its owner failed) never joins the fill
+	// that waits for its answer. Every request of the work carries the key
+	// (oci.Request.Route).
+	Key() string
 }
 
 // OriginFunc adapts a function to Origin.
@@ -65,12 +76,36 @@ func (c *Cache) asClient(ctx context.Context, origin Origin, req *oci.Request, r
 	return resp, true, err
 }
 
-// route is where the origin would send req now: Router's answer, or "".
-func (c *Cache) route(req *oci.Request) string {
+// source is what a piece of work fetches through: its route and the
+// route's key.
+type source struct {
+	key  string
+	from Origin
+}
+
+// sourceFor decides, once, where the work for req fetches from: the
+// origin's route when it routes, else the origin itself under the key "".
+func (c *Cache) sourceFor(req *oci.Request) source {
 	if r, ok := c.origin.(Router); ok {
-		return r.Route(req)
+		rt := r.Route(req)
+		return source{key: rt.Key(), from: rt}
 	}
-	return ""
+	return source{from: c.origin}
+}
+
+// route is the key of req's route, for a shared lookup: its requests go to
+// the origin one by one, each carrying the key (oci.Request.Route).
+func (c *Cache) route(req *oci.Request) string { return c.sourceFor(req).key }
+
+// withRetries is what a fill fetches through: its source with the retries
+// (package retry), which resume a cut body through the same route.
+func (c *Cache) withRetries(src source) *retry.Origin {
+	return retry.New(src.from, retryConfig(c.cfg))
+}
+
+// retryConfig is the retries of fills and of first tag lookups.
+func retryConfig(cfg Config) retry.Config {
+	return retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff, IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}
 }
 
 // refused reports whether the origin refused the identity it was asked with.

@@ -30,12 +30,20 @@ func (r *routed) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, er
 	return r.Origin.Fetch(ctx, req)
 }
 
-func (*routed) Route(req *oci.Request) string {
+func (r *routed) Route(req *oci.Request) Route {
 	if req.FromPeer {
-		return ""
+		return keyed{r, ""}
 	}
-	return "b"
+	return keyed{r, "b"}
 }
+
+// keyed is a route of routed's: its requests go to routed, under key.
+type keyed struct {
+	Origin
+	key string
+}
+
+func (k keyed) Key() string { return k.key }
 
 // TestFillsAreSharedOnlyOnOneRoute: requests that the origin routes to
 // different places start a fill each, requests routed alike share one. A

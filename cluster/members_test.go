@@ -111,7 +111,7 @@ func TestDNSMembersAreResolvedAgain(t *testing.T) {
 		res := &fakeResolver{name: "peers.cacheyd.svc", answer: []string{"10.0.0.2", "10.0.0.3"}}
 		m := metrics.New(nil)
 		o, err := newOrigin(Config{Peers: []string{"dns:peers.cacheyd.svc:30123"}, Advertise: "10.0.0.1:30123", Secret: testSecret,
-			Resolver: res, Metrics: m, Logger: quiet()}, nil, newFakeProbes().probe)
+			Resolver: res, Metrics: m, Logger: quiet()}, newFakeProbes().probe)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +166,7 @@ func TestMembersAreAdmittedByProof(t *testing.T) {
 		f.after["10.0.0.5:1"] = 2
 		m := metrics.New(nil)
 		o, err := newOrigin(Config{Peers: []string{"10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1", "10.0.0.4:1", "10.0.0.5:1"}, Advertise: "10.0.0.1:1",
-			Secret: testSecret, Backoff: 10 * time.Second, ProbeTimeout: time.Second, Metrics: m, Logger: quiet()}, nil, f.probe)
+			Secret: testSecret, Backoff: 10 * time.Second, ProbeTimeout: time.Second, Metrics: m, Logger: quiet()}, f.probe)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +185,7 @@ func TestMembersAreAdmittedByProof(t *testing.T) {
 		// A key of every owner: none is routed to the refused members.
 		for i := range 200 {
 			req := keyRequest(i)
-			if r := o.Route(req); r == "10.0.0.3:1" || r == "10.0.0.4:1" {
+			if r := composedOf(o, nil).Route(req); r == "10.0.0.3:1" || r == "10.0.0.4:1" {
 				t.Fatalf("key %d routed to %s, which did not prove the secret", i, r)
 			}
 		}
@@ -224,7 +224,7 @@ func TestFailedMembersAreProbedAgain(t *testing.T) {
 		f := newFakeProbes()
 		m := metrics.New(nil)
 		o, err := newOrigin(Config{Peers: []string{"10.0.0.1:1", "10.0.0.2:1"}, Advertise: "10.0.0.1:1", Secret: testSecret,
-			Backoff: 10 * time.Second, Metrics: m, Logger: quiet()}, nil, f.probe)
+			Backoff: 10 * time.Second, Metrics: m, Logger: quiet()}, f.probe)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +262,7 @@ func TestDNSAnswersOverTheCapAreBounded(t *testing.T) {
 		res := &fakeResolver{name: "peers", answer: answer}
 		errs := &errorLog{}
 		o, err := newOrigin(Config{Peers: []string{"dns:peers:1"}, Advertise: "10.9.9.9:1", Secret: testSecret,
-			Resolver: res, Metrics: metrics.New(nil), Logger: slog.New(errs)}, nil, newFakeProbes().probe)
+			Resolver: res, Metrics: metrics.New(nil), Logger: slog.New(errs)}, newFakeProbes().probe)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,42 +11,37 @@ import (
 
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/sources"
 )
 
-// Fetcher is what Origin falls back to, and what it is: an origin (the
-// upstream client).
-type Fetcher interface {
-	Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error)
-}
-
-// Origin is a replica's origin in a cluster (see the package doc). It is
-// safe for concurrent use. Close stops it.
+// Origin is a replica's place in a cluster (see the package doc): the
+// members, and the sources it gives the policy (package sources): the
+// owner (Owner) and the parent (Parent). It is safe for concurrent use.
+// Close stops it.
 type Origin struct {
-	upstream Fetcher
-	self     string // "" without peers
-	parent   string // base URL, "" without a parent
-	scheme   string // of peers: "http://" or "https://"
-	members  *members
-	skips    *skips
-	client   *client
-	m        *metrics.Metrics
-	log      *slog.Logger
+	self    string // "" without peers
+	parent  string // base URL, "" without a parent
+	scheme  string // of peers: "http://" or "https://"
+	members *members
+	skips   *skips
+	client  *client
+	m       *metrics.Metrics
+	log     *slog.Logger
 
 	cancel context.CancelFunc // stops the members' refresh
 	wg     sync.WaitGroup     // the refresh goroutine
 }
 
-// New returns the origin for cfg in front of upstream. With a dns: member
-// list it resolves the name once before returning (a failure leaves this
-// replica alone until a refresh succeeds) and then every cfg.Refresh until
-// Close.
-func New(cfg Config, upstream Fetcher) (*Origin, error) {
-	return newOrigin(cfg, upstream, nil)
+// New returns the origin for cfg. With a dns: member list it resolves the
+// name once before returning (a failure leaves this replica alone until a
+// refresh succeeds) and then every cfg.Refresh until Close.
+func New(cfg Config) (*Origin, error) {
+	return newOrigin(cfg, nil)
 }
 
 // newOrigin is New with the probe of members given: nil probes them over
 // HTTP (client.probe).
-func newOrigin(cfg Config, upstream Fetcher, probe func(ctx context.Context, addr string) error) (*Origin, error) {
+func newOrigin(cfg Config, probe func(ctx context.Context, addr string) error) (*Origin, error) {
 	src, self, parent, err := cfg.parse()
 	if err != nil {
 		return nil, err
@@ -83,7 +78,7 @@ func newOrigin(cfg Config, upstream Fetcher, probe func(ctx context.Context, add
 		return nil, err
 	}
 	o := &Origin{
-		upstream: upstream, self: self, parent: parent, scheme: "http://",
+		self: self, parent: parent, scheme: "http://",
 		client: client, m: cfg.Metrics, log: cfg.Logger,
 	}
 	if cfg.TLS != nil {
@@ -126,130 +121,6 @@ func (o *Origin) Members() []string {
 		return nil
 	}
 	return o.members.admitted()
-}
-
-// ranked is the members in req's order, owner first; nil when this
-// replica fetches req itself whoever owns it (no peers, a peer's request,
-// which is never forwarded again, or a listing: see listing).
-func (o *Origin) ranked(req *oci.Request) []string {
-	if o.members == nil || req.FromPeer || req.Kind.IsListing() {
-		return nil
-	}
-	ms := o.members.current()
-	if len(ms) < 2 {
-		return nil
-	}
-	return Rank(ms, keyOf(req))
-}
-
-// Route names the member req goes to now, or "" when this replica fetches
-// it itself (cache.Router).
-func (o *Origin) Route(req *oci.Request) string {
-	for _, m := range o.ranked(req) {
-		switch {
-		case m == o.self:
-			return o.ownRoute(req)
-		case !o.members.refused(m):
-			return m
-		}
-	}
-	return o.ownRoute(req)
-}
-
-// childRoute is the route of work this replica fetches itself for a
-// request that came through another cacheyd (a child, whose parent this
-// one is) while it has a parent of its own.
-const childRoute = "parent, for a child"
-
-// ownRoute is the route of work this replica fetches itself: "", or
-// childRoute for a child's request when there is a parent to ask. Two
-// cacheyds that are each other's parent would otherwise each share a
-// child's request with a fill of their own clients' that waits for the
-// other, and both wait for the answer timeout: kept apart, the child's
-// request goes on to the parent with its chain, comes back to where it
-// started, is refused as a loop, and is fetched upstream.
-func (o *Origin) ownRoute(req *oci.Request) string {
-	if o.parent != "" && len(req.Via) > 0 && !req.Kind.IsListing() {
-		return childRoute
-	}
-	return ""
-}
-
-// Fetch asks the first member by rank that is not skipped, and the next
-// when it fails; reaching this replica, it fetches itself. Work that was
-// routed to a peer when it started (req.Route, set by the cache) is the
-// exception: reaching itself, this replica asks itself as a peer, so that
-// the work ends up in its own fill for the key, the one every replica
-// falling back to it joins, rather than in a second fetch upstream. (Work
-// keyed as this replica's own must not: it would wait for itself.) When
-// asking itself fails too, upstream.
-func (o *Origin) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
-	ranked := o.ranked(req)
-	if ranked == nil {
-		reason := "owner"
-		if req.FromPeer {
-			reason = "peer"
-		}
-		return o.direct(ctx, req, reason)
-	}
-	reason := "owner"
-	for _, m := range ranked {
-		if m == o.self && (req.Route == "" || req.Route == childRoute) {
-			return o.direct(ctx, req, reason)
-		}
-		if m != o.self && !o.members.usable(ctx, m) {
-			// It failed a moment ago, or has not proved the cluster
-			// secret (its first probe is waited for).
-			reason = "fallback"
-			continue
-		}
-		resp, err := o.ask(ctx, m, req)
-		if err == nil || !errors.Is(err, errPeer) {
-			return resp, err
-		}
-		reason = "fallback"
-		o.log.Debug("cluster: peer failed; asking the next", "member", m, "key", keyOf(req), "err", err)
-		if m == o.self {
-			break // asking itself failed: only upstream is left
-		}
-	}
-	return o.direct(ctx, req, "fallback")
-}
-
-// ask asks member m (a peer, or this replica itself) for req with the hop
-// header.
-func (o *Origin) ask(ctx context.Context, m string, req *oci.Request) (*oci.Response, error) {
-	return o.askBase(ctx, m, o.scheme+m, req, true, "peer")
-}
-
-// direct fetches req as this replica's own: from the parent, if there is
-// one and it does not fail, else from upstream.
-func (o *Origin) direct(ctx context.Context, req *oci.Request, reason string) (*oci.Response, error) {
-	if req.Kind.IsListing() {
-		// Listings (tags, referrers) are small, change as a tag does and
-		// are GETs no registry counts as a pull: each replica asks
-		// upstream itself and keeps the answer for the tag TTL. Sharing
-		// them would save little and cost a hop on every lookup.
-		return o.upstream.Fetch(ctx, req)
-	}
-	// A request that came through as many cacheyds as a chain may hold,
-	// this one included, goes no further: its parent would refuse it for
-	// its length, and that refusal would say nothing of the parent.
-	further := len(req.Via)+1 < oci.MaxVia
-	if o.parent != "" && further && !o.skips.skipped(o.parent) {
-		// No hop header: to the parent, this replica is a client like
-		// any, whose request its own cluster may forward to an owner.
-		resp, err := o.askBase(ctx, o.parent, o.parent, req, false, "parent")
-		if err == nil || !errors.Is(err, errPeer) {
-			return resp, err
-		}
-		o.log.Debug("cluster: parent failed; asking upstream", "parent", o.parent, "err", err)
-		reason = "parent-failed"
-	}
-	if o.members != nil || o.parent != "" {
-		o.m.ClusterDirect.WithLabelValues(reason).Inc()
-	}
-	return o.upstream.Fetch(ctx, req)
 }
 
 // askBase asks the cacheyd at base (skip-tracked as addr) for req and
@@ -359,5 +230,15 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 	}
 	b.done = true
 	b.failed(how, err)
-	return n, fmt.Errorf("cluster: %w", err)
+	err = fmt.Errorf("cluster: %w", err)
+	// A stall or bytes that are not the object are the source's own
+	// failure: the route moves past it, and the resume asks the next. A
+	// cut is not (see askBase).
+	switch how {
+	case "wrong":
+		err = sources.Fail(sources.Wrong, err)
+	case "stalled":
+		err = sources.Fail(sources.Stalled, err)
+	}
+	return n, err
 }

@@ -259,7 +259,7 @@ func (u *countingUpstream) count() int {
 // trio is an origin whose replica is self, with two peers, and a key
 // ranked owner, second, self.
 type trio struct {
-	o                   *Origin
+	o                   *composed
 	owner, second, self *fakePeer
 	up                  *countingUpstream
 	m                   *metrics.Metrics
@@ -275,12 +275,7 @@ func newTrio(t *testing.T, mod func(*Config)) *trio {
 	if mod != nil {
 		mod(&cfg)
 	}
-	o, err := New(cfg, tr.up)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(o.Close)
-	tr.o = o
+	tr.o = compose(t, cfg, tr.up)
 	byAddr := map[string]*fakePeer{a.addr: a, b.addr: b, s.addr: s}
 	for i := 0; ; i++ {
 		// Content of content's length whose digest this replica ranks
@@ -632,11 +627,7 @@ func TestTheParentComesBeforeUpstream(t *testing.T) {
 	parent := newFakePeer(t)
 	up := &countingUpstream{}
 	m := metrics.New(nil)
-	o, err := New(Config{Parent: parent.srv.URL, Metrics: m, Logger: quiet()}, up)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o := compose(t, Config{Parent: parent.srv.URL, Metrics: m, Logger: quiet()}, up)
 	dg := oci.FromBytes(content)
 	req := oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "ghcr.io", Repository: "org/app", Reference: oci.Reference{Digest: dg}}
 	resp, err := o.Fetch(t.Context(), &req)
@@ -710,11 +701,7 @@ func TestTheParentGetsTheChain(t *testing.T) {
 	parent := newFakePeer(t)
 	up := &countingUpstream{}
 	m := metrics.New(nil)
-	o, err := New(Config{Parent: parent.srv.URL, Instance: "me", Metrics: m, Logger: quiet()}, up)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o := compose(t, Config{Parent: parent.srv.URL, Instance: "me", Metrics: m, Logger: quiet()}, up)
 	req := oci.Request{Method: http.MethodGet, Kind: oci.KindBlob, Registry: "ghcr.io", Repository: "org/app",
 		Reference: oci.Reference{Digest: oci.FromBytes(content)}, Via: []string{"child"}}
 	fetch := func(req oci.Request) {

@@ -93,15 +93,29 @@ type Metrics struct {
 	// gives: skipped), unauthenticated (no valid proof of the cluster
 	// secret: skipped) and loop (the request came back to it: skipped).
 	ClusterRequests *prometheus.CounterVec // to (peer, parent), outcome
-	// ClusterDirect counts fetches from this replica's own origin (the
-	// parent, or upstream) by why: owner (this replica owns the key),
-	// peer (a peer asked), fallback (every peer before it failed) or
-	// parent-failed (the parent failed; upstream was asked).
+	// ClusterDirect counts a clustered replica's fetches from the registry
+	// (package sources) by why: owner (this replica owns the key, or has no
+	// member to ask), peer (a peer asked), fallback (a member before it
+	// failed or was skipped) or parent-failed (the parent failed).
 	ClusterDirect *prometheus.CounterVec // reason
 	// ClusterBytes counts body bytes read from peers and from the parent.
 	ClusterBytes *prometheus.CounterVec // from (peer, parent)
 	// PeerServed counts requests this replica answered for peers.
 	PeerServed *prometheus.CounterVec // kind, code
+
+	// Where bytes come from (package sources).
+
+	// SourceFailures counts failures of a source in its own right, after
+	// which the next source of the request's list was asked, by source
+	// (owner, parent, registry) and reason: unreachable (or refused this
+	// cacheyd's token), error (a failure of its own, a 5xx not relayed),
+	// wrong (an answer no such source gives: a redirect, a range not asked
+	// for, another digest, bytes that are not the object), stalled (its
+	// body sent nothing for its idle allowance), unauthenticated (no valid
+	// proof of the cluster secret) and loop (the request came back to it).
+	// An answer (a registry's 404, a failure another cacheyd relayed) is
+	// no failure of its source.
+	SourceFailures *prometheus.CounterVec // source, reason
 
 	// What the cache reads whole into memory (package cache, readmem.go).
 
@@ -205,7 +219,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cacheyd_cluster_requests_total", Help: "Requests sent to peers and to the parent, by outcome (hit, joined, fetched, refused, relayed, fallback, broken, stalled, wrong, unauthenticated, loop).",
 		}, []string{"to", "outcome"}),
 		ClusterDirect: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cacheyd_cluster_direct_total", Help: "Fetches from this replica's own origin, by why (owner, peer, fallback, parent-failed).",
+			Name: "cacheyd_cluster_direct_total", Help: "A clustered replica's fetches from the registry, by why (owner, peer, fallback, parent-failed).",
 		}, []string{"reason"}),
 		ClusterBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_cluster_bytes_total", Help: "Body bytes read from peers and from the parent.",
@@ -213,6 +227,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		PeerServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_cluster_served_total", Help: "Requests answered for other replicas, by API kind and HTTP status code.",
 		}, []string{"kind", "code"}),
+		SourceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_source_failures_total", Help: "Failures of a source in its own right, after which the next source was asked, by source (owner, parent, registry) and reason (unreachable, error, wrong, stalled, unauthenticated, loop).",
+		}, []string{"source", "reason"}),
 
 		ReadMemoryBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cacheyd_read_memory_bytes", Help: "Bytes claimed now of --read-memory by manifests and listings read whole and by copies into the memory tier.",
@@ -228,7 +245,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.FillsStopped, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
-			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed,
+			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures,
 			m.ReadMemoryBytes, m.ReadMemoryRefused,
 			m.ClusterRefused)
 	}

@@ -21,15 +21,15 @@ import (
 	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/server"
+	"github.com/cacheyd/cacheyd/sources"
 	"github.com/cacheyd/cacheyd/upstream"
 )
 
 // The seams, checked at compile time: the consumer of each declares it.
 var (
-	_ cache.Origin = (*upstream.Client)(nil)
-	_ cache.Origin = (*cluster.Origin)(nil)
-	_ cache.Router = (*cluster.Origin)(nil)
-	_ server.Cache = (*cache.Cache)(nil)
+	_ cache.Origin    = (*upstream.Client)(nil)
+	_ sources.Fetcher = (*upstream.Client)(nil)
+	_ server.Cache    = (*cache.Cache)(nil)
 )
 
 // serveCmd is "cacheyd serve", the default command.

@@ -1,6 +1,7 @@
-// Package app is cacheyd's composition root: it wires the upstream client,
-// the cluster's origin (when there are peers or a parent), the cache and the
-// server into one running cacheyd, listens (and on a second address for the
+// Package app is cacheyd's composition root: it wires the sources (the
+// upstream client as the registry; the cluster's owner and parent, when
+// there are peers or a parent) into the policy over them (package sources),
+// the cache behind it and the server into one running cacheyd, listens (and on a second address for the
 // replicas, when asked), and shuts it down. It gives the server and the
 // cluster what they must agree on: the cluster secret, one random instance
 // id per start (loops of parents), and the peers' idle allowance, which
@@ -27,7 +28,9 @@ import (
 	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/cluster"
 	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/server"
+	"github.com/cacheyd/cacheyd/sources"
 	"github.com/cacheyd/cacheyd/upstream"
 )
 
@@ -111,7 +114,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	if err != nil {
 		return err
 	}
-	var origin cache.Origin = up
+	// Every source this cacheyd has, in its place: the policy decides which
+	// a request may come from, in what order.
+	set := sources.Set{Registry: up, Metrics: m, Logger: log}
 	closeCluster := func() {}
 	if cfg.Cluster.Enabled() {
 		cfg.Cluster.Metrics, cfg.Cluster.Logger = m, log
@@ -124,14 +129,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 		if cfg.Cluster.Token == "" && len(cfg.Server.ClientTokens) > 0 {
 			cfg.Cluster.Token = cfg.Server.ClientTokens[0]
 		}
-		co, err := cluster.New(cfg.Cluster, up)
+		co, err := cluster.New(cfg.Cluster)
 		if err != nil {
 			return err
 		}
-		origin, closeCluster = co, co.Close
+		set.Owner, set.Parent, closeCluster = co.Owner(), co.Parent(), co.Close
 		cfg.Server.Status.Member, cfg.Server.Status.Parent = cfg.Cluster.Advertise, cfg.Cluster.Parent
 	}
-	c, err := cache.New(cfg.Cache, origin)
+	c, err := cache.New(cfg.Cache, routes{sources.New(set)})
 	if err != nil {
 		closeCluster()
 		return err
@@ -200,6 +205,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	log.Info("stopped")
 	return err
 }
+
+// routes is the policy as the cache consumes it: a one-off request goes
+// through Policy.Fetch, and work the cache keys through a route decided
+// once (cache.Router).
+type routes struct{ *sources.Policy }
+
+var _ cache.Router = routes{}
+
+// Route decides the route of the work for req.
+func (r routes) Route(req *oci.Request) cache.Route { return r.Policy.Route(req) }
 
 // newInstance returns a random instance id: 16 hex digits, new at every
 // start, by which this cacheyd knows a request that came back to it.
