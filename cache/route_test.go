@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/cacheyd/cacheyd/internal/origintest"
+	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
 )
 
@@ -149,5 +152,69 @@ func TestTagLookupsAreSharedOnlyOnOneRoute(t *testing.T) {
 	wg.Wait()
 	if seen[false] != 1 || seen[true] != 1 {
 		t.Errorf("lookups that reached the origin: %v, want one client's and one peer's (FromPeer kept)", seen)
+	}
+}
+
+// counting is an origin that routes every request to "b" and counts the
+// routes it decides, the requests that went through them and the requests
+// asked of it on their own.
+type counting struct {
+	Origin
+	mu                    sync.Mutex // guards the counts
+	routes, routed, alone int
+}
+
+func (c *counting) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	c.mu.Lock()
+	c.alone++
+	c.mu.Unlock()
+	return c.Origin.Fetch(ctx, req)
+}
+
+func (c *counting) Route(*oci.Request) Route {
+	c.mu.Lock()
+	c.routes++
+	c.mu.Unlock()
+	return keyed{OriginFunc(func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+		c.mu.Lock()
+		c.routed++
+		c.mu.Unlock()
+		return c.Origin.Fetch(ctx, req)
+	}), "b"}
+}
+
+// TestAFillDecidesItsRouteOnce: a parallel fill of a large blob asks the
+// origin for its route once, when it is keyed, and every request it makes
+// (the first, then each chunk, and the rescues of stranded readers) goes
+// through that route; none is asked on its own.
+func TestAFillDecidesItsRouteOnce(t *testing.T) {
+	o := origintest.New()
+	data := randomBytes(t, 1<<20)
+	dg := o.Add(data, "")
+	r := &counting{Origin: o}
+	m := metrics.New(nil)
+	c := newTestCache(t, r, func(cfg *Config) {
+		cfg.FillChunk, cfg.FillParallel, cfg.Metrics = 64<<10, 4, m
+	})
+	obj, err := c.Get(t.Context(), blobReq(dg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, obj)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("got %d bytes, err %v; want the %d bytes", len(got), err, len(data))
+	}
+	rescues := int(testutil.ToFloat64(m.FillRescues))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.routes != 1 || r.alone != 0 {
+		t.Errorf("routes decided %d, requests on their own %d; want one route, none on their own", r.routes, r.alone)
+	}
+	// 16 chunks of 64 KiB, the first among them.
+	if want := 16 + rescues; r.routed != want {
+		t.Errorf("requests through the route = %d, want %d (16 chunks, %d rescues)", r.routed, want, rescues)
+	}
+	if n := o.Count(http.MethodGet, oci.KindBlob, string(dg)); n != r.routed {
+		t.Errorf("origin GETs = %d, want the %d that went through the route", n, r.routed)
 	}
 }

@@ -1,0 +1,138 @@
+package sources_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cacheyd/cacheyd/metrics"
+	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/retry"
+	"github.com/cacheyd/cacheyd/sources"
+)
+
+// asked is what a request cost each source, and how it ended: 0 for the
+// content read whole, else the status of the error.
+type asked struct {
+	owner, parent, registry int
+	status                  int
+}
+
+// TestTheOrderOfSources: for each class of request and each failure, which
+// source is asked next, with the requests each source got, reading the
+// route as a fill does (with retries, resuming a failed body). A source's
+// own failure (unreachable, wrong bytes) moves on and is counted by source
+// and reason; an answer (a registry's 404 or 503, a failure relayed by
+// another cacheyd) is the answer, and retries of it go where it came
+// from.
+func TestTheOrderOfSources(t *testing.T) {
+	data := []byte("the bytes of an object, from wherever they come")
+	requests := []struct {
+		class string
+		req   oci.Request
+	}{
+		{"digest as cacheyd", oci.Request{Kind: oci.KindBlob, Reference: oci.Reference{Digest: oci.FromBytes(data)}}},
+		{"tag", oci.Request{Kind: oci.KindManifest, Reference: oci.Reference{Tag: "v1"}}},
+		{"client credentials", oci.Request{Kind: oci.KindBlob, Reference: oci.Reference{Digest: oci.FromBytes(data)}, Authorization: "Bearer client"}},
+		{"peer's request", oci.Request{Kind: oci.KindBlob, Reference: oci.Reference{Digest: oci.FromBytes(data)}, FromPeer: true}},
+		{"listing", oci.Request{Kind: oci.KindTags, Reference: oci.Reference{Tag: "list"}}},
+	}
+	for _, tt := range []struct {
+		failure string
+		faults  map[sources.Name]string
+		owns    bool // this replica owns the key: the owner entry asks nobody
+		// What each group of classes costs: content (digest, tag,
+		// credentials), a peer's request, a listing.
+		content, peer, listing asked
+	}{
+		{"none", nil, false, asked{1, 0, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}},
+		{"owner unreachable", map[sources.Name]string{sources.Owner: "unreachable"}, false,
+			asked{1, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}},
+		{"owner sends wrong bytes", map[sources.Name]string{sources.Owner: "wrong bytes"}, false,
+			asked{1, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}},
+		{"this replica owns the key", nil, true, asked{0, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}},
+		{"parent unreachable", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable"}, false,
+			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}},
+		{"parent sends wrong bytes", map[sources.Name]string{sources.Parent: "wrong bytes"}, true,
+			asked{0, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}},
+		{"registry's 404", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable", sources.Registry: "404"}, false,
+			asked{1, 1, 1, 404}, asked{0, 1, 1, 404}, asked{0, 0, 1, 404}},
+		// Retried twice, from the registry that answered: the route does
+		// not go back to the sources that failed.
+		{"registry's 503", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable", sources.Registry: "503"}, false,
+			asked{1, 1, 3, 503}, asked{0, 1, 3, 503}, asked{0, 0, 3, 503}},
+		{"relayed failure", map[sources.Name]string{sources.Owner: "relayed", sources.Parent: "relayed"}, false,
+			asked{1, 0, 0, 502}, asked{0, 1, 0, 502}, asked{0, 0, 1, 0}},
+	} {
+		for _, rq := range requests {
+			t.Run(tt.failure+"/"+rq.class, func(t *testing.T) {
+				t.Parallel()
+				member, parent, registry := &fake{data: data}, &fake{data: data}, &fake{data: data}
+				fakes := map[sources.Name]*fake{sources.Owner: member, sources.Parent: parent, sources.Registry: registry}
+				for name, fault := range tt.faults {
+					fakes[name].set(fault)
+				}
+				m := metrics.New(nil)
+				own := &owner{member: member, owns: tt.owns}
+				pol := sources.New(sources.Set{Owner: own, Parent: sources.Just{parent}, Registry: registry,
+					Metrics: m, Logger: slog.New(slog.DiscardHandler)})
+				req := rq.req
+				req.Method, req.Registry, req.Repository = http.MethodGet, "docker.io", "library/app"
+
+				rt := pol.Route(&req)
+				status := 0
+				resp, err := retry.New(rt, retry.Config{Retries: 2, Backoff: time.Millisecond}).Fetch(t.Context(), &req)
+				if err == nil {
+					var got []byte
+					got, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && string(got) != string(data) {
+						t.Errorf("read %q, want %q", got, data)
+					}
+				}
+				if err != nil {
+					e, ok := oci.AsError(err)
+					if !ok {
+						t.Fatalf("Fetch = %v, want content or a registry's answer", err)
+					}
+					status = e.Status
+				}
+
+				want, plans := tt.content, 1
+				switch rq.class {
+				case "peer's request":
+					want, plans = tt.peer, 0
+				case "listing":
+					want, plans = tt.listing, 0
+				}
+				got := asked{member.count(), parent.count(), registry.count(), status}
+				if got != want {
+					t.Errorf("asked owner %d, parent %d, registry %d times, answer %d; want %d, %d, %d, %d",
+						got.owner, got.parent, got.registry, got.status, want.owner, want.parent, want.registry, want.status)
+				}
+				// Once, when the route was decided; not at all for a class
+				// whose list has no owner.
+				if n := own.planned(); n != plans {
+					t.Errorf("the owner planned %d times, want %d", n, plans)
+				}
+				// Each failure of a source in its own right is counted
+				// once per request it failed, under its source.
+				for name, f := range fakes {
+					for fault, reason := range map[string]sources.Reason{"unreachable": sources.Unreachable, "wrong bytes": sources.Wrong} {
+						want := 0
+						if tt.faults[name] == fault {
+							want = f.count()
+						}
+						if n := testutil.ToFloat64(m.SourceFailures.WithLabelValues(string(name), string(reason))); int(n) != want {
+							t.Errorf("failures {%s, %s} = %v, want %d", name, reason, n, want)
+						}
+					}
+				}
+			})
+		}
+	}
+}
