@@ -2,13 +2,15 @@
 // from upstream once per cluster rather than once per replica. It owns the
 // members (a static list, or the addresses of a headless Service's DNS name
 // re-resolved), the owner of a key among them (rendezvous hashing, rank.go),
-// and Origin: the origin a replica's cache fetches through, which asks the
-// owner of a request's key over the owner's own /v2 API with the hop header
-// (oci.HopHeader), falls back to the next member by rank and then to
-// upstream, skips a member that failed for a while, and optionally puts a
-// parent cacheyd before upstream.
+// and the two sources it gives the policy of package sources (sources.go):
+// the owner (Origin.Owner), which asks the members ranked for a request's
+// key over their own /v2 API with the hop header (oci.HopHeader), the owner
+// first, skipping a member that failed for a while; and the parent
+// (Origin.Parent), another cacheyd asked as a client. Which requests go to
+// them, and what is asked after them (the registry), is the policy's.
 //
-// The steps, for a miss on replica R:
+// The steps, for a miss on replica R (the owner's part of a route is
+// planned once, when the cache keys the work: Plan):
 //
 //  1. The key is the digest, or registry/repository:tag for a tag.
 //  2. Members are ranked for the key, highest random weight first; the
@@ -16,9 +18,9 @@
 //     keys. Only members that proved the cluster secret are asked (see
 //     Trust below): one that cannot, or never answers, owns no key.
 //  3. If R owns the key, or the request came from a peer (it carries the
-//     hop header: a request is never forwarded twice), R fetches itself:
-//     from the parent if it has one, else (or when the parent fails) from
-//     upstream.
+//     hop header: a request is never forwarded twice, and the policy has
+//     no owner for it), R fetches itself: from the parent if it has one,
+//     else (or when the parent fails) from upstream.
 //  4. Otherwise R asks the owner with the same ns, Accept, Range and the
 //     client's Authorization (sealed); the owner coalesces every replica's
 //     request into its one fill, and R streams the owner's bytes into its
@@ -36,13 +38,16 @@
 //     another digest, bytes that are not the digest: whole objects of a
 //     known digest are verified as they stream) is skipped for
 //     Config.Backoff, and the next member by rank is asked; an unmarked
-//     5xx of its own asks the next member without skipping it. When the
-//     next member is R itself, R asks itself with the hop header, so that
-//     R's own fill for the key is the one that every replica falling back
-//     to R joins. A body the owner cuts is not by itself held against it:
-//     the cache's retry wrapper resumes from the bytes it has by asking
-//     this origin again, which finds the owner unreachable (and skips it)
-//     or learns what its upstream did (relayed).
+//     5xx of its own asks the next member without skipping it. Each is a
+//     sources.Failure with its reason, which the route counts before it
+//     moves on, and which its later requests do not go back to. When the
+//     next member is R itself and the work was keyed to a member, R asks
+//     itself with the hop header, so that R's own fill for the key is the
+//     one that every replica falling back to R joins. A body the owner
+//     cuts is not by itself held against it: the cache's retry wrapper
+//     resumes from the bytes it has by asking the route again, which finds
+//     the owner unreachable (and skips it) or learns what its upstream did
+//     (relayed).
 //
 // A request only ever goes to a member ranked above the asking replica for
 // its key (reaching itself in the ranking, a replica fetches), and weights
@@ -71,9 +76,15 @@
 // upstream itself, so a cycle costs one upstream fetch. A parent that is
 // this very cacheyd (Config.Listen, Advertise) is refused at start.
 //
+// Route keys. The owner names the member a route's work goes to (the first
+// above R not known to have failed), the parent names childRoute for a
+// request that came through another cacheyd; the cache shares work only
+// under one key, so that it never serves a peer's request from a fill that
+// waits for a peer (at most one hop), nor lets a replica's request to
+// itself join the fill waiting for it, nor shares a child's request with
+// its own clients' fill that waits for its parent (a parent loop entered
+// from both ends).
+//
 // cluster knows members, owners and peers, never the cache's insides: it
-// sees only oci.Request and oci.Response, like any origin. It adds Route
-// (cache.Router), so that the cache never serves a peer's request from a
-// fill that waits for a peer (at most one hop), nor lets a replica's
-// request to itself join the fill waiting for it.
+// sees only oci.Request and oci.Response, like any source.
 package cluster

@@ -257,7 +257,7 @@ func TestDashboard(t *testing.T) {
 		"cacheyd_tag_lookups_total", "cacheyd_disk_tier_bytes", "cacheyd_request_duration_seconds",
 		"cacheyd_cluster_members", "cacheyd_cluster_member_skipped", "cacheyd_cluster_requests_total",
 		"cacheyd_cluster_direct_total", "cacheyd_cluster_bytes_total", "cacheyd_cluster_served_total",
-		"cacheyd_cluster_refused_total",
+		"cacheyd_cluster_refused_total", "cacheyd_source_failures_total",
 	} {
 		if !used[m] {
 			t.Errorf("the dashboard shows nothing of %s", m)
