@@ -62,7 +62,7 @@ func (b *body) next(first bool) (*oci.Response, error) {
 		actx, cancel := context.WithCancelCause(b.ctx)
 		req := b.req
 		if !first {
-			req.Offset, req.Suffix, req.Length = b.start+b.n, 0, 0
+			req.Window = oci.Window{Offset: b.start + b.n}
 			if b.window && b.end >= 0 {
 				req.Length = b.end - req.Offset
 			}
