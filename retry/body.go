@@ -90,7 +90,7 @@ func (b *body) next(first bool) (*oci.Response, error) {
 			return resp, nil
 		}
 		cancel(nil)
-		if !Retryable(err) || b.ctx.Err() != nil || b.budget <= 0 {
+		if !oci.Retryable(err) || b.ctx.Err() != nil || b.budget <= 0 {
 			return nil, err
 		}
 		if first && b.failed != nil {
@@ -163,7 +163,7 @@ func (b *body) Read(p []byte) (int, error) {
 		// A listing has no digest to prove a resumed body whole: one cut
 		// while the list changed upstream would splice two versions. It
 		// fails, to be asked for again from its start.
-		if !Retryable(err) || b.req.Kind.IsListing() {
+		if !oci.Retryable(err) || b.req.Kind.IsListing() {
 			b.err = err
 			return n, err
 		}
