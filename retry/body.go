@@ -62,10 +62,11 @@ func (b *body) next(first bool) (*oci.Response, error) {
 		actx, cancel := context.WithCancelCause(b.ctx)
 		req := b.req
 		if !first {
-			req.Window = oci.Window{Offset: b.start + b.n}
+			w := oci.Window{Offset: b.start + b.n}
 			if b.window && b.end >= 0 {
-				req.Length = b.end - req.Offset
+				w.Length = b.end - w.Offset
 			}
+			req = *b.req.Part(w)
 		}
 		resp, err := b.o.inner.Fetch(actx, &req)
 		if err == nil {
