@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	move "github.com/cacheyd/cacheyd/fill"
 	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
 )
@@ -76,7 +77,7 @@ func TestSlowFillsHoldLittleMemory(t *testing.T) {
 	runtime.ReadMemStats(&during)
 	held := int64(during.HeapAlloc) - int64(before.HeapAlloc)
 	t.Logf("%d stalled fills hold %d KiB of heap (%d KiB each)", fills, held>>10, held/fills>>10)
-	if limit := int64(fills) * (copyBuffer + 64<<10); held > limit {
+	if limit := int64(fills) * (move.Buffer + 64<<10); held > limit {
 		t.Errorf("%d stalled fills hold %d KiB of heap, want at most %d KiB", fills, held>>10, limit>>10)
 	}
 }

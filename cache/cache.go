@@ -61,12 +61,12 @@ type Config struct {
 	// work goes on in the background within its own bounds. Zero means 5s.
 	AnswerTimeout time.Duration
 	// FillChunk is the largest region of a blob fetched in one request: a
-	// blob larger than it is fetched as regions, in parallel (chunks.go).
+	// blob larger than it is fetched as regions, in parallel (package fill).
 	// Zero means 16 MiB.
 	FillChunk int64
 	// FillParallel is how many requests one fill makes to the origin at
 	// once in order, with up to half as many more for readers no request
-	// is heading for (chunks.go). Zero means 4; 1 fetches every object as
+	// is heading for (package fill). Zero means 4; 1 fetches every object as
 	// one stream.
 	FillParallel int
 	// MaxFills bounds the fills fetching from upstream at once; more wait

@@ -28,6 +28,9 @@ type ranges struct {
 	open, mostOpen int
 }
 
+// span is the bytes [start, end) of the object.
+type span struct{ start, end int64 }
+
 func (r *ranges) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	if req.Method == http.MethodGet {
 		r.mu.Lock()

@@ -59,7 +59,7 @@ func (c *Cache) serveDigest(ctx context.Context, req *oci.Request, key fillKey, 
 	if err := c.waitAnswer(ctx, f); err != nil {
 		f.Release()
 		switch {
-		case refused(err) && key.cred == "":
+		case oci.Refused(err) && key.cred == "":
 			c.private.refuse(sourceOf(req))
 			if req.Authorization == "" {
 				return nil, err // upstream's challenge, for the client to answer

@@ -6,7 +6,11 @@
 //     file of the disk tier, that every request for the digest reads while
 //     it is written (package flight); it belongs to the cache, not to the
 //     request that started it, and waits for a slot (slots.go) so that
-//     fills are bounded in number.
+//     fills are bounded in number. The cache owns a fill's policy: who
+//     shares it (its key), its slot, its source (fillSource), the memory
+//     of its failure, its metrics and logs, and what is kept (commit).
+//     Package fill moves its bytes: the first request, ranges in parallel,
+//     rescues of stranded readers, verification.
 //   - Tags (tags.go): resolved at the origin with a HEAD once their answer is
 //     older than the TTL, the last answer served while the origin fails. A
 //     tag whose HEAD names no digest is read with one GET for all its

@@ -9,17 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	// Named move here: fill is this package's name for a fill in flight.
+	move "github.com/cacheyd/cacheyd/fill"
 	"github.com/cacheyd/cacheyd/flight"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/retry"
 	"github.com/cacheyd/cacheyd/tier"
 	"github.com/cacheyd/cacheyd/tier/disk"
 )
-
-// copyBuffer is the size of one write of a fill: readers are woken once per
-// write. It is also most of what a running fill holds in memory, whatever
-// upstream announces, so MaxFills × copyBuffer bounds the fills' buffers.
-const copyBuffer = 128 << 10
 
 // fillKey names a fill: the same digest asked for as a blob and as a
 // manifest is two fills, because only the manifest fill learns a media type.
@@ -46,7 +42,8 @@ type fillKey struct {
 }
 
 // fill is one fetch from the origin into a pending file of the disk tier:
-// a flight, and what the cache keeps beside it.
+// a flight, and what the cache keeps beside it. Package fill moves the
+// bytes; the cache decides what is fetched, from where, and what is kept.
 type fill struct {
 	*flight.Flight
 	// hint is the window the request that started the fill asked for,
@@ -68,10 +65,9 @@ type fill struct {
 	// that stops waiting for its answer before is answered that the fills
 	// are full, not that upstream was slow.
 	slotted atomic.Bool
-
-	// via is what every request of the fill goes through: the route decided
-	// when the fill was keyed (sourceFor), with the retries.
-	via *retry.Origin
+	// from is the route the fill fetches through, decided when it was
+	// keyed (sourceFor).
+	from source
 }
 
 // joinOrStart returns the fill in flight for key with a reference taken, or
@@ -99,8 +95,7 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey, rt source) (f *fill, 
 			return nil, false, nil
 		}
 	}
-	f = &fill{Flight: flight.New(key.digest), hint: req.Wants, registry: req.Registry}
-	f.via = c.withRetries(rt)
+	f = &fill{Flight: flight.New(key.digest), hint: req.Wants, registry: req.Registry, from: rt}
 	f.unreachable, f.setUnreach = context.WithCancelCause(context.Background())
 	f.Acquire() // the caller's reference, beside the writer's
 	c.fills[key] = f
@@ -164,129 +159,54 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 	c.log.Info("fill done", attrs...)
 }
 
-// fetchInto does the work of a fill and returns the bytes written. On
-// success the content is verified and committed before the caller releases
-// the readers' last byte, so a client that has the whole object knows it is
-// kept; on failure nothing is left behind. A commit that fails (the file
-// system broke in the meantime) does not fail the fill: its readers get
-// verified content, which is only not kept.
+// fetchInto does the work of a fill (package fill) and returns the bytes
+// written. On success the content is verified and committed before the
+// caller releases the readers' last byte, so a client that has the whole
+// object knows it is kept; on failure nothing is left behind. A commit that
+// fails (the file system broke in the meantime) does not fail the fill: its
+// readers get verified content, which is only not kept.
 func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64, error) {
-	limit := int64(-1)
-	if req.Kind == oci.KindManifest {
-		limit = oci.MaxManifestSize
-	}
-	// The first request of a blob asks for the starter's window, if it has
-	// one, else for the first chunk: a blob no larger than a chunk is then
-	// one request still, and a larger one is never asked for whole only to
-	// be cut off, which would cost upstream bytes nobody reads. chunks.go
-	// fetches the rest. Manifests are asked for whole.
-	first := *req
-	first.Offset, first.Length, first.Suffix = 0, 0, 0
-	if req.Kind == oci.KindBlob && c.cfg.FillParallel > 1 {
-		first.Offset, first.Length, first.Suffix = f.hint.Offset, f.hint.Length, f.hint.Suffix
-		if f.hint == (oci.Window{}) {
-			first.Length = c.cfg.FillChunk
-		}
-	}
-	notify := func(err error) {
-		if errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout) {
-			f.setUnreach(err) // the first cause stays
-		}
-	}
-	resp, err := f.via.FetchNotify(ctx, &first, notify)
-	if e, ok := oci.AsError(err); ok && e.Status == http.StatusRequestedRangeNotSatisfiable && first.Offset+first.Length+first.Suffix > 0 {
-		// The starter's window is not in the object (its client asked for
-		// bytes past the end): the whole object, then.
-		resp, err = f.via.FetchNotify(ctx, req, notify)
-	}
+	res, err := move.Run(ctx, move.Job{
+		Config: move.Config{Chunk: c.cfg.FillChunk, Parallel: c.cfg.FillParallel,
+			MaxManifest: oci.MaxManifestSize, Rescued: c.m.FillRescues.Inc},
+		Flight: f.Flight, Request: *req, Window: f.hint,
+		Source: c.fillSource(f),
+		Create: func(size int64, mediaType string) (move.Pending, error) {
+			p, err := c.disk.Create(size)
+			if err != nil {
+				return nil, err
+			}
+			f.mediaType = mediaType // before the flight opens: see fill.mediaType
+			return pending{p}, nil
+		},
+		Failed: func(err error) {
+			if errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout) {
+				f.setUnreach(err) // the first cause stays
+			}
+		},
+	})
 	if err != nil {
-		return 0, err
+		return res.Written, err
 	}
-	defer resp.Body.Close()
-	whole := resp.Offset == 0 && (resp.End <= 0 || resp.End == resp.Size)
-	switch {
-	case resp.Digest != "" && resp.Digest != f.Digest():
-		return 0, upstreamFault(fmt.Errorf("upstream answered with digest %s", resp.Digest.Short()))
-	case limit >= 0 && resp.Size > limit:
-		return 0, oci.ErrTooLarge(fmt.Sprintf("manifest of %d bytes exceeds %d", resp.Size, limit))
-	}
-	p, err := c.disk.Create(resp.Size)
-	if err != nil {
-		return 0, err
-	}
-	file := p.File()
-	f.mediaType = resp.MediaType
-	f.Open(file, resp.Size, func() { _ = file.Close() })
-	var n int64
-	if resp.Size >= 0 && req.Kind == oci.KindBlob && (!whole || (resp.Size > c.cfg.FillChunk && c.cfg.FillParallel > 1)) {
-		k := &chunker{c: c, f: f, p: p, req: *req, size: resp.Size, chunk: c.cfg.FillChunk}
-		k.req.Offset, k.req.Length, k.req.Suffix = 0, 0, 0
-		hinted := f.hint != (oci.Window{}) || first.Length > 0
-		if err = k.run(ctx, resp, c.cfg.FillParallel, rescuers(c.cfg.FillParallel), hinted); err == nil {
-			n = resp.Size
-		}
-	} else {
-		n, err = copyInto(f, p, resp.Body, resp.Size, limit)
-	}
-	if err == nil {
-		if err = f.Verify(n); err != nil {
-			err = upstreamFault(err)
-		}
-	}
-	if err != nil {
-		p.Abort()
-		return n, err
-	}
-	return n, c.commit(f, p, req, n)
+	return res.Written, c.commit(f, res.Pending.(pending).Pending, req, res.Written)
 }
 
-// copyInto writes body into the fill's flight in order, claiming the disk
-// budget for each write's bytes as they arrive (never for a size upstream
-// announced).
-func copyInto(f *fill, p *disk.Pending, body io.Reader, size, limit int64) (int64, error) {
-	buf := make([]byte, copyBuffer)
-	if size > 0 {
-		buf = buf[:min(int64(len(buf)), size)]
-	}
-	var n int64
-	for {
-		m, rerr := body.Read(buf)
-		if m > 0 {
-			if limit >= 0 && n+int64(m) > limit {
-				return n, oci.ErrTooLarge(fmt.Sprintf("manifest exceeds %d bytes", limit))
-			}
-			if size >= 0 && n+int64(m) > size {
-				return n, upstreamFault(fmt.Errorf("upstream sent more than the %d bytes it announced", size))
-			}
-			if err := p.Claim(int64(m)); err != nil {
-				return n, err
-			}
-			if _, err := f.WriteAt(buf[:m], n); err != nil {
-				if errors.Is(err, flight.ErrBeyondSize) {
-					return n, upstreamFault(fmt.Errorf("upstream sent more than the %d bytes it announced", size))
-				}
-				return n, p.Failed(fmt.Errorf("write pending file: %w", err))
-			}
-			n += int64(m)
-		}
-		if errors.Is(rerr, io.EOF) {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, upstreamFault(fmt.Errorf("read upstream after %d bytes: %w", n, rerr))
-		}
-	}
-}
+// fillSource is where a fill fetches its bytes from: the one place the
+// cache chooses it. It is the fill's route, decided once when the fill was
+// keyed (sourceFor), with the retries: every request of the fill, its
+// chunks and its resumes, goes through that one route.
+func (c *Cache) fillSource(f *fill) move.Source { return c.withRetries(f.from) }
 
-// upstreamFault marks err, met while reading what upstream sent, as the
-// registry's doing (oci.ErrUpstreamFault): a replica asking this one is told
-// so (oci.RelayedHeader) and does not fetch it again around this one.
-func upstreamFault(err error) error {
-	if oci.FromUpstream(err) || errors.Is(err, context.Canceled) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", oci.ErrUpstreamFault, err)
-}
+// pending is a pending file of the disk tier as package fill takes it.
+type pending struct{ *disk.Pending }
+
+// File is the pending file, for the flight.
+func (p pending) File() flight.File { return p.Pending.File() }
+
+// upstreamFault marks err as the registry's doing, as package fill marks
+// what it met reading the source: for the cache's own verdicts on a fill
+// (its timeout, a stall that gave its slot up).
+func upstreamFault(err error) error { return move.Fault(err) }
 
 // commit keeps a verified fill: on disk with its record, and in memory when
 // it is small and public.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -147,10 +146,7 @@ func (c *Cache) authorize(ctx context.Context, req *oci.Request) error {
 	if c.private.granted(k) {
 		return nil
 	}
-	head := oci.Request{Method: http.MethodHead, Kind: req.Kind, Registry: req.Registry,
-		Repository: req.Repository, Reference: req.Reference, Accept: req.Accept,
-		Authorization: req.Authorization, FromPeer: req.FromPeer, Via: req.Via}
-	resp, err := c.origin.Fetch(ctx, &head)
+	resp, err := c.origin.Fetch(ctx, req.Head())
 	if err != nil {
 		return err
 	}

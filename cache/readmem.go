@@ -154,7 +154,7 @@ func (c *readClaim) release() {
 // errFull is the answer to a request whose read found no room: the
 // registry's quarter or the whole budget is held by reads in progress.
 func (b *readMemory) errFull(registry string, used, mine int64) error {
-	return &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, RetryAfter: "1",
+	return &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, RetryAfterHeader: "1",
 		Message: fmt.Sprintf("read memory full: manifests and listings read whole hold %d KiB of registry %s's %d KiB "+
 			"(%d KiB of %d KiB in all); try again", mine>>10, registry, b.perRegistry>>10, used>>10, b.total>>10)}
 }

@@ -101,7 +101,7 @@ func TestReadRefusedAtOnce(t *testing.T) {
 		!strings.Contains(err.Error(), "a.example") {
 		t.Fatalf("a read past the quarter: %v, want 503 naming the bound", err)
 	}
-	if e, ok := oci.AsError(err); !ok || e.RetryAfter == "" || e.Code != oci.CodeUnavailable {
+	if e, ok := oci.AsError(err); !ok || e.RetryAfterHeader == "" || e.Code != oci.CodeUnavailable {
 		t.Errorf("refusal %+v: want UNAVAILABLE with Retry-After", e)
 	}
 	if got := b.inUseBy("a.example"); got != 2*readStep {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	move "github.com/cacheyd/cacheyd/fill"
 	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
 )
@@ -88,7 +89,7 @@ func TestStrandedWindowIsFetchedAtOnce(t *testing.T) {
 }
 
 // TestRescuesAreBounded: however many readers strand at once, a fill has at
-// most --fill-parallel regular requests and rescuers(--fill-parallel)
+// most --fill-parallel regular requests and fill.Rescuers(--fill-parallel)
 // rescues open, and still reads each byte once. (How many strand depends
 // on how fast the regular requests reach them first; with rescues
 // unbounded, 40 readers open 10 to 15 requests here.)
@@ -108,7 +109,7 @@ func TestRescuesAreBounded(t *testing.T) {
 	wg.Wait()
 	c.wg.Wait()
 	o.readOnce(t, size)
-	if most, limit := o.most(), parallel+rescuers(parallel); most > limit {
+	if most, limit := o.most(), parallel+move.Rescuers(parallel); most > limit {
 		t.Errorf("%d upstream requests open at once, want at most %d", most, limit)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 
+	move "github.com/cacheyd/cacheyd/fill"
 	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/tier"
@@ -186,7 +187,7 @@ func TestEndlessBodyStopsAtTheBudget(t *testing.T) {
 		t.Errorf("endless body: %v, want tier.ErrNoRoom", err)
 	}
 	c.wg.Wait()
-	if n := body.n.Load(); n > budget+copyBuffer {
+	if n := body.n.Load(); n > budget+move.Buffer {
 		t.Errorf("read %d bytes of an endless body under a budget of %d", n, budget)
 	}
 	_, _, reserved := c.disk.Usage()

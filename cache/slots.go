@@ -85,7 +85,7 @@ func newFillSlots(capacity, perRegistry int, window time.Duration, m slotMetrics
 
 // errTooManyFills answers a request whose fill found no slot in time.
 func errTooManyFills(registry string) error {
-	return &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, RetryAfter: "1",
+	return &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, RetryAfterHeader: "1",
 		Message: fmt.Sprintf("too many fills in flight (registry %s); try again", registry)}
 }
 

@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"errors"
-	"net/http"
 
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/tier"
@@ -57,9 +56,7 @@ func (c *Cache) passThroughResponse(req *oci.Request, resp *oci.Response) *Objec
 // its bytes are still verified.
 func (c *Cache) streamUncached(ctx context.Context, req *oci.Request, cause error) (*Object, error) {
 	c.m.Uncached.WithLabelValues(uncachedReason(cause)).Inc()
-	up := *req
-	up.Method, up.Offset, up.Authorization = http.MethodGet, 0, ""
-	resp, err := c.origin.Fetch(ctx, &up)
+	resp, err := c.origin.Fetch(ctx, req.Whole().AsCacheyd())
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,12 @@
 // reader's first bytes and its window's end at once, the rest when half a
 // MiB is there or 10 ms have passed.
 //
+// A writer that fetches in regions, several requests at once (package
+// fill), claims the bytes each request is heading for (claims.go): the
+// flight keeps which bytes are claimed beside which are written, under one
+// lock, and answers which come next (a waiting reader's first, or one no
+// request is heading for), so that each byte has one request.
+//
 // flight knows nothing of registries, HTTP, tiers or metrics, and starts
 // no goroutines: it imports only the standard library and oci.
 package flight

@@ -52,6 +52,9 @@ type Flight struct {
 
 	mu      sync.Mutex // guards everything below
 	written spans
+	// claimed holds the bytes the writer's requests are heading for
+	// (claims.go), in ascending order; they never overlap.
+	claimed []Span
 	prefix  int64 // bytes [0, prefix) are hashed
 	hashing bool  // a goroutine is extending prefix
 	// hashIdle, when not nil, is closed when hashing stops: Verify waits

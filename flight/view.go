@@ -1,9 +1,8 @@
 package flight
 
-import "slices"
-
 // What a writer that fetches in regions reads of its flight: who is
-// reading and where they wait, what is written, when a reader strands.
+// reading, what is written, when a reader strands. Where readers wait
+// decides what it claims next (claims.go).
 
 // Readers reports, while the writer holds its reference (before Finish),
 // how many other references are held: the requests reading the flight or
@@ -19,19 +18,6 @@ func (f *Flight) Progress() int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.written.total()
-}
-
-// Wanted returns the offsets readers are waiting at, in ascending order,
-// for a writer that fetches first what readers need.
-func (f *Flight) Wanted() []int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]int64, 0, len(f.waiting))
-	for r := range f.waiting {
-		out = append(out, r.off)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // Stranded returns a channel closed when a reader next begins waiting at

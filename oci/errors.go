@@ -38,8 +38,10 @@ type Error struct {
 	// Challenge is upstream's WWW-Authenticate, passed back unaltered so the
 	// client can authenticate with the registry's own realm.
 	Challenge string
-	// RetryAfter is upstream's Retry-After, passed back on 429 and 503.
-	RetryAfter string
+	// RetryAfterHeader is the Retry-After sent with the answer (upstream's,
+	// passed back on 429 and 503, or cacheyd's own), as sent; RetryAfter
+	// reads it.
+	RetryAfterHeader string
 	// Body and ContentType are upstream's error response, when there is one.
 	Body        []byte
 	ContentType string

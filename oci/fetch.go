@@ -25,17 +25,12 @@ type Request struct {
 	Reference Reference
 	// List is a listing's query (tags: n, last; referrers: artifactType).
 	List ListQuery
-	// Offset, on a GET, asks for the content from this byte on (a Range of
-	// "bytes=Offset-"), to resume a fill or fetch a chunk. Zero means from
-	// the start.
-	Offset int64
-	// Length, with Offset, asks for at most Length bytes from Offset (a
-	// Range of "bytes=Offset-(Offset+Length-1)"). Zero means to the end.
-	Length int64
-	// Suffix asks for the last Suffix bytes of the object (a Range of
-	// "bytes=-Suffix"), when Offset and Length are zero: a window at the
-	// end of an object whose size is not known yet.
-	Suffix int64
+	// Window, on a GET, is the bytes of the object asked for: a Range of
+	// "bytes=Offset-" (Length zero), "bytes=Offset-(Offset+Length-1)", or
+	// "bytes=-Suffix" when Offset and Length are zero (a window at the end
+	// of an object whose size is not known yet), to resume a fill or fetch
+	// a chunk. The zero value is the whole object.
+	Window
 	// Wants, on a request to a cache, is the window its client will read
 	// first (its Range), so that a cold fill can fetch those bytes first.
 	// Origins ignore it. The zero value is the whole object.
@@ -65,9 +60,16 @@ type Request struct {
 }
 
 // Window is bytes of an object: Length bytes from Offset (Length zero: to
-// the end), or the last Suffix bytes.
+// the end), or the last Suffix bytes. The zero value is the whole object.
 type Window struct {
-	Offset, Length, Suffix int64
+	// Offset is the first byte; zero means from the start.
+	Offset int64
+	// Length bounds the window to at most Length bytes from Offset; zero
+	// means to the end.
+	Length int64
+	// Suffix is the last Suffix bytes of the object, when Offset and
+	// Length are zero.
+	Suffix int64
 }
 
 // Response is an origin's answer with content.

@@ -152,10 +152,10 @@ const codeUnknown = "UNKNOWN"
 // (at most MaxErrorBody of it). It reads resp.Body but does not close it.
 func ErrorFromResponse(kind Kind, resp *http.Response) *Error {
 	e := &Error{
-		Status:      resp.StatusCode,
-		Challenge:   strings.Join(resp.Header.Values("WWW-Authenticate"), ", "),
-		RetryAfter:  resp.Header.Get("Retry-After"),
-		ContentType: resp.Header.Get("Content-Type"),
+		Status:           resp.StatusCode,
+		Challenge:        strings.Join(resp.Header.Values("WWW-Authenticate"), ", "),
+		RetryAfterHeader: resp.Header.Get("Retry-After"),
+		ContentType:      resp.Header.Get("Content-Type"),
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
 	if err == nil && len(body) > 0 {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
@@ -18,12 +16,8 @@ import (
 func (o *Origin) backoff(ctx context.Context, failures int, last error) error {
 	d := o.cfg.Backoff << min(failures, 10)
 	d = d/2 + rand.N(d/2+1)
-	if e, ok := oci.AsError(last); ok && e.RetryAfter != "" {
-		if secs, err := strconv.Atoi(e.RetryAfter); err == nil && secs >= 0 {
-			d = time.Duration(secs) * time.Second
-		} else if t, err := http.ParseTime(e.RetryAfter); err == nil {
-			d = time.Until(t)
-		}
+	if after, ok := oci.RetryAfter(last); ok {
+		d = after
 	}
 	if d > maxBackoff {
 		return fmt.Errorf("the origin asks to wait %s: %w", d.Round(time.Second), last)

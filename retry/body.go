@@ -62,10 +62,11 @@ func (b *body) next(first bool) (*oci.Response, error) {
 		actx, cancel := context.WithCancelCause(b.ctx)
 		req := b.req
 		if !first {
-			req.Offset, req.Suffix, req.Length = b.start+b.n, 0, 0
+			w := oci.Window{Offset: b.start + b.n}
 			if b.window && b.end >= 0 {
-				req.Length = b.end - req.Offset
+				w.Length = b.end - w.Offset
 			}
+			req = *b.req.Part(w)
 		}
 		resp, err := b.o.inner.Fetch(actx, &req)
 		if err == nil {
@@ -90,7 +91,7 @@ func (b *body) next(first bool) (*oci.Response, error) {
 			return resp, nil
 		}
 		cancel(nil)
-		if !Retryable(err) || b.ctx.Err() != nil || b.budget <= 0 {
+		if !oci.Retryable(err) || b.ctx.Err() != nil || b.budget <= 0 {
 			return nil, err
 		}
 		if first && b.failed != nil {
@@ -163,7 +164,7 @@ func (b *body) Read(p []byte) (int, error) {
 		// A listing has no digest to prove a resumed body whole: one cut
 		// while the list changed upstream would splice two versions. It
 		// fails, to be asked for again from its start.
-		if !Retryable(err) || b.req.Kind.IsListing() {
+		if !oci.Retryable(err) || b.req.Kind.IsListing() {
 			b.err = err
 			return n, err
 		}

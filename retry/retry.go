@@ -29,7 +29,6 @@ package retry
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -116,19 +115,7 @@ func (o *Origin) FetchNotify(ctx context.Context, req *oci.Request, failed func(
 	return &out, nil
 }
 
-// Retryable reports whether another attempt may succeed: upstream could not
-// be reached, answered 5xx or 429, or its body broke. A registry's answer
-// (a 404, a manifest over the size limit) is not retried, nor is the
-// caller's own cancellation, nor a failure another cacheyd relayed
-// (oci.ErrRelayed): that cacheyd made its attempts already, and one ladder
-// of retries per client request is enough, however many cacheyds it
-// crosses.
-func Retryable(err error) bool {
-	if errors.Is(err, oci.ErrRelayed) {
-		return false
-	}
-	if e, ok := oci.AsError(err); ok {
-		return e.Status >= 500 || e.Status == http.StatusTooManyRequests
-	}
-	return !errors.Is(err, context.Canceled) || errors.Is(err, oci.ErrStalled)
-}
+// Retryable is oci.Retryable: whether another attempt may succeed. A
+// failure another cacheyd relayed (oci.ErrRelayed) is not retried here:
+// that cacheyd made its attempts already.
+func Retryable(err error) bool { return oci.Retryable(err) }

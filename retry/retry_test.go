@@ -81,7 +81,7 @@ func TestCutListingFails(t *testing.T) {
 // within the budget; past it, or for a registry's real answer, the error.
 func TestRetriesThenGivesUp(t *testing.T) {
 	unavailable := &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "busy"}
-	tooMany := &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, Message: "slow down", RetryAfter: "0"}
+	tooMany := &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, Message: "slow down", RetryAfterHeader: "0"}
 	tests := []struct {
 		name      string
 		err       error
@@ -131,17 +131,22 @@ func TestHeadIsRetriedToo(t *testing.T) {
 	}
 }
 
-// TestRetryAfterTooLongFailsFast: an origin asking to wait an hour fails the
-// fetch at once with its own answer.
+// TestRetryAfterTooLongFailsFast: an origin asking to wait an hour, or
+// longer than any duration, fails the fetch at once with its own answer.
 func TestRetryAfterTooLongFailsFast(t *testing.T) {
-	up := origintest.New()
-	dg := up.Add(origintest.RandomBytes(t, 1000), "")
-	up.Set(func(o *origintest.Origin) {
-		o.FailNext, o.FailCount = &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, RetryAfter: "3600"}, 1
-	})
-	_, err := fetchAll(t, New(up, Config{}), get(dg))
-	if e, ok := oci.AsError(err); !ok || e.Status != http.StatusTooManyRequests {
-		t.Fatalf("err = %v, want the 429 passed on", err)
+	for _, after := range []string{"3600", "99999999999999999999"} {
+		up := origintest.New()
+		dg := up.Add(origintest.RandomBytes(t, 1000), "")
+		up.Set(func(o *origintest.Origin) {
+			o.FailNext, o.FailCount = &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, RetryAfterHeader: after}, 1
+		})
+		_, err := fetchAll(t, New(up, Config{}), get(dg))
+		if e, ok := oci.AsError(err); !ok || e.Status != http.StatusTooManyRequests {
+			t.Fatalf("Retry-After %s: err = %v, want the 429 passed on", after, err)
+		}
+		if n := up.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 1 {
+			t.Errorf("Retry-After %s: GETs = %d, want 1", after, n)
+		}
 	}
 }
 

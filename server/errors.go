@@ -148,8 +148,8 @@ func writeError(resp *fasthttp.Response, err error) int {
 	if e.Challenge != "" {
 		resp.Header.Set("WWW-Authenticate", e.Challenge)
 	}
-	if e.RetryAfter != "" {
-		resp.Header.Set("Retry-After", e.RetryAfter)
+	if e.RetryAfterHeader != "" {
+		resp.Header.Set("Retry-After", e.RetryAfterHeader)
 	}
 	body := e.Body
 	if body != nil {

@@ -38,7 +38,7 @@ func TestWriteError(t *testing.T) {
 		{
 			name: "upstream 429 keeps Retry-After and its own body",
 			err: &oci.Error{
-				Status: 429, Code: oci.CodeTooManyRequests, RetryAfter: "30",
+				Status: 429, Code: oci.CodeTooManyRequests, RetryAfterHeader: "30",
 				Body: []byte("slow down"), ContentType: "text/plain",
 			},
 			wantStatus: 429,
@@ -266,12 +266,12 @@ func TestErrorHeadersForHeadAsForGet(t *testing.T) {
 		},
 		{
 			name: "upstream 429 with Retry-After and body", target: "/v2/app/manifests/v1",
-			err:  &oci.Error{Status: 429, Code: oci.CodeTooManyRequests, RetryAfter: "30", Body: []byte("slow down"), ContentType: "text/plain"},
+			err:  &oci.Error{Status: 429, Code: oci.CodeTooManyRequests, RetryAfterHeader: "30", Body: []byte("slow down"), ContentType: "text/plain"},
 			want: 429,
 		},
 		{
 			name: "upstream 429 with Retry-After, without body", target: "/v2/app/blobs/" + string(digestA),
-			err:  &oci.Error{Status: 429, Code: oci.CodeTooManyRequests, Message: "upstream answered 429", RetryAfter: "30"},
+			err:  &oci.Error{Status: 429, Code: oci.CodeTooManyRequests, Message: "upstream answered 429", RetryAfterHeader: "30"},
 			want: 429,
 		},
 		{

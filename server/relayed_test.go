@@ -32,7 +32,7 @@ func TestUpstreamsDoingIsMarkedRelayed(t *testing.T) {
 		{"relayed by another cacheyd", fmt.Errorf("peer: %w", &oci.Error{Status: 502, Code: oci.CodeUnavailable, Upstream: true, Err: oci.ErrRelayed}), true},
 		{"the client-token guard", errNoClientToken, false},
 		{"a malformed name", oci.ErrNameInvalid("bad"), false},
-		{"too many fills", &oci.Error{Status: 503, Code: oci.CodeUnavailable, RetryAfter: "1", Message: "too many fills in flight"}, false},
+		{"too many fills", &oci.Error{Status: 503, Code: oci.CodeUnavailable, RetryAfterHeader: "1", Message: "too many fills in flight"}, false},
 		{"an internal error", errBoom, false},
 		{"shutting down", fmt.Errorf("wait: %w", context.Canceled), false},
 		{"a method refused", errMethod("PUT", "GET, HEAD"), false},

@@ -140,7 +140,7 @@ func (c *Client) fetchOnce(ctx context.Context, t target, req *oci.Request) (*oc
 		c.ids.forget(id)
 		return c.do(ctx, c.rt, t, req)
 	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+	if oci.RefusedStatus(resp.StatusCode) {
 		// Refused as cacheyd. The client must see what the registry tells
 		// an anonymous client: its challenge names the realm and scope the
 		// client needs, and no trace of cacheyd's token or credentials

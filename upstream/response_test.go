@@ -263,7 +263,7 @@ func TestErrorAnswers(t *testing.T) {
 			name: "429 keeps Retry-After", req: manifestRequest("HEAD", "v1"), status: 429,
 			header: map[string]string{"Retry-After": "17"},
 			want: oci.Error{Status: 429, Code: oci.CodeTooManyRequests, Message: "upstream answered 429 Too Many Requests",
-				RetryAfter: "17"},
+				RetryAfterHeader: "17"},
 		},
 		{
 			name: "503 with a text body", req: blobRequest("GET", content), status: 503,
