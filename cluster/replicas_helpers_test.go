@@ -64,7 +64,9 @@ func startReplicas(t *testing.T, up *registrytest.Registry, n int, mod func(i in
 // up mapped and its CDN allowed, quick to stop.
 func replicaConfig(t *testing.T, up *registrytest.Registry) app.Config {
 	cfg := app.Defaults()
-	cfg.ShutdownTimeout = 5 * time.Second
+	// A free loopback port, never the conventional one: a replica started
+	// alone has no listener of its own.
+	cfg.Listen, cfg.ShutdownTimeout = "127.0.0.1:0", 5*time.Second
 	cfg.Cache.Dir, cfg.Cache.MemoryBytes, cfg.Cache.DiskBytes = t.TempDir(), 64<<20, 1<<30
 	cfg.Upstream.RegistryURLs = map[string]string{up.Host(): up.URL()}
 	cfg.Upstream.AllowedHosts = []string{up.CDNHost()}
