@@ -70,7 +70,10 @@ func policy(s Set) [classes][]entry {
 		byTag:    present(owner, parent, registry),
 		// As cacheyd's own: the owner gets the credentials sealed and
 		// checks them as this replica would; to the parent, this
-		// cacheyd is a client like any.
+		// cacheyd is a client like any. (The cache decides one route for
+		// a client's request, whose fill asks as cacheyd first and with
+		// the credentials on a refusal: a list of its own here would
+		// need a route of its own for that second fill.)
 		withCredentials: present(owner, parent, registry),
 		// Never forwarded to a member again: a request makes one hop.
 		fromPeer: present(parent, registry),
