@@ -1,14 +1,15 @@
 // Package app is cacheyd's composition root: it wires the sources (the
 // upstream client as the registry; the cluster's owner and parent, when
-// there are peers or a parent) into the policy over them (package sources),
-// the cache behind it and the server into one running cacheyd, listens (and on a second address for the
-// replicas, when asked), and shuts it down. It gives the server and the
-// cluster what they must agree on: the cluster secret, one random instance
-// id per start (loops of parents), and the peers' idle allowance, which
-// follows from the fill's idle timeout and upstream's header timeout. The
-// command (cmd/cacheyd, which turns flags into a Config), the benchmark
-// harness and the tests all start cacheyd through Run, so there is one
-// wiring and one set of defaults (Defaults).
+// there are peers or a parent) into the policy over them (package
+// sources), the cache behind it and the server into one running cacheyd,
+// listens (and on a second address for the replicas, when asked), and
+// shuts it down. A new source is one more value of sources.Set here. It
+// gives the server and the cluster what they must agree on: the cluster
+// secret, one random instance id per start (loops of parents), and the
+// peers' idle allowance, which follows from the fill's idle timeout and
+// upstream's header timeout. The command (cmd/cacheyd, which turns flags
+// into a Config), the benchmark harness and the tests all start cacheyd
+// through Run, so there is one wiring and one set of defaults (Defaults).
 package app
 
 import (
