@@ -143,6 +143,7 @@ func (p *Policy) route(req *oci.Request, keyed bool) *Route {
 		return p.alone
 	}
 	r := &Route{p: p}
+	r.steps = r.buf[:0]
 	if keyed {
 		r.key = req.Route
 	}

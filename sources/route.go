@@ -18,6 +18,9 @@ type Route struct {
 	p     *Policy
 	key   string
 	steps []step
+	// buf holds the steps of most routes: an owner, its next member, the
+	// parent and the registry, without an allocation of their own.
+	buf [4]step
 	// at is where a fetch starts: the step that answered last. A failure
 	// moves it past the step that failed, never back.
 	at atomic.Int32
