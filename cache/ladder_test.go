@@ -20,6 +20,7 @@ import (
 // told, and fails or marks answers as a peer's on demand.
 type ladderOrigin struct {
 	*origintest.Origin
+	next origintest.Fetcher // the fake, or the fake behind the test's faults
 
 	mu        sync.Mutex    // guards everything below
 	hold      chan struct{} // when set, requests as cacheyd wait for it to close
@@ -48,7 +49,7 @@ func (o *ladderOrigin) Fetch(ctx context.Context, req *oci.Request) (*oci.Respon
 	if fail != nil {
 		return nil, fail
 	}
-	resp, err := o.Origin.Fetch(ctx, req)
+	resp, err := o.next.Fetch(ctx, req)
 	if resp != nil && peer {
 		resp.Peer = true
 	}
@@ -186,7 +187,10 @@ func TestLadder(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					o := &ladderOrigin{Origin: origintest.New()}
 					kind := newLadderKind(name, o.Origin)
-					o.Origin.Set(func(oo *origintest.Origin) { oo.Private = tt.private })
+					o.next = o.Origin
+					if tt.private != "" {
+						o.next = origintest.Private(o.Origin, tt.private)
+					}
 					c := newTestCache(t, o, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = ttl, staleMax })
 					if tt.age >= 0 {
 						o.set(func(o *ladderOrigin) { o.peer = tt.peer })
