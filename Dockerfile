@@ -14,9 +14,12 @@ COPY . .
 ARG VERSION=""
 ARG TARGETOS
 ARG TARGETARCH
-# A static binary: no libc in the final image, and no cgo anywhere.
+# A static binary: no libc in the final image, and no cgo anywhere. The
+# image holds cacheyd alone: cacheyd-bench, the benchmark, is run from the
+# source tree (go run ./cmd/cacheyd-bench) and is not built here. The
+# version is set in cmd/internal/daemon, which both commands share.
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/cacheyd ./cmd/cacheyd
+    go build -trimpath -ldflags "-s -w -X github.com/cacheyd/cacheyd/cmd/internal/daemon.version=${VERSION}" -o /out/cacheyd ./cmd/cacheyd
 # The cache directory, owned by the non-root user so a fresh volume is writable.
 RUN mkdir -p /out/cache
 

@@ -9,7 +9,7 @@
 #      both with each server's default logging (access lines to a file) and
 #      with logging off;
 #   3. cacheyd's peak resident memory while NODES clients stream the large
-#      blob through it, cold (one fill) and then warm (cacheyd bench
+#      blob through it, cold (one fill) and then warm (cacheyd-bench
 #      --target --target-pid);
 #   4. (PARTS=pinned, not part of the default) the hit path pinned: a warm
 #      manifest from cacheyd's memory tier against nginx's static file, the
@@ -27,7 +27,9 @@
 #   PARTS=pinned ROUNDS=5 bench/compare.sh
 #
 # Settings (environment): CACHEYD (a cacheyd binary to measure; default:
-# one built from this tree), BLOB (256MiB), DURATION of each wrk run (10s),
+# one built from this tree), CACHEYD_BENCH (the cacheyd-bench binary that
+# runs the fake upstream and the clients of part 3; default: one built
+# from this tree), BLOB (256MiB), DURATION of each wrk run (10s),
 # ROUNDS of alternating runs whose median is reported (3),
 # BLOB_CONNS (4) and MANIFEST_CONNS (64) wrk connections, WRK_THREADS (2),
 # NODES (256), MEMORY (cacheyd's --memory-bytes, 256MiB), PORT_BASE (30400:
@@ -62,7 +64,7 @@ PIN_LOGS=${PIN_LOGS:-on off}
 UP_PORT=$PORT_BASE          # fake upstream for part 1 and 2
 CY_PORT=$((PORT_BASE + 1))  # cacheyd for part 1 and 2
 NG_PORT=$((PORT_BASE + 2))  # nginx
-UP2_PORT=$((PORT_BASE + 3)) # fake upstream of cacheyd bench, part 3
+UP2_PORT=$((PORT_BASE + 3)) # fake upstream of cacheyd-bench, part 3
 CY2_PORT=$((PORT_BASE + 4)) # cacheyd for part 3
 CDN_PORT=$((PORT_BASE + 5))  # the CDN of the fake upstream for part 1 and 2
 CDN2_PORT=$((PORT_BASE + 6)) # the CDN of the fake upstream of part 3
@@ -118,6 +120,12 @@ else
 	echo "building cacheyd..." >&2
 	go build -o "$work/cacheyd" ./cmd/cacheyd
 fi
+if [[ -n ${CACHEYD_BENCH:-} ]]; then
+	cp "$CACHEYD_BENCH" "$work/cacheyd-bench"
+else
+	echo "building cacheyd-bench..." >&2
+	go build -o "$work/cacheyd-bench" ./cmd/cacheyd-bench
+fi
 echo "compare/big v1 linux/amd64 $BLOB" >"$work/images.txt"
 
 echo "machine: $(nproc) CPUs, $(go version | cut -d' ' -f3), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -138,7 +146,7 @@ median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 # one image whose layer is BLOB, and sets manifest_url and blob_url (on
 # cacheyd), blob_size and the ns cacheyd is asked for.
 start_upstream() {
-	"$work/cacheyd" bench --serve-upstream --upstream-addr "127.0.0.1:$UP_PORT" --upstream-cdn-addr "127.0.0.1:$CDN_PORT" --images "$work/images.txt" \
+	"$work/cacheyd-bench" --serve-upstream --upstream-addr "127.0.0.1:$UP_PORT" --upstream-cdn-addr "127.0.0.1:$CDN_PORT" --images "$work/images.txt" \
 		--latency 0 --bandwidth 0 --pull-limit 0 >"$work/upstream.txt" 2>&1 &
 	up_pid=$!
 	wait_for "$up_pid" "$work/upstream.txt" '^blob '
@@ -391,7 +399,7 @@ if [[ $PARTS == *memory* ]]; then
 		curl -fs "http://127.0.0.1:$CY2_PORT/healthz" >/dev/null && break
 		sleep 0.1
 	done
-	"$work/cacheyd" bench --no-progress --target "http://127.0.0.1:$CY2_PORT" --target-pid "$cy2_pid" \
+	"$work/cacheyd-bench" --no-progress --target "http://127.0.0.1:$CY2_PORT" --target-pid "$cy2_pid" \
 		--upstream-addr "127.0.0.1:$UP2_PORT" --upstream-cdn-addr "127.0.0.1:$CDN2_PORT" --images "$work/images.txt" \
 		--nodes "$NODES" --scenarios cold,warm
 fi

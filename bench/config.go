@@ -189,7 +189,7 @@ const (
 	DefaultResume = 3
 )
 
-// DefaultConfig is the run of "cacheyd bench" with no flags: the default
+// DefaultConfig is the run of "cacheyd-bench" with no flags: the default
 // image set on a Docker Hub-like upstream, bursts of 1, 4, 16 and 64 nodes.
 func DefaultConfig() Config {
 	return Config{
@@ -199,7 +199,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// QuickConfig is a run of seconds for CI ("cacheyd bench --quick"): the
+// QuickConfig is a run of seconds for CI ("cacheyd-bench --quick"): the
 // quick image set, bursts of 1, 4 and 16 nodes, 5 ms and 20 MB/s upstream,
 // and a pull limit of 20 that the direct burst of 16 exceeds.
 func QuickConfig() Config {

@@ -1,5 +1,5 @@
 // Package bench is cacheyd's burst-scaling benchmark harness, run as
-// "cacheyd bench". It starts a fake Docker Hub in-process (a real registry
+// cacheyd-bench. It starts a fake Docker Hub in-process (a real registry
 // with Docker Hub's token challenge, blob redirects to a second host, pull
 // accounting with a pull limit, and a per-connection bandwidth cap and
 // per-request latency), seeds it with a set of images shaped like what
@@ -10,5 +10,5 @@
 // first-byte lag) as a table, JSON and a chart.
 //
 // Nothing imports bench; its API (Config, Run, Report) is for
-// cmd/cacheyd, which passes the real wiring in as Config.Start.
+// cmd/cacheyd-bench, which passes cacheyd's real wiring in as Config.Start.
 package bench

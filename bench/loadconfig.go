@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// LoadConfig configures the load scenario ("cacheyd bench --scenarios
+// LoadConfig configures the load scenario ("cacheyd-bench --scenarios
 // load"): many client connections hitting cached content while one large
 // blob is filled from a slow upstream. The zero value of each field is
 // documented; DefaultLoadConfig and QuickLoadConfig give the numbers.
@@ -45,7 +45,7 @@ type LoadConfig struct {
 	JSON bool
 }
 
-// DefaultLoadConfig is "cacheyd bench --scenarios load".
+// DefaultLoadConfig is "cacheyd-bench --scenarios load".
 func DefaultLoadConfig() LoadConfig {
 	return LoadConfig{
 		Conns: 1000, Before: 5 * time.Second, After: 2 * time.Second, SmallLayer: 2 << 20,

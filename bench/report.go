@@ -164,7 +164,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if s.Bandwidth > 0 {
 		bw = humanize.Bytes(uint64(s.Bandwidth)) + "/s per connection"
 	}
-	fmt.Fprintf(w, "cacheyd bench, %s, %s/%s %d CPUs, %s\n", r.Date.Format("2006-01-02 15:04"), r.Machine.OS, r.Machine.Arch, r.Machine.CPUs, r.Machine.GoVersion)
+	fmt.Fprintf(w, "cacheyd-bench, %s, %s/%s %d CPUs, %s\n", r.Date.Format("2006-01-02 15:04"), r.Machine.OS, r.Machine.Arch, r.Machine.CPUs, r.Machine.GoVersion)
 	fmt.Fprintf(w, "image set: %d images, %d manifests + %d blobs = %s per %s node (largest blob %s; upstream stores %s)\n",
 		s.Images, s.Manifests, s.Blobs, humanize.IBytes(uint64(s.Bytes)), s.Platform, humanize.IBytes(uint64(s.LargestBlob)), humanize.IBytes(uint64(s.StoredBytes)))
 	fmt.Fprintf(w, "upstream: %s latency per request, %s, %s; nodes: %d downloads at once; %s\n\n",

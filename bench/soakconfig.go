@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// SoakConfig configures the soak scenario ("cacheyd bench --scenarios
+// SoakConfig configures the soak scenario ("cacheyd-bench --scenarios
 // soak"): nodes pull the image set through cacheyd again and again for a
 // bounded time while the upstream injects faults, and part of the cache
 // directory is wiped once in the middle. The zero value of each field is
@@ -46,7 +46,7 @@ type SoakConfig struct {
 	JSON bool
 }
 
-// DefaultSoakConfig is "cacheyd bench --scenarios soak".
+// DefaultSoakConfig is "cacheyd-bench --scenarios soak".
 func DefaultSoakConfig() SoakConfig {
 	return SoakConfig{
 		Duration: 30 * time.Second, Nodes: 4, Images: QuickImages(), FaultRate: 0.1,

@@ -17,7 +17,7 @@ import (
 // of each answer and the most answers open at once, and to hold every GET
 // but the first (and those pass lets through) until release closes.
 type ranges struct {
-	up      *origintest.Origin
+	up      origintest.Fetcher
 	release chan struct{}
 	pass    func(oci.Request) bool
 	arrived chan oci.Request // if set, told of every GET as it arrives
@@ -220,8 +220,7 @@ func TestCutChunkResumesAlone(t *testing.T) {
 	data := randomBytes(t, 1<<20)
 	up := origintest.New()
 	dg := up.Add(data, "")
-	up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 10000, 1 })
-	o := &ranges{up: up}
+	o := &ranges{up: origintest.Cut(up, 10000).Times(1)}
 	c := chunkedCache(t, o)
 	if got := fillAndWait(t, c, blobReq(dg)); !bytes.Equal(got, data) {
 		t.Fatal("object differs")
@@ -247,8 +246,7 @@ func TestOriginIgnoringRangeIsOneStream(t *testing.T) {
 			data := randomBytes(t, 1<<20)
 			up := origintest.New()
 			dg := up.Add(data, "")
-			up.Set(func(o *origintest.Origin) { o.IgnoreRange = true })
-			c := chunkedCache(t, up)
+			c := chunkedCache(t, origintest.IgnoreRange(up))
 			req := blobReq(dg)
 			if hint {
 				req.Wants = oci.Window{Offset: 500000, Length: 1000}
@@ -277,8 +275,7 @@ func TestCorruptChunkFailsTheFill(t *testing.T) {
 	data := randomBytes(t, 1<<20)
 	up := origintest.New()
 	dg := up.Add(data, "")
-	up.Set(func(o *origintest.Origin) { o.Corrupt = true })
-	c := chunkedCache(t, up)
+	c := chunkedCache(t, origintest.Corrupt(up))
 	obj, err := c.Get(t.Context(), blobReq(dg))
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,10 @@
 //     concurrent requests and served by the digest of its bytes.
 //   - Listings (listing.go): tag lists and referrers, passed through as the
 //     origin answers them and kept like a tag's answer. Tags and listings
-//     share one way of asking upstream (lookup.go).
+//     climb one ladder (lookup.go): the answer kept while fresh, else one
+//     lookup as cacheyd shared by every request at the time, else (refused)
+//     one with the request's own credentials, for it alone, else the kept
+//     answer served stale while the origin cannot answer, else the error.
 //   - Accept (accept.go): a manifest whose media type the client does not
 //     take is asked from the origin with the client's own Accept.
 //   - Private content (private.go): what the origin gave only to a client's

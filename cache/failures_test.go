@@ -18,8 +18,8 @@ func TestPeersGetARecentFailure(t *testing.T) {
 	o := origintest.New()
 	data := randomBytes(t, 64<<10)
 	dg := o.Add(data, "")
-	o.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 100, 1000 })
-	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes, cfg.FillRetries, cfg.RetryBackoff = 0, 1, 1 })
+	cut := origintest.Cut(o, 100).Times(1000)
+	c := newTestCache(t, cut, func(cfg *Config) { cfg.MemoryBytes, cfg.FillRetries, cfg.RetryBackoff = 0, 1, 1 })
 
 	obj, err := c.Get(t.Context(), blobReq(dg))
 	if err != nil {
@@ -44,7 +44,7 @@ func TestPeersGetARecentFailure(t *testing.T) {
 		t.Errorf("upstream GETs after a peer's request = %d, want still %d", n, gets)
 	}
 
-	o.Set(func(o *origintest.Origin) { o.CutCount = 0 })
+	cut.Off()
 	obj, err = c.Get(t.Context(), blobReq(dg))
 	if err != nil {
 		t.Fatal(err)

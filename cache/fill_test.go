@@ -29,8 +29,7 @@ func TestConcurrentColdReadersShareOneFill(t *testing.T) {
 	data := randomBytes(t, 1<<20)
 	dg := o.Add(data, "")
 	gate := make(chan struct{})
-	o.Set(func(o *origintest.Origin) { o.Gate = gate })
-	c := newTestCache(t, o, nil)
+	c := newTestCache(t, origintest.Gate(o, gate), nil)
 
 	const readers = 50
 	objs := make([]*Object, readers)
@@ -84,8 +83,7 @@ func TestReadersStreamBeforeFillEnds(t *testing.T) {
 	data := randomBytes(t, 1<<20)
 	dg := o.Add(data, "")
 	gate := make(chan struct{})
-	o.Set(func(o *origintest.Origin) { o.Gate = gate })
-	c := newTestCache(t, o, nil)
+	c := newTestCache(t, origintest.Gate(o, gate), nil)
 
 	obj, err := c.Get(t.Context(), blobReq(dg))
 	if err != nil {
@@ -140,8 +138,7 @@ func TestLastByteWaitsForVerification(t *testing.T) {
 	data := randomBytes(t, 64<<10)
 	dg := o.Add(data, "")
 	gate := make(chan struct{})
-	o.Set(func(o *origintest.Origin) { o.Gate = gate })
-	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes = 0 })
+	c := newTestCache(t, origintest.Gate(o, gate), func(cfg *Config) { cfg.MemoryBytes = 0 })
 	half := int64(len(data) / 2)
 
 	window, err := c.Get(t.Context(), blobReq(dg))
@@ -179,8 +176,8 @@ func TestCorruptUpstreamNeverCached(t *testing.T) {
 	o := origintest.New()
 	data := randomBytes(t, 512<<10)
 	dg := o.Add(data, "")
-	o.Set(func(o *origintest.Origin) { o.Corrupt = true })
-	c := newTestCache(t, o, nil)
+	corrupt := origintest.Corrupt(o)
+	c := newTestCache(t, corrupt, nil)
 
 	obj, err := c.Get(t.Context(), blobReq(dg))
 	if err != nil {
@@ -196,7 +193,7 @@ func TestCorruptUpstreamNeverCached(t *testing.T) {
 	c.wg.Wait()
 	assertNoFiles(t, c.cfg.Dir)
 	// The next request starts afresh.
-	o.Set(func(o *origintest.Origin) { o.Corrupt = false })
+	corrupt.Off()
 	obj, err = c.Get(t.Context(), blobReq(dg))
 	if err != nil {
 		t.Fatal(err)
@@ -216,8 +213,7 @@ func TestStarterLeavesFillGoesOn(t *testing.T) {
 	data := randomBytes(t, 2<<20)
 	dg := o.Add(data, "")
 	gate := make(chan struct{})
-	o.Set(func(o *origintest.Origin) { o.Gate = gate })
-	c := newTestCache(t, o, nil)
+	c := newTestCache(t, origintest.Gate(o, gate), nil)
 
 	startCtx, leave := context.WithCancel(t.Context())
 	first, err := c.Get(startCtx, blobReq(dg))

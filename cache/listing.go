@@ -18,7 +18,7 @@ import (
 //
 //   - Asked as cacheyd, once for all concurrent requests, and kept for
 //     TagTTL; while upstream cannot answer, the last answer is served up to
-//     TagStaleMax past its TTL (lookup.go).
+//     TagStaleMax past its TTL (the ladder, lookup.go).
 //   - Refused as cacheyd (401, 403): asked again with the request's own
 //     credentials, and that answer goes to that request only, never kept.
 //   - Any other answer of the origin (a 404 from a registry without the
@@ -73,10 +73,21 @@ func (k listKey) String() string {
 	return k.kind.String() + " " + k.registry + "/" + k.repository + "@" + string(k.ref) + "?" + k.query
 }
 
+func (k listKey) logAttrs() []any {
+	return []any{"kind", k.kind.String(), "registry", k.registry, "repository", k.repository}
+}
+
 type listEntry struct {
 	listing Listing // Source unset
 	checked time.Time
 }
+
+func (e listEntry) answer() Listing      { return e.listing }
+func (e listEntry) confirmed() time.Time { return e.checked }
+
+// staleOK is always true: listings are not asked of peers (each replica
+// asks upstream itself), so no kept listing is another replica's word.
+func (e listEntry) staleOK() bool { return true }
 
 // listingTable remembers the last answer of each listing fetched as
 // cacheyd. Answers obtained with a client's credentials are never stored.
@@ -87,66 +98,51 @@ func newListingTable() *listingTable {
 }
 
 // List answers a tag list or referrers request (req.Kind KindTags or
-// KindReferrers, req.List its query). Errors that are the origin's answer
-// (404, 401 with its challenge, ...) are *oci.Error, passed on unaltered.
+// KindReferrers, req.List its query) by the ladder (lookup.go). Errors
+// that are the origin's answer (404, 401 with its challenge, ...) are
+// *oci.Error, passed on unaltered.
 func (c *Cache) List(ctx context.Context, req *oci.Request) (*Listing, error) {
 	if !req.Kind.IsListing() {
 		return nil, fmt.Errorf("cache: cannot list %s", req.Kind)
 	}
-	kind := req.Kind.String()
-	key := listKey{kind: req.Kind, registry: req.Registry, repository: req.Repository, ref: req.Reference.Digest, query: req.List.Encode()}
-	last, known := c.listings.get(key)
-	if known && time.Since(last.checked) < c.cfg.TagTTL {
-		c.m.Listings.WithLabelValues(kind, "fresh").Inc()
-		return last.listing.as(SourceListings), nil
+	l := c.listingLadder()
+	listing, r, err := climb(ctx, c, &l, req, listKeyOf(req))
+	if err != nil {
+		return nil, err
 	}
-	get := oci.Request{Method: http.MethodGet, Kind: req.Kind, Registry: req.Registry, Repository: req.Repository,
+	return listing.as(r.source(SourceListings)), nil
+}
+
+// listingLadder is how a listing climbs the ladder: fetched whole with a
+// GET, kept in the listing table, counted by kind, a failure with the
+// request's own credentials counted as an error.
+func (c *Cache) listingLadder() ladder[listKey, listEntry, Listing] {
+	return ladder[listKey, listEntry, Listing]{what: "listing", kept: c.listings, flight: &c.listFlight,
+		ask: (*Cache).listingGet, read: (*Cache).readListing, keep: (*Cache).keepListing, count: (*Cache).countListing,
+		countClientErrors: true}
+}
+
+func listKeyOf(req *oci.Request) listKey {
+	return listKey{kind: req.Kind, registry: req.Registry, repository: req.Repository, ref: req.Reference.Digest, query: req.List.Encode()}
+}
+
+// listingGet is the GET that asks for req's listing as cacheyd. It names
+// no route: each replica asks upstream for listings itself.
+func (*Cache) listingGet(req *oci.Request) *oci.Request {
+	return &oci.Request{Method: http.MethodGet, Kind: req.Kind, Registry: req.Registry, Repository: req.Repository,
 		Reference: req.Reference, List: req.List}
-	v, err := c.shared(ctx, &c.listFlight, key.String(), func(ctx context.Context) (any, error) {
-		resp, err := c.fetchLookup(ctx, &get, known)
-		if err != nil {
-			return nil, err
-		}
-		l, err := c.readListing(&get, resp)
-		if err != nil {
-			return nil, err
-		}
-		// Kept for everyone: the listing table's bound holds it now.
-		l.Release()
-		l.claim = nil
-		c.listings.put(key, listEntry{listing: *l, checked: time.Now()})
-		return l, nil
-	})
-	if err != nil && ctx.Err() != nil {
-		return nil, context.Cause(ctx)
-	}
-	if err == nil {
-		c.m.Listings.WithLabelValues(kind, "revalidated").Inc()
-		return v.(*Listing).as(SourceUpstream), nil
-	}
-	if refused(err) && req.Authorization != "" {
-		withAuth := get
-		withAuth.Authorization = req.Authorization
-		resp, _, perr := c.asClient(ctx, c.origin, &withAuth, nil, err)
-		var l *Listing
-		if perr == nil {
-			l, perr = c.readListing(&withAuth, resp)
-		}
-		if perr != nil {
-			c.m.Listings.WithLabelValues(kind, "error").Inc()
-			return nil, perr
-		}
-		c.m.Listings.WithLabelValues(kind, "passthrough").Inc()
-		return l.as(SourcePassThrough), nil
-	}
-	if known && c.servesStale(last.checked, err) {
-		c.m.Listings.WithLabelValues(kind, "stale").Inc()
-		c.log.Warn("serving stale listing", "kind", kind, "registry", req.Registry, "repository", req.Repository,
-			"age", time.Since(last.checked).Round(time.Second), "err", err)
-		return last.listing.as(SourceListings), nil
-	}
-	c.m.Listings.WithLabelValues(kind, "error").Inc()
-	return nil, err
+}
+
+// keepListing keeps a listing for everyone: the listing table's bound
+// holds it now, rather than the read memory it was read in.
+func (c *Cache) keepListing(key listKey, l *Listing, _ *oci.Response) {
+	l.Release()
+	l.claim = nil
+	c.listings.put(key, listEntry{listing: *l, checked: time.Now()})
+}
+
+func (c *Cache) countListing(key listKey, r rung) {
+	c.m.Listings.WithLabelValues(key.kind.String(), string(r)).Inc()
 }
 
 // as is a copy of l from source.
@@ -158,8 +154,8 @@ func (l Listing) as(source Source) *Listing {
 // readListing reads an origin's listing answer whole (at most
 // oci.MaxListingSize) within the read memory budget, and closes its body.
 // The listing holds what it claimed of the budget until Release.
-func (c *Cache) readListing(req *oci.Request, resp *oci.Response) (*Listing, error) {
-	l := &Listing{MediaType: resp.MediaType, Link: resp.Link, FiltersApplied: resp.FiltersApplied}
+func (c *Cache) readListing(req *oci.Request, resp *oci.Response) (Listing, error) {
+	l := Listing{MediaType: resp.MediaType, Link: resp.Link, FiltersApplied: resp.FiltersApplied}
 	if resp.Body == nil {
 		return l, nil
 	}
@@ -170,11 +166,11 @@ func (c *Cache) readListing(req *oci.Request, resp *oci.Response) (*Listing, err
 		if _, ok := oci.AsError(err); !ok {
 			err = fmt.Errorf("cache: read listing: %w", err)
 		}
-		return nil, err
+		return Listing{}, err
 	}
 	if l.Body, err = w.bytes(kind); err != nil {
 		w.release()
-		return nil, err
+		return Listing{}, err
 	}
 	l.claim = w.claim
 	return l, nil

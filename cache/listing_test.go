@@ -42,7 +42,9 @@ func TestListingFreshnessAndStaleIfError(t *testing.T) {
 				Link: `</v2/library/app/tags/list?last=b&n=2>; rel="next"`}
 		}
 		o.AddListing(oci.KindTags, "", q, page(`{"name":"library/app","tags":["a","b"]}`))
-		c := newTestCache(t, o, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Minute, time.Hour })
+		down := origintest.Fail(o, errors.Join(errors.New("down"), oci.ErrUpstreamUnavailable)).Off()
+		gone := origintest.Fail(down, &oci.Error{Status: http.StatusNotFound, Code: oci.CodeNameUnknown, Message: "gone"}).Off()
+		c := newTestCache(t, gone, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Minute, time.Hour })
 		gets := func() int { return o.Count(http.MethodGet, oci.KindTags, origintest.ListRef("", q)) }
 		list := func(wantBody string, wantSource Source, wantGets int) {
 			t.Helper()
@@ -64,9 +66,7 @@ func TestListingFreshnessAndStaleIfError(t *testing.T) {
 		time.Sleep(31 * time.Second) // past the TTL
 		list(`{"name":"library/app","tags":["a","c"]}`, SourceUpstream, 2)
 
-		o.Set(func(o *origintest.Origin) {
-			o.Fail = errors.Join(errors.New("down"), oci.ErrUpstreamUnavailable)
-		})
+		down.Always()
 		time.Sleep(time.Minute + time.Second)
 		list(`{"name":"library/app","tags":["a","c"]}`, SourceListings, 3)
 		time.Sleep(time.Hour) // past TagStaleMax
@@ -76,9 +76,7 @@ func TestListingFreshnessAndStaleIfError(t *testing.T) {
 
 		// A 404 is the registry's answer: passed on, though a stale answer
 		// is at hand.
-		o.Set(func(o *origintest.Origin) {
-			o.Fail = &oci.Error{Status: http.StatusNotFound, Code: oci.CodeNameUnknown, Message: "gone"}
-		})
+		gone.Always()
 		if _, err := c.List(t.Context(), tagsReq(http.MethodGet, q)); !isStatus(err, http.StatusNotFound) {
 			t.Fatalf("a 404 upstream: %v, want it passed on", err)
 		}
@@ -147,8 +145,7 @@ func TestListingSharedAndHead(t *testing.T) {
 		body := `{"name":"library/app","tags":["` + strings.Repeat("x", 1000) + `"]}`
 		o.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: []byte(body), MediaType: "application/json"})
 		gate := make(chan struct{})
-		o.Set(func(o *origintest.Origin) { o.Gate = gate })
-		c := newTestCache(t, o, func(cfg *Config) { cfg.TagTTL = time.Minute })
+		c := newTestCache(t, origintest.Gate(o, gate), func(cfg *Config) { cfg.TagTTL = time.Minute })
 		const n = 8
 		var wg sync.WaitGroup
 		errs := make(chan error, n)
@@ -187,8 +184,8 @@ func TestListingSharedAndHead(t *testing.T) {
 func TestPrivateListing(t *testing.T) {
 	o := origintest.New()
 	o.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: []byte(`{"tags":["secret"]}`), MediaType: "application/json"})
-	o.Set(func(o *origintest.Origin) { o.Private = "Bearer alice" })
-	c := newTestCache(t, o, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Hour, time.Hour })
+	down := origintest.Fail(origintest.Private(o, "Bearer alice"), errors.Join(errors.New("down"), oci.ErrUpstreamUnavailable)).Off()
+	c := newTestCache(t, down, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Hour, time.Hour })
 	ref := origintest.ListRef("", oci.ListQuery{})
 
 	anon := tagsReq(http.MethodGet, oci.ListQuery{})
@@ -215,7 +212,7 @@ func TestPrivateListing(t *testing.T) {
 		}
 	}
 	// Upstream down: nothing was kept, so nothing stale is served either.
-	o.Set(func(o *origintest.Origin) { o.Fail = errors.Join(errors.New("down"), oci.ErrUpstreamUnavailable) })
+	down.Always()
 	if _, err := c.List(t.Context(), anon); !errors.Is(err, oci.ErrUpstreamUnavailable) {
 		t.Errorf("upstream down after private listings: %v, want unavailable", err)
 	}
@@ -227,10 +224,8 @@ func TestPrivateListing(t *testing.T) {
 func TestListingRetriedWhenNothingKept(t *testing.T) {
 	o := origintest.New()
 	o.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: []byte(`{"tags":[]}`)})
-	o.Set(func(o *origintest.Origin) {
-		o.FailNext, o.FailCount = &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "busy"}, 1
-	})
-	c := newTestCache(t, o, func(cfg *Config) { cfg.TagTTL, cfg.RetryBackoff = time.Hour, time.Millisecond })
+	busy := origintest.Fail(o, &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "busy"}).Only(http.MethodGet).Times(1)
+	c := newTestCache(t, busy, func(cfg *Config) { cfg.TagTTL, cfg.RetryBackoff = time.Hour, time.Millisecond })
 	if _, err := c.List(t.Context(), tagsReq(http.MethodGet, oci.ListQuery{})); err != nil {
 		t.Fatalf("after one 503: %v", err)
 	}

@@ -13,10 +13,147 @@ import (
 )
 
 // Lookups are what the cache asks upstream about mutable things: a tag
-// (tags.go) and a listing (listing.go). Both are asked as cacheyd, once for
-// every request that wants the same answer at the same time, kept for
-// TagTTL, and answered from what was kept, up to TagStaleMax past the TTL,
-// while upstream cannot answer. The rules they share are written here once.
+// (tags.go) and a listing (listing.go). Both climb one ladder, written here
+// once, and stop at the first rung that answers:
+//
+//  1. fresh: the answer kept, confirmed less than TagTTL ago;
+//  2. shared: asked as cacheyd, once for every request that wants the same
+//     answer at the same time, and kept;
+//  3. as client: on cacheyd's refusal, asked again with the request's own
+//     credentials, for that request alone, never kept nor shared;
+//  4. stale: while upstream cannot answer, the answer kept, up to
+//     TagStaleMax past the TTL, unless it is not this cacheyd's to serve
+//     stale (a peer's tag);
+//  5. error: upstream's own answer (a 404, a refusal), or its failure.
+
+// A rung is the step of the ladder that answered a lookup. Its name is the
+// outcome the lookup's metric counts.
+type rung string
+
+const (
+	rungFresh    rung = "fresh"
+	rungShared   rung = "revalidated"
+	rungAsClient rung = "passthrough"
+	rungStale    rung = "stale"
+	rungError    rung = "error"
+)
+
+// source is where an answer from r came from; kept is the source of an
+// answer of the kind's table (SourceTags, SourceListings).
+func (r rung) source(kept Source) Source {
+	switch r {
+	case rungShared:
+		return SourceUpstream
+	case rungAsClient:
+		return SourcePassThrough
+	}
+	return kept
+}
+
+// A lookupKey names one answer: the key of its table, and (String) of the
+// lookups in flight.
+type lookupKey interface {
+	comparable
+	String() string
+	// logAttrs names the answer in a log line.
+	logAttrs() []any
+}
+
+// A keptAnswer is an entry of a lookup's table: the answer A as upstream
+// last gave it to cacheyd.
+type keptAnswer[A any] interface {
+	answer() A
+	// confirmed is when upstream last gave the answer.
+	confirmed() time.Time
+	// staleOK reports whether this cacheyd may serve the answer stale.
+	staleOK() bool
+}
+
+// A ladder is what a kind of lookup gives the ladder: where its answers are
+// kept and shared, and how it asks, reads and keeps one. Its functions take
+// what they need as arguments, rather than closing over a request, so that
+// a fresh answer costs no allocation.
+type ladder[K lookupKey, E keptAnswer[A], A any] struct {
+	what   string              // "tag", "listing": names it in the stale warning
+	kept   *table[K, E]        // the last answers asked as cacheyd
+	flight *singleflight.Group // one lookup in flight per key and route
+	// ask is the request to ask as cacheyd for req, without its
+	// Authorization. Lookups of one key are shared only if their Route
+	// is the same (see Router).
+	ask func(c *Cache, req *oci.Request) *oci.Request
+	// read turns the origin's answer to req into an answer.
+	read func(c *Cache, req *oci.Request, resp *oci.Response) (A, error)
+	// keep keeps an answer asked as cacheyd in kept, and leaves in *a what
+	// the lookups that shared it get.
+	keep func(c *Cache, key K, a *A, resp *oci.Response)
+	// count counts a lookup of key by the rung that answered it.
+	count func(c *Cache, key K, r rung)
+	// countClientErrors counts a failure with the request's own
+	// credentials as an "error" outcome (listings); without it, such a
+	// failure is not counted (tags).
+	countClientErrors bool
+}
+
+// climb answers req, whose answer key names, by the ladder l: the answer
+// and the rung that gave it, or the error of the error rung (the cause of
+// ctx once it ends, counted on no rung).
+func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l *ladder[K, E, A], req *oci.Request, key K) (A, rung, error) {
+	var none A
+	last, known := l.kept.get(key)
+	if known && time.Since(last.confirmed()) < c.cfg.TagTTL {
+		l.count(c, key, rungFresh)
+		return last.answer(), rungFresh, nil
+	}
+	ask := l.ask(c, req)
+	// The lookup may outlive this call: it takes copies, not l, which
+	// would otherwise be allocated on every climb, fresh answers included.
+	read, keep := l.read, l.keep
+	v, err := c.shared(ctx, l.flight, key.String()+"\x00"+ask.Route, func(ctx context.Context) (any, error) {
+		resp, err := c.fetchLookup(ctx, ask, known)
+		if err != nil {
+			return nil, err
+		}
+		a, err := read(c, ask, resp)
+		if err != nil {
+			return nil, err
+		}
+		keep(c, key, &a, resp)
+		return a, nil
+	})
+	if err != nil && ctx.Err() != nil {
+		return none, rungError, context.Cause(ctx)
+	}
+	if err == nil {
+		l.count(c, key, rungShared)
+		return v.(A), rungShared, nil
+	}
+	if refused(err) && req.Authorization != "" {
+		// This request's alone: it shares no work, so it names no route.
+		client := *ask
+		client.Route, client.Authorization = "", req.Authorization
+		resp, _, err := c.asClient(ctx, c.origin, &client, nil, err)
+		a := none
+		if err == nil {
+			a, err = l.read(c, &client, resp)
+		}
+		if err != nil {
+			if l.countClientErrors {
+				l.count(c, key, rungError)
+			}
+			return none, rungError, err
+		}
+		l.count(c, key, rungAsClient)
+		return a, rungAsClient, nil
+	}
+	if known && last.staleOK() && c.servesStale(last.confirmed(), err) {
+		l.count(c, key, rungStale)
+		c.log.Warn("serving stale "+l.what, append(key.logAttrs(),
+			"age", time.Since(last.confirmed()).Round(time.Second), "err", err)...)
+		return last.answer(), rungStale, nil
+	}
+	l.count(c, key, rungError)
+	return none, rungError, err
+}
 
 // shared runs lookup once for every concurrent caller of key in g, on the
 // cache's own context bounded by tagTimeout, so that no one client can

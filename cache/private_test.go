@@ -64,11 +64,10 @@ func TestPrivateContentServedOnlyForItsSources(t *testing.T) {
 				mt = "application/vnd.oci.image.manifest.v1+json"
 			}
 			dg := private.Add(secret, mt)
-			private.Set(func(o *origintest.Origin) { o.Private = "Bearer alice" })
 			public := origintest.New()
 			public.Add(secret, mt)
 			reg := &registries{by: map[string]Origin{
-				"private.example": private, "evil.example": OriginFunc(liar), "public.example": public,
+				"private.example": origintest.Private(private, "Bearer alice"), "evil.example": OriginFunc(liar), "public.example": public,
 			}, calls: map[string]int{}}
 			dir := t.TempDir()
 			c := newTestCache(t, reg, func(cfg *Config) { cfg.Dir = dir })
@@ -170,8 +169,7 @@ func TestMarkedContentNeverInMemory(t *testing.T) {
 	o := origintest.New()
 	data := randomBytes(t, 4<<10)
 	dg := o.Add(data, "")
-	o.Set(func(o *origintest.Origin) { o.Private = "Bearer alice" })
-	c := newTestCache(t, o, nil)
+	c := newTestCache(t, origintest.Private(o, "Bearer alice"), nil)
 	req := blobReq(dg)
 	req.Authorization = "Bearer alice"
 	fillAndWait(t, c, req)

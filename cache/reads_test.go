@@ -29,8 +29,7 @@ func TestDigestlessTagFetchedOnce(t *testing.T) {
 		manifest := randomBytes(t, size)
 		o.Tag("v1", o.Add(manifest, manifestType))
 		gate := make(chan struct{})
-		o.Set(func(o *origintest.Origin) { o.NoDigest, o.Gate = true, gate })
-		c := newTestCache(t, o, nil)
+		c := newTestCache(t, origintest.NoDigest(origintest.Gate(o, gate)), nil)
 		var wg sync.WaitGroup
 		wrong := make(chan error, clients)
 		for range clients {
@@ -95,11 +94,11 @@ func (d *drip) Close() error { return nil }
 func TestDripHoldsAtMostItsQuarter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const budget, sent = 16 * readStep, 2 * readStep // a quarter: 4 steps
-		good := origintest.New()
+		fake := origintest.New()
 		manifest := randomBytes(t, 3*readStep)
-		good.Tag("v1", good.Add(manifest, manifestType))
-		good.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: []byte(`{"name":"app","tags":["v1"]}`), MediaType: "application/json"})
-		good.Set(func(o *origintest.Origin) { o.NoDigest = true })
+		fake.Tag("v1", fake.Add(manifest, manifestType))
+		fake.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: []byte(`{"name":"app","tags":["v1"]}`), MediaType: "application/json"})
+		good := origintest.NoDigest(fake)
 		ended := make(chan struct{}, 6)
 		c := newTestCache(t, OriginFunc(func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 			if req.Registry != "drip.example" {
@@ -194,8 +193,7 @@ func TestDigestlessTagPassThroughStreams(t *testing.T) {
 	o := origintest.New()
 	manifest := randomBytes(t, 3*readStep)
 	o.Tag("v1", o.Add(manifest, manifestType))
-	o.Set(func(o *origintest.Origin) { o.NoDigest, o.Private = true, "Bearer client" })
-	c := newTestCache(t, o, nil)
+	c := newTestCache(t, origintest.NoDigest(origintest.Private(o, "Bearer client")), nil)
 	for i := range 2 {
 		req := tagReq(http.MethodGet, "v1")
 		req.Authorization = "Bearer client"
@@ -228,8 +226,7 @@ func TestPassThroughListingWithinTheBound(t *testing.T) {
 	smallQ, largeQ := oci.ListQuery{N: "1"}, oci.ListQuery{N: "2"}
 	o.AddListing(oci.KindTags, "", smallQ, origintest.Listing{Body: bytes.Repeat([]byte("s"), small), MediaType: "application/json"})
 	o.AddListing(oci.KindTags, "", largeQ, origintest.Listing{Body: bytes.Repeat([]byte("l"), large), MediaType: "application/json"})
-	o.Set(func(o *origintest.Origin) { o.Private = "Bearer alice" })
-	c := newTestCache(t, o, func(cfg *Config) { cfg.ReadMemory = 16 * readStep }) // a quarter: 256 KiB
+	c := newTestCache(t, origintest.Private(o, "Bearer alice"), func(cfg *Config) { cfg.ReadMemory = 16 * readStep }) // a quarter: 256 KiB
 	list := func(q oci.ListQuery) (*Listing, error) {
 		req := tagsReq(http.MethodGet, q)
 		req.Authorization = "Bearer alice"

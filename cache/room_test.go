@@ -290,12 +290,13 @@ func TestClaimsAsBytesArrive(t *testing.T) {
 	}
 	data := randomBytes(t, 2<<20)
 	dg := o.Add(data, "")
-	c := newTestCache(t, o, func(cfg *Config) { cfg.MemoryBytes, cfg.DiskBytes, cfg.FillParallel = 0, budget, 1 })
+	pace := make(chan int)
+	paced := origintest.Pace(o, pace).Off()
+	c := newTestCache(t, paced, func(cfg *Config) { cfg.MemoryBytes, cfg.DiskBytes, cfg.FillParallel = 0, budget, 1 })
 	for _, k := range keep {
 		fillAndWait(t, c, blobReq(k))
 	}
-	pace := make(chan int)
-	o.Set(func(o *origintest.Origin) { o.Pace = pace })
+	paced.Always()
 	r := openBody(t, c, blobReq(dg))
 	read := int64(0)
 	for _, step := range []int64{256 << 10, 512 << 10, 512 << 10} {

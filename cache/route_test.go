@@ -56,8 +56,7 @@ func TestFillsAreSharedOnlyOnOneRoute(t *testing.T) {
 	data := randomBytes(t, 256<<10)
 	dg := o.Add(data, "")
 	gate := make(chan struct{})
-	o.Set(func(o *origintest.Origin) { o.Gate = gate })
-	r := &routed{Origin: o}
+	r := &routed{Origin: origintest.Gate(o, gate)}
 	c := newTestCache(t, r, nil)
 
 	peer := blobReq(dg)

@@ -18,6 +18,10 @@ type tagKey struct{ registry, repository, tag string }
 
 func (k tagKey) String() string { return k.registry + "/" + k.repository + ":" + k.tag }
 
+func (k tagKey) logAttrs() []any {
+	return []any{"registry", k.registry, "repository", k.repository, "tag", k.tag}
+}
+
 // descriptor is what a tag resolves to.
 type descriptor struct {
 	digest    oci.Digest
@@ -32,6 +36,10 @@ type tagEntry struct {
 	// that replica's to keep and serve stale, this one's only for the TTL.
 	peer bool
 }
+
+func (e tagEntry) answer() descriptor   { return e.desc }
+func (e tagEntry) confirmed() time.Time { return e.checked }
+func (e tagEntry) staleOK() bool        { return !e.peer }
 
 // tagTable remembers the last answer for each tag fetched as cacheyd.
 // Answers obtained with a client's credentials are never stored.
@@ -63,58 +71,54 @@ func (c *Cache) getTag(ctx context.Context, req *oci.Request) (*Object, error) {
 	return c.getDigest(ctx, &byDigest)
 }
 
-// resolveTag finds what a tag points to now. Concurrent lookups of one tag
-// share one upstream HEAD. When upstream fails (unreachable, 5xx, 429,
-// timeout) the last known answer is served for up to TagStaleMax past its
-// TTL; a 401 or 404 is a real answer and is returned.
+// resolveTag finds what a tag points to now, by the ladder (lookup.go):
+// concurrent lookups of one tag share one upstream HEAD. When upstream
+// fails (unreachable, 5xx, 429, timeout) the last known answer is served
+// for up to TagStaleMax past its TTL, unless a peer gave it; a 401 or 404
+// is a real answer and is returned.
 func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, Source, error) {
-	key := tagKey{req.Registry, req.Repository, req.Reference.Tag}
-	last, known := c.tags.get(key)
-	if known && time.Since(last.checked) < c.cfg.TagTTL {
-		c.m.TagLookups.WithLabelValues("fresh").Inc()
-		return last.desc, SourceTags, nil
+	l := c.tagLadder()
+	d, r, err := climb(ctx, c, &l, req, tagKeyOf(req))
+	if err != nil {
+		return descriptor{}, 0, err
 	}
+	return d, r.source(SourceTags), nil
+}
+
+// tagLadder is how a tag climbs the ladder: resolved with a HEAD, kept in
+// the tag table unless the answer names no digest, never served stale
+// from a peer's answer (tagEntry.staleOK).
+func (c *Cache) tagLadder() ladder[tagKey, tagEntry, descriptor] {
+	return ladder[tagKey, tagEntry, descriptor]{what: "tag", kept: c.tags, flight: &c.tagFlight,
+		ask: (*Cache).tagHead, read: (*Cache).tagAnswer, keep: (*Cache).keepTag, count: (*Cache).countTag}
+}
+
+func tagKeyOf(req *oci.Request) tagKey {
+	return tagKey{req.Registry, req.Repository, req.Reference.Tag}
+}
+
+// tagHead is the HEAD that resolves req's tag as cacheyd.
+func (c *Cache) tagHead(req *oci.Request) *oci.Request {
 	head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
 		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer, Via: req.Via}
 	// Lookups routed to different places are not shared (see Router).
 	head.Route = c.route(head)
-	v, err := c.shared(ctx, &c.tagFlight, key.String()+"\x00"+head.Route, func(ctx context.Context) (any, error) {
-		resp, err := c.fetchLookup(ctx, head, known)
-		if err != nil {
-			return descriptor{}, err
-		}
-		d := descriptor{digest: resp.Digest, mediaType: resp.MediaType, size: resp.Size}
-		if d.digest != "" {
-			c.tags.put(key, tagEntry{desc: d, checked: time.Now(), peer: resp.Peer})
-		}
-		return d, nil
-	})
-	if err != nil && ctx.Err() != nil {
-		return descriptor{}, 0, context.Cause(ctx)
-	}
-	if err == nil {
-		c.m.TagLookups.WithLabelValues("revalidated").Inc()
-		return v.(descriptor), SourceUpstream, nil
-	}
-	if refused(err) && req.Authorization != "" {
-		head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-			Repository: req.Repository, Reference: req.Reference, Authorization: req.Authorization, FromPeer: req.FromPeer, Via: req.Via}
-		resp, _, perr := c.asClient(ctx, c.origin, head, nil, err)
-		if perr != nil {
-			return descriptor{}, 0, perr
-		}
-		c.m.TagLookups.WithLabelValues("passthrough").Inc()
-		return descriptor{digest: resp.Digest, mediaType: resp.MediaType, size: resp.Size}, SourcePassThrough, nil
-	}
-	if known && !last.peer && c.servesStale(last.checked, err) {
-		c.m.TagLookups.WithLabelValues("stale").Inc()
-		c.log.Warn("serving stale tag", "registry", req.Registry, "repository", req.Repository,
-			"tag", req.Reference.Tag, "age", time.Since(last.checked).Round(time.Second), "err", err)
-		return last.desc, SourceTags, nil
-	}
-	c.m.TagLookups.WithLabelValues("error").Inc()
-	return descriptor{}, 0, err
+	return head
 }
+
+// tagAnswer is what the origin's answer to a tag's HEAD says the tag is.
+func (*Cache) tagAnswer(_ *oci.Request, resp *oci.Response) (descriptor, error) {
+	return descriptor{digest: resp.Digest, mediaType: resp.MediaType, size: resp.Size}, nil
+}
+
+// keepTag keeps what a tag is, if its answer named a digest.
+func (c *Cache) keepTag(key tagKey, d *descriptor, resp *oci.Response) {
+	if d.digest != "" {
+		c.tags.put(key, tagEntry{desc: *d, checked: time.Now(), peer: resp.Peer})
+	}
+}
+
+func (c *Cache) countTag(_ tagKey, r rung) { c.m.TagLookups.WithLabelValues(string(r)).Inc() }
 
 // getTagWithoutDigest serves a tag whose upstream HEAD carried no
 // Docker-Content-Digest: only the manifest itself tells what the tag is. A
@@ -129,7 +133,7 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 	if req.Method == http.MethodHead {
 		return &Object{MediaType: mediaTypeFor(oci.KindManifest, desc.mediaType), Size: desc.size, Source: SourceUpstream}, nil
 	}
-	key := tagKey{req.Registry, req.Repository, req.Reference.Tag}
+	key := tagKeyOf(req)
 	get := &oci.Request{Method: http.MethodGet, Kind: oci.KindManifest, Registry: req.Registry,
 		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer, Via: req.Via}
 	get.Route = c.route(get)
@@ -201,6 +205,6 @@ func (c *Cache) readTag(ctx context.Context, get *oci.Request, key tagKey) (desc
 		e = held
 	}
 	c.keepInMemory(e, data)
-	c.tags.put(key, tagEntry{desc: d, checked: time.Now(), peer: resp.Peer})
+	c.keepTag(key, &d, resp)
 	return d, nil
 }

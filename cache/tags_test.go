@@ -28,7 +28,8 @@ func TestTagFreshnessAndStaleIfError(t *testing.T) {
 		v1 := o.Add([]byte(`{"schemaVersion":2,"n":1}`), mt)
 		v2 := o.Add([]byte(`{"schemaVersion":2,"n":2}`), mt)
 		o.Tag("latest", v1)
-		c, err := New(Config{Dir: t.TempDir(), TagTTL: time.Minute, TagStaleMax: time.Hour, Logger: quietLogger()}, o)
+		down := origintest.Fail(o, oci.ErrUpstreamUnavailable).Off()
+		c, err := New(Config{Dir: t.TempDir(), TagTTL: time.Minute, TagStaleMax: time.Hour, Logger: quietLogger()}, down)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +66,7 @@ func TestTagFreshnessAndStaleIfError(t *testing.T) {
 			t.Errorf("a changed tag cost %d GETs by digest, want 1", n)
 		}
 
-		o.Set(func(o *origintest.Origin) { o.Fail = oci.ErrUpstreamUnavailable })
+		down.Always()
 		time.Sleep(10 * time.Minute) // past the TTL, upstream down: stale
 		if obj := resolve(http.MethodGet); obj.Digest != v2 {
 			t.Fatalf("stale: digest %s, want v2", obj.Digest.Short())
@@ -168,10 +169,8 @@ func TestFirstTagLookupRetries(t *testing.T) {
 	o := origintest.New()
 	dg := o.Add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
 	o.Tag("v1", dg)
-	o.Set(func(o *origintest.Origin) {
-		o.FailNext, o.FailHeads = &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable}, 2
-	})
-	c := newTestCache(t, o, func(cfg *Config) { cfg.RetryBackoff = time.Millisecond; cfg.FillRetries = 3 })
+	failing := origintest.Fail(o, &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable}).Only(http.MethodHead).Times(2)
+	c := newTestCache(t, failing, func(cfg *Config) { cfg.RetryBackoff = time.Millisecond; cfg.FillRetries = 3 })
 	obj, err := c.Get(t.Context(), tagReq(http.MethodHead, "v1"))
 	if err != nil || obj.Digest != dg {
 		t.Fatalf("first lookup through two 503s: %v", err)
@@ -180,7 +179,7 @@ func TestFirstTagLookupRetries(t *testing.T) {
 		t.Errorf("upstream HEADs = %d, want 3 (two failures, one answer)", n)
 	}
 	// Known now: the next failure is not retried, the last answer is served.
-	o.Set(func(o *origintest.Origin) { o.FailHeads = 5 })
+	failing.Times(5)
 	obj, err = c.Get(t.Context(), tagReq(http.MethodHead, "v1"))
 	if err != nil || obj.Digest != dg {
 		t.Fatalf("stale after a failure: %v", err)
@@ -209,11 +208,12 @@ func TestPeersTagAnswerOnlyForTheTTL(t *testing.T) {
 		o := origintest.New()
 		v1 := o.Add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
 		o.Tag("latest", v1)
-		c := newTestCache(t, peerAnswers{o}, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Minute, time.Hour })
+		down := origintest.Fail(o, oci.ErrUpstreamUnavailable).Off()
+		c := newTestCache(t, peerAnswers{down}, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Minute, time.Hour })
 		if _, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err != nil {
 			t.Fatal(err)
 		}
-		o.Set(func(o *origintest.Origin) { o.Fail = oci.ErrUpstreamUnavailable })
+		down.Always()
 		if obj, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err != nil || obj.Digest != v1 {
 			t.Fatalf("within the TTL: %v", err)
 		}

@@ -249,9 +249,9 @@ func TestPrivateContentOnlyForAcceptedCredentials(t *testing.T) {
 	o := origintest.New()
 	data := randomBytes(t, 10<<10)
 	dg := o.Add(data, "")
-	o.Set(func(o *origintest.Origin) { o.Private = "Bearer secret" })
+	private := origintest.Private(o, "Bearer secret")
 	dir := t.TempDir()
-	c := newTestCache(t, o, func(cfg *Config) { cfg.Dir = dir })
+	c := newTestCache(t, private, func(cfg *Config) { cfg.Dir = dir })
 	as := func(c *Cache, auth string) (*Object, error) {
 		req := blobReq(dg)
 		req.Authorization = auth
@@ -302,12 +302,12 @@ func TestPrivateContentOnlyForAcceptedCredentials(t *testing.T) {
 
 	// The mark survives a restart.
 	c.Close()
-	c2 := newTestCache(t, o, func(cfg *Config) { cfg.Dir = dir })
+	c2 := newTestCache(t, private, func(cfg *Config) { cfg.Dir = dir })
 	if _, err := as(c2, ""); !refusedWith401(err) {
 		t.Errorf("anonymous after restart: %v, want 401", err)
 	}
 	// And content that becomes public is public.
-	o.Set(func(o *origintest.Origin) { o.Private = "" })
+	private.Off()
 	obj, err = as(c2, "")
 	if err != nil {
 		t.Fatalf("after the repository went public: %v", err)

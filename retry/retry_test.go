@@ -42,14 +42,14 @@ func TestCutBodiesResume(t *testing.T) {
 	up := origintest.New()
 	data := origintest.RandomBytes(t, 1<<20)
 	dg := up.Add(data, "")
-	up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 100<<10, 5 })
-	o := New(up, Config{Retries: 1, Backoff: time.Millisecond})
+	rec := origintest.Record(origintest.Cut(up, 100<<10).Times(5))
+	o := New(rec, Config{Retries: 1, Backoff: time.Millisecond})
 	got, err := fetchAll(t, o, get(dg))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("resumed body: %v", err)
 	}
 	want := []int64{0, 100 << 10, 200 << 10, 300 << 10, 400 << 10, 500 << 10}
-	if diff := cmp.Diff(want, up.GETOffsets()); diff != "" {
+	if diff := cmp.Diff(want, rec.GETOffsets()); diff != "" {
 		t.Errorf("GET offsets (-want +got):\n%s", diff)
 	}
 }
@@ -62,11 +62,8 @@ func TestCutListingFails(t *testing.T) {
 	body := bytes.Repeat([]byte("x"), 1000)
 	up.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: body, MediaType: "application/json"})
 	unavailable := &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "busy"}
-	up.Set(func(o *origintest.Origin) {
-		o.FailNext, o.FailCount = unavailable, 1
-		o.CutAfter, o.CutCount = 100, 2
-	})
-	o := New(up, Config{Retries: 4, Backoff: time.Millisecond})
+	cut := origintest.Cut(up, 100).Times(2)
+	o := New(origintest.Fail(cut, unavailable).Only(http.MethodGet).Times(1), Config{Retries: 4, Backoff: time.Millisecond})
 	req := &oci.Request{Method: http.MethodGet, Kind: oci.KindTags, Registry: "docker.io", Repository: "library/app"}
 	got, err := fetchAll(t, o, req)
 	if !errors.Is(err, io.ErrUnexpectedEOF) || len(got) != 100 {
@@ -101,8 +98,8 @@ func TestRetriesThenGivesUp(t *testing.T) {
 			up := origintest.New()
 			data := origintest.RandomBytes(t, 64<<10)
 			dg := up.Add(data, "")
-			up.Set(func(o *origintest.Origin) { o.FailNext, o.FailCount = tt.err, tt.failures })
-			got, err := fetchAll(t, New(up, Config{Retries: tt.retries, Backoff: time.Millisecond}), get(dg))
+			failing := origintest.Fail(up, tt.err).Only(http.MethodGet).Times(tt.failures)
+			got, err := fetchAll(t, New(failing, Config{Retries: tt.retries, Backoff: time.Millisecond}), get(dg))
 			if (err == nil) != tt.wantOK || (err == nil && !bytes.Equal(got, data)) {
 				t.Fatalf("err = %v, want ok %v", err, tt.wantOK)
 			}
@@ -117,12 +114,10 @@ func TestRetriesThenGivesUp(t *testing.T) {
 func TestHeadIsRetriedToo(t *testing.T) {
 	up := origintest.New()
 	dg := up.Add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
-	up.Set(func(o *origintest.Origin) {
-		o.FailNext, o.FailHeads = &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable}, 2
-	})
+	failing := origintest.Fail(up, &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable}).Only(http.MethodHead).Times(2)
 	req := get(dg)
 	req.Method, req.Kind = http.MethodHead, oci.KindManifest
-	resp, err := New(up, Config{Backoff: time.Millisecond}).Fetch(t.Context(), req)
+	resp, err := New(failing, Config{Backoff: time.Millisecond}).Fetch(t.Context(), req)
 	if err != nil || resp.Digest != dg || resp.Body != nil {
 		t.Fatalf("HEAD through two 503s: %v", err)
 	}
@@ -137,10 +132,8 @@ func TestRetryAfterTooLongFailsFast(t *testing.T) {
 	for _, after := range []string{"3600", "99999999999999999999"} {
 		up := origintest.New()
 		dg := up.Add(origintest.RandomBytes(t, 1000), "")
-		up.Set(func(o *origintest.Origin) {
-			o.FailNext, o.FailCount = &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, RetryAfterHeader: after}, 1
-		})
-		_, err := fetchAll(t, New(up, Config{}), get(dg))
+		failing := origintest.Fail(up, &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, RetryAfterHeader: after}).Only(http.MethodGet).Times(1)
+		_, err := fetchAll(t, New(failing, Config{}), get(dg))
 		if e, ok := oci.AsError(err); !ok || e.Status != http.StatusTooManyRequests {
 			t.Fatalf("Retry-After %s: err = %v, want the 429 passed on", after, err)
 		}
@@ -157,13 +150,13 @@ func TestIdleBodyIsResumed(t *testing.T) {
 		up := origintest.New()
 		data := origintest.RandomBytes(t, 512<<10)
 		dg := up.Add(data, "")
-		up.Set(func(o *origintest.Origin) { o.HangAfter, o.HangCount = 200<<10, 1 })
+		rec := origintest.Record(origintest.Hang(up, 200<<10).Times(1))
 		start := time.Now()
-		got, err := fetchAll(t, New(up, Config{IdleTimeout: 10 * time.Second, Backoff: time.Millisecond}), get(dg))
+		got, err := fetchAll(t, New(rec, Config{IdleTimeout: 10 * time.Second, Backoff: time.Millisecond}), get(dg))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("body after an idle attempt: %v", err)
 		}
-		if diff := cmp.Diff([]int64{0, 200 << 10}, up.GETOffsets()); diff != "" {
+		if diff := cmp.Diff([]int64{0, 200 << 10}, rec.GETOffsets()); diff != "" {
 			t.Errorf("GET offsets (-want +got):\n%s", diff)
 		}
 		if waited := time.Since(start); waited < 10*time.Second || waited > 11*time.Second {
@@ -177,10 +170,8 @@ func TestIdleBodyIsResumed(t *testing.T) {
 func TestRegistryAnswerInsideBodyIsNotRetried(t *testing.T) {
 	up := origintest.New()
 	dg := up.Add(origintest.RandomBytes(t, 64<<10), "")
-	up.Set(func(o *origintest.Origin) {
-		o.CutAfter, o.CutCount, o.CutErr = 1000, 5, oci.ErrTooLarge("manifest exceeds 4 MiB")
-	})
-	if _, err := fetchAll(t, New(up, Config{Backoff: time.Millisecond}), get(dg)); err == nil {
+	cut := origintest.CutWith(up, 1000, oci.ErrTooLarge("manifest exceeds 4 MiB")).Times(5)
+	if _, err := fetchAll(t, New(cut, Config{Backoff: time.Millisecond}), get(dg)); err == nil {
 		t.Fatal("fetch succeeded past a size refusal")
 	}
 	if n := up.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 1 {
@@ -194,8 +185,8 @@ func TestRegistryAnswerInsideBodyIsNotRetried(t *testing.T) {
 func TestFewBytesPerAttemptBoundAttempts(t *testing.T) {
 	up := origintest.New()
 	dg := up.Add(origintest.RandomBytes(t, 1<<20), "")
-	up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 1000, 1000 })
-	got, err := fetchAll(t, New(up, Config{Retries: 4, Backoff: time.Millisecond}), get(dg))
+	cut := origintest.Cut(up, 1000).Times(1000)
+	got, err := fetchAll(t, New(cut, Config{Retries: 4, Backoff: time.Millisecond}), get(dg))
 	if err == nil {
 		t.Fatal("a fetch that never got more than 1000 bytes at a time succeeded")
 	}
@@ -211,9 +202,9 @@ func TestFewBytesPerAttemptBoundAttempts(t *testing.T) {
 func TestCallerCancelStops(t *testing.T) {
 	up := origintest.New()
 	dg := up.Add(origintest.RandomBytes(t, 64<<10), "")
-	up.Set(func(o *origintest.Origin) { o.HangAfter, o.HangCount = 1000, 10 })
+	hung := origintest.Hang(up, 1000).Times(10)
 	ctx, cancel := context.WithCancelCause(t.Context())
-	resp, err := New(up, Config{}).Fetch(ctx, get(dg))
+	resp, err := New(hung, Config{}).Fetch(ctx, get(dg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,20 +240,21 @@ func TestWindowsResumeWithinTheirWindow(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := origintest.New()
 			dg := up.Add(data, "")
-			up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 30<<10, 1 })
+			ignoring := origintest.IgnoreRange(up).Off()
+			rec := origintest.Record(origintest.Cut(ignoring, 30<<10).Times(1))
 			req := get(dg)
 			tt.req(req)
 			o := New(origintest.Func(func(ctx context.Context, r *oci.Request) (*oci.Response, error) {
-				if tt.ignoreRange && len(up.GETOffsets()) > 0 {
-					up.Set(func(o *origintest.Origin) { o.IgnoreRange = true })
+				if tt.ignoreRange && len(rec.GETOffsets()) > 0 {
+					ignoring.Always()
 				}
-				return up.Fetch(ctx, r)
+				return rec.Fetch(ctx, r)
 			}), Config{Backoff: time.Millisecond})
 			got, err := fetchAll(t, o, req)
 			if err != nil || !bytes.Equal(got, tt.want) {
 				t.Fatalf("%d bytes, %v; want the window's %d", len(got), err, len(tt.want))
 			}
-			if n := len(up.GETOffsets()); n != 2 {
+			if n := len(rec.GETOffsets()); n != 2 {
 				t.Errorf("GETs = %d, want 2 (cut, resumed)", n)
 			}
 		})
@@ -298,14 +290,14 @@ func TestRelayedFailuresAreNotRetried(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := origintest.New()
 			dg := up.Add(origintest.RandomBytes(t, 64<<10), "")
-			up.Set(func(o *origintest.Origin) { o.CutAfter, o.CutCount = 1000, tt.cuts })
+			cut := origintest.Cut(up, 1000).Times(tt.cuts)
 			calls := 0
 			o := New(origintest.Func(func(ctx context.Context, r *oci.Request) (*oci.Response, error) {
 				calls++
 				if calls > tt.cuts {
 					return nil, relayed
 				}
-				return up.Fetch(ctx, r)
+				return cut.Fetch(ctx, r)
 			}), Config{Retries: 4, Backoff: time.Millisecond})
 			_, err := fetchAll(t, o, get(dg))
 			if !errors.Is(err, oci.ErrRelayed) {
@@ -333,13 +325,13 @@ func TestAnswersSetTheirIdleTimeout(t *testing.T) {
 		up := origintest.New()
 		data := origintest.RandomBytes(t, 512<<10)
 		dg := up.Add(data, "")
-		up.Set(func(o *origintest.Origin) { o.HangAfter, o.HangCount = 200<<10, 1 })
+		hung := origintest.Hang(up, 200<<10).Times(1)
 		var first context.Context
 		o := New(origintest.Func(func(ctx context.Context, r *oci.Request) (*oci.Response, error) {
 			if first == nil {
 				first = ctx
 			}
-			resp, err := up.Fetch(ctx, r)
+			resp, err := hung.Fetch(ctx, r)
 			if err == nil {
 				resp.Idle = 25 * time.Second
 			}

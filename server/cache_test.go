@@ -91,8 +91,7 @@ func TestCorruptFillBreaksResponse(t *testing.T) {
 	o := origintest.New()
 	blob := origintest.RandomBytes(t, 1<<20)
 	dg := o.Add(blob, "")
-	o.Set(func(o *origintest.Origin) { o.Corrupt = true })
-	c := newTestCache(t, o, nil)
+	c := newTestCache(t, origintest.Corrupt(o), nil)
 	ts := startServer(t, Config{}, c)
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/v2/app/blobs/"+string(dg), nil)
 	resp, err := ts.client.Do(req)
@@ -118,10 +117,8 @@ func TestCorruptFillBreaksResponse(t *testing.T) {
 func TestRefusalPassesThroughCache(t *testing.T) {
 	o := origintest.New()
 	body := []byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}`)
-	o.Set(func(o *origintest.Origin) {
-		o.Fail = &oci.Error{Status: 401, Code: oci.CodeUnauthorized, Challenge: challenge, Body: body, ContentType: "application/json"}
-	})
-	ts := startServer(t, Config{}, newTestCache(t, o, nil))
+	refused := origintest.Fail(o, &oci.Error{Status: 401, Code: oci.CodeUnauthorized, Challenge: challenge, Body: body, ContentType: "application/json"})
+	ts := startServer(t, Config{}, newTestCache(t, refused, nil))
 	resp, got, err := ts.do(t, "GET", "/v2/org/private/blobs/"+string(digestA)+"?ns=registry.example.test", nil)
 	if err != nil || resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != challenge || !bytes.Equal(got, body) {
 		t.Errorf("got %v %d %q %q", err, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), got)

@@ -187,8 +187,7 @@ func TestHeadOfUnknownSize(t *testing.T) {
 	data := []byte(`{"schemaVersion":2,"mediaType":"` + indexType + `","manifests":[]}`)
 	o := origintest.New()
 	o.Tag("v1", o.Add(data, indexType))
-	o.Set(func(o *origintest.Origin) { o.UnknownSize, o.NoDigest = true, true })
-	ts := startServer(t, Config{}, newTestCache(t, o, nil))
+	ts := startServer(t, Config{}, newTestCache(t, origintest.NoDigest(origintest.UnknownSize(o)), nil))
 	resp, body, err := ts.do(t, "HEAD", "/v2/app/manifests/v1", nil)
 	if err != nil || resp.StatusCode != 200 || len(body) != 0 {
 		t.Fatalf("HEAD: %v %d %q", err, resp.StatusCode, body)

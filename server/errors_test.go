@@ -175,14 +175,11 @@ func TestWriteError(t *testing.T) {
 func TestUpstreamChallengeThroughServer(t *testing.T) {
 	upstreamBody := `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}`
 	im := newImage()
-	im.origin.Set(func(o *origintest.Origin) {
-		o.Private = "Bearer good"
-		o.Refusal = &oci.Error{
-			Status: 401, Code: oci.CodeUnauthorized, Challenge: challenge,
-			Body: []byte(upstreamBody), ContentType: "application/json",
-		}
-	})
-	fc := newSpy(t, im)
+	refusal := &oci.Error{
+		Status: 401, Code: oci.CodeUnauthorized, Challenge: challenge,
+		Body: []byte(upstreamBody), ContentType: "application/json",
+	}
+	fc := &spyCache{Cache: newTestCache(t, origintest.PrivateWith(im.origin, "Bearer good", refusal), nil)}
 	ts := startServer(t, Config{}, fc)
 	const target = "/v2/org/private/manifests/v1?ns=registry.example.test"
 	for _, method := range []string{"GET", "HEAD"} {
@@ -217,12 +214,16 @@ func TestUpstreamChallengeThroughServer(t *testing.T) {
 // the cause in the access line.
 func TestUnavailableAndInternal(t *testing.T) {
 	o := origintest.New()
-	ts := startServer(t, Config{}, newTestCache(t, o, nil))
+	unreachable := fmt.Errorf("connect: %w", oci.ErrUpstreamUnavailable)
+	failUnreachable := origintest.Fail(o, unreachable).Off()
+	failBoom := origintest.Fail(failUnreachable, errBoom).Off() // answers over the one beneath
+	ts := startServer(t, Config{}, newTestCache(t, failBoom, nil))
 	for i, tt := range []struct {
-		err  error
-		want int
-	}{{fmt.Errorf("connect: %w", oci.ErrUpstreamUnavailable), 502}, {errBoom, 500}} {
-		o.Set(func(o *origintest.Origin) { o.Fail = tt.err })
+		fault *origintest.Fault
+		err   error
+		want  int
+	}{{failUnreachable, unreachable, 502}, {failBoom, errBoom, 500}} {
+		tt.fault.Always()
 		resp, body, err := ts.do(t, "GET", "/v2/app/blobs/"+string(digestA), nil)
 		if err != nil || resp.StatusCode != tt.want {
 			t.Fatalf("status %d (%v), want %d", resp.StatusCode, err, tt.want)
@@ -287,9 +288,7 @@ func TestErrorHeadersForHeadAsForGet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := origintest.New()
-			o.Set(func(o *origintest.Origin) { o.Fail = tt.err })
-			ts := startServer(t, Config{}, newTestCache(t, o, nil))
+			ts := startServer(t, Config{}, newTestCache(t, origintest.Fail(origintest.New(), tt.err), nil))
 			get, getBody, err := ts.do(t, "GET", tt.target, nil)
 			if err != nil || get.StatusCode != tt.want {
 				t.Fatalf("GET: %v, status %d, want %d", err, get.StatusCode, tt.want)

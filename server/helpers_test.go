@@ -128,7 +128,7 @@ func openTestCache(dir string, origin cache.Origin, mod func(*cache.Config)) (*t
 		return nil, err
 	}
 	tc := &testCache{Cache: c, dir: cfg.Dir}
-	tc.origin, _ = origin.(*origintest.Origin)
+	tc.origin = origintest.FakeOf(origin)
 	return tc, nil
 }
 
@@ -717,8 +717,7 @@ func gatedBlob(t *testing.T, size int) (*testCache, oci.Digest, chan struct{}) {
 	o := origintest.New()
 	dg := o.Add(testData(size), "")
 	gate := make(chan struct{})
-	o.Set(func(o *origintest.Origin) { o.Gate = gate })
-	return newTestCache(t, o, nil), dg, gate
+	return newTestCache(t, origintest.Gate(o, gate), nil), dg, gate
 }
 
 // pacedBlob is a blob whose origin sends nothing of it until told: a fill of
@@ -741,8 +740,11 @@ func newPacedBlob(t *testing.T, size int, unknownSize bool) *pacedBlob {
 	o := origintest.New()
 	p := &pacedBlob{data: testData(size), pace: make(chan int)}
 	p.digest = o.Add(p.data, "")
-	o.Set(func(o *origintest.Origin) { o.Pace, o.UnknownSize = p.pace, unknownSize })
-	p.cache = newTestCache(t, o, nil)
+	var up origintest.Fetcher = origintest.Pace(o, p.pace)
+	if unknownSize {
+		up = origintest.UnknownSize(up)
+	}
+	p.cache = newTestCache(t, up, nil)
 	p.spyCache = &spyCache{Cache: p.cache}
 	return p
 }

@@ -90,12 +90,9 @@ func TestListingAnswers(t *testing.T) {
 func TestPrivateListingChallenge(t *testing.T) {
 	o := origintest.New()
 	o.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: []byte(`{"tags":["s"]}`), MediaType: "application/json"})
-	o.Set(func(o *origintest.Origin) {
-		o.Private = "Bearer alice"
-		o.Refusal = &oci.Error{Status: http.StatusUnauthorized, Code: oci.CodeUnauthorized, Message: "auth", Challenge: challenge,
-			Body: []byte(`{"errors":[{"code":"UNAUTHORIZED","message":"upstream's own"}]}`), ContentType: "application/json"}
-	})
-	ts := startServer(t, Config{}, newTestCache(t, o, nil))
+	refusal := &oci.Error{Status: http.StatusUnauthorized, Code: oci.CodeUnauthorized, Message: "auth", Challenge: challenge,
+		Body: []byte(`{"errors":[{"code":"UNAUTHORIZED","message":"upstream's own"}]}`), ContentType: "application/json"}
+	ts := startServer(t, Config{}, newTestCache(t, origintest.PrivateWith(o, "Bearer alice", refusal), nil))
 	resp, body, err := ts.do(t, "GET", "/v2/org/private/tags/list", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -215,11 +212,10 @@ func TestPassThroughListingGivesBackItsMemory(t *testing.T) {
 	o := origintest.New()
 	body := []byte(`{"tags":["` + strings.Repeat("t", 100<<10) + `"]}`)
 	o.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: body, MediaType: "application/json"})
-	o.Set(func(o *origintest.Origin) { o.Private = "Bearer alice" })
 	m := metrics.New(nil)
 	// A quarter of 256 KiB: the listing's 2 pieces of 64 KiB and its copy
 	// of 100 KiB, not a second listing beside them.
-	c := newTestCache(t, o, func(cfg *cache.Config) { cfg.ReadMemory, cfg.Metrics = 1<<20, m })
+	c := newTestCache(t, origintest.Private(o, "Bearer alice"), func(cfg *cache.Config) { cfg.ReadMemory, cfg.Metrics = 1<<20, m })
 	ts := startTCP(t, Config{}, c, nil)
 	conn := dialRaw(t, ts.addr)
 	br := bufio.NewReader(conn)

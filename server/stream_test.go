@@ -38,10 +38,11 @@ func TestBrokenStreamAbortsConnection(t *testing.T) {
 	cutFill := func(t *testing.T, cutErr error, unknownSize bool) (*testCache, oci.Digest) {
 		o := origintest.New()
 		dg := o.Add(data, "")
-		o.Set(func(o *origintest.Origin) {
-			o.CutAfter, o.CutCount, o.CutErr, o.UnknownSize = cut, 2, cutErr, unknownSize
-		})
-		return newTestCache(t, o, nil), dg
+		var up origintest.Fetcher = origintest.CutWith(o, cut, cutErr).Times(2)
+		if unknownSize {
+			up = origintest.UnknownSize(up)
+		}
+		return newTestCache(t, up, nil), dg
 	}
 	tests := []struct {
 		name  string

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cacheyd/cacheyd/cmd/internal/daemon"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
 
@@ -42,7 +43,7 @@ func TestAccessLinesInEitherFormat(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
 			var out lockedBuffer
-			log, access := newLogger("info", format, &out)
+			log, access := daemon.NewLogger("info", format, &out)
 			if (access != nil) != (format == "text") {
 				t.Fatalf("%s: access writer %v", format, access)
 			}
@@ -55,7 +56,7 @@ func TestAccessLinesInEitherFormat(t *testing.T) {
 			addr := make(chan net.Addr, 1)
 			served := make(chan error, 1)
 			// Stops when ctx is cancelled below.
-			go func() { served <- flags.serve(ctx, log, access, func(a net.Addr) { addr <- a }) }()
+			go func() { served <- flags.Serve(ctx, log, access, func(a net.Addr) { addr <- a }) }()
 			var base string
 			select {
 			case a := <-addr:

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/cacheyd/cacheyd/cmd/internal/daemon"
 	"github.com/cacheyd/cacheyd/internal/app"
 	"github.com/cacheyd/cacheyd/upstream"
 	"github.com/google/go-cmp/cmp"
@@ -50,7 +51,7 @@ func TestDefaultsNeedNoFlags(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
-	dir, err := c.cacheDir()
+	dir, err := c.ResolvedCacheDir()
 	if err != nil || !strings.HasSuffix(dir, "/cacheyd") {
 		t.Errorf("default cache dir %q, %v", dir, err)
 	}
@@ -80,18 +81,18 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		{"upstream header timeout", []string{"--upstream-header-timeout", "750ms"}, nil,
 			func(f serveFlags) bool {
 				return f.UpstreamHeaderTimeout == 750*time.Millisecond &&
-					f.upstreamConfig(nil, nil).ResponseHeaderTimeout == 750*time.Millisecond
+					f.UpstreamConfig(nil, nil).ResponseHeaderTimeout == 750*time.Millisecond
 			}},
 		{"read memory", []string{"--read-memory", "128MiB"}, nil,
 			func(f serveFlags) bool { return f.ReadMemory == 128<<20 }},
 		{"read memory from env", nil, map[string]string{"CACHEYD_READ_MEMORY": "32MiB"},
 			func(f serveFlags) bool {
-				cfg, err := f.config()
+				cfg, err := f.Config()
 				return err == nil && f.ReadMemory == 32<<20 && cfg.Cache.ReadMemory == 32<<20
 			}},
 		{"upstream header timeout from env", nil, map[string]string{"CACHEYD_UPSTREAM_HEADER_TIMEOUT": "2s"},
 			func(f serveFlags) bool {
-				return f.UpstreamHeaderTimeout == 2*time.Second && f.upstreamConfig(nil, nil).ResponseHeaderTimeout == 2*time.Second
+				return f.UpstreamHeaderTimeout == 2*time.Second && f.UpstreamConfig(nil, nil).ResponseHeaderTimeout == 2*time.Second
 			}},
 	}
 	for _, tt := range tests {
@@ -119,7 +120,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 			t.Errorf("%v accepted", args)
 		}
 	}
-	if _, err := registryURLs(map[string]string{"not a host": "http://x"}); err == nil {
+	if _, err := daemon.RegistryURLs(map[string]string{"not a host": "http://x"}); err == nil {
 		t.Error("invalid --registry-url name accepted")
 	}
 }
@@ -138,7 +139,7 @@ func TestFlagDefaultsAreTheAppDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.serveFlags.config()
+	got, err := c.serveFlags.Config()
 	if err != nil {
 		t.Fatal(err)
 	}

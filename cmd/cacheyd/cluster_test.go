@@ -57,7 +57,7 @@ func TestClusterFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := c.serveFlags.config()
+			cfg, err := c.serveFlags.Config()
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("config() = %v, want an error saying %q", err, tt.err)

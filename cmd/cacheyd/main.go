@@ -1,7 +1,11 @@
 // Command cacheyd is a pull-through cache for container images: a registry
 // mirror that containerd, CRI-O, podman and dockerd can use for every
 // registry at once. It is the composition root: flags and environment
-// (kong), logging, wiring of upstream → tier → server, signals.
+// (kong; the flags themselves and the Config they make are in
+// cmd/internal/daemon, which the benchmark's command shares), logging,
+// wiring of upstream → tier → server, signals. The benchmark is a command
+// of its own, cmd/cacheyd-bench, so that this one links neither it nor the
+// test registry it runs against.
 package main
 
 import (
@@ -19,7 +23,6 @@ type cli struct {
 
 	Serve   serveCmd   `cmd:"" default:"withargs" help:"Serve the cache (the default when no command is given)."`
 	Version versionCmd `cmd:"" help:"Print the version and exit."`
-	Bench   benchCmd   `cmd:"" help:"Measure node bursts pulling through cacheyd against a fake Docker Hub (see bench/README.md)."`
 	Warm    warmCmd    `cmd:"" help:"Pull images through a running cacheyd before a scale-up (cacheyd warm IMAGE... or --file list.txt)."`
 }
 

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cacheyd/cacheyd/cmd/internal/daemon"
 	"github.com/cacheyd/cacheyd/internal/app"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
@@ -62,7 +63,7 @@ func serveWith(t *testing.T, flags serveFlags) (string, error) {
 // (app.Start), and returns its base URL and a stop.
 func startFlags(t *testing.T, flags serveFlags) (string, func() error, error) {
 	t.Helper()
-	cfg, err := flags.config()
+	cfg, err := flags.Config()
 	if err != nil {
 		return "", nil, err
 	}
@@ -379,11 +380,11 @@ func TestSecurityFlagsParse(t *testing.T) {
 		f.TLSCert != "/x/tls.crt" || f.TLSKey != "/x/tls.key" {
 		t.Errorf("flags: %+v", f)
 	}
-	hosts, err := allowedHosts([]string{"Registry.Internal:5000", "10.0.0.5", "index.docker.io"})
+	hosts, err := daemon.AllowedHosts([]string{"Registry.Internal:5000", "10.0.0.5", "index.docker.io"})
 	if err != nil || !slices.Equal(hosts, []string{"registry.internal:5000", "10.0.0.5", "registry-1.docker.io"}) {
 		t.Errorf("allowedHosts = %v, %v", hosts, err)
 	}
-	if _, err := allowedHosts([]string{"http://registry.internal"}); err == nil {
+	if _, err := daemon.AllowedHosts([]string{"http://registry.internal"}); err == nil {
 		t.Error("a URL accepted as --allow-registry")
 	}
 }

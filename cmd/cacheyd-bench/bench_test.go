@@ -11,22 +11,18 @@ import (
 	"github.com/cacheyd/cacheyd/bench"
 )
 
-// parseBench parses a cacheyd command line that runs "bench".
+// parseBench parses a cacheyd-bench command line.
 func parseBench(t *testing.T, args ...string) (*cli, bench.Config) {
 	t.Helper()
 	var c cli
-	p, err := kong.New(&c, kong.Name("cacheyd"), kong.Exit(func(int) { t.Fatal("kong exited") }))
+	p, err := newParser(&c, kong.Exit(func(int) { t.Fatal("kong exited") }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, err := p.Parse(args)
-	if err != nil {
+	if _, err := p.Parse(args); err != nil {
 		t.Fatalf("parse %q: %v", args, err)
 	}
-	if ctx.Command() != "bench" {
-		t.Fatalf("command %q, want bench", ctx.Command())
-	}
-	cfg, err := c.Bench.config(&c.serveFlags)
+	cfg, err := c.config(&c.Flags)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +47,11 @@ func TestBenchFlags(t *testing.T) {
 		args []string
 		want numbers
 	}{
-		{[]string{"bench"}, numbers{[]int{1, 4, 16, 64}, bench.Scenarios, 40_000_000, 50 * time.Millisecond, 100, 5}},
-		{[]string{"bench", "--quick"}, numbers{[]int{1, 4, 16}, bench.Scenarios, 20_000_000, 5 * time.Millisecond, 20, 3}},
-		{[]string{"bench", "--quick", "--latency", "0", "--bandwidth", "0", "--pull-limit", "0", "--nodes", "2,8", "--scenarios", "cold,warm"},
+		{[]string{}, numbers{[]int{1, 4, 16, 64}, bench.Scenarios, 40_000_000, 50 * time.Millisecond, 100, 5}},
+		{[]string{"--quick"}, numbers{[]int{1, 4, 16}, bench.Scenarios, 20_000_000, 5 * time.Millisecond, 20, 3}},
+		{[]string{"--quick", "--latency", "0", "--bandwidth", "0", "--pull-limit", "0", "--nodes", "2,8", "--scenarios", "cold,warm"},
 			numbers{[]int{2, 8}, []bench.Scenario{bench.Cold, bench.Warm}, 0, 0, 0, 3}},
-		{[]string{"bench", "--bandwidth", "5MB", "--latency", "20ms", "--pull-limit", "7"},
+		{[]string{"--bandwidth", "5MB", "--latency", "20ms", "--pull-limit", "7"},
 			numbers{[]int{1, 4, 16, 64}, bench.Scenarios, 5_000_000, 20 * time.Millisecond, 7, 5}},
 	} {
 		_, cfg := parseBench(t, c.args...)
@@ -63,21 +59,21 @@ func TestBenchFlags(t *testing.T) {
 			t.Errorf("%q (-want +got):\n%s", c.args, diff)
 		}
 	}
-	_, cfg := parseBench(t, "bench", "--scenarios", "cold,lazy", "--lazy-footer", "32KiB", "--lazy-windows", "5")
+	_, cfg := parseBench(t, "--scenarios", "cold,lazy", "--lazy-footer", "32KiB", "--lazy-windows", "5")
 	wantLazy := bench.LazyReads{Footer: 32 << 10, Window: 256 << 10, Windows: 5}
 	if diff := cmp.Diff([]bench.Scenario{bench.Cold, bench.LazyDirect, bench.LazyCold}, cfg.Scenarios); diff != "" || cfg.Lazy != wantLazy {
 		t.Errorf("lazy: scenarios (-want +got):\n%s; reads %+v, want %+v", diff, cfg.Lazy, wantLazy)
 	}
-	_, cfg = parseBench(t, "bench", "--upstream-addr", "127.0.0.1:5055", "--upstream-cdn-addr", "127.0.0.1:5056")
+	_, cfg = parseBench(t, "--upstream-addr", "127.0.0.1:5055", "--upstream-cdn-addr", "127.0.0.1:5056")
 	if cfg.UpstreamAddr != "127.0.0.1:5055" || cfg.UpstreamCDNAddr != "127.0.0.1:5056" {
 		t.Errorf("upstream addresses %q, %q", cfg.UpstreamAddr, cfg.UpstreamCDNAddr)
 	}
 }
 
-// The in-process cacheyd of "cacheyd bench" is cacheyd's own wiring: a
+// The in-process cacheyd of cacheyd-bench is cacheyd's own wiring: a
 // quick run through it must hold the coalescing promise.
 func TestBenchRunsTheRealWiring(t *testing.T) {
-	_, cfg := parseBench(t, "bench", "--quick", "--no-progress", "--latency", "1ms", "--bandwidth", "0",
+	_, cfg := parseBench(t, "--quick", "--no-progress", "--latency", "1ms", "--bandwidth", "0",
 		"--nodes", "4", "--scenarios", "cold,warm", "--memory-bytes", "32MiB")
 	cfg.Dir = t.TempDir()
 	var out bytes.Buffer

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -7,12 +7,12 @@ import (
 	"github.com/dustin/go-humanize"
 )
 
-// byteSize is a flag value in bytes written in human form: 256MiB, 20GiB,
+// ByteSize is a flag value in bytes written in human form: 256MiB, 20GiB,
 // 1.5GB or a plain number of bytes.
-type byteSize int64
+type ByteSize int64
 
 // Decode implements kong.MapperValue.
-func (b *byteSize) Decode(ctx *kong.DecodeContext) error {
+func (b *ByteSize) Decode(ctx *kong.DecodeContext) error {
 	var s string
 	if err := ctx.Scan.PopValueInto("size", &s); err != nil {
 		return err
@@ -24,8 +24,8 @@ func (b *byteSize) Decode(ctx *kong.DecodeContext) error {
 	if n > 1<<62 {
 		return fmt.Errorf("size %q: too large", s)
 	}
-	*b = byteSize(n)
+	*b = ByteSize(n)
 	return nil
 }
 
-func (b byteSize) String() string { return humanize.IBytes(uint64(b)) }
+func (b ByteSize) String() string { return humanize.IBytes(uint64(b)) }
