@@ -20,11 +20,14 @@ import (
 // BenchmarkServeBlob measures a 16 MiB body over loopback TCP. Two
 // baselines are fasthttp alone: sending a bare *os.File (sendfile), and the
 // same file hidden behind a plain reader (copied through user space). The
-// rest are the server over a real cache: a disk hit (fileStream, which must
-// keep pace with the bare file), a cold fill streamed as it is written and
-// verified (readerStream; the object is new on every iteration, and its
-// last byte waits for the commit), an uncached stream (readerStream over
-// the origin's body, hashed on the way), and a memory hit.
+// rest are the server over a real cache: a disk hit (its file sent by
+// growingStream, which must keep pace with the bare file), a cold fill
+// streamed as it is written and verified (growingStream: sendfile from the
+// pending file on Linux, which can open it again, reads elsewhere; the
+// object is new on every iteration, and its last byte waits for the
+// commit), an uncached stream (readerStream over the origin's body, hashed
+// on the way), and a memory hit. The cases keep the names of earlier runs
+// (bench/README.md).
 func BenchmarkServeBlob(b *testing.B) {
 	const size = 16 << 20
 	data := testData(size)

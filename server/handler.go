@@ -3,16 +3,12 @@ package server
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/oci"
 )
@@ -24,17 +20,13 @@ const (
 	apiVersion       = "registry/2.0"
 )
 
-// Header keys of every content answer, canonical already, as bytes: set
-// with SetCanonical, they skip fasthttp's normalizing, which every hit
-// would pay for.
+// Header keys of every /v2 answer, canonical already, as bytes: set with
+// SetCanonical, they skip fasthttp's normalizing, which every hit would pay
+// for.
 var (
-	keyAPIVersion   = []byte(apiVersionHeader)
-	valAPIVersion   = []byte(apiVersion)
-	keyDigest       = []byte("Docker-Content-Digest")
-	keyETag         = []byte("Etag")
-	keyAcceptRanges = []byte("Accept-Ranges")
-	keyNamespace    = []byte("Oci-Namespace")
-	valBytes        = []byte("bytes")
+	keyAPIVersion = []byte(apiVersionHeader)
+	valAPIVersion = []byte(apiVersion)
+	keyNamespace  = []byte("Oci-Namespace")
 )
 
 // handle is the fasthttp request handler: it reads the request once and
@@ -124,10 +116,7 @@ func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
 	x.err = err
 }
 
-var (
-	errNoBody    = errors.New("server: cache answered a GET without a body")
-	errNilObject = errors.New("server: cache answered with neither object nor error")
-)
+var errNilObject = errors.New("server: cache answered with neither object nor error")
 
 // isRead reports whether method is one cacheyd answers: GET or HEAD.
 func isRead(method string) bool {
@@ -197,146 +186,6 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, x *exchange, in *incoming) {
 	}
 }
 
-// serveContent answers a manifest or blob from the cache.
-func (s *Server) serveContent(ctx *fasthttp.RequestCtx, x *exchange, in *incoming, req *oci.Request) {
-	rctx := s.newRequestContext(ctx.Conn())
-	x.ctx = rctx
-	obj, err := s.cache.Get(rctx, req)
-	if err != nil {
-		x.fail(ctx, s.whenGone(ctx, rctx, err))
-		return
-	}
-	if obj == nil {
-		x.fail(ctx, errNilObject)
-		return
-	}
-	x.source = obj.Source.String()
-	// The replica that asked (a peer, or a node-local cacheyd whose parent
-	// this is) counts where its answer came from.
-	ctx.Response.Header.Set(oci.SourceHeader, x.source)
-	hasBody := obj.HasBody()
-	if req.Method == http.MethodGet && !hasBody {
-		// Headers with no body would read as empty content.
-		_ = obj.Close()
-		x.fail(ctx, errNoBody)
-		return
-	}
-	// The ETag is the digest in quotes, made without allocating: every hit
-	// pays for it.
-	var etagBuf [2 + 7 + 128 + 2]byte
-	etag := etagBuf[:0]
-	if obj.Digest != "" {
-		etag = append(append(append(etag, '"'), obj.Digest...), '"')
-	}
-
-	// Range applies to GET only (RFC 9110 §14.2), and only while If-Range,
-	// if sent, still names this content.
-	off, n, status := int64(0), obj.Size, http.StatusOK
-	if hasBody && in.rangeHeader != "" && (in.ifRange == "" || (len(etag) > 0 && in.ifRange == string(etag))) {
-		ranges, rr := parseRanges(in.rangeHeader, obj.Size)
-		if rr == rangeOK && len(ranges) > 1 {
-			if s.serveMultipart(ctx, x, obj, etag, ranges) {
-				return
-			}
-			rr = rangeIgnore // content that reads only in order: the whole of it
-		}
-		var br byteRange
-		if len(ranges) > 0 {
-			br = ranges[0]
-		}
-		switch rr {
-		case rangeUnsatisfiable:
-			_ = obj.Close()
-			ctx.Response.Header.Set("Content-Range", "bytes */"+strconv.FormatInt(obj.Size, 10))
-			x.fail(ctx, &oci.Error{
-				Status: http.StatusRequestedRangeNotSatisfiable, Code: oci.CodeRangeInvalid,
-				Message: "range " + quoteShort(in.rangeHeader) + " not satisfiable: content is " + strconv.FormatInt(obj.Size, 10) + " bytes",
-			})
-			return
-		case rangeOK:
-			off, n, status = br.start, br.length, http.StatusPartialContent
-			x.contentRange = br.contentRange(obj.Size)
-		}
-	}
-
-	// Take the body before writing any header, so that a failure here is
-	// answered as a plain error.
-	var (
-		raw  []byte
-		body io.ReadCloser
-	)
-	switch b := obj.Bytes(); {
-	case !hasBody: // HEAD
-		_ = obj.Close()
-	case b != nil && int64(len(b)) == obj.Size:
-		// A memory hit: the shared slice is immutable, so no copy.
-		_ = obj.Close()
-		raw = b[off : off+n]
-	default:
-		if body, err = obj.Body(off, n); err != nil {
-			_ = obj.Close()
-			x.fail(ctx, err)
-			return
-		}
-	}
-
-	h := &ctx.Response.Header
-	ctx.SetStatusCode(status)
-	if obj.Digest != "" {
-		h.SetCanonical(keyDigest, etag[1:len(etag)-1])
-		h.SetCanonical(keyETag, etag)
-	}
-	if obj.MediaType != "" {
-		h.SetContentType(obj.MediaType)
-	}
-	if obj.Size >= 0 {
-		h.SetCanonical(keyAcceptRanges, valBytes)
-	}
-	if x.contentRange != "" {
-		h.Set("Content-Range", x.contentRange)
-	}
-
-	switch {
-	case !hasBody:
-		// The headers of a GET, Content-Length included, and no body:
-		// fasthttp skips the body of a HEAD and keeps our Content-Length.
-		// An unknown size is announced as a GET would send it: chunked.
-		h.SetContentLength(int(max(obj.Size, -1)))
-	case raw != nil:
-		ctx.Response.SetBodyRaw(raw)
-		x.sent = int64(len(raw))
-	default:
-		size := -1 // unknown: chunked
-		if n >= 0 {
-			size = int(n)
-		}
-		base := streamBase{body: body, renew: ctx.SetWriteDeadline, timeout: s.cfg.WriteTimeout, end: x.streamEnded}
-		x.streaming = true
-		if f, ok := body.(*os.File); ok && n >= 0 {
-			ctx.Response.SetBodyStream(&fileStream{streamBase: base, file: f, size: n}, size)
-			return
-		}
-		// A window of a disk hit offers its file positioned at the window,
-		// so a Range is sent with sendfile too; base.body still closes it.
-		if fw, ok := body.(interface{ File() (*os.File, error) }); ok && n >= 0 {
-			if f, err := fw.File(); err == nil {
-				ctx.Response.SetBodyStream(&fileStream{streamBase: base, file: f, size: n}, size)
-				return
-			}
-		}
-		// Headers go out before the first byte, which may be long in
-		// coming, and so the body's bytes reach the connection as they
-		// come (stream.go).
-		ctx.Response.ImmediateHeaderFlush = true
-		// A fill in flight is sent from its file as it grows (stream.go).
-		if src, ok := body.(fileSender); ok && n >= 0 {
-			ctx.Response.SetBodyStream(&growingStream{streamBase: base, src: src}, size)
-			return
-		}
-		ctx.Response.SetBodyStream(&readerStream{base}, size)
-	}
-}
-
 // whenGone is err, the cache's failure, marked errClientGone when the
 // client left while the cache was waiting: whatever the cache made of its
 // cancelled wait, the answer goes nowhere, and the connection is closed
@@ -347,34 +196,4 @@ func (s *Server) whenGone(ctx *fasthttp.RequestCtx, rctx *requestContext, err er
 		return fmt.Errorf("%w: %w", errClientGone, err)
 	}
 	return err
-}
-
-// serveMultipart answers several ranges of obj with multipart/byteranges.
-// It reports false, having written nothing, for content that has no
-// windows (it is read only once, in order).
-func (s *Server) serveMultipart(ctx *fasthttp.RequestCtx, x *exchange, obj *cache.Object, etag []byte, ranges []byteRange) bool {
-	readers, err := obj.Windows(windowsOf(ranges))
-	if errors.Is(err, errors.ErrUnsupported) {
-		return false
-	}
-	if err != nil {
-		_ = obj.Close()
-		x.fail(ctx, err)
-		return true
-	}
-	body, contentType, n := newMultipart(ranges, readers, obj.Size, obj.MediaType)
-	h := &ctx.Response.Header
-	ctx.SetStatusCode(http.StatusPartialContent)
-	if obj.Digest != "" {
-		h.Set("Docker-Content-Digest", string(obj.Digest))
-		h.SetBytesV("ETag", etag)
-	}
-	h.Set("Accept-Ranges", "bytes")
-	h.SetContentType(contentType)
-	x.contentRange = multipartRange(ranges)
-	base := streamBase{body: body, renew: ctx.SetWriteDeadline, timeout: s.cfg.WriteTimeout, end: x.streamEnded}
-	x.streaming = true
-	ctx.Response.ImmediateHeaderFlush = true
-	ctx.Response.SetBodyStream(&readerStream{base}, int(n))
-	return true
 }

@@ -25,15 +25,17 @@ import (
 //     (limit.go), whose connection keeps ReadFrom.
 //   - A plain wrapper around the file would lose that (the bytes would be
 //     copied through user space), yet the server needs a hook to count
-//     bytes, renew the write deadline and end the request. fileStream
+//     bytes, renew the write deadline and end the request. growingStream
 //     therefore implements io.WriterTo and hands the file back to the
 //     writer's ReadFrom in LimitedReader pieces of streamPiece bytes: each
 //     piece is one sendfile run, with the deadline renewed and the bytes
 //     counted between pieces. strace shows sendfile(2) calls of 1 MiB, and
-//     BenchmarkServeBlob shows fileStream keeping pace with a bare *os.File.
-//   - A fill in flight is sent the same way, from a file of its own that
-//     the cache's reader gives (growingStream): each run of bytes already
-//     written is one sendfile, and only the tail still arriving waits.
+//     BenchmarkServeBlob shows a disk hit keeping pace with a bare *os.File.
+//   - A fill in flight is sent by the same growingStream, from a file of
+//     its own that the cache's reader gives: each run of bytes already
+//     written is one sendfile, and only the tail still arriving waits. A
+//     disk hit is a file that grows no more (wholeFile): one run, which
+//     never waits.
 //   - Any other stream (a pass-through, an uncached stream, a fill where
 //     the file cannot be opened again) is sent as its bytes arrive: a slow upstream must not leave a
 //     client with nothing for seconds. Its headers are flushed before the
@@ -133,9 +135,10 @@ func (s *streamBase) CloseWithError(werr error) error {
 	return cerr
 }
 
-// readerStream streams any body but a file (a fill in flight, a
-// pass-through, an uncached stream), each read handed to the connection as
-// it comes (see the top of this file). Its headers must have been flushed.
+// readerStream streams any body not sent from a file (a pass-through, an
+// uncached stream, a multipart answer), each read handed to the connection
+// as it comes (see the top of this file). Its headers must have been
+// flushed.
 type readerStream struct{ streamBase }
 
 // WriteTo gives the body to w's ReadFrom when it has one (fasthttp's
@@ -186,61 +189,59 @@ func (s *streamBase) copyTo(w io.Writer) (int64, error) {
 	}
 }
 
-// fileStream streams a whole file of known size, keeping the sendfile path
-// (see the top of this file).
-type fileStream struct {
-	streamBase
-	file *os.File
-	size int64
-}
-
-func (s *fileStream) WriteTo(w io.Writer) (int64, error) {
-	rf, ok := w.(io.ReaderFrom)
-	if !ok {
-		// Not fasthttp's fixed-size writer: copy like any reader.
-		return s.copyTo(w)
-	}
-	var n int64
-	for n < s.size {
-		want := min(streamPiece, s.size-n)
-		s.renewDeadline()
-		m, err := rf.ReadFrom(&io.LimitedReader{R: s.file, N: want})
-		n += m
-		s.sent += m
-		if err != nil {
-			return n, err
-		}
-		if m < want {
-			// The file is shorter than the size its entry promised.
-			s.readErr = errShortFile
-			return n, errShortFile
-		}
-	}
-	return n, nil
-}
-
 var errShortFile = errors.New("server: file ended before its size")
 
-// fileSender is a body whose bytes lie in a file that is still being
-// written: a reader of a fill in flight. Next waits until some of its bytes
-// are written and gives a file of its own positioned at them, and how many
-// may be sent; Advance says how many were.
+// fileSender is a body whose bytes lie in a file, possibly still being
+// written: a reader of a fill in flight, or a wholeFile. Next waits until
+// some of its bytes are written and gives a file positioned at them (of its
+// own, for a fill: not the flight's, whose offset others would move), and
+// how many may be sent; Advance says how many were. At the end, Next
+// returns io.EOF.
 type fileSender interface {
 	Next() (*os.File, int64, error)
 	Advance(n int64)
 }
 
-// growingStream sends a fill in flight with sendfile, run by run as its
-// bytes are written: only the tail still arriving waits, and the bytes
-// already on disk cost no copy through user space.
+// wholeFile is a fileSender of the next left bytes of f, a file written
+// already (a disk hit, or a window of one): one run, whose Next never
+// waits.
+type wholeFile struct {
+	f    *os.File
+	left int64
+}
+
+func (w *wholeFile) Next() (*os.File, int64, error) {
+	if w.left <= 0 {
+		return nil, 0, io.EOF
+	}
+	return w.f, w.left, nil
+}
+
+func (w *wholeFile) Advance(n int64) { w.left -= n }
+
+// growingStream sends the bytes of a file, possibly still growing, with
+// sendfile, run by run as they are written: only the tail still arriving
+// waits, and the bytes already on disk cost no copy through user space.
 type growingStream struct {
 	streamBase
 	src fileSender
+	// whole is src for a file written already, held here so that the
+	// stream is the only allocation.
+	whole wholeFile
+}
+
+// newFileStream is a growingStream of n bytes of f, written already, from
+// its current offset; base.body still closes it.
+func newFileStream(base streamBase, f *os.File, n int64) *growingStream {
+	s := &growingStream{streamBase: base, whole: wholeFile{f: f, left: n}}
+	s.src = &s.whole
+	return s
 }
 
 func (s *growingStream) WriteTo(w io.Writer) (int64, error) {
 	rf, ok := w.(io.ReaderFrom)
 	if !ok {
+		// Not fasthttp's fixed-size writer: copy like any reader.
 		return s.copyTo(w)
 	}
 	var n int64
@@ -267,9 +268,35 @@ func (s *growingStream) WriteTo(w io.Writer) (int64, error) {
 				return n, err
 			}
 			if m < want {
+				// The file is shorter than the size its entry promised.
 				s.readErr = errShortFile
 				return n, errShortFile
 			}
 		}
 	}
+}
+
+// newBodyStream is the stream that sends base.body, of n bytes (-1:
+// unknown), the best way it can: from its file with sendfile when it has
+// one and n is known (a disk hit, a window of one, a fill in flight), else
+// each read as it returns. flush says that the headers must go out before
+// the body: the first byte may be long in coming, and a body sent as it
+// comes needs the writer's buffer empty (see the top of this file).
+func newBodyStream(base streamBase, n int64) (stream io.Reader, flush bool) {
+	if n >= 0 {
+		switch b := base.body.(type) {
+		case *os.File:
+			return newFileStream(base, b, n), false
+		case interface{ File() (*os.File, error) }:
+			// A window of a disk hit offers its file positioned at the
+			// window, so that a Range is sent with sendfile too.
+			if f, err := b.File(); err == nil {
+				return newFileStream(base, f, n), false
+			}
+		}
+		if src, ok := base.body.(fileSender); ok {
+			return &growingStream{streamBase: base, src: src}, true
+		}
+	}
+	return &readerStream{base}, true
 }
