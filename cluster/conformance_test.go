@@ -1,11 +1,9 @@
 package cluster_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"testing"
 
 	"github.com/cacheyd/cacheyd/cluster"
@@ -37,7 +35,7 @@ func conformingReplica(t *testing.T, h origintest.Holding) origintest.Fetcher {
 		for _, b := range h.Blobs {
 			up.SeedBlob(t, h.Repository, b)
 		}
-		putManifest(t, up, h)
+		up.SeedManifest(t, h.Repository, h.Tag, h.Manifest, h.MediaType)
 	}
 	switch h.Behaviour {
 	case origintest.Cuts:
@@ -96,20 +94,3 @@ func ownerAndSelf(t *testing.T, h origintest.Holding) (ln net.Listener, owner, s
 	return nil, "", ""
 }
 
-// putManifest stores h's manifest under its tag in up, an open registry.
-func putManifest(t *testing.T, up *registrytest.Registry, h origintest.Holding) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, up.URL()+"/v2/"+h.Repository+"/manifests/"+h.Tag, bytes.NewReader(h.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", h.MediaType)
-	resp, err := up.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("PUT manifest: %s", resp.Status)
-	}
-}

@@ -119,28 +119,8 @@ func (f *Flight) Unclaim(s Span) {
 func (f *Flight) Writable(own Span, off, end int64) Span {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for off < end {
-		gs, ge := f.written.missing(off, end)
-		if gs >= end {
-			break
-		}
-		ge = min(ge, end)
-		moved := false
-		for _, c := range f.claimed {
-			if c == own {
-				continue
-			}
-			if c.Start <= gs && gs < c.End {
-				off, moved = c.End, true
-				break
-			}
-			if gs < c.Start && c.Start < ge {
-				ge = c.Start
-			}
-		}
-		if !moved {
-			return Span{gs, ge}
-		}
+	if g, ok := f.freeLocked(off, end, own); ok {
+		return g
 	}
 	return Span{end, end}
 }
@@ -155,23 +135,33 @@ func (f *Flight) Claims() []Span {
 // gapLocked returns the first bytes at or after at that are neither
 // written nor claimed, all of them up to the next byte that is.
 func (f *Flight) gapLocked(at int64) (Span, bool) {
-	for at < f.size {
-		start, end := f.written.missing(at, f.size)
-		if start >= end {
+	return f.freeLocked(at, f.size, Span{})
+}
+
+// freeLocked returns the first bytes of [off, end) that are neither
+// written nor claimed by another claim than own (the zero Span: none), all
+// of them up to the next byte that is.
+func (f *Flight) freeLocked(off, end int64, own Span) (Span, bool) {
+	for off < end {
+		start, stop := f.written.missing(off, end)
+		if start >= stop {
 			return Span{}, false
 		}
 		moved := false
 		for _, c := range f.claimed {
+			if c == own {
+				continue
+			}
 			if c.Start <= start && start < c.End {
-				at, moved = c.End, true
+				off, moved = c.End, true
 				break
 			}
-			if start < c.Start && c.Start < end {
-				end = c.Start
+			if start < c.Start && c.Start < stop {
+				stop = c.Start
 			}
 		}
 		if !moved {
-			return Span{start, end}, true
+			return Span{start, stop}, true
 		}
 	}
 	return Span{}, false

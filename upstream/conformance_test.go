@@ -1,10 +1,6 @@
 package upstream
 
 import (
-	"bytes"
-	"encoding/json"
-	"net/http"
-	"net/url"
 	"testing"
 
 	"github.com/cacheyd/cacheyd/internal/origintest"
@@ -29,7 +25,7 @@ func conformingClient(t *testing.T, h origintest.Holding) origintest.Fetcher {
 	for _, b := range h.Blobs {
 		reg.SeedBlob(t, h.Repository, b)
 	}
-	putManifest(t, reg, h)
+	reg.SeedManifest(t, h.Repository, h.Tag, h.Manifest, h.MediaType)
 	switch h.Behaviour {
 	case origintest.Cuts:
 		reg.SetHook(registrytest.Truncate(reg.BlobBytes(""), h.After))
@@ -40,36 +36,3 @@ func conformingClient(t *testing.T, h origintest.Holding) origintest.Fetcher {
 	return newClient(t, Config{RegistryURLs: map[string]string{h.Registry: reg.URL()}, AllowedHosts: []string{reg.CDNHost()}})
 }
 
-// putManifest pushes h's manifest under its tag as the seeding user.
-func putManifest(t *testing.T, reg *registrytest.Registry, h origintest.Holding) {
-	t.Helper()
-	q := url.Values{"scope": {"repository:" + h.Repository + ":pull,push"}, "service": {"registrytest"}}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, reg.URL()+"/token?"+q.Encode(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.SetBasicAuth("seeder", "seeds")
-	resp, err := reg.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct{ Token string }
-	err = json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	if err != nil || tok.Token == "" {
-		t.Fatalf("push token: %s, %v", resp.Status, err)
-	}
-	req, err = http.NewRequestWithContext(t.Context(), http.MethodPut, reg.URL()+"/v2/"+h.Repository+"/manifests/"+h.Tag, bytes.NewReader(h.Manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", h.MediaType)
-	req.Header.Set("Authorization", "Bearer "+tok.Token)
-	if resp, err = reg.Client().Do(req); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("PUT manifest: %s", resp.Status)
-	}
-}

@@ -92,6 +92,28 @@ func (r *Registry) SeedBlob(t testing.TB, repo string, content []byte) v1.Hash {
 	return d
 }
 
+// SeedManifest stores manifest, as it is, under repo and tag with
+// mediaType as its Content-Type: a manifest no image type builds.
+func (r *Registry) SeedManifest(t testing.TB, repo, tag string, manifest []byte, mediaType string) {
+	t.Helper()
+	rp, err := r.seedRepo(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(rp.Tag(tag), rawManifest{manifest, types.MediaType(mediaType)}, r.seedOptions(t.Context())...); err != nil {
+		t.Fatalf("registrytest: seed manifest %s:%s: %v", repo, tag, err)
+	}
+}
+
+// rawManifest is a manifest's bytes and type, as remote.Put takes them.
+type rawManifest struct {
+	body      []byte
+	mediaType types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)         { return m.body, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil }
+
 // WriteImage stores img under repo and tag (see SeedImage for tag).
 func (r *Registry) WriteImage(t testing.TB, repo, tag string, img v1.Image) {
 	t.Helper()
