@@ -3,13 +3,11 @@ package cache
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/retry"
 )
 
 // Lookups are what the cache asks upstream about mutable things: a tag
@@ -127,7 +125,7 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 		l.count(c, key, rungShared)
 		return v.(A), rungShared, nil
 	}
-	if refused(err) && req.Authorization != "" {
+	if oci.Refused(err) && req.Authorization != "" {
 		// This request's alone: it shares no work, so it names no route.
 		client := *ask
 		client.Route, client.Authorization = "", req.Authorization
@@ -189,7 +187,7 @@ func (c *Cache) shared(ctx context.Context, g *singleflight.Group, key string, l
 func (c *Cache) fetchLookup(ctx context.Context, req *oci.Request, known bool) (*oci.Response, error) {
 	resp, err := c.origin.Fetch(ctx, req)
 	unreachable := errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout)
-	if err != nil && !known && !unreachable && retry.Retryable(err) {
+	if err != nil && !known && !unreachable && oci.Retryable(err) {
 		resp, err = c.retrying.Fetch(ctx, req)
 	}
 	return resp, err
@@ -209,5 +207,5 @@ func stalable(err error) bool {
 		return true
 	}
 	e, ok := oci.AsError(err)
-	return ok && (e.Status >= 500 || e.Status == http.StatusTooManyRequests)
+	return ok && e.Retryable()
 }

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/retry"
@@ -59,9 +58,7 @@ func (f OriginFunc) Fetch(ctx context.Context, req *oci.Request) (*oci.Response,
 // credentials on a refusal. private reports that the answer came only with
 // the client's credentials.
 func (c *Cache) fetchAs(ctx context.Context, origin Origin, req *oci.Request) (resp *oci.Response, private bool, err error) {
-	up := *req
-	up.Authorization = ""
-	resp, err = origin.Fetch(ctx, &up)
+	resp, err = origin.Fetch(ctx, req.AsCacheyd())
 	return c.asClient(ctx, origin, req, resp, err)
 }
 
@@ -69,7 +66,7 @@ func (c *Cache) fetchAs(ctx context.Context, origin Origin, req *oci.Request) (r
 // cacheyd elsewhere (a shared tag lookup): on cacheyd's refusal, req is
 // asked again with its own credentials, if it has any.
 func (c *Cache) asClient(ctx context.Context, origin Origin, req *oci.Request, resp *oci.Response, err error) (*oci.Response, bool, error) {
-	if !refused(err) || req.Authorization == "" {
+	if !oci.Refused(err) || req.Authorization == "" {
 		return resp, false, err
 	}
 	resp, err = origin.Fetch(ctx, req)
@@ -106,10 +103,4 @@ func (c *Cache) withRetries(src source) *retry.Origin {
 // retryConfig is the retries of fills and of first tag lookups.
 func retryConfig(cfg Config) retry.Config {
 	return retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff, IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}
-}
-
-// refused reports whether the origin refused the identity it was asked with.
-func refused(err error) bool {
-	e, ok := oci.AsError(err)
-	return ok && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
 }

@@ -66,9 +66,7 @@ func (c *Cache) getTag(ctx context.Context, req *oci.Request) (*Object, error) {
 	if req.Method == http.MethodHead {
 		return &Object{Digest: desc.digest, MediaType: mediaTypeFor(oci.KindManifest, desc.mediaType), Size: desc.size, Source: src}, nil
 	}
-	byDigest := *req
-	byDigest.Reference = oci.Reference{Digest: desc.digest}
-	return c.getDigest(ctx, &byDigest)
+	return c.getDigest(ctx, req.ByDigest(desc.digest))
 }
 
 // resolveTag finds what a tag points to now, by the ladder (lookup.go):
@@ -97,10 +95,10 @@ func tagKeyOf(req *oci.Request) tagKey {
 	return tagKey{req.Registry, req.Repository, req.Reference.Tag}
 }
 
-// tagHead is the HEAD that resolves req's tag as cacheyd.
+// tagHead is the HEAD that resolves req's tag as cacheyd: every client of
+// the tag shares it, so it takes nothing of req's client (oci's Lookup).
 func (c *Cache) tagHead(req *oci.Request) *oci.Request {
-	head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer, Via: req.Via}
+	head := req.Lookup(http.MethodHead)
 	// Lookups routed to different places are not shared (see Router).
 	head.Route = c.route(head)
 	return head
@@ -134,8 +132,7 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 		return &Object{MediaType: mediaTypeFor(oci.KindManifest, desc.mediaType), Size: desc.size, Source: SourceUpstream}, nil
 	}
 	key := tagKeyOf(req)
-	get := &oci.Request{Method: http.MethodGet, Kind: oci.KindManifest, Registry: req.Registry,
-		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer, Via: req.Via}
+	get := req.Lookup(http.MethodGet)
 	get.Route = c.route(get)
 	v, err := c.shared(ctx, &c.tagFlight, "GET "+key.String()+"\x00"+get.Route, func(ctx context.Context) (any, error) {
 		// A GET that ended since this request began (after its HEAD,
@@ -148,7 +145,7 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, context.Cause(ctx)
-	case refused(err) && req.Authorization != "":
+	case oci.Refused(err) && req.Authorization != "":
 		resp, _, err := c.asClient(ctx, c.origin, req, nil, err)
 		if err != nil {
 			return nil, err
@@ -157,9 +154,7 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 	case err != nil:
 		return nil, err
 	}
-	byDigest := *req
-	byDigest.Reference = oci.Reference{Digest: v.(descriptor).digest}
-	return c.getDigest(ctx, &byDigest)
+	return c.getDigest(ctx, req.ByDigest(v.(descriptor).digest))
 }
 
 // readTag GETs a tag's manifest as cacheyd, reads it whole within the read
