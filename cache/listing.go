@@ -106,7 +106,7 @@ func (c *Cache) List(ctx context.Context, req *oci.Request) (*Listing, error) {
 		return nil, fmt.Errorf("cache: cannot list %s", req.Kind)
 	}
 	l := c.listingLadder()
-	listing, r, err := climb(ctx, c, &l, req, listKeyOf(req))
+	listing, r, _, err := climb(ctx, c, &l, req, listKeyOf(req))
 	if err != nil {
 		return nil, err
 	}
