@@ -12,7 +12,6 @@ import (
 
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/retry"
 	"github.com/cacheyd/cacheyd/tier/disk"
 	"github.com/cacheyd/cacheyd/tier/memory"
 	"github.com/prometheus/client_golang/prometheus"
@@ -114,8 +113,7 @@ const (
 // Cache is the read path.
 type Cache struct {
 	cfg      Config
-	origin   Origin        // one attempt per request
-	retrying *retry.Origin // first tag lookups; a fill retries through its route
+	origin   Origin // one attempt per request
 	mem      *memory.Memory
 	disk     *disk.Disk
 	tags     *tagTable
@@ -203,7 +201,6 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	c := &Cache{
 		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagTable(), listings: newListingTable(),
 		failures: newFailureTable(),
-		retrying: retry.New(origin, retryConfig(cfg)),
 		private:  newPrivacy(), slots: slots, reads: newReadMemory(cfg.ReadMemory, cfg.Metrics),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},
 		memHits: cfg.Metrics.Hits.WithLabelValues("memory"), diskHits: cfg.Metrics.Hits.WithLabelValues("disk"),

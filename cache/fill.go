@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -101,14 +100,16 @@ func (c *Cache) joinOrStart(req *oci.Request, key fillKey, rt source) (f *fill, 
 	c.fills[key] = f
 	c.m.FillsInFlight.Inc()
 	c.wg.Add(1)
-	origin := *req
-	origin.Method, origin.Wants, origin.Route = http.MethodGet, oci.Window{}, key.route
+	// The whole object, whatever window the first client reads, as
+	// cacheyd unless the fill is made with the client's credentials.
+	whole := req.Whole()
 	if key.cred == "" {
-		origin.Authorization = "" // as cacheyd itself
+		whole = whole.AsCacheyd()
 	}
+	whole.Route = key.route
 	// Stopped by the fill's end: success, upstream failure, its timeout or
 	// Close cancelling c.ctx.
-	go c.runFill(f, key, &origin)
+	go c.runFill(f, key, whole)
 	return f, true, nil
 }
 

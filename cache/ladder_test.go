@@ -94,7 +94,7 @@ func newLadderKind(name string, o *origintest.Origin) ladderKind {
 				req := tagReq(http.MethodHead, "v1")
 				req.Authorization = auth
 				l := c.tagLadder()
-				d, r, err := climb(t.Context(), c, &l, req, key)
+				d, r, _, err := climb(t.Context(), c, &l, req, key)
 				return string(d.digest), r, err
 			},
 			kept: func(c *Cache) bool { _, ok := c.tags.get(key); return ok },
@@ -112,7 +112,7 @@ func newLadderKind(name string, o *origintest.Origin) ladderKind {
 			req := tagsReq(http.MethodGet, oci.ListQuery{})
 			req.Authorization = auth
 			l := c.listingLadder()
-			got, r, err := climb(t.Context(), c, &l, req, key)
+			got, r, _, err := climb(t.Context(), c, &l, req, key)
 			got.Release()
 			return string(got.Body), r, err
 		},

@@ -106,7 +106,7 @@ func (c *Cache) List(ctx context.Context, req *oci.Request) (*Listing, error) {
 		return nil, fmt.Errorf("cache: cannot list %s", req.Kind)
 	}
 	l := c.listingLadder()
-	listing, r, err := climb(ctx, c, &l, req, listKeyOf(req))
+	listing, r, _, err := climb(ctx, c, &l, req, listKeyOf(req))
 	if err != nil {
 		return nil, err
 	}
@@ -126,11 +126,16 @@ func listKeyOf(req *oci.Request) listKey {
 	return listKey{kind: req.Kind, registry: req.Registry, repository: req.Repository, ref: req.Reference.Digest, query: req.List.Encode()}
 }
 
-// listingGet is the GET that asks for req's listing as cacheyd. It names
-// no route: each replica asks upstream for listings itself.
+// listingGet is the GET that asks for req's listing as cacheyd. A listing
+// is fetched from the registry by the replica asked, never by a peer or
+// the parent (its sources are the registry only, package sources):
+// FromPeer, which keeps a peer's request from a second hop, and Via, which
+// finds a loop through parents, have nothing to say of it and are left
+// unset.
 func (*Cache) listingGet(req *oci.Request) *oci.Request {
-	return &oci.Request{Method: http.MethodGet, Kind: req.Kind, Registry: req.Registry, Repository: req.Repository,
-		Reference: req.Reference, List: req.List}
+	get := req.Lookup(http.MethodGet)
+	get.FromPeer, get.Via = false, nil
+	return get
 }
 
 // keepListing keeps a listing for everyone: the listing table's bound

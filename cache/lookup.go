@@ -3,13 +3,11 @@ package cache
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/retry"
 )
 
 // Lookups are what the cache asks upstream about mutable things: a tag
@@ -78,8 +76,7 @@ type ladder[K lookupKey, E keptAnswer[A], A any] struct {
 	kept   *table[K, E]        // the last answers asked as cacheyd
 	flight *singleflight.Group // one lookup in flight per key and route
 	// ask is the request to ask as cacheyd for req, without its
-	// Authorization. Lookups of one key are shared only if their Route
-	// is the same (see Router).
+	// Authorization, and without a route: climb decides it.
 	ask func(c *Cache, req *oci.Request) *oci.Request
 	// read turns the origin's answer to req into an answer.
 	read func(c *Cache, req *oci.Request, resp *oci.Response) (A, error)
@@ -94,22 +91,31 @@ type ladder[K lookupKey, E keptAnswer[A], A any] struct {
 	countClientErrors bool
 }
 
-// climb answers req, whose answer key names, by the ladder l: the answer
-// and the rung that gave it, or the error of the error rung (the cause of
-// ctx once it ends, counted on no rung).
-func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l *ladder[K, E, A], req *oci.Request, key K) (A, rung, error) {
+// climb answers req, whose answer key names, by the ladder l: the answer,
+// the rung that gave it and the route the lookup was decided on (none for
+// a fresh answer), or the error of the error rung (the cause of ctx once
+// it ends, counted on no rung).
+//
+// A lookup that asks decides its route once, as a fill does (sourceFor):
+// its shared request, its retries and the request with the client's own
+// credentials all go through it, and so may a request that follows from
+// its answer (a digest-less tag's GET). Lookups of one key are shared only
+// under one route key (see Router).
+func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l *ladder[K, E, A], req *oci.Request, key K) (A, rung, source, error) {
 	var none A
 	last, known := l.kept.get(key)
 	if known && time.Since(last.confirmed()) < c.cfg.TagTTL {
 		l.count(c, key, rungFresh)
-		return last.answer(), rungFresh, nil
+		return last.answer(), rungFresh, source{}, nil
 	}
 	ask := l.ask(c, req)
+	way := c.sourceFor(ask)
+	ask.Route = way.key
 	// The lookup may outlive this call: it takes copies, not l, which
 	// would otherwise be allocated on every climb, fresh answers included.
 	read, keep := l.read, l.keep
-	v, err := c.shared(ctx, l.flight, key.String()+"\x00"+ask.Route, func(ctx context.Context) (any, error) {
-		resp, err := c.fetchLookup(ctx, ask, known)
+	v, err := c.shared(ctx, l.flight, key.String()+"\x00"+way.key, func(ctx context.Context) (any, error) {
+		resp, err := c.fetchLookup(ctx, way, ask, known)
 		if err != nil {
 			return nil, err
 		}
@@ -121,17 +127,18 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 		return a, nil
 	})
 	if err != nil && ctx.Err() != nil {
-		return none, rungError, context.Cause(ctx)
+		return none, rungError, way, context.Cause(ctx)
 	}
 	if err == nil {
 		l.count(c, key, rungShared)
-		return v.(A), rungShared, nil
+		return v.(A), rungShared, way, nil
 	}
-	if refused(err) && req.Authorization != "" {
-		// This request's alone: it shares no work, so it names no route.
+	if oci.Refused(err) && req.Authorization != "" {
+		// This request's alone, never shared, but asked the way the
+		// lookup was decided: a second route would plan its sources again.
 		client := *ask
-		client.Route, client.Authorization = "", req.Authorization
-		resp, _, err := c.asClient(ctx, c.origin, &client, nil, err)
+		client.Authorization = req.Authorization
+		resp, _, err := c.asClient(ctx, way.from, &client, nil, err)
 		a := none
 		if err == nil {
 			a, err = l.read(c, &client, resp)
@@ -140,19 +147,19 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 			if l.countClientErrors {
 				l.count(c, key, rungError)
 			}
-			return none, rungError, err
+			return none, rungError, way, err
 		}
 		l.count(c, key, rungAsClient)
-		return a, rungAsClient, nil
+		return a, rungAsClient, way, nil
 	}
 	if known && last.staleOK() && c.servesStale(last.confirmed(), err) {
 		l.count(c, key, rungStale)
 		c.log.Warn("serving stale "+l.what, append(key.logAttrs(),
 			"age", time.Since(last.confirmed()).Round(time.Second), "err", err)...)
-		return last.answer(), rungStale, nil
+		return last.answer(), rungStale, way, nil
 	}
 	l.count(c, key, rungError)
-	return none, rungError, err
+	return none, rungError, way, err
 }
 
 // shared runs lookup once for every concurrent caller of key in g, on the
@@ -180,17 +187,17 @@ func (c *Cache) shared(ctx context.Context, g *singleflight.Group, key string, l
 	}
 }
 
-// fetchLookup asks the origin for req on behalf of a lookup. With a last
-// answer to fall back on (known), one try: the stale answer is better
-// served at once. Without one, what a retry can cure (5xx, 429) is retried
-// as fills are, rather than failing every node that asked at that moment.
-// An origin that cannot be reached at all is answered at once, as a fill's
-// is: the waiting clients try their next host.
-func (c *Cache) fetchLookup(ctx context.Context, req *oci.Request, known bool) (*oci.Response, error) {
-	resp, err := c.origin.Fetch(ctx, req)
+// fetchLookup asks way for req on behalf of a lookup. With a last answer
+// to fall back on (known), one try: the stale answer is better served at
+// once. Without one, what a retry can cure (5xx, 429) is retried as fills
+// are, through the same route, rather than failing every node that asked
+// at that moment. An origin that cannot be reached at all is answered at
+// once, as a fill's is: the waiting clients try their next host.
+func (c *Cache) fetchLookup(ctx context.Context, way source, req *oci.Request, known bool) (*oci.Response, error) {
+	resp, err := way.from.Fetch(ctx, req)
 	unreachable := errors.Is(err, oci.ErrUpstreamUnavailable) && !errors.Is(err, oci.ErrUpstreamTimeout)
-	if err != nil && !known && !unreachable && retry.Retryable(err) {
-		resp, err = c.retrying.Fetch(ctx, req)
+	if err != nil && !known && !unreachable && oci.Retryable(err) {
+		resp, err = c.withRetries(way).Fetch(ctx, req)
 	}
 	return resp, err
 }
@@ -209,5 +216,5 @@ func stalable(err error) bool {
 		return true
 	}
 	e, ok := oci.AsError(err)
-	return ok && (e.Status >= 500 || e.Status == http.StatusTooManyRequests)
+	return ok && e.Retryable()
 }

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/retry"
@@ -21,8 +20,10 @@ type Origin interface {
 // cacheyd with peers or a parent): it decides, once per piece of the
 // cache's work, where that work fetches from. The cache asks when it keys a
 // fill or a shared lookup (sourceFor); a fill keeps the Route for every
-// request it makes, its chunks and its resumes, so that what the route
-// learns (which source answered, which failed) holds for the whole fill.
+// request it makes, its chunks and its resumes, and a lookup for its
+// requests, their retries and the one with a client's credentials, so that
+// what the route learns (which source answered, which failed) holds for
+// the whole work.
 type Router interface {
 	Route(req *oci.Request) Route
 }
@@ -59,9 +60,7 @@ func (f OriginFunc) Fetch(ctx context.Context, req *oci.Request) (*oci.Response,
 // credentials on a refusal. private reports that the answer came only with
 // the client's credentials.
 func (c *Cache) fetchAs(ctx context.Context, origin Origin, req *oci.Request) (resp *oci.Response, private bool, err error) {
-	up := *req
-	up.Authorization = ""
-	resp, err = origin.Fetch(ctx, &up)
+	resp, err = origin.Fetch(ctx, req.AsCacheyd())
 	return c.asClient(ctx, origin, req, resp, err)
 }
 
@@ -69,7 +68,7 @@ func (c *Cache) fetchAs(ctx context.Context, origin Origin, req *oci.Request) (r
 // cacheyd elsewhere (a shared tag lookup): on cacheyd's refusal, req is
 // asked again with its own credentials, if it has any.
 func (c *Cache) asClient(ctx context.Context, origin Origin, req *oci.Request, resp *oci.Response, err error) (*oci.Response, bool, error) {
-	if !refused(err) || req.Authorization == "" {
+	if !oci.Refused(err) || req.Authorization == "" {
 		return resp, false, err
 	}
 	resp, err = origin.Fetch(ctx, req)
@@ -93,23 +92,14 @@ func (c *Cache) sourceFor(req *oci.Request) source {
 	return source{from: c.origin}
 }
 
-// route is the key of req's route, for a shared lookup: its requests go to
-// the origin one by one, each carrying the key (oci.Request.Route).
-func (c *Cache) route(req *oci.Request) string { return c.sourceFor(req).key }
-
-// withRetries is what a fill fetches through: its source with the retries
-// (package retry), which resume a cut body through the same route.
+// withRetries is what a fill fetches through, and a lookup retries
+// through: its source with the retries (package retry), which resume a cut
+// body through the same route.
 func (c *Cache) withRetries(src source) *retry.Origin {
 	return retry.New(src.from, retryConfig(c.cfg))
 }
 
-// retryConfig is the retries of fills and of first tag lookups.
+// retryConfig is the retries of fills and of lookups with no answer kept.
 func retryConfig(cfg Config) retry.Config {
 	return retry.Config{Retries: cfg.FillRetries, Backoff: cfg.RetryBackoff, IdleTimeout: cfg.FillIdleTimeout, Logger: cfg.Logger}
-}
-
-// refused reports whether the origin refused the identity it was asked with.
-func refused(err error) bool {
-	e, ok := oci.AsError(err)
-	return ok && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
 }

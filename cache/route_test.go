@@ -155,12 +155,13 @@ func TestTagLookupsAreSharedOnlyOnOneRoute(t *testing.T) {
 }
 
 // counting is an origin that routes every request to "b" and counts the
-// routes it decides, the requests that went through them and the requests
-// asked of it on their own.
+// routes it decides (byTag: of those, the routes of requests by tag), the
+// requests that went through them and the requests asked of it on their
+// own.
 type counting struct {
 	Origin
-	mu                    sync.Mutex // guards the counts
-	routes, routed, alone int
+	mu                           sync.Mutex // guards the counts
+	routes, byTag, routed, alone int
 }
 
 func (c *counting) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
@@ -170,9 +171,12 @@ func (c *counting) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, 
 	return c.Origin.Fetch(ctx, req)
 }
 
-func (c *counting) Route(*oci.Request) Route {
+func (c *counting) Route(req *oci.Request) Route {
 	c.mu.Lock()
 	c.routes++
+	if !req.Reference.IsDigest() {
+		c.byTag++
+	}
 	c.mu.Unlock()
 	return keyed{OriginFunc(func(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 		c.mu.Lock()
@@ -215,5 +219,57 @@ func TestAFillDecidesItsRouteOnce(t *testing.T) {
 	}
 	if n := o.Count(http.MethodGet, oci.KindBlob, string(dg)); n != r.routed {
 		t.Errorf("origin GETs = %d, want the %d that went through the route", n, r.routed)
+	}
+}
+
+// TestATagLookupDecidesItsRouteOnce: a GET of a tag whose registry names no
+// digest on HEAD asks the origin for the tag's route once, and every
+// request of the lookup (the HEAD, its retry, the GET of the tag, and each
+// one again with the client's credentials when the registry refuses
+// cacheyd) goes through that route; none is asked on its own.
+func TestATagLookupDecidesItsRouteOnce(t *testing.T) {
+	unavailable := &oci.Error{Status: http.StatusServiceUnavailable, Code: oci.CodeUnavailable, Message: "busy", Upstream: true}
+	for _, tt := range []struct {
+		name string
+		// origin is the registry as the test wants it, over the fake.
+		origin func(o *origintest.Origin) Origin
+		auth   string // the client's Authorization
+		// The requests through the route, and the fake's HEADs and GETs
+		// of the tag.
+		routed, heads, gets int
+	}{
+		{"as cacheyd", func(o *origintest.Origin) Origin { return origintest.NoDigest(o) }, "", 2, 1, 1},
+		{"a HEAD retried", func(o *origintest.Origin) Origin {
+			return origintest.NoDigest(origintest.Fail(o, unavailable).Only(http.MethodHead).Times(1))
+		}, "", 3, 2, 1},
+		{"with the client's credentials", func(o *origintest.Origin) Origin {
+			return origintest.NoDigest(origintest.Private(o, "Bearer client"))
+		}, "Bearer client", 4, 2, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := origintest.New()
+			manifest := []byte(`{"schemaVersion":2}`)
+			o.Tag("v1", o.Add(manifest, manifestType))
+			r := &counting{Origin: tt.origin(o)}
+			c := newTestCache(t, r, func(cfg *Config) { cfg.RetryBackoff = time.Millisecond })
+			req := tagReq(http.MethodGet, "v1")
+			req.Authorization = tt.auth
+			obj := mustGet(t, c, req)
+			if got, err := readAllIfBody(obj); err != nil || !bytes.Equal(got, manifest) {
+				t.Fatalf("got %q, err %v; want the manifest", got, err)
+			}
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.byTag != 1 || r.alone != 0 {
+				t.Errorf("routes decided for the tag %d, requests on their own %d; want one route, none on their own", r.byTag, r.alone)
+			}
+			if r.routed != tt.routed {
+				t.Errorf("requests through the route = %d, want %d", r.routed, tt.routed)
+			}
+			heads, gets := o.Count(http.MethodHead, oci.KindManifest, "v1"), o.Count(http.MethodGet, oci.KindManifest, "v1")
+			if heads != tt.heads || gets != tt.gets {
+				t.Errorf("the registry's HEADs and GETs of the tag = %d, %d; want %d, %d", heads, gets, tt.heads, tt.gets)
+			}
+		})
 	}
 }

@@ -52,13 +52,14 @@ func newTagTable() *tagTable { return newTable[tagKey, tagEntry](maxTags, 0, nil
 // manifest is served by digest like any immutable content.
 func (c *Cache) getTag(ctx context.Context, req *oci.Request) (*Object, error) {
 	asked := time.Now()
-	desc, src, err := c.resolveTag(ctx, req)
+	desc, src, way, err := c.resolveTag(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if desc.digest == "" {
-		// Upstream names no digest on HEAD: only a GET can tell.
-		return c.getTagWithoutDigest(ctx, req, desc, asked)
+		// Upstream names no digest on HEAD: only a GET can tell. Such an
+		// answer is never kept, so it was asked now, and way is decided.
+		return c.getTagWithoutDigest(ctx, req, desc, way, asked)
 	}
 	if !accepts(req.Accept, desc.mediaType) {
 		return c.fetchAccepting(ctx, req)
@@ -66,23 +67,22 @@ func (c *Cache) getTag(ctx context.Context, req *oci.Request) (*Object, error) {
 	if req.Method == http.MethodHead {
 		return &Object{Digest: desc.digest, MediaType: mediaTypeFor(oci.KindManifest, desc.mediaType), Size: desc.size, Source: src}, nil
 	}
-	byDigest := *req
-	byDigest.Reference = oci.Reference{Digest: desc.digest}
-	return c.getDigest(ctx, &byDigest)
+	return c.getDigest(ctx, req.ByDigest(desc.digest))
 }
 
 // resolveTag finds what a tag points to now, by the ladder (lookup.go):
 // concurrent lookups of one tag share one upstream HEAD. When upstream
 // fails (unreachable, 5xx, 429, timeout) the last known answer is served
 // for up to TagStaleMax past its TTL, unless a peer gave it; a 401 or 404
-// is a real answer and is returned.
-func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, Source, error) {
+// is a real answer and is returned. way is the route the lookup was
+// decided on, unless the answer was fresh.
+func (c *Cache) resolveTag(ctx context.Context, req *oci.Request) (descriptor, Source, source, error) {
 	l := c.tagLadder()
-	d, r, err := climb(ctx, c, &l, req, tagKeyOf(req))
+	d, r, way, err := climb(ctx, c, &l, req, tagKeyOf(req))
 	if err != nil {
-		return descriptor{}, 0, err
+		return descriptor{}, 0, source{}, err
 	}
-	return d, r.source(SourceTags), nil
+	return d, r.source(SourceTags), way, nil
 }
 
 // tagLadder is how a tag climbs the ladder: resolved with a HEAD, kept in
@@ -97,14 +97,9 @@ func tagKeyOf(req *oci.Request) tagKey {
 	return tagKey{req.Registry, req.Repository, req.Reference.Tag}
 }
 
-// tagHead is the HEAD that resolves req's tag as cacheyd.
-func (c *Cache) tagHead(req *oci.Request) *oci.Request {
-	head := &oci.Request{Method: http.MethodHead, Kind: oci.KindManifest, Registry: req.Registry,
-		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer, Via: req.Via}
-	// Lookups routed to different places are not shared (see Router).
-	head.Route = c.route(head)
-	return head
-}
+// tagHead is the HEAD that resolves req's tag as cacheyd: every client of
+// the tag shares it, so it takes nothing of req's client (oci's Lookup).
+func (*Cache) tagHead(req *oci.Request) *oci.Request { return req.Lookup(http.MethodHead) }
 
 // tagAnswer is what the origin's answer to a tag's HEAD says the tag is.
 func (*Cache) tagAnswer(_ *oci.Request, resp *oci.Response) (descriptor, error) {
@@ -127,29 +122,29 @@ func (c *Cache) countTag(_ tagKey, r rung) { c.m.TagLookups.WithLabelValues(stri
 // HEAD is), and its bytes are kept under their digest; every request is
 // then served by that digest, from the tiers that hold it, so that none
 // holds a copy of its own. When upstream refuses cacheyd, each request
-// with credentials gets its own answer, streamed and not kept. asked is
-// when the request began.
-func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc descriptor, asked time.Time) (*Object, error) {
+// with credentials gets its own answer, streamed and not kept. Every
+// request of the GET goes the way the tag's HEAD was decided (way): the
+// lookup plans its sources once. asked is when the request began.
+func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc descriptor, way source, asked time.Time) (*Object, error) {
 	if req.Method == http.MethodHead {
 		return &Object{MediaType: mediaTypeFor(oci.KindManifest, desc.mediaType), Size: desc.size, Source: SourceUpstream}, nil
 	}
 	key := tagKeyOf(req)
-	get := &oci.Request{Method: http.MethodGet, Kind: oci.KindManifest, Registry: req.Registry,
-		Repository: req.Repository, Reference: req.Reference, FromPeer: req.FromPeer, Via: req.Via}
-	get.Route = c.route(get)
-	v, err := c.shared(ctx, &c.tagFlight, "GET "+key.String()+"\x00"+get.Route, func(ctx context.Context) (any, error) {
+	get := req.Lookup(http.MethodGet)
+	get.Route = way.key
+	v, err := c.shared(ctx, &c.tagFlight, "GET "+key.String()+"\x00"+way.key, func(ctx context.Context) (any, error) {
 		// A GET that ended since this request began (after its HEAD,
 		// before this lookup) answers it too: no other is needed.
 		if last, ok := c.tags.get(key); ok && last.desc.digest != "" && last.checked.After(asked) {
 			return last.desc, nil
 		}
-		return c.readTag(ctx, get, key)
+		return c.readTag(ctx, way, get, key)
 	})
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, context.Cause(ctx)
-	case refused(err) && req.Authorization != "":
-		resp, _, err := c.asClient(ctx, c.origin, req, nil, err)
+	case oci.Refused(err) && req.Authorization != "":
+		resp, _, err := c.asClient(ctx, way.from, req, nil, err)
 		if err != nil {
 			return nil, err
 		}
@@ -157,9 +152,7 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 	case err != nil:
 		return nil, err
 	}
-	byDigest := *req
-	byDigest.Reference = oci.Reference{Digest: v.(descriptor).digest}
-	return c.getDigest(ctx, &byDigest)
+	return c.getDigest(ctx, req.ByDigest(v.(descriptor).digest))
 }
 
 // readTag GETs a tag's manifest as cacheyd, reads it whole within the read
@@ -167,9 +160,9 @@ func (c *Cache) getTagWithoutDigest(ctx context.Context, req *oci.Request, desc 
 // on disk, in memory when it fits, and as the tag's answer. The budget is
 // given back once the bytes are kept. A manifest whose registry named no
 // media type is kept with the one its content names, so that it is served
-// as a manifest.
-func (c *Cache) readTag(ctx context.Context, get *oci.Request, key tagKey) (descriptor, error) {
-	resp, err := c.origin.Fetch(ctx, get)
+// as a manifest. It asks way, the route of the tag's lookup.
+func (c *Cache) readTag(ctx context.Context, way source, get *oci.Request, key tagKey) (descriptor, error) {
+	resp, err := way.from.Fetch(ctx, get)
 	if err != nil {
 		return descriptor{}, err
 	}

@@ -114,8 +114,3 @@ func (o *Origin) FetchNotify(ctx context.Context, req *oci.Request, failed func(
 	out.Body = b
 	return &out, nil
 }
-
-// Retryable is oci.Retryable: whether another attempt may succeed. A
-// failure another cacheyd relayed (oci.ErrRelayed) is not retried here:
-// that cacheyd made its attempts already.
-func Retryable(err error) bool { return oci.Retryable(err) }

@@ -311,8 +311,8 @@ func TestRelayedFailuresAreNotRetried(t *testing.T) {
 			}
 		})
 	}
-	if Retryable(fmt.Errorf("cluster: %w", relayed)) {
-		t.Error("Retryable(a relayed 502) = true")
+	if oci.Retryable(fmt.Errorf("cluster: %w", relayed)) {
+		t.Error("oci.Retryable(a relayed 502) = true")
 	}
 }
 

@@ -131,7 +131,7 @@ func New(s Set) *Policy {
 func (p *Policy) Route(req *oci.Request) *Route { return p.route(req, false) }
 
 // Fetch fetches req on its own, outside a route: a request of work keyed
-// earlier by req.Route (a tag lookup's), or of none (a check of a client's
+// earlier by req.Route, or of none (a check of a client's
 // credentials). Its sources are planned for this one request.
 func (p *Policy) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	return p.route(req, true).Fetch(ctx, req)
