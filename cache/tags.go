@@ -203,6 +203,7 @@ func (c *Cache) readTag(ctx context.Context, get *oci.Request, key tagKey) (desc
 		c.log.Warn("caching manifest failed", "digest", d.digest.Short(), "err", err)
 	} else {
 		e = held
+		c.tellKeepers(e)
 	}
 	c.keepInMemory(e, data)
 	c.keepTag(key, &d, resp)
