@@ -41,9 +41,6 @@ func newTestTiers(tb testing.TB, cfg *Config) Tiers {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(nil)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
-	}
 	mem, err := memory.New(memory.Config{Bytes: cfg.MemoryBytes, MaxObject: cfg.MemoryMaxObject, Metrics: cfg.Metrics})
 	if err != nil {
 		tb.Fatal(err)
