@@ -12,15 +12,19 @@ import (
 
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier/disk"
-	"github.com/cacheyd/cacheyd/tier/memory"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Config configures a Cache. The zero value of every field but Dir is usable.
+// Config configures a Cache. The zero value of every field is usable,
+// except Dir's when the default tiers are opened from it.
+//
+// Dir, MemoryBytes, MemoryMaxObject and DiskBytes describe the default
+// tiers, memory and disk: the composition root (internal/app) opens them
+// from these fields (Dir required) and hands them to New (Tiers), which
+// reads none of them.
 type Config struct {
-	// Dir holds the disk tier. Required. Everything in it belongs to the
-	// cache: it may be wiped at any time.
+	// Dir holds the disk tier. Everything in it belongs to the cache: it
+	// may be wiped at any time.
 	Dir string
 	// MemoryBytes is the memory tier's budget in bytes. Zero disables it.
 	MemoryBytes int64
@@ -94,16 +98,15 @@ type Config struct {
 }
 
 const (
-	defaultMemoryMaxObject = 1 << 20
-	defaultTagStaleMax     = 24 * time.Hour
-	defaultFillTimeout     = 30 * time.Minute
-	defaultAnswerTimeout   = 5 * time.Second
-	defaultMaxFills        = 256
-	defaultFillChunk       = 16 << 20
-	defaultFillParallel    = 4
-	defaultMaxFillsPerReg  = 64
-	defaultFillStall       = 10 * time.Second
-	defaultReadMemory      = 64 << 20
+	defaultTagStaleMax    = 24 * time.Hour
+	defaultFillTimeout    = 30 * time.Minute
+	defaultAnswerTimeout  = 5 * time.Second
+	defaultMaxFills       = 256
+	defaultFillChunk      = 16 << 20
+	defaultFillParallel   = 4
+	defaultMaxFillsPerReg = 64
+	defaultFillStall      = 10 * time.Second
+	defaultReadMemory     = 64 << 20
 	// tagTimeout bounds one upstream tag resolution, which is shared by
 	// every request waiting for it and so does not run on any one of
 	// their contexts.
@@ -113,9 +116,10 @@ const (
 // Cache is the read path.
 type Cache struct {
 	cfg      Config
-	origin   Origin // one attempt per request
-	mem      *memory.Memory
-	disk     *disk.Disk
+	origin   Origin     // one attempt per request
+	mem      MemoryTier // noMemory when there is none
+	disk     DiskTier
+	keepers  []Keeper // told of public commits (tellKeepers)
 	tags     *tagTable
 	listings *listingTable
 	failures *failureTable // fills upstream failed a moment ago
@@ -142,14 +146,15 @@ type Cache struct {
 	listFlight singleflight.Group // one upstream lookup per listing at a time
 }
 
-// New opens the cache in cfg.Dir: pending leftovers of an earlier run are
-// removed and committed content is served at once (warm restart).
-func New(cfg Config, origin Origin) (*Cache, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("cache: Config.Dir is required")
+// New returns the cache over tiers, which fetches through origin. What the
+// disk tier holds is served at once (warm restart). The tiers stay their
+// opener's: it closes them after Close.
+func New(cfg Config, origin Origin, tiers Tiers) (*Cache, error) {
+	if tiers.Disk == nil {
+		return nil, errors.New("cache: Tiers.Disk is required")
 	}
-	if cfg.MemoryMaxObject == 0 {
-		cfg.MemoryMaxObject = defaultMemoryMaxObject
+	if tiers.Memory == nil {
+		tiers.Memory = noMemory{}
 	}
 	if cfg.TagStaleMax == 0 {
 		cfg.TagStaleMax = defaultTagStaleMax
@@ -184,22 +189,14 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	mem, err := memory.New(memory.Config{Bytes: cfg.MemoryBytes, MaxObject: cfg.MemoryMaxObject, Metrics: cfg.Metrics})
-	if err != nil {
-		return nil, err
-	}
-	d, err := disk.Open(disk.Config{Dir: cfg.Dir, Budget: cfg.DiskBytes, Metrics: cfg.Metrics, Logger: cfg.Logger})
-	if err != nil {
-		mem.Close()
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	slots := newFillSlots(cfg.MaxFills, cfg.MaxFillsPerRegistry, cfg.FillStall, slotMetrics{
 		waiting: cfg.Metrics.FillsWaiting.Add,
 		stopped: func(reason string) { cfg.Metrics.FillsStopped.WithLabelValues(reason).Inc() },
 	})
 	c := &Cache{
-		cfg: cfg, origin: origin, mem: mem, disk: d, tags: newTagTable(), listings: newListingTable(),
+		cfg: cfg, origin: origin, mem: tiers.Memory, disk: tiers.Disk, keepers: tiers.Keepers,
+		tags: newTagTable(), listings: newListingTable(),
 		failures: newFailureTable(),
 		private:  newPrivacy(), slots: slots, reads: newReadMemory(cfg.ReadMemory, cfg.Metrics),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},
@@ -210,14 +207,14 @@ func New(cfg Config, origin Origin) (*Cache, error) {
 	return c, nil
 }
 
-// Close aborts fills in flight, waits for them to clean up, records a clean
-// stop on disk and releases the memory tier.
+// Close aborts fills in flight and waits for them to clean up. The tiers
+// are left to their opener, to close once Close has returned: nothing of
+// the cache writes into them any more.
 func (c *Cache) Close() error {
 	c.cancel()
 	c.wg.Wait()
 	c.bg.Wait()
-	c.mem.Close()
-	return c.disk.Close()
+	return nil
 }
 
 // Get answers a request for a manifest or blob. req.Method "HEAD" answers

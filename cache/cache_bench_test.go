@@ -48,10 +48,11 @@ func (o *memOrigin) Fetch(_ context.Context, req *oci.Request) (*oci.Response, e
 
 func benchCache(b *testing.B, o cache.Origin, memoryBytes int64) *cache.Cache {
 	b.Helper()
-	c, err := cache.New(cache.Config{
+	cfg := cache.Config{
 		Dir: b.TempDir(), MemoryBytes: memoryBytes, MemoryMaxObject: 1 << 20,
 		Logger: slog.New(slog.DiscardHandler),
-	}, o)
+	}
+	c, err := cache.New(cfg, o, cache.OpenTestTiers(b, &cfg))
 	if err != nil {
 		b.Fatal(err)
 	}

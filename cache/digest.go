@@ -9,7 +9,6 @@ import (
 
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/tier"
-	"github.com/cacheyd/cacheyd/tier/disk"
 )
 
 // getDigest answers for immutable content: memory → disk → a fill in
@@ -157,7 +156,7 @@ func (c *Cache) fromTiers(ctx context.Context, req *oci.Request, key *fillKey) (
 		return o, nil
 	}
 	var (
-		f   *disk.File
+		f   HeldFile
 		e   tier.Entry
 		err error
 	)
@@ -212,7 +211,7 @@ func (c *Cache) fromTiers(ctx context.Context, req *oci.Request, key *fillKey) (
 	return o, nil
 }
 
-func closeQuiet(f *disk.File) {
+func closeQuiet(f HeldFile) {
 	if f != nil {
 		_ = f.Close()
 	}

@@ -114,10 +114,11 @@ func BenchmarkDigestlessTags(b *testing.B) {
 	o := &digestlessOrigin{}
 	// As cacheyd starts with no flags: a memory tier of 256 MiB for objects
 	// up to 1 MiB, and a tag's answer reused for a minute.
-	c, err := cache.New(cache.Config{
+	cfg := cache.Config{
 		Dir: b.TempDir(), MemoryBytes: 256 << 20, MemoryMaxObject: 1 << 20, TagTTL: time.Minute,
 		Logger: slog.New(slog.DiscardHandler),
-	}, o)
+	}
+	c, err := cache.New(cfg, o, cache.OpenTestTiers(b, &cfg))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestWrongSizeForgottenOnRestart(t *testing.T) {
 	for _, dg := range dgs {
 		fillAndWait(t, c, blobReq(dg))
 	}
-	c.Close()
+	stopCleanly(c)
 	damage := []func(p string) error{
 		func(p string) error { return os.Truncate(p, 1000) },
 		func(p string) error { return os.Truncate(p, 0) },
@@ -49,7 +49,7 @@ func TestWrongSizeForgottenOnRestart(t *testing.T) {
 		func(p string) error { return os.Remove(p + ".meta") },
 	}
 	for i, dg := range dgs {
-		if err := damage[i](c.disk.Path(dg)); err != nil {
+		if err := damage[i](diskOf(c).Path(dg)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestUncleanStopVerifiesBeforeServing(t *testing.T) {
 // as whole, removed and fetched again. Content nothing changed is served
 // at once as a plain file, without being hashed again.
 func TestOverwrittenWhileStoppedVerifiesBeforeServing(t *testing.T) {
-	wrongBytesWhileStopped(t, func(c *Cache) { c.Close() }, true)
+	wrongBytesWhileStopped(t, stopCleanly, true)
 }
 
 // wrongBytesWhileStopped fills four objects, stops the cache with stop,
@@ -103,7 +103,7 @@ func wrongBytesWhileStopped(t *testing.T, stop func(*Cache), trusted bool) {
 	}
 	stop(c)
 	for _, dg := range []oci.Digest{dl, dr, ds} {
-		overwriteLater(t, c.disk.Path(dg))
+		overwriteLater(t, diskOf(c).Path(dg))
 	}
 
 	c2 := newTestCache(t, o, cfg)

@@ -28,6 +28,15 @@
 //     the request's credentials.
 //   - Uncached (uncached.go): pass-through with a client's credentials, and
 //     content the disk cannot take, streamed and still verified.
+//   - Tiers (tiers.go): the cache declares what it consumes of its tiers, as
+//     small interfaces: the memory tier (the bytes of small public objects),
+//     the disk tier (records, files to serve, pending files for fills,
+//     manifests put whole) and keepers, told of every verified public object
+//     once the disk tier has committed it (an object store behind the
+//     disk). It opens and closes none of them: the composition root
+//     (internal/app) opens them, hands them to New (Tiers) and closes them
+//     after Close, so that a new tier is a new value there, not a change to
+//     the lookup (fromTiers) or the commit (commit).
 //   - Read memory (readmem.go): what is read whole into memory rather than
 //     streamed (a digest-less tag's manifest, listings, copies into the
 //     memory tier) claims one budget as its bytes arrive, a quarter of it at
@@ -37,6 +46,7 @@
 // The cache fetches through one seam it declares, Origin (origin.go); the
 // credential fallback (as cacheyd, then with the client's credentials) is
 // written once there, and retries are the retry package's. The cache knows
-// nothing of HTTP servers, nor of how the origin reaches a registry: it
-// imports neither server nor upstream.
+// nothing of HTTP servers, nor of how the origin reaches a registry, nor of
+// how a tier stores its bytes: it imports neither server nor upstream, nor
+// tier/memory nor tier/disk.
 package cache

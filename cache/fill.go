@@ -13,7 +13,6 @@ import (
 	"github.com/cacheyd/cacheyd/flight"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/tier"
-	"github.com/cacheyd/cacheyd/tier/disk"
 )
 
 // fillKey names a fill: the same digest asked for as a blob and as a
@@ -189,7 +188,7 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 	if err != nil {
 		return res.Written, err
 	}
-	return res.Written, c.commit(f, res.Pending.(pending).Pending, req, res.Written)
+	return res.Written, c.commit(f, res.Pending.(pending).PendingFile, req, res.Written)
 }
 
 // fillSource is where a fill fetches its bytes from: the one place the
@@ -199,19 +198,19 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, req *oci.Request) (int64
 func (c *Cache) fillSource(f *fill) move.Source { return c.withRetries(f.from) }
 
 // pending is a pending file of the disk tier as package fill takes it.
-type pending struct{ *disk.Pending }
+type pending struct{ PendingFile }
 
 // File is the pending file, for the flight.
-func (p pending) File() flight.File { return p.Pending.File() }
+func (p pending) File() flight.File { return p.PendingFile.File() }
 
 // upstreamFault marks err as the registry's doing, as package fill marks
 // what it met reading the source: for the cache's own verdicts on a fill
 // (its timeout, a stall that gave its slot up).
 func upstreamFault(err error) error { return move.Fault(err) }
 
-// commit keeps a verified fill: on disk with its record, and in memory when
-// it is small and public.
-func (c *Cache) commit(f *fill, p *disk.Pending, req *oci.Request, n int64) error {
+// commit keeps a verified fill: on disk with its record, in memory when it
+// is small and public, and with the keepers when it is public.
+func (c *Cache) commit(f *fill, p PendingFile, req *oci.Request, n int64) error {
 	// The content, read back for the memory tier (public content small
 	// enough), or to name the media type of a manifest whose origin named
 	// none. The copy is claimed from the read memory budget (readmem.go)
@@ -250,6 +249,7 @@ func (c *Cache) commit(f *fill, p *disk.Pending, req *oci.Request, n int64) erro
 		return nil
 	}
 	c.keepInMemory(held, data)
+	c.tellKeepers(held)
 	return nil
 }
 
@@ -261,5 +261,16 @@ func (c *Cache) keepInMemory(e tier.Entry, data []byte) {
 		_ = c.mem.Delete(context.Background(), e.Digest)
 	case data != nil:
 		c.mem.Set(e, data)
+	}
+}
+
+// tellKeepers tells the keepers of content the disk tier now holds as e,
+// when it is public: what came with a client's credentials stays here.
+func (c *Cache) tellKeepers(e tier.Entry) {
+	if e.Marked() {
+		return
+	}
+	for _, k := range c.keepers {
+		k.Keep(e)
 	}
 }

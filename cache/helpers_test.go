@@ -11,6 +11,8 @@ import (
 	"github.com/cacheyd/cacheyd/internal/origintest"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/tier/disk"
+	"github.com/cacheyd/cacheyd/tier/memory"
 )
 
 func randomBytes(t testing.TB, n int) []byte { return origintest.RandomBytes(t, n) }
@@ -21,12 +23,69 @@ func newTestCache(t testing.TB, o Origin, mod func(*Config)) *Cache {
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := New(cfg, o)
+	c, err := New(cfg, o, newTestTiers(t, &cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// newTestTiers opens the default tiers cfg describes, as internal/app
+// does: a memory tier when cfg.MemoryBytes is above zero, and the disk tier
+// in cfg.Dir, counting into cfg.Metrics (set here when nil, for the cache
+// to share). They are closed, memory then disk (a clean stop), when tb
+// ends, after what tb.Cleanup is given later: the cache over them first.
+func newTestTiers(tb testing.TB, cfg *Config) Tiers {
+	tb.Helper()
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil)
+	}
+	mem, err := memory.New(memory.Config{Bytes: cfg.MemoryBytes, MaxObject: cfg.MemoryMaxObject, Metrics: cfg.Metrics})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d, err := disk.Open(disk.Config{Dir: cfg.Dir, Budget: cfg.DiskBytes, Metrics: cfg.Metrics, Logger: cfg.Logger})
+	if err != nil {
+		mem.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { closeTiers(mem, d) })
+	tiers := Tiers{Disk: DiskOf(d)}
+	if mem != nil {
+		tiers.Memory = mem
+	}
+	return tiers
+}
+
+// OpenTestTiers is newTestTiers for the package's external tests.
+func OpenTestTiers(tb testing.TB, cfg *Config) Tiers { return newTestTiers(tb, cfg) }
+
+// closeTiers closes the default tiers as cacheyd does once its cache is
+// closed: memory, then disk, which records a clean stop. Closing them again
+// does nothing more.
+func closeTiers(mem *memory.Memory, d *disk.Disk) {
+	mem.Close()
+	_ = d.Close()
+}
+
+// memOf is c's memory tier as tier/memory's own type; nil when it has
+// none, which holds nothing.
+func memOf(c *Cache) *memory.Memory {
+	m, _ := c.mem.(*memory.Memory)
+	return m
+}
+
+// diskOf is c's disk tier as tier/disk's own type.
+func diskOf(c *Cache) *disk.Disk {
+	return c.disk.(diskFiles[*disk.File, *disk.Pending]).DiskFiles.(*disk.Disk)
+}
+
+// stopCleanly closes c and then its tiers, as cacheyd stops: the disk records a
+// clean stop, and another cache may open the same directory.
+func stopCleanly(c *Cache) {
+	c.Close()
+	closeTiers(memOf(c), diskOf(c))
 }
 
 func blobReq(dg oci.Digest) *oci.Request {
@@ -75,7 +134,7 @@ func held(c *Cache, dg oci.Digest) bool {
 
 // diskUsage reports the bytes and objects the disk tier holds.
 func diskUsage(c *Cache) (int64, int) {
-	b, n, _ := c.disk.Usage()
+	b, n, _ := diskOf(c).Usage()
 	return b, n
 }
 
@@ -85,5 +144,5 @@ func crash(c *Cache) {
 	c.cancel()
 	c.wg.Wait()
 	c.bg.Wait()
-	c.mem.Close()
+	memOf(c).Close()
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/cacheyd/cacheyd/oci"
-	"github.com/cacheyd/cacheyd/tier/disk"
 )
 
 // Source says where an answer came from, for the access log and metrics.
@@ -68,7 +67,7 @@ type Object struct {
 
 	ctx  context.Context // the request's; bounds waiting on a fill
 	data []byte          // memory hit
-	file *disk.File      // disk hit (owned until Body or Close)
+	file HeldFile        // disk hit (owned until Body or Close)
 	fill *fill           // a fill in flight (one reference owned until Body or Close)
 	pass io.ReadCloser   // pass-through body starting at passOffset
 	// passOffset is the byte of the object where pass starts.

@@ -80,7 +80,7 @@ func TestPrivateContentServedOnlyForItsSources(t *testing.T) {
 				}
 				b, err := readAll(t, obj)
 				c.wg.Wait()
-				c.mem.Wait()
+				memOf(c).Wait()
 				return b, obj, err
 			}
 			status := func(err error) int {
@@ -141,7 +141,7 @@ func TestPrivateContentServedOnlyForItsSources(t *testing.T) {
 			}
 
 			// Sources and marks survive a restart.
-			c.Close()
+			stopCleanly(c)
 			c2 := newTestCache(t, reg, func(cfg *Config) { cfg.Dir = dir })
 			if b, _, err := get(c2, "evil.example", "yes/x", ""); err == nil || bytes.Equal(b, secret) {
 				t.Errorf("evil.example after a restart: %d bytes, err %v", len(b), err)
@@ -179,7 +179,7 @@ func TestMarkedContentNeverInMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		obj.Close()
-		c.mem.Wait()
+		memOf(c).Wait()
 		if obj.Source != SourceDisk {
 			t.Fatalf("private content: source %v, want disk", obj.Source)
 		}

@@ -190,7 +190,7 @@ func TestEndlessBodyStopsAtTheBudget(t *testing.T) {
 	if n := body.n.Load(); n > budget+move.Buffer {
 		t.Errorf("read %d bytes of an endless body under a budget of %d", n, budget)
 	}
-	_, _, reserved := c.disk.Usage()
+	_, _, reserved := diskOf(c).Usage()
 	if reserved != 0 {
 		t.Errorf("reserved = %d after the fill ended", reserved)
 	}
@@ -250,7 +250,7 @@ func TestAnnouncementsTakeNoBudget(t *testing.T) {
 			if _, n := diskUsage(c); n != kept {
 				t.Errorf("%d of %d committed objects left after an announcement of %d bytes", n, kept, tc.announced)
 			}
-			if _, _, reserved := c.disk.Usage(); reserved > dripped {
+			if _, _, reserved := diskOf(c).Usage(); reserved > dripped {
 				t.Errorf("%d bytes claimed for a fill that received %d", reserved, dripped)
 			}
 
@@ -306,7 +306,7 @@ func TestClaimsAsBytesArrive(t *testing.T) {
 			t.Fatal(err)
 		}
 		read += n
-		_, _, reserved := c.disk.Usage()
+		_, _, reserved := diskOf(c).Usage()
 		used, objects := diskUsage(c)
 		if reserved > read+64<<10 {
 			t.Errorf("after %d bytes arrived, %d are claimed", read, reserved)

@@ -196,6 +196,7 @@ func (c *Cache) readTag(ctx context.Context, way source, get *oci.Request, key t
 		c.log.Warn("caching manifest failed", "digest", d.digest.Short(), "err", err)
 	} else {
 		e = held
+		c.tellKeepers(e)
 	}
 	c.keepInMemory(e, data)
 	c.keepTag(key, &d, resp)

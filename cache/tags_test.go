@@ -29,7 +29,8 @@ func TestTagFreshnessAndStaleIfError(t *testing.T) {
 		v2 := o.Add([]byte(`{"schemaVersion":2,"n":2}`), mt)
 		o.Tag("latest", v1)
 		down := origintest.Fail(o, oci.ErrUpstreamUnavailable).Off()
-		c, err := New(Config{Dir: t.TempDir(), TagTTL: time.Minute, TagStaleMax: time.Hour, Logger: quietLogger()}, down)
+		cfg := Config{Dir: t.TempDir(), TagTTL: time.Minute, TagStaleMax: time.Hour, Logger: quietLogger()}
+		c, err := New(cfg, down, newTestTiers(t, &cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +88,8 @@ func TestTagNotFoundIsNotStale(t *testing.T) {
 		o := origintest.New()
 		v1 := o.Add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
 		o.Tag("gone", v1)
-		c, err := New(Config{Dir: t.TempDir(), Logger: quietLogger()}, o)
+		cfg := Config{Dir: t.TempDir(), Logger: quietLogger()}
+		c, err := New(cfg, o, newTestTiers(t, &cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +137,7 @@ func TestManifestRespectsAccept(t *testing.T) {
 		t.Fatalf("accepting client: %v, type %q", err, obj.MediaType)
 	}
 	c.wg.Wait()
-	c.mem.Wait()
+	memOf(c).Wait()
 
 	old := tagReq(http.MethodGet, "v1")
 	old.Accept = []string{"application/vnd.docker.distribution.manifest.v2+json"}

@@ -25,7 +25,7 @@ func fillAndWait(t *testing.T, c *Cache, req *oci.Request) []byte {
 		t.Fatal(err)
 	}
 	c.wg.Wait()
-	c.mem.Wait()
+	memOf(c).Wait()
 	return b
 }
 
@@ -117,20 +117,22 @@ func TestWarmRestart(t *testing.T) {
 	db := o.Add(blob, "")
 	dm := o.Add(manifest, "application/vnd.oci.image.manifest.v1+json")
 	dir := t.TempDir()
-	c1, err := New(Config{Dir: dir, Logger: quietLogger()}, o)
+	cfg1 := Config{Dir: dir, Logger: quietLogger()}
+	c1, err := New(cfg1, o, newTestTiers(t, &cfg1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fillAndWait(t, c1, blobReq(db))
 	mreq := &oci.Request{Method: http.MethodGet, Kind: oci.KindManifest, Registry: "docker.io", Repository: "library/app", Reference: oci.Reference{Digest: dm}}
 	fillAndWait(t, c1, mreq)
-	c1.Close()
+	stopCleanly(c1)
 
 	leftover := filepath.Join(dir, "pending", "fill-leftover")
 	if err := os.WriteFile(leftover, []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := New(Config{Dir: dir, Logger: quietLogger()}, OriginFunc(failOrigin))
+	cfg2 := Config{Dir: dir, Logger: quietLogger()}
+	c2, err := New(cfg2, OriginFunc(failOrigin), newTestTiers(t, &cfg2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +175,7 @@ func TestEvictionKeepsDiskBudget(t *testing.T) {
 	obj.Close()
 	fillAndWait(t, c, blobReq(ds[3]))
 
-	_, _, reserved := c.disk.Usage()
+	_, _, reserved := diskOf(c).Usage()
 	if reserved != 0 {
 		t.Errorf("reserved = %d after every fill ended, want 0", reserved)
 	}
@@ -182,7 +184,7 @@ func TestEvictionKeepsDiskBudget(t *testing.T) {
 		t.Errorf("disk holds %d bytes in %d objects, budget %d", used, n, 3*size)
 	}
 	for i, want := range []bool{true, false, true, true} {
-		_, err := os.Stat(c.disk.Path(ds[i]))
+		_, err := os.Stat(diskOf(c).Path(ds[i]))
 		if got := err == nil; got != want {
 			t.Errorf("object %d on disk = %v, want %v", i, got, want)
 		}
@@ -273,7 +275,7 @@ func TestPrivateContentOnlyForAcceptedCredentials(t *testing.T) {
 		t.Fatalf("credentialed fill: %v", err)
 	}
 	c.wg.Wait()
-	c.mem.Wait()
+	memOf(c).Wait()
 	if n := o.Count(http.MethodGet, oci.KindBlob, string(dg)); n != 2 {
 		t.Errorf("upstream GETs = %d, want 2 (refused as cacheyd, then with the credential)", n)
 	}
@@ -301,7 +303,7 @@ func TestPrivateContentOnlyForAcceptedCredentials(t *testing.T) {
 	}
 
 	// The mark survives a restart.
-	c.Close()
+	stopCleanly(c)
 	c2 := newTestCache(t, private, func(cfg *Config) { cfg.Dir = dir })
 	if _, err := as(c2, ""); !refusedWith401(err) {
 		t.Errorf("anonymous after restart: %v, want 401", err)
@@ -328,7 +330,7 @@ func TestSmallDiskHitsMoveToMemory(t *testing.T) {
 	dir := t.TempDir()
 	c1 := newTestCache(t, o, func(cfg *Config) { cfg.Dir = dir })
 	fillAndWait(t, c1, blobReq(dg))
-	c1.Close()
+	stopCleanly(c1)
 	c2 := newTestCache(t, o, func(cfg *Config) { cfg.Dir = dir })
 	for _, want := range []Source{SourceDisk, SourceMemory} {
 		obj, err := c2.Get(t.Context(), blobReq(dg))
@@ -339,6 +341,6 @@ func TestSmallDiskHitsMoveToMemory(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) || obj.Source != want {
 			t.Fatalf("source %v (want %v), err %v, equal %v", obj.Source, want, err, bytes.Equal(got, data))
 		}
-		c2.mem.Wait()
+		memOf(c2).Wait()
 	}
 }

@@ -28,7 +28,10 @@ import (
 
 	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/internal/origintest"
+	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/tier/disk"
+	"github.com/cacheyd/cacheyd/tier/memory"
 )
 
 // The shared helpers of the server's tests: a real cache over the fake
@@ -99,7 +102,10 @@ type testCache struct {
 	// origin, when the cache's origin is the fake one, is asked for the
 	// bodies left open.
 	origin *origintest.Origin
-	once   sync.Once
+	// mem and disk are the tiers under the cache, closed after it.
+	mem  *memory.Memory
+	disk *disk.Disk
+	once sync.Once
 }
 
 // newTestCache returns a real cache over origin in a temporary directory,
@@ -123,18 +129,41 @@ func openTestCache(dir string, origin cache.Origin, mod func(*cache.Config)) (*t
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := cache.New(cfg, origin)
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(nil) // the cache's and its tiers'
+	}
+	// The default tiers, as internal/app opens them.
+	mem, err := memory.New(memory.Config{Bytes: cfg.MemoryBytes, MaxObject: cfg.MemoryMaxObject, Metrics: cfg.Metrics})
 	if err != nil {
 		return nil, err
 	}
-	tc := &testCache{Cache: c, dir: cfg.Dir}
+	d, err := disk.Open(disk.Config{Dir: cfg.Dir, Budget: cfg.DiskBytes, Metrics: cfg.Metrics, Logger: cfg.Logger})
+	if err != nil {
+		mem.Close()
+		return nil, err
+	}
+	tiers := cache.Tiers{Disk: cache.DiskOf(d)}
+	if mem != nil {
+		tiers.Memory = mem
+	}
+	c, err := cache.New(cfg, origin, tiers)
+	if err != nil {
+		mem.Close()
+		return nil, errors.Join(err, d.Close())
+	}
+	tc := &testCache{Cache: c, dir: cfg.Dir, mem: mem, disk: d}
 	tc.origin = origintest.FakeOf(origin)
 	return tc, nil
 }
 
-// close closes the cache once: its fills are aborted and waited for.
+// close closes the cache once: its fills are aborted and waited for; then
+// its tiers, memory and disk, which records a clean stop.
 func (c *testCache) close() {
-	c.once.Do(func() { _ = c.Cache.Close() })
+	c.once.Do(func() {
+		_ = c.Cache.Close()
+		c.mem.Close()
+		_ = c.disk.Close()
+	})
 }
 
 // released fails t if a body the fake origin handed out, or a file under the

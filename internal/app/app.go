@@ -1,9 +1,11 @@
 // Package app is cacheyd's composition root: it wires the sources (the
 // upstream client as the registry; the cluster's owner and parent, when
 // there are peers or a parent) into the policy over them (package
-// sources), the cache behind it and the server into one running cacheyd,
-// listens (and on a second address for the replicas, when asked), and
-// shuts it down. A new source is one more value of sources.Set here. It
+// sources), the cache behind it over its tiers (memory in front of disk,
+// and the keepers told of what the disk commits) and the server into one
+// running cacheyd, listens (and on a second address for the replicas, when
+// asked), and shuts it down. A new source is one more value of sources.Set
+// here, and a new tier one more value of cache.Tiers (openTiers). It
 // gives the server and the cluster what they must agree on: the cluster
 // secret, one random instance id per start (loops of parents), and the
 // peers' idle allowance, which follows from the fill's idle timeout and
@@ -32,6 +34,8 @@ import (
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/server"
 	"github.com/cacheyd/cacheyd/sources"
+	"github.com/cacheyd/cacheyd/tier/disk"
+	"github.com/cacheyd/cacheyd/tier/memory"
 	"github.com/cacheyd/cacheyd/upstream"
 )
 
@@ -62,7 +66,13 @@ type Config struct {
 	// ClusterSecret too (Run copies it), its Instance and Listen are set by
 	// Run.
 	Cluster cluster.Config
-	Cache   cache.Config
+	// Cache configures the cache, and the memory and disk tiers Run opens
+	// for it (Dir, MemoryBytes, MemoryMaxObject, DiskBytes).
+	Cache cache.Config
+	// Keepers are told of every verified public object once the disk tier
+	// has committed it (cache.Keeper), after the tiers Run opens itself.
+	// Nil means none.
+	Keepers []cache.Keeper
 	Server  server.Config
 }
 
@@ -137,14 +147,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 		set.Owner, set.Parent, closeCluster = co.Owner(), co.Parent(), co.Close
 		cfg.Server.Status.Member, cfg.Server.Status.Parent = cfg.Cluster.Advertise, cfg.Cluster.Parent
 	}
-	c, err := cache.New(cfg.Cache, routes{sources.New(set)})
+	tiers, closeTiers, err := openTiers(cfg.Cache, cfg.Keepers)
 	if err != nil {
 		closeCluster()
 		return err
 	}
-	// The cache first: its fills may still read from peers.
+	c, err := cache.New(cfg.Cache, routes{sources.New(set)}, tiers)
+	if err != nil {
+		err = errors.Join(err, closeTiers())
+		closeCluster()
+		return err
+	}
+	// The cache first: its fills may still read from peers, and write into
+	// the tiers.
 	closeAll := func() error {
 		err := c.Close()
+		err = errors.Join(err, closeTiers())
 		closeCluster()
 		return err
 	}
@@ -205,6 +223,31 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	err = errors.Join(err, closeAll())
 	log.Info("stopped")
 	return err
+}
+
+// openTiers opens the cache's tiers as cc describes them: memory (when
+// cc.MemoryBytes is above zero) in front of disk in cc.Dir, and keepers
+// told of what the disk commits. A new tier is opened here and takes its
+// place in the Tiers. closeTiers closes what openTiers opened, once the
+// cache is closed: memory, then disk, which records a clean stop.
+func openTiers(cc cache.Config, keepers []cache.Keeper) (tiers cache.Tiers, closeTiers func() error, err error) {
+	mem, err := memory.New(memory.Config{Bytes: cc.MemoryBytes, MaxObject: cc.MemoryMaxObject, Metrics: cc.Metrics})
+	if err != nil {
+		return cache.Tiers{}, nil, err
+	}
+	d, err := disk.Open(disk.Config{Dir: cc.Dir, Budget: cc.DiskBytes, Metrics: cc.Metrics, Logger: cc.Logger})
+	if err != nil {
+		mem.Close()
+		return cache.Tiers{}, nil, err
+	}
+	tiers = cache.Tiers{Disk: cache.DiskOf(d), Keepers: keepers}
+	if mem != nil { // nil: disabled
+		tiers.Memory = mem
+	}
+	return tiers, func() error {
+		mem.Close()
+		return d.Close()
+	}, nil
 }
 
 // routes is the policy as the cache consumes it: a one-off request goes

@@ -98,7 +98,13 @@ func TestAFillThroughAClusterRanksOnce(t *testing.T) {
 	t.Cleanup(co.Close)
 	owner := &countingPlanner{Planner: co.Owner()}
 	pol := sources.New(sources.Set{Owner: owner, Registry: client, Metrics: m, Logger: log})
-	c, err := cache.New(cache.Config{Dir: t.TempDir(), FillChunk: chunk, FillParallel: 4, Metrics: m, Logger: log}, routes{pol})
+	cc := cache.Config{Dir: t.TempDir(), FillChunk: chunk, FillParallel: 4, Metrics: m, Logger: log}
+	tiers, closeTiers, err := openTiers(cc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = closeTiers() })
+	c, err := cache.New(cc, routes{pol}, tiers)
 	if err != nil {
 		t.Fatal(err)
 	}
