@@ -9,9 +9,10 @@
 // gives the server and the cluster what they must agree on: the cluster
 // secret, one random instance id per start (loops of parents), and the
 // peers' idle allowance, which follows from the fill's idle timeout and
-// upstream's header timeout. The command (cmd/cacheyd, which turns flags
-// into a Config), the benchmark harness and the tests all start cacheyd
-// through Run, so there is one wiring and one set of defaults (Defaults).
+// upstream's header timeout. The commands (cmd/cacheyd and
+// cmd/cacheyd-bench, whose flags cmd/internal/daemon turns into a Config),
+// the benchmark harness and the tests all start cacheyd through Run, so
+// there is one wiring and one set of defaults (Defaults).
 package app
 
 import (
