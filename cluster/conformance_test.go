@@ -93,4 +93,3 @@ func ownerAndSelf(t *testing.T, h origintest.Holding) (ln net.Listener, owner, s
 	t.Fatal("no address ranks below any of 20 owners for every key")
 	return nil, "", ""
 }
-

@@ -35,4 +35,3 @@ func conformingClient(t *testing.T, h origintest.Holding) origintest.Fetcher {
 	}
 	return newClient(t, Config{RegistryURLs: map[string]string{h.Registry: reg.URL()}, AllowedHosts: []string{reg.CDNHost()}})
 }
-
