@@ -59,6 +59,18 @@ type Metrics struct {
 	UpstreamRequests *prometheus.CounterVec // registry, method, kind, code
 	// UpstreamBytes counts body bytes read from upstream.
 	UpstreamBytes *prometheus.CounterVec // registry
+	// RateLimitLimit, RateLimitRemaining and RateLimitWindow are what a
+	// registry last said of cacheyd's pull budget (its ratelimit-*
+	// headers): pulls per window, pulls left, and the window in seconds.
+	RateLimitLimit     *prometheus.GaugeVec // registry
+	RateLimitRemaining *prometheus.GaugeVec // registry
+	RateLimitWindow    *prometheus.GaugeVec // registry
+	// UpstreamPulls counts the manifest GETs a registry counts as pulls:
+	// those it answered other than 401, 403 or 429 (HEADs are free).
+	UpstreamPulls *prometheus.CounterVec // registry
+	// RateLimitHeld counts manifest GETs answered 429 at once, without
+	// asking the registry, while its budget was spent.
+	RateLimitHeld *prometheus.CounterVec // registry
 	// MemoryBytes and DiskBytes are what each tier holds now.
 	MemoryBytes prometheus.Gauge
 	DiskBytes   prometheus.Gauge
@@ -194,6 +206,21 @@ func New(reg prometheus.Registerer) *Metrics {
 		UpstreamBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_upstream_bytes_total", Help: "Body bytes read from upstream registries.",
 		}, []string{"registry"}),
+		RateLimitLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cacheyd_upstream_ratelimit_limit", Help: "Pulls per window a registry last announced for cacheyd (its ratelimit-limit).",
+		}, []string{"registry"}),
+		RateLimitRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cacheyd_upstream_ratelimit_remaining", Help: "Pulls left in the window a registry last announced for cacheyd (its ratelimit-remaining).",
+		}, []string{"registry"}),
+		RateLimitWindow: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cacheyd_upstream_ratelimit_window_seconds", Help: "The window of a registry's pull budget, as it last announced it.",
+		}, []string{"registry"}),
+		UpstreamPulls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_upstream_pulls_total", Help: "Manifest GETs a registry counts as pulls (answered other than 401, 403, 429).",
+		}, []string{"registry"}),
+		RateLimitHeld: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_upstream_ratelimit_held_total", Help: "Manifest GETs answered 429 without asking the registry, while its pull budget was spent.",
+		}, []string{"registry"}),
 		MemoryBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cacheyd_memory_tier_bytes", Help: "Bytes held by the memory tier.",
 		}),
@@ -244,7 +271,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.FillsStopped, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
-			m.UpstreamRequests, m.UpstreamBytes, m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
+			m.UpstreamRequests, m.UpstreamBytes, m.RateLimitLimit, m.RateLimitRemaining, m.RateLimitWindow, m.UpstreamPulls, m.RateLimitHeld,
+			m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures,
 			m.ReadMemoryBytes, m.ReadMemoryRefused,
 			m.ClusterRefused)

@@ -34,6 +34,7 @@ type Client struct {
 	timeout    time.Duration // Config.ResponseHeaderTimeout
 	metrics    *metrics.Metrics
 	log        *slog.Logger
+	budgets    *budgets // each registry's pull budget (budget.go)
 }
 
 // New returns a Client for cfg. It reads cfg.CredentialsFile and fails on a
@@ -83,6 +84,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.rt = userAgent{inner: counted{inner: fetchBase, metrics: cfg.Metrics}, ua: cfg.UserAgent}
 	c.realmRT = userAgent{inner: counted{inner: tokenBase, metrics: cfg.Metrics}, ua: cfg.UserAgent}
+	c.budgets = newBudgets(cfg.Now, c.labels, cfg.Metrics, cfg.Logger)
 	c.ids = newIdentities(cfg.AuthCacheSize, cfg.AuthTimeout, c.newIdentity)
 	return c, nil
 }
@@ -98,6 +100,9 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	t, err := c.route(req)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.budgets.held(t.registry, req); err != nil {
 		return nil, err
 	}
 	ctx = withLabels(ctx, c.labels.of(t.registry), req.Kind.String())

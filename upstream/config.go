@@ -147,6 +147,9 @@ type Config struct {
 	// Resolver resolves the host names the dial policy checks. Nil means
 	// net.DefaultResolver. Tests set it so that no name reaches real DNS.
 	Resolver Resolver
+	// Now tells the time registries' pull budgets are read and held by
+	// (budget.go). Nil means time.Now.
+	Now func() time.Time
 }
 
 // Resolver looks up a host's addresses; *net.Resolver is one.
@@ -179,6 +182,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver

@@ -25,6 +25,7 @@ var (
 // answer turns upstream's response into a Response or an *oci.Error. It owns
 // resp.Body: it is either handed on in the Response or closed.
 func (c *Client) answer(t target, req *oci.Request, resp *http.Response) (*oci.Response, error) {
+	c.budgets.observe(t.registry, req, resp)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		e := oci.ErrorFromResponse(req.Kind, resp)
