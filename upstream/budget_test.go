@@ -108,6 +108,11 @@ func TestBudgetSpentLast(t *testing.T) {
 		if !ok || e.Status != http.StatusTooManyRequests || e.Code != oci.CodeTooManyRequests || e.RetryAfterHeader != "18000" {
 			t.Fatalf("held GET: %v (Retry-After %q), want 429 TOOMANYREQUESTS with Retry-After 18000", err, retryAfterOf(err))
 		}
+		// What the cache reads to serve a tag's last answer stale
+		// (cache/lookup.go stalable), and to relay it as the registry's.
+		if !e.Retryable() || !oci.FromUpstream(err) {
+			t.Fatalf("held GET: %v is not retryable as the registry's answer", err)
+		}
 	}
 	if n := reg.Count("GET", registrytest.KindManifest, ""); n != 2 {
 		t.Errorf("manifest GETs sent = %d, want 2", n)
