@@ -22,6 +22,45 @@ type StatusInfo struct {
 	// Member is this replica's address among the cluster's members, and
 	// Parent the cacheyd it asks before upstream; empty when it has none.
 	Member, Parent string
+	// Budgets returns each registry's pull budget as it last stated it,
+	// read at every view of the page. Nil shows none.
+	Budgets func() []PullBudget
+}
+
+// PullBudget is a registry's pull budget as the status page shows it.
+type PullBudget struct {
+	Registry         string
+	Limit, Remaining int64
+	// Window is the budget's window; zero when the registry did not say.
+	Window time.Duration
+	// Seen is when the registry last stated it.
+	Seen time.Time
+	// HeldUntil is when manifest GETs go to the registry again; zero when
+	// they go now.
+	HeldUntil time.Time
+}
+
+// budgetRow is a PullBudget as the page shows it: ages and waits from the
+// moment the page is made.
+type budgetRow struct {
+	PullBudget
+	Percent      float64 // remaining of the limit
+	Ago, HeldFor time.Duration
+}
+
+func budgetRows(bs []PullBudget, now time.Time) []budgetRow {
+	rows := make([]budgetRow, 0, len(bs))
+	for _, b := range bs {
+		r := budgetRow{PullBudget: b, Ago: now.Sub(b.Seen).Round(time.Second)}
+		if b.Limit > 0 {
+			r.Percent = 100 * float64(b.Remaining) / float64(b.Limit)
+		}
+		if b.HeldUntil.After(now) {
+			r.HeldFor = b.HeldUntil.Sub(now).Round(time.Second)
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
 
 // statusFigures are the live figures of the status page, read from the same
@@ -56,6 +95,9 @@ type statusFigures struct {
 	ClusterDirect  []labelled
 	ServedToPeers  float64
 	FromPeersBytes float64
+
+	// Budgets are the registries' pull budgets.
+	Budgets []budgetRow
 }
 
 type labelled struct {
@@ -66,6 +108,9 @@ type labelled struct {
 // gatherFigures reads the figures from the Gatherer.
 func (s *Server) gatherFigures() (statusFigures, error) {
 	f := statusFigures{Info: s.cfg.Status, Ready: s.ready.Load(), Uptime: time.Since(s.started).Round(time.Second), Registry: s.cfg.DefaultRegistry}
+	if s.cfg.Status.Budgets != nil {
+		f.Budgets = budgetRows(s.cfg.Status.Budgets(), time.Now())
+	}
 	if s.cfg.Gatherer == nil {
 		return f, nil
 	}
@@ -230,6 +275,11 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 <tr><th>disk</th><td class="n">{{bytes .DiskUsed}}</td><td>{{if .Info.DiskBytes}}{{pct .DiskPercent}} of {{bytes .Info.DiskBytes}}{{end}}</td></tr>
 <tr><th>evictions</th><td class="n">{{n .Evictions}}</td><td>objects evicted to stay within the disk budget</td></tr>
 </table>
+{{if .Budgets}}<h2>Pull budgets</h2>
+<table>
+<tr><th>registry</th><th>remaining</th><th>limit</th><th>window</th><th>stated</th><th></th></tr>
+{{range .Budgets}}<tr><th>{{.Registry}}</th><td class="n">{{.Remaining}} ({{pct .Percent}})</td><td class="n">{{.Limit}}</td><td class="n">{{if .Window}}{{.Window}}{{else}}?{{end}}</td><td>{{.Ago}} ago</td><td>{{if .HeldFor}}<span class="bad">manifest GETs held for {{.HeldFor}}</span>{{end}}</td></tr>
+{{end}}</table>{{end}}
 {{if or .Info.Member .Info.Parent}}<h2>Cluster</h2>
 <table>
 {{$self := .Info.Member}}{{range .Members}}<tr><th>{{.Label}}</th><td class="n">{{if eq .Label $self}}this replica{{else if .Value}}<span class="bad">skipped</span>{{else}}asked{{end}}</td><td>member</td></tr>

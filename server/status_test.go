@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -48,5 +49,39 @@ func TestStatusPage(t *testing.T) {
 	resp, body, err = ts.do(t, http.MethodHead, "/", nil)
 	if err != nil || resp.StatusCode != http.StatusOK || len(body) != 0 {
 		t.Errorf("HEAD /: %v, %d bytes, %v", resp.StatusCode, len(body), err)
+	}
+}
+
+// TestStatusPullBudgets: the page shows each registry's pull budget as the
+// function it is given reports it at the view, and which registry's
+// manifest GETs are held.
+func TestStatusPullBudgets(t *testing.T) {
+	now := time.Now()
+	calls := 0
+	budgets := func() []PullBudget {
+		calls++
+		return []PullBudget{
+			{Registry: "docker.io", Limit: 100, Remaining: 76, Window: 6 * time.Hour, Seen: now.Add(-90 * time.Second)},
+			{Registry: "ghcr.io", Limit: 50, Remaining: 0, Seen: now, HeldUntil: now.Add(time.Hour + 30*time.Second)},
+		}
+	}
+	ts := startServer(t, Config{Status: StatusInfo{Budgets: budgets}}, newTestCache(t, origintest.New(), nil))
+	resp, body, err := ts.do(t, http.MethodGet, "/", nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /: %v %v", resp, err)
+	}
+	page := string(body)
+	for _, want := range []string{
+		"Pull budgets",
+		`<th>docker.io</th><td class="n">76 (76.0%)</td><td class="n">100</td><td class="n">6h0m0s</td><td>1m30s ago</td><td></td>`,
+		`<th>ghcr.io</th><td class="n">0 (0.0%)</td><td class="n">50</td><td class="n">?</td>`,
+		"manifest GETs held for 1h0m30s",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("budgets read %d times for one view, want 1", calls)
 	}
 }

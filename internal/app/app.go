@@ -129,6 +129,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	// Every source this cacheyd has, in its place: the policy decides which
 	// a request may come from, in what order.
 	set := sources.Set{Registry: up, Metrics: m, Logger: log}
+	cfg.Server.Status.Budgets = func() []server.PullBudget { return pullBudgets(up.Budgets()) }
 	closeCluster := func() {}
 	if cfg.Cluster.Enabled() {
 		cfg.Cluster.Metrics, cfg.Cluster.Logger = m, log
@@ -311,4 +312,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (string, func() er
 		cancel()
 		return "", nil, err
 	}
+}
+
+// pullBudgets are the registries' budgets as the status page shows them.
+func pullBudgets(bs []upstream.Budget) []server.PullBudget {
+	out := make([]server.PullBudget, len(bs))
+	for i, b := range bs {
+		out[i] = server.PullBudget{Registry: b.Registry, Limit: b.Limit, Remaining: b.Remaining, Window: b.Window, Seen: b.Seen, HeldUntil: b.HeldUntil}
+	}
+	return out
 }
