@@ -258,6 +258,8 @@ func TestDashboard(t *testing.T) {
 		"cacheyd_cluster_members", "cacheyd_cluster_member_skipped", "cacheyd_cluster_requests_total",
 		"cacheyd_cluster_direct_total", "cacheyd_cluster_bytes_total", "cacheyd_cluster_served_total",
 		"cacheyd_cluster_refused_total", "cacheyd_source_failures_total",
+		"cacheyd_upstream_ratelimit_remaining", "cacheyd_upstream_ratelimit_limit", "cacheyd_upstream_pulls_total",
+		"cacheyd_upstream_ratelimit_held_total",
 	} {
 		if !used[m] {
 			t.Errorf("the dashboard shows nothing of %s", m)
@@ -291,8 +293,10 @@ func TestAlertRules(t *testing.T) {
 			}
 		}
 	}
-	// An upstream failing, a full disk, a collapsing hit ratio.
-	for _, want := range []string{"CacheydUpstreamFailing", "CacheydDiskFull", "CacheydHitRatioCollapsed"} {
+	// An upstream failing, a full disk, a collapsing hit ratio, a pull
+	// budget nearly spent, a registry's 429.
+	for _, want := range []string{"CacheydUpstreamFailing", "CacheydDiskFull", "CacheydHitRatioCollapsed",
+		"CacheydPullBudgetLow", "CacheydRegistryRateLimited"} {
 		if !contains(alerts, want) {
 			t.Errorf("no alert %s (have %v)", want, alerts)
 		}
