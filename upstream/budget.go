@@ -38,7 +38,8 @@ type Budget struct {
 // Spending the budget last: a registry whose budget is spent (remaining 0)
 // or that answered a manifest GET 429 is sent no more manifest GETs until
 // its Retry-After, or the time until its window starts again
-// (RateLimit-Reset), or else its whole window, has passed; they are answered
+// (RateLimit-Reset), or else its whole window, has passed (an answer that
+// announces none of these holds nothing); they are answered
 // 429 TOOMANYREQUESTS at once, as the registry would, with a Retry-After of
 // what is left, so that the cache serves the tag's last answer stale.
 // HEADs (which resolve tags) and blobs still go: Docker Hub counts neither,
@@ -46,10 +47,6 @@ type Budget struct {
 // left ends the hold early and one stating it spent holds from then. Only
 // cacheyd's own budget is kept: an answer to a client's own Authorization
 // states the client's, and is neither read nor held.
-
-// defaultHold is how long manifest GETs are held when a registry said its
-// budget is spent, or answered 429, without saying for how long.
-const defaultHold = time.Minute
 
 // maxBudgets bounds how many registries' budgets are kept: registry names
 // come from clients, and only registries that answer with a budget or a
@@ -112,26 +109,28 @@ func (b *budgets) observe(registry string, req *oci.Request, resp *http.Response
 	}
 	switch {
 	case limited || (ok && rl.remaining == 0):
-		bud.HeldUntil = now.Add(holdFor(rl, resp.Header.Get("Retry-After")))
+		// Held only as long as announced: a 429 saying nothing of when
+		// to come back (or Retry-After: 0) is left to the caller's backoff.
+		if d := holdFor(rl, resp.Header.Get("Retry-After")); d > 0 {
+			bud.HeldUntil = now.Add(d)
+		}
 	case ok:
 		bud.HeldUntil = time.Time{} // budget left: the hold is over
 	}
 }
 
 // holdFor is how long manifest GETs are held after an answer stating rl
-// (zero if none) and retryAfter: the Retry-After, else the time until the
-// window starts again, else the window, else defaultHold.
+// (zero if none) and retryAfter: the Retry-After when it can be read (0
+// included), else the time until the window starts again, else the
+// window; zero when the answer announced none of them.
 func holdFor(rl rateLimit, retryAfter string) time.Duration {
-	if d, ok := (&oci.Error{RetryAfterHeader: retryAfter}).RetryAfter(); ok && d > 0 {
-		return d
+	if d, ok := (&oci.Error{RetryAfterHeader: retryAfter}).RetryAfter(); ok {
+		return max(d, 0)
 	}
-	switch {
-	case rl.reset > 0:
+	if rl.reset > 0 {
 		return rl.reset
-	case rl.window > 0:
-		return rl.window
 	}
-	return defaultHold
+	return rl.window
 }
 
 // held answers a manifest GET of cacheyd's for registry with a 429 while

@@ -239,3 +239,25 @@ func retryAfterOf(err error) string {
 	}
 	return ""
 }
+
+// TestHoldFor: a hold lasts as long as the answer announced, Retry-After
+// first; an answer that announced nothing, or Retry-After: 0, holds nothing.
+func TestHoldFor(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		rl         rateLimit
+		retryAfter string
+		want       time.Duration
+	}{
+		{"retry-after", rateLimit{window: time.Hour, reset: time.Minute}, "30", 30 * time.Second},
+		{"retry-after zero", rateLimit{window: time.Hour}, "0", 0},
+		{"reset", rateLimit{window: time.Hour, reset: time.Minute}, "", time.Minute},
+		{"window", rateLimit{window: time.Hour}, "", time.Hour},
+		{"unreadable retry-after", rateLimit{window: time.Hour}, "soon", time.Hour},
+		{"nothing announced", rateLimit{}, "", 0},
+	} {
+		if got := holdFor(tc.rl, tc.retryAfter); got != tc.want {
+			t.Errorf("%s: holdFor = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
