@@ -1,7 +1,9 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -156,5 +158,77 @@ func TestACorruptAlternateServesNothingWrong(t *testing.T) {
 	}
 	if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != 0 {
 		t.Errorf("the registry got %d manifest GETs, want 0", n)
+	}
+}
+
+// TestPrivateContentNeverReachesAnAlternate: content a client fetches with
+// its own credentials goes to its registry only, even when an alternate
+// holds the same digests: the alternate is asked nothing at all.
+func TestPrivateContentNeverReachesAnAlternate(t *testing.T) {
+	const clients = 4
+	up := registrytest.New(t, registrytest.Options{
+		Token: true, Users: map[string]string{"alice": "pw"}, Private: map[string][]string{"team/secret": {"alice"}},
+	})
+	alt := registrytest.New(t, registrytest.Options{})
+	img := up.SeedImage(t, "team/secret", "v1", 2, 4<<10)
+	alt.WriteImage(t, "mirror/team/secret", "v1", img)
+	up.Reset()
+	alt.Reset()
+	base := startWithAlternate(t, up, alt)
+
+	treq, err := http.NewRequestWithContext(t.Context(), http.MethodGet, up.URL()+"/token?service=registrytest&scope=repository:team/secret:pull", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	treq.SetBasicAuth("alice", "pw")
+	tresp, err := http.DefaultClient.Do(treq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Token string }
+	err = json.NewDecoder(tresp.Body).Decode(&tok)
+	tresp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"/v2/team/secret/manifests/v1", "/v2/team/secret/manifests/" + h.String(), "/v2/team/secret/blobs/" + m.Config.Digest.String()}
+	for _, l := range m.Layers {
+		paths = append(paths, "/v2/team/secret/blobs/"+l.Digest.String())
+	}
+	var wg sync.WaitGroup
+	for range clients {
+		for _, path := range paths {
+			wg.Go(func() {
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path+"?ns="+up.Host(), nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Accept", string(m.MediaType))
+				req.Header.Set("Authorization", "Bearer "+tok.Token)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || err != nil {
+					t.Errorf("%s with alice's token: %d, %v", path, resp.StatusCode, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if n := len(alt.Requests()); n != 0 {
+		t.Errorf("the alternate got %d requests for private content, want none", n)
 	}
 }
