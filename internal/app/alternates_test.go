@@ -16,11 +16,10 @@ import (
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
 
-// startWithAlternate starts cacheyd fetching up's registry, with alt
-// serving up's content by digest under the path prefix "mirror".
-func startWithAlternate(t *testing.T, up, alt *registrytest.Registry) string {
+// startWithAlternate starts cacheyd with cfg fetching up's registry, with
+// alt serving up's content by digest under the path prefix "mirror".
+func startWithAlternate(t *testing.T, cfg Config, up, alt *registrytest.Registry) string {
 	t.Helper()
-	cfg := Defaults()
 	cfg.Listen, cfg.ShutdownTimeout = "127.0.0.1:0", 5*time.Second
 	cfg.Cache.Dir, cfg.Cache.MemoryBytes, cfg.Cache.DiskBytes = t.TempDir(), 16<<20, 1<<30
 	cfg.Upstream.RegistryURLs = map[string]string{up.Host(): up.URL()}
@@ -76,44 +75,67 @@ func pullAll(t *testing.T, base, ns string, images, clients int) int {
 // TestAlternatesSpareTheRegistry: a burst of clients pulling several
 // images through a cacheyd with an alternate costs the registry one HEAD
 // per tag and nothing else when the alternate holds everything, and
-// exactly the manifest and blobs of the images it lacks otherwise; every
-// pull verifies what it got.
+// exactly the manifest and blobs of the images it lacks otherwise; an
+// alternate that fails (a 503, down, too slow to answer) costs the pulls
+// nothing but the registry's fetches. Every pull verifies what it got.
 func TestAlternatesSpareTheRegistry(t *testing.T) {
 	const images, layers, clients = 3, 2, 6
 	for _, tt := range []struct {
-		name string
-		held int // images the alternate holds
+		name  string
+		held  int    // images the alternate holds
+		fault string // "503", "down", "slow": the alternate fails so
 	}{
-		{"the alternate holds everything", images},
-		{"the alternate lacks one image", images - 1},
-		{"the alternate holds nothing", 0},
+		{"the alternate holds everything", images, ""},
+		{"the alternate lacks one image", images - 1, ""},
+		{"the alternate holds nothing", 0, ""},
+		{"the alternate answers 503", images, "503"},
+		{"the alternate is down", images, "down"},
+		{"the alternate never answers", images, "slow"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			up := registrytest.New(t, registrytest.Options{})
 			alt := registrytest.New(t, registrytest.Options{})
 			seedImages(t, up, alt, images, layers, tt.held)
-			base := startWithAlternate(t, up, alt)
+			cfg := Defaults()
+			missing, altBlobs := images-tt.held, images*(layers+1)
+			switch tt.fault {
+			case "503":
+				alt.SetHook(registrytest.Fail(nil, http.StatusServiceUnavailable, 0))
+			case "down":
+				alt.Close()
+				altBlobs = 0
+			case "slow":
+				alt.SetHook(registrytest.Hold(registrytest.On("", registrytest.KindBlob, ""), make(chan struct{})))
+				cfg.Upstream.ResponseHeaderTimeout = 500 * time.Millisecond
+			}
+			if tt.fault != "" {
+				missing = images
+			}
+			base := startWithAlternate(t, cfg, up, alt)
 
 			if n := pullAll(t, base, up.Host(), images, clients); n != 0 {
 				t.Fatalf("%d pulls failed", n)
 			}
-			missing := images - tt.held
 			if n := up.Count(http.MethodHead, registrytest.KindManifest, "v1"); n != images {
 				t.Errorf("the registry got %d HEADs of tags, want %d (one per image)", n, images)
 			}
-			if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != missing {
-				t.Errorf("the registry got %d manifest GETs, want %d", n, missing)
+			manifests := missing
+			if tt.fault == "slow" {
+				manifests = 0 // only its blobs are held
+			}
+			if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != manifests {
+				t.Errorf("the registry got %d manifest GETs, want %d", n, manifests)
 			}
 			if n := up.Count(http.MethodGet, registrytest.KindBlob, ""); n != missing*(layers+1) {
-				t.Errorf("the registry got %d blob GETs, want %d (config and layers of the images the alternate lacks)", n, missing*(layers+1))
+				t.Errorf("the registry got %d blob GETs, want %d (config and layers of the images the alternate does not serve)", n, missing*(layers+1))
 			}
 			// Content by digest only: the alternate never resolves a tag.
 			if n := alt.Count("", registrytest.KindManifest, "v1"); n != 0 {
 				t.Errorf("the alternate got %d requests for the tag", n)
 			}
 			// Each blob asked once, whether it holds it or not (a 404).
-			if n := alt.Count(http.MethodGet, registrytest.KindBlob, ""); n != images*(layers+1) {
-				t.Errorf("the alternate got %d blob GETs, want %d", n, images*(layers+1))
+			if n := alt.Count(http.MethodGet, registrytest.KindBlob, ""); n != altBlobs {
+				t.Errorf("the alternate got %d blob GETs, want %d", n, altBlobs)
 			}
 		})
 	}
@@ -139,7 +161,7 @@ func TestACorruptAlternateServesNothingWrong(t *testing.T) {
 		t.Fatal(err)
 	}
 	alt.SetHook(registrytest.Corrupt(alt.BlobBytes(bad.String()), 100))
-	base := startWithAlternate(t, up, alt)
+	base := startWithAlternate(t, Defaults(), up, alt)
 
 	// The pulls that read the corrupt layer fail (the puller verifies);
 	// none completes it wrong.
@@ -174,7 +196,7 @@ func TestPrivateContentNeverReachesAnAlternate(t *testing.T) {
 	alt.WriteImage(t, "mirror/team/secret", "v1", img)
 	up.Reset()
 	alt.Reset()
-	base := startWithAlternate(t, up, alt)
+	base := startWithAlternate(t, Defaults(), up, alt)
 
 	treq, err := http.NewRequestWithContext(t.Context(), http.MethodGet, up.URL()+"/token?service=registrytest&scope=repository:team/secret:pull", nil)
 	if err != nil {
