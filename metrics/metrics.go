@@ -119,14 +119,15 @@ type Metrics struct {
 
 	// SourceFailures counts failures of a source in its own right, after
 	// which the next source of the request's list was asked, by source
-	// (owner, parent, registry) and reason: unreachable (or refused this
-	// cacheyd's token), error (a failure of its own, a 5xx not relayed),
-	// wrong (an answer no such source gives: a redirect, a range not asked
-	// for, another digest, bytes that are not the object), stalled (its
-	// body sent nothing for its idle allowance), unauthenticated (no valid
-	// proof of the cluster secret) and loop (the request came back to it).
-	// An answer (a registry's 404, a failure another cacheyd relayed) is
-	// no failure of its source.
+	// (owner, parent, alternate, registry) and reason: unreachable (or
+	// refused this cacheyd's token), error (a failure of its own, a 5xx not
+	// relayed), wrong (an answer no such source gives: a redirect, a range
+	// not asked for, another digest, bytes that are not the object),
+	// stalled (its body sent nothing for its idle allowance),
+	// unauthenticated (no valid proof of the cluster secret), loop (the
+	// request came back to it) and missing (an alternate's 404). An answer
+	// (a registry's 404, a failure another cacheyd relayed) is no failure
+	// of its source.
 	SourceFailures *prometheus.CounterVec // source, reason
 
 	// What the cache reads whole into memory (package cache, readmem.go).
@@ -255,7 +256,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cacheyd_cluster_served_total", Help: "Requests answered for other replicas, by API kind and HTTP status code.",
 		}, []string{"kind", "code"}),
 		SourceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cacheyd_source_failures_total", Help: "Failures of a source in its own right, after which the next source was asked, by source (owner, parent, registry) and reason (unreachable, error, wrong, stalled, unauthenticated, loop).",
+			Name: "cacheyd_source_failures_total", Help: "Failures of a source in its own right, after which the next source was asked, by source (owner, parent, alternate, registry) and reason (unreachable, error, wrong, stalled, unauthenticated, loop, missing).",
 		}, []string{"source", "reason"}),
 
 		ReadMemoryBytes: prometheus.NewGauge(prometheus.GaugeOpts{

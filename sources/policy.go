@@ -19,6 +19,12 @@ type Set struct {
 	// Registry is the registry a request names: the upstream client.
 	// Required.
 	Registry Fetcher
+	// Alternates serve content by digest of the registry each stands in
+	// for, in order, as cacheyd's own content only. Nil has none.
+	Alternates []AlternateRegistry
+	// AlternateMode is where the alternates stand beside the registry.
+	// The zero value means Prefer.
+	AlternateMode AlternateMode
 	// Metrics counts failures by source and reason, and fetches from the
 	// registry of a clustered cacheyd by why. Nil counts nowhere.
 	Metrics *metrics.Metrics
@@ -65,8 +71,11 @@ type entry struct {
 // field of Set and its place in these lists.
 func policy(s Set) [classes][]entry {
 	owner, parent, registry := entry{Owner, s.Owner}, entry{Parent, s.Parent}, entry{Registry, Just{s.Registry}}
+	alts := alternatesAt(s)
 	return [classes][]entry{
-		byDigest: present(owner, parent, registry),
+		// The alternates after the cluster, which holds what any replica
+		// fetched, and before the registry, whose pulls they spare.
+		byDigest: present(owner, parent, alts, registry),
 		byTag:    present(owner, parent, registry),
 		// As cacheyd's own: the owner gets the credentials sealed and
 		// checks them as this replica would; to the parent, this
@@ -75,14 +84,34 @@ func policy(s Set) [classes][]entry {
 		// the credentials on a refusal: a list of its own here would
 		// need a route of its own for that second fill.)
 		withCredentials: present(owner, parent, registry),
-		// Never forwarded to a member again: a request makes one hop.
-		fromPeer: present(parent, registry),
+		// Never forwarded to a member again: a request makes one hop. A
+		// peer's request for a digest is this replica's own fetch for the
+		// cluster (it owns the key), so the alternates serve it as they
+		// serve this replica's; the planner keeps them from its tags and
+		// from a client's credentials it carries sealed.
+		fromPeer: present(parent, alts, registry),
 		// Listings are small, change as a tag does and are GETs no
 		// registry counts as a pull: each replica asks the registry
 		// itself and keeps the answer for the tag TTL. Sharing them
 		// would save little and cost a hop on every lookup.
 		listing: present(registry),
 	}
+}
+
+// alternatesAt is the alternates' entry for s's mode. A mode that asks
+// them only once the registry's budget is spent would place them after
+// the registry's entry instead, with the registry passing a request on
+// (ErrNotAsked) while its budget holds.
+func alternatesAt(s Set) entry {
+	switch s.AlternateMode {
+	case "", Prefer:
+	default:
+		return entry{Alternate, nil}
+	}
+	if len(s.Alternates) == 0 {
+		return entry{Alternate, nil}
+	}
+	return entry{Alternate, newAlternates(s.Alternates)}
 }
 
 // present is the entries whose source the set has.
@@ -119,7 +148,7 @@ func New(s Set) *Policy {
 		s.Logger = slog.Default()
 	}
 	p := &Policy{lists: policy(s), m: s.Metrics, log: s.Logger, clustered: s.Owner != nil || s.Parent != nil}
-	if !p.clustered {
+	if !p.clustered && len(s.Alternates) == 0 {
 		p.alone = &Route{p: p, steps: []step{{Registry, s.Registry}}}
 	}
 	return p

@@ -28,7 +28,10 @@ type asked struct {
 // own failure (unreachable, wrong bytes) moves on and is counted by source
 // and reason; an answer (a registry's 404 or 503, a failure relayed by
 // another cacheyd) is the answer, and retries of it go where it came
-// from.
+// from. An alternate registry is asked for content by digest as cacheyd
+// only (a peer's request included), after the cluster and before the
+// registry; any failure of its own, a 404 included, moves on to the
+// registry.
 func TestTheOrderOfSources(t *testing.T) {
 	data := []byte("the bytes of an object, from wherever they come")
 	requests := []struct {
@@ -48,25 +51,46 @@ func TestTheOrderOfSources(t *testing.T) {
 		// What each group of classes costs: content (digest, tag,
 		// credentials), a peer's request, a listing.
 		content, peer, listing asked
+		// alt is the fault of an alternate for docker.io ("ok": none);
+		// "" has no alternate. digest is then what content by digest as
+		// cacheyd costs, and altAsked the alternate's requests for it and
+		// for a peer's request (every other class: none).
+		alt      string
+		digest   asked
+		altAsked [2]int
 	}{
-		{"none", nil, false, asked{1, 0, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}},
+		{"none", nil, false, asked{1, 0, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
 		{"owner unreachable", map[sources.Name]string{sources.Owner: "unreachable"}, false,
-			asked{1, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}},
+			asked{1, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
 		{"owner sends wrong bytes", map[sources.Name]string{sources.Owner: "wrong bytes"}, false,
-			asked{1, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}},
-		{"this replica owns the key", nil, true, asked{0, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}},
+			asked{1, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
+		{"this replica owns the key", nil, true, asked{0, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
 		{"parent unreachable", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable"}, false,
-			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}},
+			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
 		{"parent sends wrong bytes", map[sources.Name]string{sources.Parent: "wrong bytes"}, true,
-			asked{0, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}},
+			asked{0, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
 		{"registry's 404", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable", sources.Registry: "404"}, false,
-			asked{1, 1, 1, 404}, asked{0, 1, 1, 404}, asked{0, 0, 1, 404}},
+			asked{1, 1, 1, 404}, asked{0, 1, 1, 404}, asked{0, 0, 1, 404}, "", asked{}, [2]int{}},
 		// Retried twice, from the registry that answered: the route does
 		// not go back to the sources that failed.
 		{"registry's 503", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable", sources.Registry: "503"}, false,
-			asked{1, 1, 3, 503}, asked{0, 1, 3, 503}, asked{0, 0, 3, 503}},
+			asked{1, 1, 3, 503}, asked{0, 1, 3, 503}, asked{0, 0, 3, 503}, "", asked{}, [2]int{}},
 		{"relayed failure", map[sources.Name]string{sources.Owner: "relayed", sources.Parent: "relayed"}, false,
-			asked{1, 0, 0, 502}, asked{0, 1, 0, 502}, asked{0, 0, 1, 0}},
+			asked{1, 0, 0, 502}, asked{0, 1, 0, 502}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
+		{"alternate, the cluster holds it", nil, false,
+			asked{1, 0, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "ok", asked{1, 0, 0, 0}, [2]int{0, 0}},
+		{"cluster unreachable, alternate holds it", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable"}, false,
+			asked{1, 1, 1, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "ok", asked{1, 1, 0, 0}, [2]int{1, 1}},
+		{"alternate's 404", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable"}, false,
+			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}, "404", asked{1, 1, 1, 0}, [2]int{1, 1}},
+		{"alternate's 503", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable"}, false,
+			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}, "503", asked{1, 1, 1, 0}, [2]int{1, 1}},
+		{"alternate unreachable", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable"}, false,
+			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}, "unreachable", asked{1, 1, 1, 0}, [2]int{1, 1}},
+		{"alternate sends wrong bytes", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable"}, false,
+			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}, "wrong bytes", asked{1, 1, 1, 0}, [2]int{1, 1}},
+		{"alternate's and registry's 404", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable", sources.Registry: "404"}, false,
+			asked{1, 1, 1, 404}, asked{0, 1, 1, 404}, asked{0, 0, 1, 404}, "404", asked{1, 1, 1, 404}, [2]int{1, 1}},
 	} {
 		for _, rq := range requests {
 			t.Run(tt.failure+"/"+rq.class, func(t *testing.T) {
@@ -78,8 +102,17 @@ func TestTheOrderOfSources(t *testing.T) {
 				}
 				m := metrics.New(nil)
 				own := &owner{member: member, owns: tt.owns}
-				pol := sources.New(sources.Set{Owner: own, Parent: sources.Just{parent}, Registry: registry,
-					Metrics: m, Logger: slog.New(slog.DiscardHandler)})
+				set := sources.Set{Owner: own, Parent: sources.Just{parent}, Registry: registry,
+					Metrics: m, Logger: slog.New(slog.DiscardHandler)}
+				alt := &fake{data: data}
+				if tt.alt != "" {
+					if tt.alt != "ok" {
+						alt.set(tt.alt)
+					}
+					fakes[sources.Alternate] = alt
+					set.Alternates = []sources.AlternateRegistry{{Registry: "docker.io", Fetcher: alt}}
+				}
+				pol := sources.New(set)
 				req := rq.req
 				req.Method, req.Registry, req.Repository = http.MethodGet, "docker.io", "library/app"
 
@@ -102,12 +135,19 @@ func TestTheOrderOfSources(t *testing.T) {
 					status = e.Status
 				}
 
-				want, plans := tt.content, 1
+				want, plans, altWant := tt.content, 1, 0
 				switch rq.class {
+				case "digest as cacheyd":
+					if tt.alt != "" {
+						want, altWant = tt.digest, tt.altAsked[0]
+					}
 				case "peer's request":
-					want, plans = tt.peer, 0
+					want, plans, altWant = tt.peer, 0, tt.altAsked[1]
 				case "listing":
 					want, plans = tt.listing, 0
+				}
+				if n := alt.count(); n != altWant {
+					t.Errorf("asked the alternate %d times, want %d", n, altWant)
 				}
 				got := asked{member.count(), parent.count(), registry.count(), status}
 				if got != want {
@@ -122,9 +162,9 @@ func TestTheOrderOfSources(t *testing.T) {
 				// Each failure of a source in its own right is counted
 				// once per request it failed, under its source.
 				for name, f := range fakes {
-					for fault, reason := range map[string]sources.Reason{"unreachable": sources.Unreachable, "wrong bytes": sources.Wrong} {
+					for fault, reason := range map[string]sources.Reason{"unreachable": sources.Unreachable, "wrong bytes": sources.Wrong, "404": sources.Missing} {
 						want := 0
-						if tt.faults[name] == fault {
+						if name == sources.Alternate && tt.alt == fault || fault != "404" && tt.faults[name] == fault {
 							want = f.count()
 						}
 						if n := testutil.ToFloat64(m.SourceFailures.WithLabelValues(string(name), string(reason))); int(n) != want {

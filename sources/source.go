@@ -19,6 +19,9 @@ const (
 	Parent Name = "parent"
 	// Registry is the registry the request names (the upstream client).
 	Registry Name = "registry"
+	// Alternate is a registry named to serve another's content by digest
+	// (Set.Alternates), each in the operator's order.
+	Alternate Name = "alternate"
 )
 
 // Reason says why a source failed: the reason label of the failures
@@ -41,6 +44,8 @@ const (
 	Unauthenticated Reason = "unauthenticated"
 	// Loop: the request came back to it through the cacheyds it asks (508).
 	Loop Reason = "loop"
+	// Missing: it does not hold the content (an alternate's 404).
+	Missing Reason = "missing"
 )
 
 // Fetcher fetches content: what every source does, and what a route is.

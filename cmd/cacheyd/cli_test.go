@@ -45,6 +45,7 @@ func TestDefaultsNeedNoFlags(t *testing.T) {
 		DiskBytes: 20 << 30, TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
 		MaxFills: 256, MaxFillsPerReg: 64, FillStall: 10 * time.Second, FillChunk: 16 << 20, FillParallel: 4, ReadMemory: 64 << 20,
 		DefaultRegistry: "docker.io", UpstreamHeaderTimeout: 5 * time.Second, LogLevel: "info", LogFormat: "text",
+		AlternateMode: "prefer",
 	}
 	got := c.serveFlags
 	got.RegistryURL = nil
@@ -90,6 +91,18 @@ func TestFlagsAndEnvironment(t *testing.T) {
 				cfg, err := f.Config()
 				return err == nil && f.ReadMemory == 32<<20 && cfg.Cache.ReadMemory == 32<<20
 			}},
+		{"alternate repeats, in order", []string{"--alternate", "docker.io=https://mirror.gcr.io", "--alternate", "index.docker.io=https://public.ecr.aws/docker"}, nil,
+			func(f serveFlags) bool {
+				cfg, err := f.Config()
+				want := []app.Alternate{{Registry: "docker.io", URL: "https://mirror.gcr.io"}, {Registry: "docker.io", URL: "https://public.ecr.aws/docker"}}
+				return err == nil && cmp.Equal(cfg.Alternates, want) && cfg.AlternateMode == "prefer"
+			}},
+		{"alternate from env", nil, map[string]string{"CACHEYD_ALTERNATE": "docker.io=https://a.example,ghcr.io=https://b.example/ghcr"},
+			func(f serveFlags) bool {
+				cfg, err := f.Config()
+				want := []app.Alternate{{Registry: "docker.io", URL: "https://a.example"}, {Registry: "ghcr.io", URL: "https://b.example/ghcr"}}
+				return err == nil && cmp.Equal(cfg.Alternates, want)
+			}},
 		{"upstream header timeout from env", nil, map[string]string{"CACHEYD_UPSTREAM_HEADER_TIMEOUT": "2s"},
 			func(f serveFlags) bool {
 				return f.UpstreamHeaderTimeout == 2*time.Second && f.UpstreamConfig(nil, nil).ResponseHeaderTimeout == 2*time.Second
@@ -115,6 +128,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{"--log-level", "chatty"},
 		{"--tag-ttl", "soon"},
 		{"--upstream-header-timeout", "soon"},
+		{"--alternate-mode", "sometimes"},
 	} {
 		if _, _, err := parse(t, args, nil); err == nil {
 			t.Errorf("%v accepted", args)
@@ -122,6 +136,11 @@ func TestBadFlagsAreRefused(t *testing.T) {
 	}
 	if _, err := daemon.RegistryURLs(map[string]string{"not a host": "http://x"}); err == nil {
 		t.Error("invalid --registry-url name accepted")
+	}
+	for _, alt := range []string{"docker.io", "not a host=https://x", "docker.io="} {
+		if _, err := daemon.Alternates([]string{alt}); err == nil {
+			t.Errorf("--alternate %q accepted", alt)
+		}
 	}
 }
 

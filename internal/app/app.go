@@ -67,6 +67,14 @@ type Config struct {
 	// ClusterSecret too (Run copies it), its Instance and Listen are set by
 	// Run.
 	Cluster cluster.Config
+	// Alternates are registries that serve other registries' content by
+	// digest, in the order asked (a public mirror, the operator's own
+	// registry), each fetched with Upstream's configuration (see
+	// upstream.NewAlternate). Nil has none.
+	Alternates []Alternate
+	// AlternateMode is where the alternates stand beside the registry.
+	// Empty means sources.Prefer.
+	AlternateMode sources.AlternateMode
 	// Cache configures the cache, and the memory and disk tiers Run opens
 	// for it (Dir, MemoryBytes, MemoryMaxObject, DiskBytes).
 	Cache cache.Config
@@ -84,7 +92,7 @@ type Config struct {
 // once (64 per registry; 10 s without progress is a stall), blobs over
 // 16 MiB fetched as 16 MiB ranges four at a time, 64 MiB for manifests
 // and listings read whole (16 MiB per registry), Docker Hub for requests
-// that name no registry.
+// that name no registry, alternates (when named) before the registry.
 func Defaults() Config {
 	return Config{
 		Listen:          ":30123",
@@ -96,7 +104,8 @@ func Defaults() Config {
 			AnswerTimeout: 5 * time.Second, MaxFills: 256, MaxFillsPerRegistry: 64, FillStall: 10 * time.Second,
 			FillChunk: 16 << 20, FillParallel: 4, ReadMemory: 64 << 20,
 		},
-		Server: server.Config{DefaultRegistry: "docker.io", Name: "cacheyd"},
+		Server:        server.Config{DefaultRegistry: "docker.io", Name: "cacheyd"},
+		AlternateMode: sources.Prefer,
 	}
 }
 
@@ -128,7 +137,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	}
 	// Every source this cacheyd has, in its place: the policy decides which
 	// a request may come from, in what order.
-	set := sources.Set{Registry: up, Metrics: m, Logger: log}
+	set := sources.Set{Registry: up, Metrics: m, Logger: log, AlternateMode: cfg.AlternateMode}
+	if set.Alternates, err = alternates(cfg); err != nil {
+		return err
+	}
 	cfg.Server.Status.Budgets = func() []server.PullBudget { return pullBudgets(up.Budgets()) }
 	closeCluster := func() {}
 	if cfg.Cluster.Enabled() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cacheyd/cacheyd/cache"
@@ -55,6 +56,8 @@ type Flags struct {
 
 	DefaultRegistry string            `group:"Upstream" default:"docker.io" help:"Registry for requests that name none (dockerd registry-mirrors)."`
 	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Trusted as exactly that URL (host and port) for exactly NAME. Repeatable."`
+	Alternate       []string          `group:"Upstream" name:"alternate" placeholder:"REGISTRY=URL" help:"Fetch REGISTRY's content by digest (blobs, manifests by digest) from URL first, e.g. docker.io=https://mirror.gcr.io or docker.io=https://public.ecr.aws/docker (a path goes before the repository); every byte is verified against its digest, tags are still resolved at REGISTRY, and anything fetched with a client's credentials never goes there. Asked in order; any failure moves on to the next, then to REGISTRY. Repeatable."`
+	AlternateMode   string            `group:"Upstream" name:"alternate-mode" default:"prefer" enum:"prefer" help:"Where --alternate stands: prefer asks the alternates first and the registry only when none has the content, so that the registry's pull limit is spent only on what no alternate holds."`
 	CredentialsFile string            `group:"Upstream" type:"path" placeholder:"FILE" help:"Docker config.json with cacheyd's own credentials per registry."`
 
 	UpstreamHeaderTimeout time.Duration `group:"Upstream" name:"upstream-header-timeout" default:"5s" help:"Longest time from the start of an upstream fetch to its response headers (dial, TLS, token, redirects included); past it upstream counts as timed out (0: 5s)."`
@@ -118,7 +121,12 @@ func (s *Flags) Config() (app.Config, error) {
 	if err != nil {
 		return app.Config{}, err
 	}
+	alts, err := Alternates(s.Alternate)
+	if err != nil {
+		return app.Config{}, err
+	}
 	return app.Config{
+		Alternates: alts, AlternateMode: sources.AlternateMode(s.AlternateMode),
 		Listen: s.Listen, PeerListen: s.PeerListen, ShutdownTimeout: s.ShutdownTimeout,
 		Upstream: s.UpstreamConfig(urls, allowed),
 		Cluster:  cl,
@@ -172,6 +180,23 @@ func RegistryURLs(in map[string]string) (map[string]string, error) {
 			return nil, fmt.Errorf("--registry-url %s: %w", name, err)
 		}
 		out[canon] = u
+	}
+	return out, nil
+}
+
+// Alternates parses --alternate, REGISTRY=URL each, in order.
+func Alternates(in []string) ([]app.Alternate, error) {
+	out := make([]app.Alternate, 0, len(in))
+	for _, e := range in {
+		name, u, ok := strings.Cut(e, "=")
+		if !ok || u == "" {
+			return nil, fmt.Errorf("--alternate %.100q: want REGISTRY=URL", e)
+		}
+		canon, err := oci.NormalizeRegistry(name)
+		if err != nil {
+			return nil, fmt.Errorf("--alternate %s: %w", name, err)
+		}
+		out = append(out, app.Alternate{Registry: canon, URL: u})
 	}
 	return out, nil
 }
