@@ -131,6 +131,9 @@ func (c *Cache) runFill(f *fill, key fillKey, req *oci.Request) {
 		n, err = c.fetchInto(ctx, f, req)
 		c.slots.release(sl)
 	}
+	if r, ok := f.from.from.(Refuter); ok && errors.Is(err, flight.ErrMismatch) {
+		r.Refute(req)
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
 			err = upstreamFault(fmt.Errorf("not done within the fill timeout (%s): %w", c.cfg.FillTimeout, err))

@@ -75,6 +75,15 @@ func (c *Cache) asClient(ctx context.Context, origin Origin, req *oci.Request, r
 	return resp, true, err
 }
 
+// Refuter is what a Route may add: told that the bytes it brought for req
+// failed verification as a whole (a fill fetched in ranges is verified
+// only at its end, long after each range was taken), it holds the source
+// that sent them to account, so that the next fill of that digest does not
+// go back to it.
+type Refuter interface {
+	Refute(req *oci.Request)
+}
+
 // source is what a piece of work fetches through: its route and the
 // route's key.
 type source struct {

@@ -28,6 +28,8 @@ var (
 	ErrOverlap = errors.New("flight: bytes written twice")
 	// ErrBeyondSize refuses a write past the object's size.
 	ErrBeyondSize = errors.New("flight: write beyond the object's size")
+	// ErrMismatch is Verify's verdict on bytes that are not the digest's.
+	ErrMismatch = errors.New("digest mismatch")
 )
 
 // Flight is one object in flight. The zero value is not usable: use New.
@@ -257,7 +259,7 @@ func (f *Flight) Verify(size int64) error {
 	ok := f.digest.Matches(f.h)
 	f.hashMu.Unlock()
 	if !ok {
-		return fmt.Errorf("digest mismatch: content is not %s", f.digest.Short())
+		return fmt.Errorf("%w: content is not %s", ErrMismatch, f.digest.Short())
 	}
 	f.final = size
 	return nil

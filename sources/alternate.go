@@ -107,6 +107,10 @@ func (a *alternate) sentWrong(dg oci.Digest) {
 	a.wrong[dg] = time.Now()
 }
 
+// refute remembers that the alternate sent wrong bytes for req's digest,
+// found when the whole object was verified.
+func (a *alternate) refute(req *oci.Request) { a.sentWrong(req.Reference.Digest) }
+
 func (a *alternate) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	if req.Authorization != "" || a.passed(req.Reference.Digest) {
 		// Never private content, which goes to its registry only; nor a

@@ -73,6 +73,36 @@ func (r *Route) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, err
 	return nil, err
 }
 
+// refuter is what a source that remembers bad answers may add: told that
+// what it sent for req was not the digest's bytes, it passes req's digest
+// over from then on.
+type refuter interface {
+	refute(req *oci.Request)
+}
+
+// errRefuted is the failure counted for a source whose bytes failed the
+// whole object's verification.
+var errRefuted = errors.New("the bytes it sent failed verification")
+
+// Refute tells the route that the bytes it brought for req failed
+// verification as a whole: a fill fetched in ranges is verified only at
+// its end. The source that answered last is counted (wrong), told if it
+// remembers such things (an alternate then passes the digest over for the
+// next fill), and the route moves past it. The registry, the last word, is
+// not moved past.
+func (r *Route) Refute(req *oci.Request) {
+	i := int(r.at.Load())
+	if i >= len(r.steps)-1 {
+		return
+	}
+	s := r.steps[i]
+	r.failed(s.name, &Failure{Reason: Wrong, Err: errRefuted})
+	if rf, ok := s.f.(refuter); ok {
+		rf.refute(req)
+	}
+	r.move(i + 1)
+}
+
 // move makes step i where fetches start, unless they start further on.
 func (r *Route) move(i int) {
 	i = min(i, len(r.steps)-1) // the last source is always asked

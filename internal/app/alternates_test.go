@@ -254,3 +254,41 @@ func TestPrivateContentNeverReachesAnAlternate(t *testing.T) {
 		t.Errorf("the alternate got %d requests for private content, want none", n)
 	}
 }
+
+// TestACorruptAlternateInRangesIsPassedOver: a layer fetched from an
+// alternate in ranges is verified only when the fill ends; when it fails
+// there, the alternate is held to account for that digest, and the next
+// pulls of the layer come from the registry without asking it again.
+func TestACorruptAlternateInRangesIsPassedOver(t *testing.T) {
+	const clients = 4
+	up := registrytest.New(t, registrytest.Options{})
+	alt := registrytest.New(t, registrytest.Options{})
+	imgs := seedImages(t, up, alt, 1, 2, 1)
+	layers, err := imgs[0].Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alt.SetHook(registrytest.Corrupt(alt.BlobBytes(bad.String()), 100))
+	cfg := Defaults()
+	cfg.Cache.FillChunk = 1 << 10 // the 4 KiB layers come in ranges
+	base := startWithAlternate(t, cfg, up, alt)
+
+	pullAll(t, base, up.Host(), 1, clients) // those that read the corrupt layer fail
+	asked := alt.Count(http.MethodGet, registrytest.KindBlob, bad.String())
+	if asked == 0 {
+		t.Fatal("the alternate was not asked for the corrupt layer")
+	}
+	if n := pullAll(t, base, up.Host(), 1, clients); n != 0 {
+		t.Fatalf("%d pulls failed on the next attempt", n)
+	}
+	if n := alt.Count(http.MethodGet, registrytest.KindBlob, bad.String()) - asked; n != 0 {
+		t.Errorf("the alternate was asked for the corrupt layer %d more times after its bytes failed", n)
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindBlob, bad.String()); n == 0 {
+		t.Error("the registry never sent the corrupt layer's bytes")
+	}
+}
