@@ -30,6 +30,7 @@ type warmCmd struct {
 	Platform   []string `env:"CACHEYD_WARM_PLATFORM" placeholder:"OS/ARCH[/VARIANT]" help:"Pull only this platform of multi-platform images (repeatable; default: every platform, attestations skipped)."`
 	Parallel   int      `env:"CACHEYD_WARM_PARALLEL" default:"4" help:"How many requests run at once."`
 	NoProgress bool     `env:"CACHEYD_WARM_NO_PROGRESS" help:"Show no progress bar (one is shown only when standard error is a terminal)."`
+	DryRun     bool     `env:"CACHEYD_WARM_DRY_RUN" help:"Pull nothing: say how many counted pulls a warm would cost at most, from HEADs and what cacheyd already holds."`
 }
 
 // Run warms the images until done or until SIGINT or SIGTERM.
@@ -64,8 +65,11 @@ func (w *warmCmd) run(ctx context.Context, stdin io.Reader, out, bar io.Writer) 
 		}
 		plats = append(plats, p)
 	}
-	var pb *progressbar.ProgressBar
 	cfg := warm.Config{Target: w.Target, Platforms: plats, Parallel: w.Parallel}
+	if w.DryRun {
+		return nil, dryRun(ctx, cfg, images, out)
+	}
+	var pb *progressbar.ProgressBar
 	if bar != nil {
 		// OnStart runs before any OnBytes, on the goroutine that starts the
 		// blob downloads, so pb is set before it is used.
@@ -168,9 +172,61 @@ func summarize(out io.Writer, res *warm.Result, target string, took time.Duratio
 		size(res.Bytes), res.Manifests, res.Blobs, took.Round(100*time.Millisecond))
 	if res.Fetched < 0 {
 		fmt.Fprintf(out, "fetched from upstream: unknown (could not read %s/metrics)\n", strings.TrimSuffix(target, "/"))
+		// A registry itself has no /metrics: what it counts is the
+		// manifest GETs sent to it.
+		fmt.Fprintf(out, "manifest GETs sent: %d (the counted pulls, when the target is a registry)\n", res.ManifestGETs)
 		return
 	}
 	fmt.Fprintf(out, "fetched from upstream: %s, already cached: %s\n", size(res.Fetched), size(res.Cached()))
+	if res.Pulls >= 0 {
+		fmt.Fprintf(out, "counted pulls: %d\n", res.Pulls)
+	}
+	budgets(out, res.Budgets)
 }
 
 func size(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+
+// budgets prints the pull budgets left.
+func budgets(out io.Writer, bs []warm.Budget) {
+	for _, b := range bs {
+		fmt.Fprintf(out, "pull budget of %s: %d of %d left\n", b.Registry, b.Remaining, b.Limit)
+	}
+}
+
+// dryRun prints what a warm of images would cost, and returns an error
+// when an image could not be looked at.
+func dryRun(ctx context.Context, cfg warm.Config, images []warm.Image, out io.Writer) error {
+	est, err := warm.DryRun(ctx, cfg, images)
+	if est == nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	failed := 0
+	for _, ie := range est.Images {
+		if ie.Err != nil {
+			failed++
+			fmt.Fprintf(tw, "FAIL\t%s\t%v\n", ie.Image.Ref, ie.Err)
+			continue
+		}
+		fmt.Fprintf(tw, "ok\t%s\t%s\t%d manifests to fetch\n", ie.Image.Ref, ie.Digest.Short(), ie.Manifests)
+	}
+	tw.Flush()
+	// An index cacheyd does not hold cannot be read without a counted
+	// pull, so what its platforms cost is unknown: no upper bound then.
+	if est.Indexes == 0 {
+		fmt.Fprintf(out, "would cost at most %d counted pulls: %d manifests to fetch\n", est.Manifests, est.Manifests)
+	} else {
+		fmt.Fprintf(out, "would cost %d counted pulls for the %d manifests to fetch, plus one for each chosen platform manifest not cached of %d indexes (unknown until fetched)\n", est.Manifests, est.Manifests, est.Indexes)
+	}
+	if est.Pulls > 0 {
+		fmt.Fprintf(out, "counted pulls during the dry run: %d (cacheyd evicted a manifest meanwhile, or other clients pulled)\n", est.Pulls)
+	}
+	budgets(out, est.Budgets)
+	if ctx.Err() != nil {
+		return fmt.Errorf("warm: interrupted: %w", ctx.Err())
+	}
+	if failed > 0 {
+		return fmt.Errorf("warm: %d of %d images failed", failed, len(est.Images))
+	}
+	return nil
+}

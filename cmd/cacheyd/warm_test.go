@@ -7,10 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
+	"github.com/cacheyd/cacheyd/internal/warm"
 )
 
 // warmArgs parses "cacheyd warm ARGS..." and returns the command.
@@ -196,5 +198,74 @@ func TestWarmRefusesBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("warm %q: %v, want an error with %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+// TestWarmReportsItsCountedPulls: the cost a warm reports is the registry's
+// own count of pulls, the budget left is what the registry said last, and
+// a dry run, which costs no counted pull, says what the warm would cost.
+func TestWarmReportsItsCountedPulls(t *testing.T) {
+	const limit = 100
+	up := registrytest.New(t, registrytest.Options{Token: true, PullLimit: limit})
+	up.SeedIndex(t, "team/app", "v1", []string{"linux/amd64", "linux/arm64"}, 2, 8<<10)
+	up.SeedImage(t, "team/tool", "2.0", 1, 4<<10)
+	base := startCacheyd(t, up, t.TempDir())
+	up.Reset()
+	app, tool := up.Host()+"/team/app:v1", up.Host()+"/team/tool:2.0"
+
+	dry := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		w := warmArgs(t, append([]string{"--target", base, "--dry-run"}, args...)...)
+		if _, err := w.run(t.Context(), nil, &out, nil); err != nil {
+			t.Fatalf("dry run %q: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
+	warmOf := func(wantPulls int, args ...string) string {
+		t.Helper()
+		before, _ := up.Pulls()
+		var out bytes.Buffer
+		res, err := warmArgs(t, append([]string{"--target", base, "--no-progress"}, args...)...).run(t.Context(), nil, &out, nil)
+		if err != nil {
+			t.Fatalf("warm %q: %v\n%s", args, err, out.String())
+		}
+		after, _ := up.Pulls()
+		if res.Pulls != int64(after-before) || res.Pulls != int64(wantPulls) {
+			t.Errorf("warm %q: reported %d counted pulls; the registry counted %d, want %d", args, res.Pulls, after-before, wantPulls)
+		}
+		want := []warm.Budget{{Registry: up.Host(), Remaining: int64(limit - after), Limit: limit}}
+		if diff := cmp.Diff(want, res.Budgets); diff != "" {
+			t.Errorf("warm %q: budgets (-want +got):\n%s", args, diff)
+		}
+		return out.String()
+	}
+	steps := []struct {
+		name    string
+		dryArgs []string
+		want    string // what the dry run says it would cost
+		warm    []string
+		pulls   int // what that warm costs
+	}{
+		{"cold", []string{app, tool}, "would cost 2 counted pulls for the 2 manifests to fetch, plus one for each chosen platform manifest not cached of 1 indexes", []string{"--platform", "linux/arm64", tool, app}, 3},
+		{"one platform held", []string{app, tool}, "would cost at most 1 counted pulls: 1 manifests to fetch", []string{app, tool}, 1},
+		{"all held", []string{app, tool}, "would cost at most 0 counted pulls: 0 manifests to fetch", []string{app}, 0},
+	}
+	for _, st := range steps {
+		before, _ := up.Pulls()
+		out := dry(st.dryArgs...)
+		if after, _ := up.Pulls(); after != before {
+			t.Errorf("%s: the dry run cost %d counted pulls, want 0", st.name, after-before)
+		}
+		if !strings.Contains(out, st.want) {
+			t.Errorf("%s: dry run does not say %q:\n%s", st.name, st.want, out)
+		}
+		out = warmOf(st.pulls, st.warm...)
+		if want := fmt.Sprintf("counted pulls: %d\n", st.pulls); !strings.Contains(out, want) {
+			t.Errorf("%s: warm does not say %q:\n%s", st.name, want, out)
+		}
+	}
+	if counted, _ := up.Pulls(); counted != 4 {
+		t.Errorf("the registry counted %d pulls in all, want 4 (the tool's manifest, the index and one platform's, then the other platform's)", counted)
 	}
 }

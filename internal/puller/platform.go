@@ -72,3 +72,9 @@ func foreign(d v1.Descriptor) bool {
 	mt := string(d.MediaType)
 	return len(d.URLs) > 0 || strings.Contains(mt, "foreign") || strings.Contains(mt, "nondistributable")
 }
+
+// Choose is the manifests of an index a pull of platforms fetches, as
+// Image chooses them: for a caller that reads an index another way.
+func Choose(all []v1.Descriptor, platforms []v1.Platform) ([]v1.Descriptor, error) {
+	return choose(all, platforms)
+}

@@ -21,6 +21,13 @@ type imagePlan struct {
 // the warm talks to cacheyd alone, and a refusal is reported with a hint.
 func (w *warmer) puller(im Image) *puller.Puller {
 	p := &puller.Puller{Client: w.client, Base: w.base, Namespace: im.Registry, Platforms: w.platforms}
+	// Every manifest GET by digest, answered or not: what a registry
+	// target counts as pulls.
+	p.Observe = func(f puller.Fetch) {
+		if f.Kind == puller.KindManifest {
+			w.manifestGETs.Add(1)
+		}
+	}
 	if w.onBytes != nil {
 		// The progress bar counts blob bytes: manifests are read before
 		// its total is known.

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -54,6 +55,18 @@ type Result struct {
 	// -1 when /metrics could not be read before and after. It includes
 	// whatever other clients made cacheyd fetch in the meantime.
 	Fetched int64
+	// Pulls is what the warm cost in counted pulls: the growth of
+	// cacheyd_upstream_pulls_total for the registries warmed (manifest GETs
+	// cacheyd sent that the registry counts), including other clients'
+	// pulls from those registries meanwhile; -1 when /metrics could not be
+	// read before and after.
+	Pulls int64
+	// ManifestGETs counts the manifest GETs the warm itself sent: what a
+	// registry counts when the target is the registry itself.
+	ManifestGETs int
+	// Budgets are the pull budgets of the registries warmed as cacheyd
+	// read them last, after the warm; only those it has read one for.
+	Budgets []Budget
 }
 
 // Cached is the bytes received that cacheyd already held: Bytes less
@@ -90,19 +103,12 @@ func Run(ctx context.Context, cfg Config, images []Image) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	parallel := cfg.Parallel
-	if parallel <= 0 {
-		parallel = 4
-	}
-	client := cfg.Client
-	if client == nil {
-		client = newClient(parallel)
-	}
+	parallel, client := cfg.parallelClient()
 	w := &warmer{
 		base: base, client: client, platforms: cfg.Platforms, onBytes: cfg.OnBytes,
 		res: &Result{Images: make([]ImageResult, len(images))},
 	}
-	before, scrapeErr := upstreamBytes(ctx, client, base)
+	before, scrapeErr := scrape(ctx, client, base)
 
 	// Manifests: one image at a time per worker; each image's manifests
 	// are few and small.
@@ -162,15 +168,15 @@ func Run(ctx context.Context, cfg Config, images []Image) (*Result, error) {
 	}
 	_ = g.Wait()
 
+	w.res.ManifestGETs = int(w.manifestGETs.Load())
+	w.res.Fetched, w.res.Pulls = -1, -1
 	if scrapeErr == nil {
-		after, err := upstreamBytes(ctx, client, base)
-		if err == nil && after >= before {
-			w.res.Fetched = int64(after - before)
-		} else {
-			w.res.Fetched = -1
+		if after, err := scrape(ctx, client, base); err == nil {
+			if after.bytes >= before.bytes {
+				w.res.Fetched = int64(after.bytes - before.bytes)
+			}
+			w.res.Pulls, w.res.Budgets = costOf(before, after, images)
 		}
-	} else {
-		w.res.Fetched = -1
 	}
 	var errs []error
 	for _, ir := range w.res.Images {
@@ -190,6 +196,8 @@ type warmer struct {
 	client    *http.Client
 	platforms []v1.Platform
 	onBytes   func(int64)
+
+	manifestGETs atomic.Int64 // manifest GETs sent, for Result.ManifestGETs
 
 	mu  sync.Mutex // guards the counters of res and each ImageResult.Err after resolve
 	res *Result
@@ -216,6 +224,19 @@ func (w *warmer) fail(owners []int, err error) {
 			w.res.Images[i].Err = err
 		}
 	}
+}
+
+// parallelClient is cfg's Parallel and Client, defaults filled in.
+func (cfg Config) parallelClient() (int, *http.Client) {
+	parallel := cfg.Parallel
+	if parallel <= 0 {
+		parallel = 4
+	}
+	client := cfg.Client
+	if client == nil {
+		client = newClient(parallel)
+	}
+	return parallel, client
 }
 
 // parseTarget checks cacheyd's base URL and drops a trailing slash.
