@@ -19,4 +19,11 @@
 // while the warm ran, and the rest of what the warm received was already
 // cached. Other clients pulling uncached content at the same time inflate
 // the fetched figure; when /metrics cannot be read the split is unknown.
+//
+// What a warm costs of the registries' pull budgets is read the same way,
+// from cacheyd_upstream_pulls_total of the registries warmed, with the
+// budgets left from cacheyd_upstream_ratelimit_remaining and _limit; a
+// target without /metrics (a registry itself) is reported the manifest
+// GETs the warm sent. DryRun (dryrun.go) tells what a warm would cost
+// without a counted pull, from HEADs and what cacheyd already holds.
 package warm

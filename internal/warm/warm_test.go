@@ -273,3 +273,43 @@ func TestRunHintsAtCredentials(t *testing.T) {
 		t.Errorf("token requests = %d, want 0", n)
 	}
 }
+
+// TestRunCountsItsManifestGETs: warming straight from a registry, the
+// manifest GETs the warm counts are the registry's own count of pulls, and
+// a dry run costs none and, with no cacheyd to hold anything, counts every
+// manifest it can see without a GET: the index alone.
+func TestRunCountsItsManifestGETs(t *testing.T) {
+	up := registrytest.New(t, registrytest.Options{PullLimit: 50})
+	up.SeedIndex(t, "team/app", "v1", []string{"linux/amd64", "linux/arm64"}, 1, 2<<10)
+	up.SeedImage(t, "team/tool", "2.0", 1, 2<<10)
+	up.Reset()
+	images := []Image{image(t, up, "team/app:v1"), image(t, up, "team/tool:2.0"), image(t, up, "team/app:v1")}
+
+	est, err := DryRun(t.Context(), Config{Target: up.URL()}, images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counted, _ := up.Pulls(); counted != 0 {
+		t.Errorf("the dry run cost %d counted pulls, want 0", counted)
+	}
+	got := Estimate{Manifests: est.Manifests, Indexes: est.Indexes, Pulls: est.Pulls}
+	if diff := cmp.Diff(Estimate{Manifests: 2, Indexes: 1, Pulls: -1}, got); diff != "" {
+		t.Errorf("Estimate (-want +got):\n%s", diff)
+	}
+	for i, want := range []int{1, 1, 1} {
+		if ie := est.Images[i]; ie.Manifests != want || ie.Err != nil {
+			t.Errorf("image %d: %d manifests, err %v; want %d", i, ie.Manifests, ie.Err, want)
+		}
+	}
+
+	res, err := Run(t.Context(), Config{Target: up.URL()}, images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The index and two platform manifests once for each naming of app,
+	// and the tool's manifest.
+	counted, _ := up.Pulls()
+	if res.ManifestGETs != counted || counted != 7 || res.Pulls != -1 {
+		t.Errorf("manifest GETs %d, registry counted %d, Pulls %d; want 7, 7, -1", res.ManifestGETs, counted, res.Pulls)
+	}
+}
