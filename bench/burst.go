@@ -25,7 +25,7 @@ func (r *runner) runNodes(n int, base []string, ns string, received *atomic.Int6
 // burst has n nodes pull the set from base at once and measures it: node
 // i from base[i mod len(base)].
 func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, ns string) Result {
-	r.up.reset()
+	r.resetUpstreams()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.BurstTimeout)
 	defer cancel()
 	var received atomic.Int64
@@ -51,8 +51,9 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, n
 	res.UpstreamPulls, res.Upstream429 = r.up.reg.Pulls()
 	res.UpstreamRequests = r.up.reg.Count("", "", "")
 	res.UpstreamBytes = r.up.bytes.Load()
+	res.AlternateBytes = r.alternateBytes()
 	if sc != Direct && res.BytesServed > 0 {
-		hit := max(0, 1-float64(res.UpstreamBytes)/float64(res.BytesServed))
+		hit := max(0, 1-float64(res.UpstreamBytes+res.AlternateBytes)/float64(res.BytesServed))
 		res.HitRatio = &hit
 	}
 	var (
@@ -74,6 +75,9 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, n
 			// waiting for it; a later one's wait is plain time to first
 			// byte under the burst's load.
 			up, ok := r.up.firstByte(f.Digest)
+			if !ok && r.alt != nil { // the alternate sent it instead
+				up, ok = r.alt.firstByte(f.Digest)
+			}
 			if !ok || f.FirstByte.IsZero() || f.Start.After(up) {
 				continue
 			}
@@ -87,6 +91,23 @@ func (r *runner) burst(ctx context.Context, sc Scenario, n int, base []string, n
 		res.FirstByteLagSeconds = &p
 	}
 	return res
+}
+
+// resetUpstreams starts a burst at the upstream and at its alternate.
+func (r *runner) resetUpstreams() {
+	r.up.reset()
+	if r.alt != nil {
+		r.alt.reset()
+	}
+}
+
+// alternateBytes is what the alternate sent since the burst began; zero
+// without one.
+func (r *runner) alternateBytes() int64 {
+	if r.alt == nil {
+		return 0
+	}
+	return r.alt.bytes.Load()
 }
 
 // bar shows a progress bar of received against total until the returned

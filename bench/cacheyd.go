@@ -21,13 +21,16 @@ import (
 
 // startCacheyd is the Starter used when Config.Start is nil: cacheyd with
 // its own wiring and defaults (app.Defaults), on a free loopback port, the
-// cache directory given, the one upstream mapped and its CDN allowed,
+// cache directory given, the one upstream mapped and its CDN allowed, its alternate if any,
 // logging nothing.
 func startCacheyd(ctx context.Context, c CacheydConfig) (string, func() error, error) {
 	cfg := app.Defaults()
 	cfg.Listen, cfg.ShutdownTimeout, cfg.Cache.Dir = "127.0.0.1:0", 10*time.Second, c.Dir
 	cfg.Upstream.RegistryURLs = map[string]string{c.Registry: c.URL}
 	cfg.Upstream.AllowedHosts = []string{c.CDN}
+	if c.Alternate != "" {
+		cfg.Alternates = []app.Alternate{{Registry: c.Registry, URL: c.Alternate}}
+	}
 	if c.Listener != nil {
 		cfg.Listener, cfg.Listen = c.Listener, c.Listener.Addr().String()
 	}

@@ -86,6 +86,13 @@ type Config struct {
 	// a new window, as if it were the first pull in six hours from the
 	// cluster's one egress address. Zero means unlimited.
 	PullLimit int
+	// Alternate starts a second fake registry beside the upstream holding
+	// the whole image set, and the in-process cacheyd with it as the
+	// upstream's alternate (--alternate REGISTRY=URL), as mirror.gcr.io
+	// stands beside Docker Hub: content by digest comes from it, tags are
+	// still resolved upstream. Its bytes are counted apart from upstream's.
+	// Not with Target.
+	Alternate bool
 
 	// Parallel is how many blobs one node downloads at once. Zero means 3,
 	// containerd's default max_concurrent_downloads.
@@ -158,6 +165,11 @@ type CacheydConfig struct {
 	// CDN is the host:port ("localhost:<port>") blob GETs are redirected
 	// to, which cacheyd must allow (--allow-registry): it is on loopback.
 	CDN string
+	// Alternate is the base URL of a registry holding Registry's content,
+	// to name as Registry's alternate (--alternate Registry=Alternate); on
+	// loopback, which cacheyd trusts for an alternate's own fetches. Empty
+	// means none.
+	Alternate string
 	// Listener, when set, is where this cacheyd serves: one replica of a
 	// cluster, whose members know each other's addresses before any of
 	// them starts. Nil means a free loopback port of its own.
@@ -261,6 +273,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("bench: balance %q: want node or connection", c.Balance)
 	case c.Replicas > 1 && c.Target != "":
 		return c, errors.New("bench: replicas are started in-process; not with a target")
+	case c.Alternate && c.Target != "":
+		return c, errors.New("bench: the alternate is named to an in-process cacheyd; not with a target")
 	case c.Lazy.Footer < 0 || c.Lazy.Window < 0 || c.Lazy.Windows < 0:
 		return c, errors.New("bench: lazy footer, window and windows must not be negative")
 	}

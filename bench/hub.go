@@ -25,9 +25,25 @@ type fakeHub struct {
 }
 
 func startHub(c Config) (*fakeHub, error) {
-	reg, err := registrytest.NewServer(registrytest.Options{
+	return startFake(c, registrytest.Options{
 		Token: true, Redirect: true, PullLimit: c.PullLimit, Addr: c.UpstreamAddr, CDNAddr: c.UpstreamCDNAddr,
 	})
+}
+
+// startAlternate starts the alternate of Config.Alternate: a second
+// registry on a free loopback port, as mirror.gcr.io stands beside Docker
+// Hub. It demands tokens too and has no pull limit; it serves blobs itself,
+// since cacheyd trusts an alternate's own address and no other. Latency and
+// bandwidth are the upstream's, so that only where the bytes come from
+// differs.
+func startAlternate(c Config) (*fakeHub, error) {
+	return startFake(c, registrytest.Options{Token: true})
+}
+
+// startFake starts a registry with opts whose answers carry c's latency and
+// bandwidth cap, counting what it sends.
+func startFake(c Config, opts registrytest.Options) (*fakeHub, error) {
+	reg, err := registrytest.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -161,7 +161,7 @@ const (
 // base[i mod len(base)]) and measures it; through a cacheyd (LazyCold) it
 // then waits until upstream is quiet.
 func (r *runner) lazyBurst(ctx context.Context, sc Scenario, n int, base []string, ns string) Result {
-	r.up.reset()
+	r.resetUpstreams()
 	bctx, cancel := context.WithTimeout(ctx, r.cfg.BurstTimeout)
 	defer cancel()
 	var received atomic.Int64
@@ -180,6 +180,7 @@ func (r *runner) lazyBurst(ctx context.Context, sc Scenario, n int, base []strin
 	res := Result{Scenario: sc, Nodes: n, Seconds: wall.Seconds(), BytesServed: received.Load()}
 	res.UpstreamPulls, res.Upstream429 = r.up.reg.Pulls()
 	res.UpstreamBytes = r.up.bytes.Load()
+	res.AlternateBytes = r.alternateBytes()
 	if sc == LazyCold {
 		settled := r.up.settle(ctx, settleQuiet, settleLimit)
 		res.UpstreamSettledBytes = &settled

@@ -56,6 +56,9 @@ type Setup struct {
 	// Balance how the nodes reached them.
 	Replicas int     `json:"replicas"`
 	Balance  Balance `json:"balance,omitempty"`
+	// Alternate reports that a second registry holding the set stood
+	// beside the upstream as its alternate (Config.Alternate).
+	Alternate bool `json:"alternate,omitempty"`
 	// Lazy is what the nodes of the lazy scenarios read; nil when none
 	// ran.
 	Lazy *LazySetup `json:"lazy,omitempty"`
@@ -80,10 +83,14 @@ type Result struct {
 	// sent.
 	UpstreamRequests int   `json:"upstream_requests"`
 	UpstreamBytes    int64 `json:"upstream_bytes"`
+	// AlternateBytes is the manifest and blob bytes the upstream's
+	// alternate sent (Config.Alternate); UpstreamBytes stays the
+	// upstream's own.
+	AlternateBytes int64 `json:"alternate_bytes,omitempty"`
 	// BytesServed is what the nodes received, verified or not.
 	BytesServed int64 `json:"bytes_served"`
-	// HitRatio is 1 - UpstreamBytes/BytesServed through cacheyd; nil for
-	// direct bursts.
+	// HitRatio is 1 - (UpstreamBytes+AlternateBytes)/BytesServed through
+	// cacheyd; nil for direct bursts.
 	HitRatio *float64 `json:"hit_ratio,omitempty"`
 
 	// NodeSeconds is the time from the burst's start to each OK node
@@ -169,6 +176,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		s.Images, s.Manifests, s.Blobs, humanize.IBytes(uint64(s.Bytes)), s.Platform, humanize.IBytes(uint64(s.LargestBlob)), humanize.IBytes(uint64(s.StoredBytes)))
 	fmt.Fprintf(w, "upstream: %s latency per request, %s, %s; nodes: %d downloads at once; %s\n\n",
 		time.Duration(s.LatencySeconds*float64(time.Second)), bw, limit, s.Parallel, where)
+	if s.Alternate {
+		fmt.Fprintf(w, "alternate: a second registry holding the set, named to cacheyd with --alternate; no pull limit, the upstream's latency and bandwidth\n\n")
+	}
 
 	var pulls, lazy []Result
 	for _, x := range r.Results {
@@ -179,7 +189,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	if len(pulls) > 0 {
-		if err := writePulls(w, pulls); err != nil {
+		if err := writePulls(w, pulls, s.Alternate); err != nil {
 			return err
 		}
 	}
@@ -203,15 +213,24 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintln(w, "  "+n)
 		}
 	}
-	fmt.Fprintf(w, "\npulls: manifest GETs Docker Hub counts; upstream: manifest and blob bytes it sent; times: burst start to a node having every image (OK nodes); run took %s\n",
-		(time.Duration(r.Seconds * float64(time.Second))).Round(time.Second))
+	alt := ""
+	if s.Alternate {
+		alt = "; alternate: manifest and blob bytes the alternate sent"
+	}
+	fmt.Fprintf(w, "\npulls: manifest GETs Docker Hub counts; upstream: manifest and blob bytes it sent%s; times: burst start to a node having every image (OK nodes); run took %s\n",
+		alt, (time.Duration(r.Seconds * float64(time.Second))).Round(time.Second))
 	return nil
 }
 
-// writePulls writes the table of the bursts of whole pulls.
-func writePulls(w io.Writer, results []Result) error {
+// writePulls writes the table of the bursts of whole pulls, with a column
+// of the alternate's bytes when alt.
+func writePulls(w io.Writer, results []Result, alt bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tnodes\tok\tpulls\t429s\tupstream\tserved\thit\tp50\tp95\tmax\t1st-byte lag p50/max\tpeak RSS\tCPU/GiB\t")
+	altHead := ""
+	if alt {
+		altHead = "alternate\t"
+	}
+	fmt.Fprintln(tw, "scenario\tnodes\tok\tpulls\t429s\tupstream\t"+altHead+"served\thit\tp50\tp95\tmax\t1st-byte lag p50/max\tpeak RSS\tCPU/GiB\t")
 	for _, x := range results {
 		hit, lag, rss, cpu := "-", "-", "-", "-"
 		if x.HitRatio != nil {
@@ -227,9 +246,13 @@ func writePulls(w io.Writer, results []Result) error {
 			cpu = fmt.Sprintf("%.2fs", x.CPUSeconds/(float64(x.BytesServed)/(1<<30)))
 		}
 		t := x.NodeSeconds
+		upstream := humanize.IBytes(uint64(x.UpstreamBytes))
+		if alt {
+			upstream += "\t" + humanize.IBytes(uint64(x.AlternateBytes))
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			x.Scenario, x.Nodes, x.OK, x.Nodes, x.UpstreamPulls, x.Upstream429,
-			humanize.IBytes(uint64(x.UpstreamBytes)), humanize.IBytes(uint64(x.BytesServed)), hit,
+			upstream, humanize.IBytes(uint64(x.BytesServed)), hit,
 			secs(t.P50, t.N), secs(t.P95, t.N), secs(t.Max, t.N), lag, rss, cpu)
 	}
 	return tw.Flush()

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strconv"
 	"time"
+
+	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
 
 // Run measures every scenario of cfg for every burst size, writes the
@@ -29,6 +31,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer r.up.close()
+	if cfg.Alternate {
+		if r.alt, err = startAlternate(cfg); err != nil {
+			return nil, err
+		}
+		defer r.alt.close()
+	}
 	if cfg.Target == "" {
 		dir := cfg.Dir
 		if dir == "" {
@@ -84,9 +92,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 type runner struct {
 	cfg   *Config
 	up    *fakeHub
-	dir   string // in-process caches; empty with a Target
-	runID string // appended to tags with a Target
-	gen   int    // how many times the set was seeded
+	alt   *fakeHub // the upstream's alternate; nil without Config.Alternate
+	dir   string   // in-process caches; empty with a Target
+	runID string   // appended to tags with a Target
+	gen   int      // how many times the set was seeded
 	cat   *catalog
 	// fresh reports that cat has not been pulled through a cacheyd yet.
 	fresh bool
@@ -100,7 +109,11 @@ func (r *runner) seed(ctx context.Context) error {
 		suffix = r.runID + "g" + strconv.Itoa(r.gen)
 	}
 	r.progressf("seeding the fake upstream with %d images...", len(r.cfg.Images))
-	cat, err := seedImages(ctx, r.up.reg, r.cfg.Images, r.cfg.Platform, suffix)
+	var mirrors []*registrytest.Registry
+	if r.alt != nil {
+		mirrors = append(mirrors, r.alt.reg)
+	}
+	cat, err := seedImages(ctx, r.up.reg, r.cfg.Images, r.cfg.Platform, suffix, mirrors...)
 	r.progressf("\r\033[K")
 	if err != nil {
 		return fmt.Errorf("bench: seed: %w", err)
@@ -122,7 +135,7 @@ func (r *runner) setup() Setup {
 		Images: len(r.cat.images), Manifests: r.cat.manifests, Blobs: len(r.cat.objects) - r.cat.manifests,
 		Bytes: r.cat.bytes, StoredBytes: r.cat.stored, Platform: c.Platform, Bandwidth: c.Bandwidth,
 		LatencySeconds: c.Latency.Seconds(), PullLimit: c.PullLimit, Parallel: c.Parallel, Target: c.Target,
-		Replicas: max(c.Replicas, 1),
+		Replicas: max(c.Replicas, 1), Alternate: c.Alternate,
 	}
 	if s.Replicas > 1 {
 		s.Balance = c.Balance
@@ -225,6 +238,9 @@ func (r *runner) cacheyd(ctx context.Context, n int) (base []string, stop func()
 		return nil, nil, "", fmt.Errorf("bench: %w", err)
 	}
 	cc := CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL(), CDN: r.up.reg.CDNHost()}
+	if r.alt != nil {
+		cc.Alternate = r.alt.reg.URL()
+	}
 	if r.cfg.Replicas > 1 {
 		base, stop, err = startCluster(ctx, r.cfg, dir, cc)
 	} else {

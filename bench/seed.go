@@ -59,9 +59,10 @@ type catalog struct {
 }
 
 // seedImages builds imgs with random content and stores them upstream,
-// with tagSuffix appended to every tag. Every call makes new content, so
-// what it seeds is cold for any cache.
-func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, platform, tagSuffix string) (*catalog, error) {
+// with tagSuffix appended to every tag, and the same at every mirror. Every
+// call makes new content, so what it seeds is cold for any cache.
+func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, platform, tagSuffix string, mirrors ...*registrytest.Registry) (*catalog, error) {
+	regs := append([]*registrytest.Registry{up}, mirrors...)
 	cat := &catalog{objects: map[oci.Digest]object{}}
 	shared := map[string]v1.Layer{} // by platform + "/" + Layer.Shared
 	contents := map[oci.Digest][]byte{}
@@ -75,7 +76,7 @@ func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, pl
 			platWants []object
 		)
 		for _, p := range img.Platforms {
-			built, err := buildImage(up, p, img.Layers, shared, contents)
+			built, err := buildImage(regs, p, img.Layers, shared, contents)
 			if err != nil {
 				return nil, fmt.Errorf("image %s:%s: %w", img.Repository, img.Tag, err)
 			}
@@ -106,13 +107,19 @@ func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, pl
 			if err != nil {
 				return nil, fmt.Errorf("image %s:%s: index: %w", img.Repository, img.Tag, err)
 			}
-			if err := up.PutIndex(ctx, s.repo, s.tag, index); err != nil {
-				return nil, err
+			for _, reg := range regs {
+				if err := reg.PutIndex(ctx, s.repo, s.tag, index); err != nil {
+					return nil, err
+				}
 			}
 			s.want = append(s.want, object{digest: oci.FromBytes(raw), size: int64(len(raw)), manifest: true})
 			cat.stored += int64(len(raw))
-		} else if err := up.PutImage(ctx, s.repo, s.tag, single); err != nil {
-			return nil, err
+		} else {
+			for _, reg := range regs {
+				if err := reg.PutImage(ctx, s.repo, s.tag, single); err != nil {
+					return nil, err
+				}
+			}
 		}
 		s.want = append(s.want, platWants...)
 		for _, o := range s.want {
@@ -132,9 +139,9 @@ func seedImages(ctx context.Context, up *registrytest.Registry, imgs []Image, pl
 
 // buildImage makes an OCI image for platform with random layers of the
 // given sizes, reusing (and filling) shared for named layers. The layers
-// are stored upstream at once, without a copy, and noted in contents by
-// digest.
-func buildImage(up *registrytest.Registry, platform string, layers []Layer, shared map[string]v1.Layer, contents map[oci.Digest][]byte) (v1.Image, error) {
+// are stored at every one of regs at once, without a copy, and noted in
+// contents by digest.
+func buildImage(regs []*registrytest.Registry, platform string, layers []Layer, shared map[string]v1.Layer, contents map[oci.Digest][]byte) (v1.Image, error) {
 	plat, err := v1.ParsePlatform(platform)
 	if err != nil {
 		return nil, fmt.Errorf("platform %q: %w", platform, err)
@@ -150,9 +157,11 @@ func buildImage(up *registrytest.Registry, platform string, layers []Layer, shar
 		if err != nil {
 			return nil, err
 		}
-		h, err := up.PutBlob(b)
-		if err != nil {
-			return nil, err
+		var h v1.Hash
+		for _, reg := range regs {
+			if h, err = reg.PutBlob(b); err != nil {
+				return nil, err
+			}
 		}
 		contents[oci.Digest(h.String())] = b
 		ls[i] = static.NewLayer(b, types.OCIUncompressedLayer)

@@ -89,3 +89,28 @@ func TestBenchRunsTheRealWiring(t *testing.T) {
 		t.Errorf("warm: %+v, want 4 ok and nothing upstream", warm)
 	}
 }
+
+// --alternate reaches cacheyd's own wiring as --alternate REGISTRY=URL:
+// under a pull limit below the set's manifests, a cold burst costs the
+// registry no counted pull.
+func TestBenchAlternateReachesTheWiring(t *testing.T) {
+	_, cfg := parseBench(t, "--quick", "--no-progress", "--latency", "1ms", "--bandwidth", "0",
+		"--nodes", "4", "--scenarios", "cold", "--pull-limit", "3", "--alternate")
+	if !cfg.Alternate {
+		t.Fatal("--alternate not set in the config")
+	}
+	t.Setenv("CACHEYD_BENCH_ALTERNATE", "true")
+	if _, env := parseBench(t, "--quick"); !env.Alternate {
+		t.Error("CACHEYD_BENCH_ALTERNATE=true: no alternate in the config")
+	}
+	cfg.Dir = t.TempDir()
+	var out bytes.Buffer
+	rep, err := bench.Run(t.Context(), cfg, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	cold := rep.Results[0]
+	if cold.OK != 4 || cold.UpstreamPulls != 0 || cold.AlternateBytes != rep.Setup.Bytes {
+		t.Errorf("cold: %+v, want 4 ok, no pull counted, %d bytes from the alternate\n%s", cold, rep.Setup.Bytes, out.String())
+	}
+}

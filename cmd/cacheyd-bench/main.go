@@ -37,9 +37,13 @@ func main() {
 	}
 }
 
-// newParser builds the command line parser for c.
+// newParser builds the command line parser for c. cacheyd's --alternate
+// REGISTRY=URL is left out: the only registry the in-process cacheyd
+// fetches is the fake upstream, whose alternate the benchmark starts
+// itself with its own --alternate.
 func newParser(c *cli, options ...kong.Option) (*kong.Kong, error) {
 	return kong.New(c, append([]kong.Option{
+		kong.IgnoreFields(`^cli\.Alternate$`),
 		kong.Name("cacheyd-bench"),
 		kong.Description("Measure node bursts pulling through cacheyd against a fake Docker Hub on loopback (see bench/README.md). cacheyd's own flags set up the cacheyd it starts for each burst."),
 		kong.DefaultEnvars("CACHEYD"),
