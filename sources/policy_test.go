@@ -31,7 +31,8 @@ type asked struct {
 // from. An alternate registry is asked for content by digest as cacheyd
 // only (a peer's request included), after the cluster and before the
 // registry; any failure of its own, a 404 included, moves on to the
-// registry.
+// registry. In fallback mode the registry comes before the alternates,
+// and only its 429 or 5xx sends the request on to them.
 func TestTheOrderOfSources(t *testing.T) {
 	data := []byte("the bytes of an object, from wherever they come")
 	requests := []struct {
