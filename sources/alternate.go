@@ -34,9 +34,10 @@ const (
 	// Prefer asks the alternates first, the registry only when none has
 	// the content: the registry sees no pull an alternate could serve.
 	Prefer AlternateMode = "prefer"
-	// A mode that asks the alternates only once the registry's remaining
-	// budget is spent takes its place in policy (alternatesAt) beside
-	// Prefer.
+	// Fallback asks the registry first and the alternates only once it
+	// answers 429, fails or is unreachable, or, for a manifest GET, once
+	// its remaining pull budget is below Set.Reserve (fallback.go).
+	Fallback AlternateMode = "fallback"
 )
 
 // alternates plans the alternates of a request's registry, in the

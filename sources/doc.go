@@ -10,7 +10,10 @@
 //     cluster's members (by rank; this replica's own place in the ranking
 //     ends the owner's part, or is asked as a peer, see package cluster),
 //     then the parent, then the alternates of the request's registry in
-//     the operator's order (alternate.go), then the registry;
+//     the operator's order (alternate.go), then the registry; in fallback
+//     mode the registry first, the alternates only once it answers 429,
+//     fails or is unreachable, or, for a manifest GET, while its pull
+//     budget is below the reserve (fallback.go);
 //   - a manifest by tag, fetched as cacheyd: the same without alternates
 //     (a tag is the registry's word, and resolved by a HEAD it does not
 //     count);

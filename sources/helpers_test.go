@@ -19,7 +19,7 @@ type fake struct {
 	data []byte
 
 	mu    sync.Mutex // guards fault and asked
-	fault string     // "", "unreachable", "wrong bytes", "404", "503", "relayed"
+	fault string     // "", "unreachable", "wrong bytes", "404", "429", "503", "relayed"
 	asked int
 }
 
@@ -45,6 +45,8 @@ func (f *fake) Fetch(_ context.Context, req *oci.Request) (*oci.Response, error)
 		return nil, sources.Fail(sources.Unreachable, errors.New("connection refused"))
 	case "404":
 		return nil, &oci.Error{Status: http.StatusNotFound, Code: oci.CodeBlobUnknown, Message: "unknown", Upstream: true}
+	case "429":
+		return nil, &oci.Error{Status: http.StatusTooManyRequests, Code: oci.CodeTooManyRequests, Message: "pull limit", Upstream: true}
 	case "503":
 		return nil, &oci.Error{Status: http.StatusServiceUnavailable, Code: "UNAVAILABLE", Message: "down", Upstream: true}
 	case "relayed":

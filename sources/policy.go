@@ -25,6 +25,13 @@ type Set struct {
 	// AlternateMode is where the alternates stand beside the registry.
 	// The zero value means Prefer.
 	AlternateMode AlternateMode
+	// Remaining tells the registry's pull budget, for Reserve. Nil tells
+	// none: the reserve never applies.
+	Remaining Remaining
+	// Reserve is, in Fallback mode, the pulls of a registry's budget kept
+	// for what no alternate holds: while fewer remain, a manifest GET by
+	// digest goes to the alternates first. Zero keeps none.
+	Reserve int64
 	// Metrics counts failures by source and reason, and fetches from the
 	// registry of a clustered cacheyd by why. Nil counts nowhere.
 	Metrics *metrics.Metrics
@@ -71,11 +78,22 @@ type entry struct {
 // field of Set and its place in these lists.
 func policy(s Set) [classes][]entry {
 	owner, parent, registry := entry{Owner, s.Owner}, entry{Parent, s.Parent}, entry{Registry, Just{s.Registry}}
-	alts := alternatesAt(s)
+	// first and last are where the registry stands for content by digest
+	// as cacheyd: after the alternates (prefer), or before and after
+	// them (fallback), see fallback.go.
+	first, alts, last := entry{Registry, nil}, alternatesAt(s), registry
+	if s.AlternateMode == Fallback && len(s.Alternates) > 0 {
+		as := newAlternates(s.Alternates)
+		fb := fallbackPlan{registry: s.Registry, alts: as, left: s.Remaining, reserve: s.Reserve, m: s.Metrics}
+		lfb := fb
+		lfb.last = true
+		first, alts, last = entry{Registry, &fb}, entry{Alternate, as}, entry{Registry, &lfb}
+	}
 	return [classes][]entry{
 		// The alternates after the cluster, which holds what any replica
-		// fetched, and before the registry, whose pulls they spare.
-		byDigest: present(owner, parent, alts, registry),
+		// fetched, and before the registry, whose pulls they spare; or,
+		// in fallback mode, after the registry's first answer.
+		byDigest: present(owner, parent, first, alts, last),
 		byTag:    present(owner, parent, registry),
 		// As cacheyd's own: the owner gets the credentials sealed and
 		// checks them as this replica would; to the parent, this
@@ -89,7 +107,7 @@ func policy(s Set) [classes][]entry {
 		// cluster (it owns the key), so the alternates serve it as they
 		// serve this replica's; the planner keeps them from its tags and
 		// from a client's credentials it carries sealed.
-		fromPeer: present(parent, alts, registry),
+		fromPeer: present(parent, first, alts, last),
 		// Listings are small, change as a tag does and are GETs no
 		// registry counts as a pull: each replica asks the registry
 		// itself and keeps the answer for the tag TTL. Sharing them
@@ -98,10 +116,8 @@ func policy(s Set) [classes][]entry {
 	}
 }
 
-// alternatesAt is the alternates' entry for s's mode. A mode that asks
-// them only once the registry's budget is spent would place them after
-// the registry's entry instead, with the registry passing a request on
-// (ErrNotAsked) while its budget holds.
+// alternatesAt is the alternates' entry before the registry: Prefer's
+// (fallback mode places its own after the registry's first place).
 func alternatesAt(s Set) entry {
 	switch s.AlternateMode {
 	case "", Prefer:

@@ -31,7 +31,8 @@ type asked struct {
 // from. An alternate registry is asked for content by digest as cacheyd
 // only (a peer's request included), after the cluster and before the
 // registry; any failure of its own, a 404 included, moves on to the
-// registry.
+// registry. In fallback mode the registry comes before the alternates,
+// and only its 429 or 5xx sends the request on to them.
 func TestTheOrderOfSources(t *testing.T) {
 	data := []byte("the bytes of an object, from wherever they come")
 	requests := []struct {
@@ -44,7 +45,7 @@ func TestTheOrderOfSources(t *testing.T) {
 		{"peer's request", oci.Request{Kind: oci.KindBlob, Reference: oci.Reference{Digest: oci.FromBytes(data)}, FromPeer: true}},
 		{"listing", oci.Request{Kind: oci.KindTags, Reference: oci.Reference{Tag: "list"}}},
 	}
-	for _, tt := range []struct {
+	type order struct {
 		failure string
 		faults  map[sources.Name]string
 		owns    bool // this replica owns the key: the owner entry asks nobody
@@ -58,7 +59,8 @@ func TestTheOrderOfSources(t *testing.T) {
 		alt      string
 		digest   asked
 		altAsked [2]int
-	}{
+	}
+	prefer := []order{
 		{"none", nil, false, asked{1, 0, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
 		{"owner unreachable", map[sources.Name]string{sources.Owner: "unreachable"}, false,
 			asked{1, 1, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "", asked{}, [2]int{}},
@@ -91,9 +93,43 @@ func TestTheOrderOfSources(t *testing.T) {
 			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}, "wrong bytes", asked{1, 1, 1, 0}, [2]int{1, 1}},
 		{"alternate's and registry's 404", map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable", sources.Registry: "404"}, false,
 			asked{1, 1, 1, 404}, asked{0, 1, 1, 404}, asked{0, 0, 1, 404}, "404", asked{1, 1, 1, 404}, [2]int{1, 1}},
-	} {
+	}
+	// In fallback mode the registry is asked first; its 429 or 503 sends
+	// content by digest as cacheyd to the alternate, and when the
+	// alternate has it neither, the answer is the registry's own, retried
+	// from the registry. Every other class is as in prefer mode.
+	cluster := map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable"}
+	with := func(fault string) map[sources.Name]string {
+		return map[sources.Name]string{sources.Owner: "unreachable", sources.Parent: "unreachable", sources.Registry: fault}
+	}
+	fallback := []order{
+		{"registry healthy", cluster, false,
+			asked{1, 1, 1, 0}, asked{0, 1, 1, 0}, asked{0, 0, 1, 0}, "ok", asked{1, 1, 1, 0}, [2]int{0, 0}},
+		{"the cluster holds it", nil, false,
+			asked{1, 0, 0, 0}, asked{0, 1, 0, 0}, asked{0, 0, 1, 0}, "ok", asked{1, 0, 0, 0}, [2]int{0, 0}},
+		{"registry's 429, alternate holds it", with("429"), false,
+			asked{1, 1, 3, 429}, asked{0, 1, 1, 0}, asked{0, 0, 3, 429}, "ok", asked{1, 1, 1, 0}, [2]int{1, 1}},
+		{"registry's 503, alternate holds it", with("503"), false,
+			asked{1, 1, 3, 503}, asked{0, 1, 1, 0}, asked{0, 0, 3, 503}, "ok", asked{1, 1, 1, 0}, [2]int{1, 1}},
+		{"registry's 429, alternate's 404", with("429"), false,
+			asked{1, 1, 3, 429}, asked{0, 1, 3, 429}, asked{0, 0, 3, 429}, "404", asked{1, 1, 3, 429}, [2]int{3, 3}},
+		{"registry's 404", with("404"), false,
+			asked{1, 1, 1, 404}, asked{0, 1, 1, 404}, asked{0, 0, 1, 404}, "ok", asked{1, 1, 1, 404}, [2]int{0, 0}},
+	}
+	type row struct {
+		mode sources.AlternateMode
+		order
+	}
+	var rows []row
+	for _, o := range prefer {
+		rows = append(rows, row{sources.Prefer, o})
+	}
+	for _, o := range fallback {
+		rows = append(rows, row{sources.Fallback, o})
+	}
+	for _, tt := range rows {
 		for _, rq := range requests {
-			t.Run(tt.failure+"/"+rq.class, func(t *testing.T) {
+			t.Run(string(tt.mode)+"/"+tt.failure+"/"+rq.class, func(t *testing.T) {
 				t.Parallel()
 				member, parent, registry := &fake{data: data}, &fake{data: data}, &fake{data: data}
 				fakes := map[sources.Name]*fake{sources.Owner: member, sources.Parent: parent, sources.Registry: registry}
@@ -103,7 +139,7 @@ func TestTheOrderOfSources(t *testing.T) {
 				m := metrics.New(nil)
 				own := &owner{member: member, owns: tt.owns}
 				set := sources.Set{Owner: own, Parent: sources.Just{parent}, Registry: registry,
-					Metrics: m, Logger: slog.New(slog.DiscardHandler)}
+					AlternateMode: tt.mode, Metrics: m, Logger: slog.New(slog.DiscardHandler)}
 				alt := &fake{data: data}
 				if tt.alt != "" {
 					if tt.alt != "ok" {

@@ -48,13 +48,18 @@ func (r *Route) Key() string { return r.key }
 // that source: the resume asks the next.
 func (r *Route) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
 	err := errNone
+	// answer is the registry's own answer (at step answered), passed over
+	// for the alternates after it: the answer if none of them has the
+	// content, and where its retries go.
+	var answer error
+	answered := 0
 	for i := int(r.at.Load()); i < len(r.steps); i++ {
 		s := r.steps[i]
-		if s.name == Registry {
-			r.direct(req)
-		}
 		var resp *oci.Response
 		resp, err = s.f.Fetch(ctx, req)
+		if s.name == Registry && !errors.Is(err, ErrNotAsked) {
+			r.direct(req)
+		}
 		var f *Failure
 		switch {
 		case errors.Is(err, ErrNotAsked):
@@ -62,6 +67,9 @@ func (r *Route) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, err
 			continue
 		case errors.As(err, &f):
 			r.failed(s.name, f)
+			if f.answer && answer == nil {
+				answer, answered = f.Err, i
+			}
 			continue
 		}
 		r.move(i)
@@ -69,6 +77,10 @@ func (r *Route) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, err
 			resp.Body = &watched{ReadCloser: resp.Body, r: r, i: i}
 		}
 		return resp, err
+	}
+	if answer != nil {
+		r.move(answered)
+		return nil, answer
 	}
 	return nil, err
 }
@@ -96,6 +108,9 @@ func (r *Route) Refute(req *oci.Request) {
 		return
 	}
 	s := r.steps[i]
+	if s.name == Registry {
+		return
+	}
 	r.failed(s.name, &Failure{Reason: Wrong, Err: errRefuted})
 	if rf, ok := s.f.(refuter); ok {
 		rf.refute(req)

@@ -46,6 +46,12 @@ const (
 	Loop Reason = "loop"
 	// Missing: it does not hold the content (an alternate's 404).
 	Missing Reason = "missing"
+	// Limited: the registry answered 429 (its own, or the upstream
+	// client's held answer) and alternates follow it (fallback mode).
+	Limited Reason = "limited"
+	// Reserve: the registry was passed over for a manifest GET, its
+	// remaining pull budget below the reserve (fallback mode).
+	Reserve Reason = "reserve"
 )
 
 // Fetcher fetches content: what every source does, and what a route is.
@@ -77,6 +83,10 @@ func (j Just) Plan(*oci.Request, bool) (string, []Fetcher) { return "", j }
 type Failure struct {
 	Reason Reason
 	Err    error
+	// answer: Err is the registry's own answer, passed over for the
+	// alternates after it (fallback mode): the route's answer when none
+	// of them has the content.
+	answer bool
 }
 
 // Fail marks err as its source's own failure, for reason.

@@ -103,6 +103,16 @@ func TestFlagsAndEnvironment(t *testing.T) {
 				want := []app.Alternate{{Registry: "docker.io", URL: "https://a.example"}, {Registry: "ghcr.io", URL: "https://b.example/ghcr"}}
 				return err == nil && cmp.Equal(cfg.Alternates, want)
 			}},
+		{"fallback with a reserve", []string{"--alternate-mode", "fallback", "--budget-reserve", "20"}, nil,
+			func(f serveFlags) bool {
+				cfg, err := f.Config()
+				return err == nil && cfg.AlternateMode == "fallback" && cfg.BudgetReserve == 20
+			}},
+		{"budget reserve from env", nil, map[string]string{"CACHEYD_ALTERNATE_MODE": "fallback", "CACHEYD_BUDGET_RESERVE": "5"},
+			func(f serveFlags) bool {
+				cfg, err := f.Config()
+				return err == nil && cfg.AlternateMode == "fallback" && cfg.BudgetReserve == 5
+			}},
 		{"upstream header timeout from env", nil, map[string]string{"CACHEYD_UPSTREAM_HEADER_TIMEOUT": "2s"},
 			func(f serveFlags) bool {
 				return f.UpstreamHeaderTimeout == 2*time.Second && f.UpstreamConfig(nil, nil).ResponseHeaderTimeout == 2*time.Second
@@ -129,6 +139,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{"--tag-ttl", "soon"},
 		{"--upstream-header-timeout", "soon"},
 		{"--alternate-mode", "sometimes"},
+		{"--budget-reserve", "lots"},
 	} {
 		if _, _, err := parse(t, args, nil); err == nil {
 			t.Errorf("%v accepted", args)

@@ -20,8 +20,15 @@ type Alternate struct {
 func alternates(cfg Config) ([]sources.AlternateRegistry, error) {
 	switch cfg.AlternateMode {
 	case "", sources.Prefer:
+		if cfg.BudgetReserve != 0 {
+			return nil, fmt.Errorf("budget reserve %d: it applies to alternate mode %q only", cfg.BudgetReserve, sources.Fallback)
+		}
+	case sources.Fallback:
+		if cfg.BudgetReserve < 0 {
+			return nil, fmt.Errorf("budget reserve %d: want 0 or more pulls", cfg.BudgetReserve)
+		}
 	default:
-		return nil, fmt.Errorf("alternate mode %q: want %q", cfg.AlternateMode, sources.Prefer)
+		return nil, fmt.Errorf("alternate mode %q: want %q or %q", cfg.AlternateMode, sources.Prefer, sources.Fallback)
 	}
 	out := make([]sources.AlternateRegistry, 0, len(cfg.Alternates))
 	for _, a := range cfg.Alternates {
@@ -36,4 +43,17 @@ func alternates(cfg Config) ([]sources.AlternateRegistry, error) {
 		out = append(out, sources.AlternateRegistry{Registry: reg, Fetcher: f})
 	}
 	return out, nil
+}
+
+// remaining tells the sources a registry's pull budget as up last read it
+// from the registry's answers (the few registries that stated one).
+func remaining(up *upstream.Client) sources.Remaining {
+	return func(registry string) (int64, bool) {
+		for _, b := range up.Budgets() {
+			if b.Registry == registry {
+				return b.Remaining, !b.Seen.IsZero()
+			}
+		}
+		return 0, false
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cacheyd/cacheyd/internal/puller"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
+	"github.com/cacheyd/cacheyd/sources"
 )
 
 // startWithAlternate starts cacheyd with cfg fetching up's registry, with
@@ -290,5 +291,107 @@ func TestACorruptAlternateInRangesIsPassedOver(t *testing.T) {
 	}
 	if n := up.Count(http.MethodGet, registrytest.KindBlob, bad.String()); n == 0 {
 		t.Error("the registry never sent the corrupt layer's bytes")
+	}
+}
+
+// TestFallbackAsksTheRegistryFirst: with --alternate-mode fallback, a
+// burst of pulls costs a healthy registry what it costs without
+// alternates, and the alternate nothing; once the registry's pull budget
+// is spent (cacheyd then answers its manifest GETs 429 itself) or it
+// answers manifest GETs 503, the manifests by digest come from the
+// alternate, and the registry gets not one more manifest GET (blobs, which
+// it does not count, still come from it). Below --budget-reserve, manifests
+// by digest go to the alternate first, and to the registry only when the
+// alternate lacks them.
+func TestFallbackAsksTheRegistryFirst(t *testing.T) {
+	const images, layers, clients = 3, 2, 6
+	for _, tt := range []struct {
+		name      string
+		limit     int   // the registry's pull limit (0: none)
+		spent     bool  // its limit spent before the pulls
+		reserve   int64 // --budget-reserve
+		fault     bool  // it answers manifest GETs 503
+		held      int   // images the alternate holds
+		manifests int   // the registry's manifest GETs, a spending one included
+		alternate int   // the alternate's manifest GETs
+	}{
+		{"a healthy registry", 0, false, 0, false, images, images, 0},
+		{"a healthy registry with budget left", 10, false, 0, false, images, images, 0},
+		{"the pull limit spent", 1, true, 0, false, images, 1, images},
+		{"the registry answers 503", 0, false, 0, true, images, images, images},
+		{"below the reserve", 10, false, 20, false, images, 0, images},
+		{"below the reserve, the alternate lacks one image", 10, false, 20, false, images - 1, 1, images},
+		{"above the reserve", 30, false, 20, false, images, images, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := registrytest.New(t, registrytest.Options{PullLimit: tt.limit})
+			alt := registrytest.New(t, registrytest.Options{})
+			seedImages(t, up, alt, images, layers, tt.held)
+			if tt.spent {
+				// Another client of the registry spends cacheyd's budget.
+				resp, err := up.Client().Get(up.URL() + "/v2/library/app0/manifests/v1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+			if tt.fault {
+				up.SetHook(registrytest.Fail(registrytest.On(http.MethodGet, registrytest.KindManifest, ""), http.StatusServiceUnavailable, 0))
+			}
+			cfg := Defaults()
+			cfg.AlternateMode, cfg.BudgetReserve = sources.Fallback, tt.reserve
+			base := startWithAlternate(t, cfg, up, alt)
+
+			if n := pullAll(t, base, up.Host(), images, clients); n != 0 {
+				t.Fatalf("%d pulls failed", n)
+			}
+			if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != tt.manifests {
+				t.Errorf("the registry got %d manifest GETs, want %d", n, tt.manifests)
+			}
+			if n := up.Count(http.MethodGet, registrytest.KindBlob, ""); n != images*(layers+1) {
+				t.Errorf("the registry got %d blob GETs, want %d (a blob goes to it unless it fails)", n, images*(layers+1))
+			}
+			if n := up.Count(http.MethodHead, registrytest.KindManifest, "v1"); n != images {
+				t.Errorf("the registry got %d HEADs of tags, want %d (one per image)", n, images)
+			}
+			if n := alt.Count(http.MethodGet, registrytest.KindManifest, ""); n != tt.alternate {
+				t.Errorf("the alternate got %d manifest GETs, want %d", n, tt.alternate)
+			}
+			// Blobs go to the registry unless it fails; with nothing to ask
+			// the alternate, it is not even pinged.
+			if n := alt.Count("", registrytest.KindBlob, ""); n != 0 {
+				t.Errorf("the alternate got %d blob requests, want 0", n)
+			}
+			if n := len(alt.Requests()); tt.alternate == 0 && n != 0 {
+				t.Errorf("the alternate got %d requests, want 0", n)
+			}
+			if _, refused := up.Pulls(); refused != 0 {
+				t.Errorf("the registry refused %d pulls: cacheyd asked past its spent budget", refused)
+			}
+		})
+	}
+}
+
+// TestAlternateModesAndReserves: a reserve needs fallback mode and is
+// never negative; an unknown mode is refused.
+func TestAlternateModesAndReserves(t *testing.T) {
+	for _, tt := range []struct {
+		mode    sources.AlternateMode
+		reserve int64
+		ok      bool
+	}{
+		{"", 0, true},
+		{sources.Prefer, 0, true},
+		{sources.Fallback, 0, true},
+		{sources.Fallback, 100, true},
+		{sources.Fallback, -1, false},
+		{sources.Prefer, 100, false},
+		{"sometimes", 0, false},
+	} {
+		cfg := Defaults()
+		cfg.AlternateMode, cfg.BudgetReserve = tt.mode, tt.reserve
+		if _, err := alternates(cfg); (err == nil) != tt.ok {
+			t.Errorf("mode %q, reserve %d: %v, want ok %v", tt.mode, tt.reserve, err, tt.ok)
+		}
 	}
 }

@@ -75,6 +75,10 @@ type Config struct {
 	// AlternateMode is where the alternates stand beside the registry.
 	// Empty means sources.Prefer.
 	AlternateMode sources.AlternateMode
+	// BudgetReserve is, in sources.Fallback mode, the pulls of a
+	// registry's stated budget kept for what no alternate holds (see
+	// sources.Set.Reserve). Zero keeps none.
+	BudgetReserve int64
 	// Cache configures the cache, and the memory and disk tiers Run opens
 	// for it (Dir, MemoryBytes, MemoryMaxObject, DiskBytes).
 	Cache cache.Config
@@ -137,7 +141,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	}
 	// Every source this cacheyd has, in its place: the policy decides which
 	// a request may come from, in what order.
-	set := sources.Set{Registry: up, Metrics: m, Logger: log, AlternateMode: cfg.AlternateMode}
+	set := sources.Set{Registry: up, Metrics: m, Logger: log, AlternateMode: cfg.AlternateMode,
+		Reserve: cfg.BudgetReserve, Remaining: remaining(up)}
 	if set.Alternates, err = alternates(cfg); err != nil {
 		return err
 	}

@@ -57,7 +57,8 @@ type Flags struct {
 	DefaultRegistry string            `group:"Upstream" default:"docker.io" help:"Registry for requests that name none (dockerd registry-mirrors)."`
 	RegistryURL     map[string]string `group:"Upstream" name:"registry-url" placeholder:"NAME=URL" help:"Fetch registry NAME from URL instead, e.g. docker.io=https://mirror.internal or localhost:5000=http://127.0.0.1:5000. Trusted as exactly that URL (host and port) for exactly NAME. Repeatable."`
 	Alternate       []string          `group:"Upstream" name:"alternate" placeholder:"REGISTRY=URL" help:"Fetch REGISTRY's content by digest (blobs, manifests by digest) from URL first, e.g. docker.io=https://mirror.gcr.io or docker.io=https://public.ecr.aws/docker (a path goes before the repository); every byte is verified against its digest, tags are still resolved at REGISTRY, and anything fetched with a client's credentials never goes there. Asked in order; any failure moves on to the next, then to REGISTRY. Repeatable."`
-	AlternateMode   string            `group:"Upstream" name:"alternate-mode" default:"prefer" enum:"prefer" help:"Where --alternate stands: prefer asks the alternates first and the registry only when none has the content, so that the registry's pull limit is spent only on what no alternate holds."`
+	AlternateMode   string            `group:"Upstream" name:"alternate-mode" default:"prefer" enum:"prefer,fallback" help:"Where --alternate stands: prefer asks the alternates first and the registry only when none has the content, so that the registry's pull limit is spent only on what no alternate holds; fallback asks the registry first and the alternates only once it answers 429, fails or is unreachable, or its pull budget is below --budget-reserve (the registry's own answer stands when no alternate has the content)."`
+	BudgetReserve   int64             `group:"Upstream" name:"budget-reserve" default:"0" placeholder:"PULLS" help:"With --alternate-mode fallback: once a registry states fewer pulls left than this, manifests by digest go to its alternates first and to it only when none has them, keeping its last pulls for what no alternate holds (tags, which resolve by HEAD, and blobs, which it does not count, still go to it). 0 keeps none."`
 	CredentialsFile string            `group:"Upstream" type:"path" placeholder:"FILE" help:"Docker config.json with cacheyd's own credentials per registry."`
 
 	UpstreamHeaderTimeout time.Duration `group:"Upstream" name:"upstream-header-timeout" default:"5s" help:"Longest time from the start of an upstream fetch to its response headers (dial, TLS, token, redirects included); past it upstream counts as timed out (0: 5s)."`
@@ -126,7 +127,7 @@ func (s *Flags) Config() (app.Config, error) {
 		return app.Config{}, err
 	}
 	return app.Config{
-		Alternates: alts, AlternateMode: sources.AlternateMode(s.AlternateMode),
+		Alternates: alts, AlternateMode: sources.AlternateMode(s.AlternateMode), BudgetReserve: s.BudgetReserve,
 		Listen: s.Listen, PeerListen: s.PeerListen, ShutdownTimeout: s.ShutdownTimeout,
 		Upstream: s.UpstreamConfig(urls, allowed),
 		Cluster:  cl,
