@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cacheyd/cacheyd/cmd/internal/daemon"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
@@ -49,7 +48,7 @@ func TestAccessLinesInEitherFormat(t *testing.T) {
 			}
 			flags := serveFlags{
 				Listen: "127.0.0.1:0", CacheDir: t.TempDir(), MemoryBytes: 64 << 20, MemoryMaxObject: 1 << 20,
-				DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: 5 * time.Second,
+				DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: testShutdown,
 				LogLevel: "info", LogFormat: format, RegistryURL: map[string]string{up.Host(): up.URL()},
 			}
 			ctx, cancel := context.WithCancel(t.Context())

@@ -52,7 +52,7 @@ func TestTagListPagesThroughCacheyd(t *testing.T) {
 	}
 	up.Reset()
 	flags := serveFlags{
-		Listen: "127.0.0.1:0", CacheDir: t.TempDir(), DefaultRegistry: "docker.io", ShutdownTimeout: 5 * time.Second,
+		Listen: "127.0.0.1:0", CacheDir: t.TempDir(), DefaultRegistry: "docker.io", ShutdownTimeout: testShutdown,
 		LogLevel: "info", LogFormat: "text", RegistryURL: map[string]string{up.Host(): up.URL()}, AllowRegistry: []string{up.CDNHost()},
 		TagTTL: time.Minute,
 	}

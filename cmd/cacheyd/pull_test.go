@@ -14,6 +14,13 @@ import (
 	"github.com/cacheyd/cacheyd/oci"
 )
 
+// testShutdown bounds a test cacheyd's graceful stop. A connection a client
+// opened but never sent a request on counts as idle only five seconds after
+// it was accepted (as in net/http), so a stop may wait that long for one of
+// the pullers' spare connections: the bound leaves room beyond it on a
+// loaded machine, where a stop that waits is not a fault.
+const testShutdown = 15 * time.Second
+
 // startCacheyd runs cacheyd in-process on a loopback port with the given
 // upstream mapped and its CDN allowed (--allow-registry <CDN host:port>:
 // a redirect to loopback is followed only to an allowed host:port), and
@@ -43,7 +50,7 @@ func startCacheydStoppable(t *testing.T, dir string, urls map[string]string, all
 	t.Helper()
 	flags := serveFlags{
 		Listen: "127.0.0.1:0", CacheDir: dir, MemoryBytes: 64 << 20, MemoryMaxObject: 1 << 20,
-		DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: 5 * time.Second,
+		DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: testShutdown,
 		LogLevel: "info", LogFormat: "text", RegistryURL: urls, AllowRegistry: allow,
 	}
 	base, stop, err := startFlags(t, flags)

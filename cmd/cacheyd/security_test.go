@@ -37,7 +37,7 @@ import (
 func secureFlags(t *testing.T, urls map[string]string) serveFlags {
 	return serveFlags{
 		Listen: "127.0.0.1:0", CacheDir: t.TempDir(), MemoryBytes: 16 << 20, MemoryMaxObject: 1 << 20,
-		DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: 5 * time.Second,
+		DiskBytes: 1 << 30, DefaultRegistry: "docker.io", ShutdownTimeout: testShutdown,
 		LogLevel: "info", LogFormat: "text", RegistryURL: urls,
 	}
 }
