@@ -113,8 +113,14 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 	ask.Route = way.key
 	// The lookup may outlive this call: it takes copies, not l, which
 	// would otherwise be allocated on every climb, fresh answers included.
-	read, keep := l.read, l.keep
+	read, keep, kept := l.read, l.keep, l.kept
 	v, err := c.shared(ctx, l.flight, key.String()+"\x00"+way.key, func(ctx context.Context) (any, error) {
+		// Looked at again inside the flight: a lookup that ended between
+		// this request's look at the table and its start of a flight has
+		// kept an answer that needs no second question upstream.
+		if e, ok := kept.get(key); ok && time.Since(e.confirmed()) < c.cfg.TagTTL {
+			return e.answer(), nil
+		}
 		resp, err := c.fetchLookup(ctx, way, ask, known)
 		if err != nil {
 			return nil, err
