@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -150,18 +149,7 @@ func TestAlternatesSpareTheRegistry(t *testing.T) {
 // failed its verification, and the whole of it on the next attempt).
 func TestACorruptAlternateServesNothingWrong(t *testing.T) {
 	const clients = 4
-	up := registrytest.New(t, registrytest.Options{})
-	alt := registrytest.New(t, registrytest.Options{})
-	imgs := seedImages(t, up, alt, 1, 2, 1)
-	layers, err := imgs[0].Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad, err := layers[0].Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alt.SetHook(registrytest.Corrupt(alt.BlobBytes(bad.String()), 100))
+	up, alt, bad := withACorruptLayer(t)
 	base := startWithAlternate(t, Defaults(), up, alt)
 
 	// The pulls that read the corrupt layer fail (the puller verifies);
@@ -199,21 +187,7 @@ func TestPrivateContentNeverReachesAnAlternate(t *testing.T) {
 	alt.Reset()
 	base := startWithAlternate(t, Defaults(), up, alt)
 
-	treq, err := http.NewRequestWithContext(t.Context(), http.MethodGet, up.URL()+"/token?service=registrytest&scope=repository:team/secret:pull", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	treq.SetBasicAuth("alice", "pw")
-	tresp, err := http.DefaultClient.Do(treq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct{ Token string }
-	err = json.NewDecoder(tresp.Body).Decode(&tok)
-	tresp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := userToken(t, up, "alice", "pw", "team/secret")
 	m, err := img.Manifest()
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +210,7 @@ func TestPrivateContentNeverReachesAnAlternate(t *testing.T) {
 					return
 				}
 				req.Header.Set("Accept", string(m.MediaType))
-				req.Header.Set("Authorization", "Bearer "+tok.Token)
+				req.Header.Set("Authorization", "Bearer "+token)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Error(err)
@@ -262,18 +236,7 @@ func TestPrivateContentNeverReachesAnAlternate(t *testing.T) {
 // pulls of the layer come from the registry without asking it again.
 func TestACorruptAlternateInRangesIsPassedOver(t *testing.T) {
 	const clients = 4
-	up := registrytest.New(t, registrytest.Options{})
-	alt := registrytest.New(t, registrytest.Options{})
-	imgs := seedImages(t, up, alt, 1, 2, 1)
-	layers, err := imgs[0].Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad, err := layers[0].Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alt.SetHook(registrytest.Corrupt(alt.BlobBytes(bad.String()), 100))
+	up, alt, bad := withACorruptLayer(t)
 	cfg := Defaults()
 	cfg.Cache.FillChunk = 1 << 10 // the 4 KiB layers come in ranges
 	base := startWithAlternate(t, cfg, up, alt)
@@ -394,4 +357,23 @@ func TestAlternateModesAndReserves(t *testing.T) {
 			t.Errorf("mode %q, reserve %d: %v, want ok %v", tt.mode, tt.reserve, err, tt.ok)
 		}
 	}
+}
+
+// withACorruptLayer seeds one image of two layers at a registry and at its
+// alternate, which corrupts the first layer's bytes; it returns both and
+// that layer's digest.
+func withACorruptLayer(t *testing.T) (up, alt *registrytest.Registry, bad v1.Hash) {
+	t.Helper()
+	up = registrytest.New(t, registrytest.Options{})
+	alt = registrytest.New(t, registrytest.Options{})
+	imgs := seedImages(t, up, alt, 1, 2, 1)
+	layers, err := imgs[0].Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad, err = layers[0].Digest(); err != nil {
+		t.Fatal(err)
+	}
+	alt.SetHook(registrytest.Corrupt(alt.BlobBytes(bad.String()), 100))
+	return up, alt, bad
 }

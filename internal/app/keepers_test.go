@@ -126,22 +126,8 @@ func TestKeeperGetsEveryVerifiedPublicCommit(t *testing.T) {
 	if code, _, _ := get(blob("team/secret", dSecret), ""); code != http.StatusUnauthorized {
 		t.Errorf("private blob, anonymous: %d, want 401", code)
 	}
-	treq, err := http.NewRequestWithContext(t.Context(), http.MethodGet, up.URL()+"/token?service=registrytest&scope=repository:team/secret:pull", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	treq.SetBasicAuth("alice", "pw")
-	tresp, err := http.DefaultClient.Do(treq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct{ Token string }
-	err = json.NewDecoder(tresp.Body).Decode(&tok)
-	tresp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code, got, err := get(blob("team/secret", dSecret), "Bearer "+tok.Token); code != http.StatusOK || err != nil || !bytes.Equal(got, secret) {
+	token := userToken(t, up, "alice", "pw", "team/secret")
+	if code, got, err := get(blob("team/secret", dSecret), "Bearer "+token); code != http.StatusOK || err != nil || !bytes.Equal(got, secret) {
 		t.Fatalf("private blob with alice's token: %d, %d bytes, %v", code, len(got), err)
 	}
 
@@ -159,4 +145,24 @@ func TestKeeperGetsEveryVerifiedPublicCommit(t *testing.T) {
 	if keeper.marked != 0 {
 		t.Errorf("keeper told of %d objects with a private source, want none", keeper.marked)
 	}
+}
+
+// userToken is the pull token reg's realm gives user (password pw) for repo.
+func userToken(t *testing.T, reg *registrytest.Registry, user, pw, repo string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, reg.URL()+"/token?service=registrytest&scope=repository:"+repo+":pull", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(user, pw)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.Token == "" {
+		t.Fatalf("token for %s: %s, %v", user, resp.Status, err)
+	}
+	return tok.Token
 }
