@@ -1,7 +1,6 @@
 package sources_test
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -60,23 +59,8 @@ func TestTheReserve(t *testing.T) {
 			}
 			req := oci.Request{Kind: tt.kind, Method: tt.method, Registry: "docker.io", Repository: "library/app",
 				Reference: oci.Reference{Digest: oci.FromBytes(data)}}
-			status := 0
 			resp, err := sources.New(set).Route(&req).Fetch(t.Context(), &req)
-			if err == nil {
-				var got []byte
-				got, err = io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err == nil && string(got) != string(data) {
-					t.Errorf("read %q, want %q", got, data)
-				}
-			}
-			if err != nil {
-				e, ok := oci.AsError(err)
-				if !ok {
-					t.Fatalf("Fetch = %v, want content or a registry's answer", err)
-				}
-				status = e.Status
-			}
+			status := answerOf(t, resp, err, data)
 			if got := [3]int{registry.count(), alt.count(), status}; got != [3]int{tt.registry, tt.alternate, tt.status} {
 				t.Errorf("registry %d, alternate %d, answer %d; want %d, %d, %d", got[0], got[1], got[2], tt.registry, tt.alternate, tt.status)
 			}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"testing"
 
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/sources"
@@ -96,4 +97,26 @@ func (o *owner) planned() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.plans
+}
+
+// answerOf reads what a route answered: content, which must be want, gives
+// 0; a registry's answer gives its status. Anything else fails the test.
+func answerOf(t *testing.T, resp *oci.Response, err error, want []byte) int {
+	t.Helper()
+	if err == nil {
+		var got []byte
+		got, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && string(got) != string(want) {
+			t.Errorf("read %q, want %q", got, want)
+		}
+	}
+	if err == nil {
+		return 0
+	}
+	e, ok := oci.AsError(err)
+	if !ok {
+		t.Fatalf("Fetch = %v, want content or a registry's answer", err)
+	}
+	return e.Status
 }

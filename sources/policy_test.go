@@ -1,7 +1,6 @@
 package sources_test
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -153,23 +152,8 @@ func TestTheOrderOfSources(t *testing.T) {
 				req.Method, req.Registry, req.Repository = http.MethodGet, "docker.io", "library/app"
 
 				rt := pol.Route(&req)
-				status := 0
 				resp, err := retry.New(rt, retry.Config{Retries: 2, Backoff: time.Millisecond}).Fetch(t.Context(), &req)
-				if err == nil {
-					var got []byte
-					got, err = io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if err == nil && string(got) != string(data) {
-						t.Errorf("read %q, want %q", got, data)
-					}
-				}
-				if err != nil {
-					e, ok := oci.AsError(err)
-					if !ok {
-						t.Fatalf("Fetch = %v, want content or a registry's answer", err)
-					}
-					status = e.Status
-				}
+				status := answerOf(t, resp, err, data)
 
 				want, plans, altWant := tt.content, 1, 0
 				switch rq.class {
