@@ -173,6 +173,19 @@ func (b *budgets) all() []Budget {
 	return out
 }
 
+// Remaining is what registry last said is left of cacheyd's pull budget
+// there; stated is false when it has said nothing. It is read on every
+// manifest GET of a fallback with a reserve: one lookup, no copy of the
+// other registries' budgets.
+func (c *Client) Remaining(registry string) (left int64, stated bool) {
+	c.budgets.mu.Lock()
+	defer c.budgets.mu.Unlock()
+	if b := c.budgets.byReg[registry]; b != nil && !b.Seen.IsZero() {
+		return b.Remaining, true
+	}
+	return 0, false
+}
+
 // Budgets returns what each registry last said of cacheyd's pull budget
 // there, by registry name.
 func (c *Client) Budgets() []Budget { return c.budgets.all() }

@@ -47,13 +47,4 @@ func alternates(cfg Config) ([]sources.AlternateRegistry, error) {
 
 // remaining tells the sources a registry's pull budget as up last read it
 // from the registry's answers (the few registries that stated one).
-func remaining(up *upstream.Client) sources.Remaining {
-	return func(registry string) (int64, bool) {
-		for _, b := range up.Budgets() {
-			if b.Registry == registry {
-				return b.Remaining, !b.Seen.IsZero()
-			}
-		}
-		return 0, false
-	}
-}
+func remaining(up *upstream.Client) sources.Remaining { return up.Remaining }
