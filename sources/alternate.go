@@ -81,6 +81,11 @@ const (
 // fetches it from the next source.
 type alternate struct {
 	f Fetcher
+	// label names the source in its errors ("alternate" when empty).
+	label string
+	// told, when set, is told of each digest the source sent wrong bytes
+	// for (an object store overwrites them with the good copy).
+	told func(oci.Digest)
 
 	mu    sync.Mutex // guards wrong
 	wrong map[oci.Digest]time.Time
@@ -101,11 +106,22 @@ func (a *alternate) passed(dg oci.Digest) bool {
 // sentWrong remembers that the alternate sent wrong bytes for dg.
 func (a *alternate) sentWrong(dg oci.Digest) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.wrong == nil || len(a.wrong) >= wrongMax {
 		a.wrong = make(map[oci.Digest]time.Time)
 	}
 	a.wrong[dg] = time.Now()
+	a.mu.Unlock()
+	if a.told != nil {
+		a.told(dg)
+	}
+}
+
+// name is the source's name in its errors.
+func (a *alternate) name() string {
+	if a.label == "" {
+		return "alternate"
+	}
+	return a.label
 }
 
 // refute remembers that the alternate sent wrong bytes for req's digest,
@@ -127,14 +143,14 @@ func (a *alternate) Fetch(ctx context.Context, req *oci.Request) (*oci.Response,
 		case errors.As(err, &f), errors.Is(err, ErrNotAsked):
 			return nil, err
 		}
-		return nil, Fail(reasonOf(err), fmt.Errorf("alternate: %w", err))
+		return nil, Fail(reasonOf(err), fmt.Errorf("%s: %w", a.name(), err))
 	}
 	if resp.Digest != "" && resp.Digest != req.Reference.Digest {
 		if resp.Body != nil {
 			resp.Body.Close()
 		}
 		a.sentWrong(req.Reference.Digest)
-		return nil, Fail(Wrong, fmt.Errorf("alternate: answered with digest %s for %s", resp.Digest.Short(), req.Reference.Digest.Short()))
+		return nil, Fail(Wrong, fmt.Errorf("%s: answered with digest %s for %s", a.name(), resp.Digest.Short(), req.Reference.Digest.Short()))
 	}
 	if resp.Body == nil {
 		return resp, nil
@@ -184,11 +200,11 @@ func (b *alternateBody) Read(p []byte) (int, error) {
 	switch {
 	case errors.Is(err, oci.ErrDigestMismatch):
 		b.a.sentWrong(b.dg)
-		return n, Fail(Wrong, fmt.Errorf("alternate: %w", err))
+		return n, Fail(Wrong, fmt.Errorf("%s: %w", b.a.name(), err))
 	case errors.Is(context.Cause(b.ctx), oci.ErrStalled):
-		return n, Fail(Stalled, fmt.Errorf("alternate: %w", err))
+		return n, Fail(Stalled, fmt.Errorf("%s: %w", b.a.name(), err))
 	case b.ctx.Err() != nil:
 		return n, err
 	}
-	return n, Fail(Failing, fmt.Errorf("alternate: %w", err))
+	return n, Fail(Failing, fmt.Errorf("%s: %w", b.a.name(), err))
 }

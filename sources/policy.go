@@ -19,6 +19,11 @@ type Set struct {
 	// Registry is the registry a request names: the upstream client.
 	// Required.
 	Registry Fetcher
+	// Store is an object store behind this cacheyd's tiers, asked for
+	// content by digest as cacheyd before the parent and the registry:
+	// the bucket its replicas, and other clusters, keep what they fetched
+	// in. Nil has none.
+	Store ObjectStore
 	// Alternates serve content by digest of the registry each stands in
 	// for, in order, as cacheyd's own content only. Nil has none.
 	Alternates []AlternateRegistry
@@ -78,6 +83,7 @@ type entry struct {
 // field of Set and its place in these lists.
 func policy(s Set) [classes][]entry {
 	owner, parent, registry := entry{Owner, s.Owner}, entry{Parent, s.Parent}, entry{Registry, Just{s.Registry}}
+	store := entry{Store, newStorePlan(s.Store)}
 	// first and last are where the registry stands for content by digest
 	// as cacheyd: after the alternates (prefer), or before and after
 	// them (fallback), see fallback.go.
@@ -90,10 +96,14 @@ func policy(s Set) [classes][]entry {
 		first, alts, last = entry{Registry, &fb}, entry{Alternate, as}, entry{Registry, &lfb}
 	}
 	return [classes][]entry{
-		// The alternates after the cluster, which holds what any replica
-		// fetched, and before the registry, whose pulls they spare; or,
-		// in fallback mode, after the registry's first answer.
-		byDigest: present(owner, parent, first, alts, last),
+		// The object store after the key's owner, which fills from it
+		// for the cluster (a replica that is not the owner asks it only
+		// when the owner fails), and before the parent, whose cache is
+		// further away. The alternates after the cluster, which holds
+		// what any replica fetched, and before the registry, whose pulls
+		// they spare; or, in fallback mode, after the registry's first
+		// answer.
+		byDigest: present(owner, store, parent, first, alts, last),
 		byTag:    present(owner, parent, registry),
 		// As cacheyd's own: the owner gets the credentials sealed and
 		// checks them as this replica would; to the parent, this
@@ -107,7 +117,7 @@ func policy(s Set) [classes][]entry {
 		// cluster (it owns the key), so the alternates serve it as they
 		// serve this replica's; the planner keeps them from its tags and
 		// from a client's credentials it carries sealed.
-		fromPeer: present(parent, first, alts, last),
+		fromPeer: present(store, parent, first, alts, last),
 		// Listings are small, change as a tag does and are GETs no
 		// registry counts as a pull: each replica asks the registry
 		// itself and keeps the answer for the tag TTL. Sharing them
@@ -164,7 +174,7 @@ func New(s Set) *Policy {
 		s.Logger = slog.Default()
 	}
 	p := &Policy{lists: policy(s), m: s.Metrics, log: s.Logger, clustered: s.Owner != nil || s.Parent != nil}
-	if !p.clustered && len(s.Alternates) == 0 {
+	if !p.clustered && len(s.Alternates) == 0 && s.Store == nil {
 		p.alone = &Route{p: p, steps: []step{{Registry, s.Registry}}}
 	}
 	return p

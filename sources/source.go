@@ -19,6 +19,8 @@ const (
 	Parent Name = "parent"
 	// Registry is the registry the request names (the upstream client).
 	Registry Name = "registry"
+	// Store is the object store behind this cacheyd's tiers (Set.Store).
+	Store Name = "store"
 	// Alternate is a registry named to serve another's content by digest
 	// (Set.Alternates), each in the operator's order.
 	Alternate Name = "alternate"

@@ -27,7 +27,7 @@ var imports = map[string][]string{
 	"tier/tiertest":           {"oci", "tier"},
 	"cache":                   {"oci", "metrics", "flight", "fill", "retry", "tier"},
 	"upstream":                {"oci", "metrics"},
-	"sources":                 {"oci", "metrics"},
+	"sources":                 {"oci", "metrics", "tier"},
 	"cluster":                 {"oci", "metrics", "sources", "internal/peerauth"},
 	"server":                  {"oci", "metrics", "cache", "internal/peerauth"},
 	"internal/app":            {"oci", "metrics", "cache", "cluster", "server", "sources", "upstream", "tier/disk", "tier/memory", "internal/peerauth"},
