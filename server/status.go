@@ -25,6 +25,9 @@ type StatusInfo struct {
 	// Budgets returns each registry's pull budget as it last stated it,
 	// read at every view of the page. Nil shows none.
 	Budgets func() []PullBudget
+	// Bucket names the object store behind the tiers (s3://bucket/prefix
+	// and its endpoint); empty when there is none.
+	Bucket string
 }
 
 // PullBudget is a registry's pull budget as the status page shows it.
@@ -98,6 +101,11 @@ type statusFigures struct {
 
 	// Budgets are the registries' pull budgets.
 	Budgets []budgetRow
+
+	// The object store: reads by result, uploads by result, and bytes
+	// each way.
+	BucketReads, BucketUploads []labelled
+	BucketRead, BucketWritten  float64
 }
 
 type labelled struct {
@@ -181,6 +189,8 @@ func (s *Server) gatherFigures() (statusFigures, error) {
 		f.DiskPercent = 100 * f.DiskUsed / float64(f.Info.DiskBytes)
 	}
 	f.Evictions = sum("cacheyd_disk_evictions_total")
+	f.BucketReads, f.BucketUploads = by("cacheyd_s3_reads_total", "result"), by("cacheyd_s3_uploads_total", "result")
+	f.BucketRead, f.BucketWritten = sum("cacheyd_s3_read_bytes_total"), sum("cacheyd_s3_written_bytes_total")
 	f.Members = by("cacheyd_cluster_member_skipped", "member")
 	f.ClusterAsked = by("cacheyd_cluster_requests_total", "outcome")
 	f.ClusterDirect = by("cacheyd_cluster_direct_total", "reason")
@@ -274,7 +284,9 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 <tr><th>memory</th><td class="n">{{bytes .MemoryUsed}}</td><td>{{if .Info.MemoryBytes}}{{pct .MemoryPercent}} of {{bytes .Info.MemoryBytes}}{{end}}</td></tr>
 <tr><th>disk</th><td class="n">{{bytes .DiskUsed}}</td><td>{{if .Info.DiskBytes}}{{pct .DiskPercent}} of {{bytes .Info.DiskBytes}}{{end}}</td></tr>
 <tr><th>evictions</th><td class="n">{{n .Evictions}}</td><td>objects evicted to stay within the disk budget</td></tr>
-</table>
+{{if .Info.Bucket}}<tr><th>object store</th><td class="n">{{bytes .BucketRead}} read</td><td>{{.Info.Bucket}}: reads {{range .BucketReads}}{{.Label}} {{n .Value}} · {{end}}</td></tr>
+<tr><th></th><td class="n">{{bytes .BucketWritten}} written</td><td>uploads {{range .BucketUploads}}{{.Label}} {{n .Value}} · {{end}}</td></tr>
+{{end}}</table>
 {{if .Budgets}}<h2>Pull budgets</h2>
 <table>
 <tr><th>registry</th><th>remaining</th><th>limit</th><th>window</th><th>stated</th><th></th></tr>

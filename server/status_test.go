@@ -85,3 +85,44 @@ func TestStatusPullBudgets(t *testing.T) {
 		t.Errorf("budgets read %d times for one view, want 1", calls)
 	}
 }
+
+// TestStatusBucket: with an object store, the tiers' table shows it by
+// name, with what was read from and written to it and its reads and
+// uploads by result, from the collectors /metrics serves; without one, no
+// row.
+func TestStatusBucket(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cacheyd_s3_reads_total"}, []string{"result"})
+	uploads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cacheyd_s3_uploads_total"}, []string{"result"})
+	read := prometheus.NewCounter(prometheus.CounterOpts{Name: "cacheyd_s3_read_bytes_total"})
+	written := prometheus.NewCounter(prometheus.CounterOpts{Name: "cacheyd_s3_written_bytes_total"})
+	reg.MustRegister(reads, uploads, read, written)
+	reads.WithLabelValues("hit").Add(7)
+	reads.WithLabelValues("miss").Add(2)
+	uploads.WithLabelValues("stored").Add(3)
+	uploads.WithLabelValues("dropped").Add(1)
+	read.Add(3 << 20)
+	written.Add(1 << 30)
+	for _, bucket := range []string{"s3://layers/cacheyd/ at http://127.0.0.1:9000", ""} {
+		ts := startServer(t, Config{Gatherer: reg, Status: StatusInfo{Bucket: bucket}}, newTestCache(t, origintest.New(), nil))
+		_, body, err := ts.do(t, http.MethodGet, "/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := string(body)
+		if bucket == "" {
+			if strings.Contains(page, "object store") {
+				t.Errorf("a cacheyd without an object store shows one")
+			}
+			continue
+		}
+		for _, want := range []string{
+			`<th>object store</th><td class="n">3.0 MiB read</td><td>s3://layers/cacheyd/ at http://127.0.0.1:9000: reads hit 7 · miss 2 · </td>`,
+			`<td class="n">1.0 GiB written</td><td>uploads dropped 1 · stored 3 · </td>`,
+		} {
+			if !strings.Contains(page, want) {
+				t.Errorf("status page lacks %q", want)
+			}
+		}
+	}
+}
