@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
@@ -92,6 +93,7 @@ func newHarness(t *testing.T, srv *s3test.Server, mod func(*s3.Config)) *harness
 		m:    metrics.New(prometheus.NewRegistry()), results: make(chan string, 100)}
 	cfg := s3.Config{Bucket: s3test.Bucket, Region: s3test.Region, PathStyle: true, Prefix: "cacheyd/",
 		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey, Read: h.files.read, Transport: h.sent, Metrics: h.m,
+		Logger:   slog.New(slog.DiscardHandler),
 		Uploaded: func(e tier.Entry, result string) { h.results <- result }}
 	if srv != nil {
 		cfg.Endpoint = srv.Endpoint
