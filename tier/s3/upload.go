@@ -24,6 +24,11 @@ func (s *Store) work() {
 		case <-s.stopCtx.Done():
 			return
 		case e := <-s.queue:
+			if s.stopCtx.Err() != nil {
+				// Closed meanwhile: select chose the queue at random.
+				s.drop()
+				return
+			}
 			s.upload(e)
 		}
 	}
