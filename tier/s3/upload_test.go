@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cacheyd/cacheyd/internal/s3test"
 	"github.com/cacheyd/cacheyd/oci"
@@ -51,6 +52,9 @@ func TestAnUploadOnce(t *testing.T) {
 	}
 	if got := counted(h.m.S3.WrittenBytes); got != 1000 {
 		t.Errorf("written bytes counted: %v, want 1000", got)
+	}
+	if n := testutil.CollectAndCount(h.m.S3.RequestDuration); n != 2 {
+		t.Errorf("request duration series: %d, want 2 (head, put)", n)
 	}
 }
 
