@@ -148,7 +148,13 @@ type Metrics struct {
 	// valid proof of the cluster secret) and loop (a request that came
 	// back through a chain of parents).
 	ClusterRefused *prometheus.CounterVec // reason
+
+	// S3 is the object-storage tier's (s3.go).
+	S3 S3
 }
+
+// durationBuckets are the histograms' buckets, in seconds.
+var durationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // New creates the collectors and registers them on reg. A nil reg registers
 // nothing, which suits tests that do not look at metrics.
@@ -160,7 +166,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cacheyd_request_duration_seconds",
 			Help:    "Time to answer a client request (headers ready), by API kind.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: durationBuckets,
 		}, []string{"kind"}),
 		ClientClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_client_closed_total", Help: "Requests whose client closed its connection before the response ended, by API kind.",
@@ -268,6 +274,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		ClusterRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_cluster_refused_total", Help: "Requests refused as another cacheyd's, by reason (unauthenticated, loop).",
 		}, []string{"reason"}),
+		S3: newS3(),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
@@ -277,6 +284,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures,
 			m.ReadMemoryBytes, m.ReadMemoryRefused,
 			m.ClusterRefused)
+		reg.MustRegister(m.S3.collectors()...)
 	}
 	return m
 }

@@ -12,6 +12,18 @@ type Suite struct {
 	// New returns an origin that holds what h says, under h.Registry's
 	// name and h.Repository, and behaves as h.Behaviour says. Required.
 	New func(t *testing.T, h Holding) Fetcher
+	// DigestOnly says the origin holds content by digest alone, as an
+	// object store does: the checks of tags and of a registry's refusal
+	// are skipped (New is never asked to refuse).
+	DigestOnly bool
+}
+
+// skipTag skips t, a check of ref, when s holds no tags and ref is one.
+func skipTag(t *testing.T, s Suite, ref oci.Reference) {
+	t.Helper()
+	if s.DigestOnly && !ref.IsDigest() {
+		t.Skip("the origin holds content by digest only")
+	}
 }
 
 // Holding is what the suite asks an origin under test to hold, and how it
