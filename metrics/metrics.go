@@ -61,7 +61,8 @@ type Metrics struct {
 	UpstreamBytes *prometheus.CounterVec // registry
 	// RateLimitLimit, RateLimitRemaining and RateLimitWindow are what a
 	// registry last said of cacheyd's pull budget (its ratelimit-*
-	// headers): pulls per window, pulls left, and the window in seconds.
+	// headers) to this replica itself, never what a member told it of:
+	// pulls per window, pulls left, and the window in seconds.
 	RateLimitLimit     *prometheus.GaugeVec // registry
 	RateLimitRemaining *prometheus.GaugeVec // registry
 	RateLimitWindow    *prometheus.GaugeVec // registry
@@ -214,13 +215,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cacheyd_upstream_bytes_total", Help: "Body bytes read from upstream registries.",
 		}, []string{"registry"}),
 		RateLimitLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cacheyd_upstream_ratelimit_limit", Help: "Pulls per window a registry last announced for cacheyd (its ratelimit-limit).",
+			Name: "cacheyd_upstream_ratelimit_limit", Help: "Pulls per window a registry last announced to this replica itself (its ratelimit-limit).",
 		}, []string{"registry"}),
 		RateLimitRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cacheyd_upstream_ratelimit_remaining", Help: "Pulls left in the window a registry last announced for cacheyd (its ratelimit-remaining).",
+			Name: "cacheyd_upstream_ratelimit_remaining", Help: "Pulls left in the window a registry last announced to this replica itself (its ratelimit-remaining).",
 		}, []string{"registry"}),
 		RateLimitWindow: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cacheyd_upstream_ratelimit_window_seconds", Help: "The window of a registry's pull budget, as it last announced it.",
+			Name: "cacheyd_upstream_ratelimit_window_seconds", Help: "The window of a registry's pull budget, as it last announced it to this replica itself.",
 		}, []string{"registry"}),
 		UpstreamPulls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_upstream_pulls_total", Help: "Manifest GETs a registry counts as pulls (answered other than 401, 403, 429).",
