@@ -109,6 +109,9 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 		return last.answer(), rungFresh, source{}, nil
 	}
 	ask := l.ask(c, req)
+	// Told before the route is planned: with an answer to serve stale, a
+	// source of last resort (an alternate for a tag) is not asked.
+	ask.Cached = known && last.staleOK() && c.staleWithin(last.confirmed())
 	way := c.sourceFor(ask)
 	ask.Route = way.key
 	// The lookup may outlive this call: it takes copies, not l, which
@@ -212,7 +215,13 @@ func (c *Cache) fetchLookup(ctx context.Context, way source, req *oci.Request, k
 // may stand in for err: upstream could not answer (rather than answered
 // no), and the answer is within TagStaleMax past its TTL.
 func (c *Cache) servesStale(checked time.Time, err error) bool {
-	return stalable(err) && c.cfg.TagStaleMax > 0 && time.Since(checked) < c.cfg.TagTTL+c.cfg.TagStaleMax
+	return stalable(err) && c.staleWithin(checked)
+}
+
+// staleWithin reports whether an answer upstream confirmed at checked is
+// within TagStaleMax past its TTL: one that may be served stale.
+func (c *Cache) staleWithin(checked time.Time) bool {
+	return c.cfg.TagStaleMax > 0 && time.Since(checked) < c.cfg.TagTTL+c.cfg.TagStaleMax
 }
 
 // stalable reports whether err is upstream being unable to answer, as

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -222,6 +223,72 @@ func TestPeersTagAnswerOnlyForTheTTL(t *testing.T) {
 		time.Sleep(2 * time.Minute) // virtual time: past the TTL
 		if obj, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err == nil {
 			t.Fatalf("a peer's tag answer was served stale (%s)", obj.Digest.Short())
+		}
+	})
+}
+
+// cachedMarks is an origin that routes every piece of work to itself and
+// records, for each tag's lookup routed, whether it was marked Cached.
+type cachedMarks struct {
+	Origin
+	mu    sync.Mutex // guards marks
+	marks []bool
+}
+
+func (o *cachedMarks) Route(req *oci.Request) Route {
+	if req.Kind == oci.KindManifest && !req.Reference.IsDigest() {
+		o.mu.Lock()
+		o.marks = append(o.marks, req.Cached)
+		o.mu.Unlock()
+	}
+	return keyed{o, ""}
+}
+
+func (o *cachedMarks) last(t *testing.T, lookups int) bool {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.marks) != lookups {
+		t.Fatalf("%d tag lookups routed, want %d", len(o.marks), lookups)
+	}
+	return o.marks[len(o.marks)-1]
+}
+
+// TestALookupSaysWhatIsCached: a tag's lookup tells its route whether the
+// cache holds an answer it would serve stale (oci.Request.Cached): none at
+// first, one past the TTL, none past TagStaleMax, and none from a peer,
+// whose answer is never served stale.
+func TestALookupSaysWhatIsCached(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := origintest.New()
+		v1 := o.Add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
+		o.Tag("latest", v1)
+		for _, peer := range []bool{false, true} {
+			marks := &cachedMarks{Origin: o}
+			if peer {
+				marks.Origin = peerAnswers{o}
+			}
+			c := newTestCache(t, marks, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Minute, time.Hour })
+			head := func() {
+				t.Helper()
+				if _, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			head()
+			if marks.last(t, 1) {
+				t.Error("the first lookup was marked Cached")
+			}
+			time.Sleep(2 * time.Minute) // virtual time: past the TTL
+			head()
+			if got := marks.last(t, 2); got == peer {
+				t.Errorf("past the TTL, peer's answer %v: marked Cached %v, want %v", peer, got, !peer)
+			}
+			time.Sleep(2 * time.Hour) // past TagStaleMax
+			head()
+			if marks.last(t, 3) {
+				t.Errorf("past TagStaleMax, peer's answer %v: marked Cached", peer)
+			}
 		}
 	})
 }
