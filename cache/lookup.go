@@ -112,7 +112,7 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 	// Told before the route is planned: with an answer to serve stale, a
 	// source of last resort (an alternate for a tag) is not asked.
 	ask.Cached = known && last.staleOK() && c.staleWithin(last.confirmed())
-	way := c.sourceFor(ask)
+	way := c.sourceFor(planAs(ask, req))
 	ask.Route = way.key
 	// The lookup may outlive this call: it takes copies, not l, which
 	// would otherwise be allocated on every climb, fresh answers included.
@@ -169,6 +169,21 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 	}
 	l.count(c, key, rungError)
 	return none, rungError, way, err
+}
+
+// planAs is the request a lookup's route is planned for: ask, or, for a
+// request that carries a client's credentials, ask with them, so that the
+// route is the one of a request with credentials (its tag may be private:
+// never an alternate's to resolve). The lookup still asks as cacheyd, and
+// is shared as ever: a request with credentials that joins a lookup an
+// anonymous one began takes its answer, as it takes the answer kept.
+func planAs(ask, req *oci.Request) *oci.Request {
+	if req.Authorization == "" {
+		return ask
+	}
+	plan := *ask
+	plan.Authorization = req.Authorization
+	return &plan
 }
 
 // shared runs lookup once for every concurrent caller of key in g, on the

@@ -228,20 +228,31 @@ func TestPeersTagAnswerOnlyForTheTTL(t *testing.T) {
 }
 
 // cachedMarks is an origin that routes every piece of work to itself and
-// records, for each tag's lookup routed, whether it was marked Cached.
+// records, for each tag's lookup routed, whether it was marked Cached and
+// the credentials it was planned with; it fails a request that asks with
+// them.
 type cachedMarks struct {
 	Origin
-	mu    sync.Mutex // guards marks
+	mu    sync.Mutex // guards marks and auths
 	marks []bool
+	auths []string
 }
 
 func (o *cachedMarks) Route(req *oci.Request) Route {
 	if req.Kind == oci.KindManifest && !req.Reference.IsDigest() {
 		o.mu.Lock()
 		o.marks = append(o.marks, req.Cached)
+		o.auths = append(o.auths, req.Authorization)
 		o.mu.Unlock()
 	}
 	return keyed{o, ""}
+}
+
+func (o *cachedMarks) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	if req.Authorization != "" {
+		return nil, &oci.Error{Status: http.StatusBadRequest, Message: "asked with a client's credentials"}
+	}
+	return o.Origin.Fetch(ctx, req)
 }
 
 func (o *cachedMarks) last(t *testing.T, lookups int) bool {
@@ -257,7 +268,9 @@ func (o *cachedMarks) last(t *testing.T, lookups int) bool {
 // TestALookupSaysWhatIsCached: a tag's lookup tells its route whether the
 // cache holds an answer it would serve stale (oci.Request.Cached): none at
 // first, one past the TTL, none past TagStaleMax, and none from a peer,
-// whose answer is never served stale.
+// whose answer is never served stale. A lookup for a request with a
+// client's credentials is planned as such a request is, and asks as
+// cacheyd.
 func TestALookupSaysWhatIsCached(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		o := origintest.New()
@@ -288,6 +301,18 @@ func TestALookupSaysWhatIsCached(t *testing.T) {
 			head()
 			if marks.last(t, 3) {
 				t.Errorf("past TagStaleMax, peer's answer %v: marked Cached", peer)
+			}
+			// A request with a client's credentials: its lookup asks as
+			// cacheyd, on a route planned as for the credentials.
+			time.Sleep(2 * time.Minute)
+			req := tagReq(http.MethodHead, "latest")
+			req.Authorization = "Bearer client"
+			if _, err := c.Get(t.Context(), req); err != nil {
+				t.Fatal(err)
+			}
+			marks.last(t, 4)
+			if got := marks.auths[3]; got != req.Authorization {
+				t.Errorf("a lookup with a client's credentials was planned with %q, want them", got)
 			}
 		}
 	})
