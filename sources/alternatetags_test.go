@@ -1,11 +1,13 @@
 package sources_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -96,7 +98,9 @@ func TestAlternateTags(t *testing.T) {
 			t.Parallel()
 			registry := &tagSource{dg: registryDg, fault: tt.registry}
 			m := metrics.New(nil)
-			set := sources.Set{Registry: registry, AlternateMode: tt.mode, AlternateTags: !tt.off, Metrics: m, Logger: slog.New(slog.DiscardHandler)}
+			var logged bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			set := sources.Set{Registry: registry, AlternateMode: tt.mode, AlternateTags: !tt.off, Metrics: m, Logger: log}
 			var alts []*tagSource
 			for i, fault := range tt.alts {
 				if fault == "-" {
@@ -127,6 +131,21 @@ func TestAlternateTags(t *testing.T) {
 			}
 			if n := testutil.ToFloat64(m.AlternateTags.WithLabelValues("docker.io")); int(n) != tt.resolved {
 				t.Errorf("cacheyd_alternate_tags_total = %v, want %d", n, tt.resolved)
+			}
+			// One warning for each, naming the tag and the alternate.
+			var warned int
+			for line := range strings.Lines(logged.String()) {
+				if strings.Contains(line, "level=WARN") {
+					warned++
+					for _, attr := range []string{"registry=docker.io", "repository=library/app", "tag=v1", "alternate=mirror"} {
+						if !strings.Contains(line, attr) {
+							t.Errorf("the warning %q lacks %s", line, attr)
+						}
+					}
+				}
+			}
+			if warned != tt.resolved {
+				t.Errorf("%d warnings, want %d", warned, tt.resolved)
 			}
 		})
 	} // The request with a client's credentials that a lookup's route
