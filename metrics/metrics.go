@@ -130,6 +130,10 @@ type Metrics struct {
 	// (a registry's 404, a failure another cacheyd relayed) is no failure
 	// of its source.
 	SourceFailures *prometheus.CounterVec // source, reason
+	// AlternateTags counts tags an alternate resolved while their registry
+	// failed and nothing was cached (--alternate-tags), by the registry
+	// the tag is of.
+	AlternateTags *prometheus.CounterVec // registry
 
 	// What the cache reads whole into memory (package cache, readmem.go).
 
@@ -265,6 +269,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		SourceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_source_failures_total", Help: "Failures of a source in its own right, after which the next source was asked, by source (owner, parent, alternate, registry) and reason (unreachable, error, wrong, stalled, unauthenticated, loop, missing, limited, reserve).",
 		}, []string{"source", "reason"}),
+		AlternateTags: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_alternate_tags_total", Help: "Tags an alternate resolved while their registry failed and nothing was cached (--alternate-tags), by registry.",
+		}, []string{"registry"}),
 
 		ReadMemoryBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cacheyd_read_memory_bytes", Help: "Bytes claimed now of --read-memory by manifests and listings read whole and by copies into the memory tier.",
@@ -282,7 +289,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.FillsStopped, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.RateLimitLimit, m.RateLimitRemaining, m.RateLimitWindow, m.UpstreamPulls, m.RateLimitHeld,
 			m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
-			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures,
+			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures, m.AlternateTags,
 			m.ReadMemoryBytes, m.ReadMemoryRefused,
 			m.ClusterRefused)
 		reg.MustRegister(m.S3.collectors()...)

@@ -79,6 +79,10 @@ type Config struct {
 	// registry's stated budget kept for what no alternate holds (see
 	// sources.Set.Reserve). Zero keeps none.
 	BudgetReserve int64
+	// AlternateTags lets the alternates resolve a tag while its registry
+	// fails and nothing is cached (see sources.Set.AlternateTags). False
+	// resolves every tag at its registry only.
+	AlternateTags bool
 	// Cache configures the cache, and the memory and disk tiers Run opens
 	// for it (Dir, MemoryBytes, MemoryMaxObject, DiskBytes).
 	Cache cache.Config
@@ -142,7 +146,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	// Every source this cacheyd has, in its place: the policy decides which
 	// a request may come from, in what order.
 	set := sources.Set{Registry: up, Metrics: m, Logger: log, AlternateMode: cfg.AlternateMode,
-		Reserve: cfg.BudgetReserve, Remaining: remaining(up)}
+		Reserve: cfg.BudgetReserve, Remaining: remaining(up), AlternateTags: cfg.AlternateTags}
 	if set.Alternates, err = alternates(cfg); err != nil {
 		return err
 	}
