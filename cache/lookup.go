@@ -109,7 +109,10 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 		return last.answer(), rungFresh, source{}, nil
 	}
 	ask := l.ask(c, req)
-	way := c.sourceFor(ask)
+	// Told before the route is planned: with an answer to serve stale, a
+	// source of last resort (an alternate for a tag) is not asked.
+	ask.Cached = known && last.staleOK() && c.staleWithin(last.confirmed())
+	way := c.sourceFor(planAs(ask, req))
 	ask.Route = way.key
 	// The lookup may outlive this call: it takes copies, not l, which
 	// would otherwise be allocated on every climb, fresh answers included.
@@ -168,6 +171,21 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 	return none, rungError, way, err
 }
 
+// planAs is the request a lookup's route is planned for: ask, or, for a
+// request that carries a client's credentials, ask with them, so that the
+// route is the one of a request with credentials (its tag may be private:
+// never an alternate's to resolve). The lookup still asks as cacheyd, and
+// is shared as ever: a request with credentials that joins a lookup an
+// anonymous one began takes its answer, as it takes the answer kept.
+func planAs(ask, req *oci.Request) *oci.Request {
+	if req.Authorization == "" {
+		return ask
+	}
+	plan := *ask
+	plan.Authorization = req.Authorization
+	return &plan
+}
+
 // shared runs lookup once for every concurrent caller of key in g, on the
 // cache's own context bounded by tagTimeout, so that no one client can
 // cancel what the others wait for. Each caller waits for the answer at most
@@ -212,7 +230,13 @@ func (c *Cache) fetchLookup(ctx context.Context, way source, req *oci.Request, k
 // may stand in for err: upstream could not answer (rather than answered
 // no), and the answer is within TagStaleMax past its TTL.
 func (c *Cache) servesStale(checked time.Time, err error) bool {
-	return stalable(err) && c.cfg.TagStaleMax > 0 && time.Since(checked) < c.cfg.TagTTL+c.cfg.TagStaleMax
+	return stalable(err) && c.staleWithin(checked)
+}
+
+// staleWithin reports whether an answer upstream confirmed at checked is
+// within TagStaleMax past its TTL: one that may be served stale.
+func (c *Cache) staleWithin(checked time.Time) bool {
+	return c.cfg.TagStaleMax > 0 && time.Since(checked) < c.cfg.TagTTL+c.cfg.TagStaleMax
 }
 
 // stalable reports whether err is upstream being unable to answer, as

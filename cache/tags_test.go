@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -222,6 +223,97 @@ func TestPeersTagAnswerOnlyForTheTTL(t *testing.T) {
 		time.Sleep(2 * time.Minute) // virtual time: past the TTL
 		if obj, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err == nil {
 			t.Fatalf("a peer's tag answer was served stale (%s)", obj.Digest.Short())
+		}
+	})
+}
+
+// cachedMarks is an origin that routes every piece of work to itself and
+// records, for each tag's lookup routed, whether it was marked Cached and
+// the credentials it was planned with; it fails a request that asks with
+// them.
+type cachedMarks struct {
+	Origin
+	mu    sync.Mutex // guards marks and auths
+	marks []bool
+	auths []string
+}
+
+func (o *cachedMarks) Route(req *oci.Request) Route {
+	if req.Kind == oci.KindManifest && !req.Reference.IsDigest() {
+		o.mu.Lock()
+		o.marks = append(o.marks, req.Cached)
+		o.auths = append(o.auths, req.Authorization)
+		o.mu.Unlock()
+	}
+	return keyed{o, ""}
+}
+
+func (o *cachedMarks) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, error) {
+	if req.Authorization != "" {
+		return nil, &oci.Error{Status: http.StatusBadRequest, Message: "asked with a client's credentials"}
+	}
+	return o.Origin.Fetch(ctx, req)
+}
+
+func (o *cachedMarks) last(t *testing.T, lookups int) bool {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.marks) != lookups {
+		t.Fatalf("%d tag lookups routed, want %d", len(o.marks), lookups)
+	}
+	return o.marks[len(o.marks)-1]
+}
+
+// TestALookupSaysWhatIsCached: a tag's lookup tells its route whether the
+// cache holds an answer it would serve stale (oci.Request.Cached): none at
+// first, one past the TTL, none past TagStaleMax, and none from a peer,
+// whose answer is never served stale. A lookup for a request with a
+// client's credentials is planned as such a request is, and asks as
+// cacheyd.
+func TestALookupSaysWhatIsCached(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := origintest.New()
+		v1 := o.Add([]byte(`{"schemaVersion":2}`), "application/vnd.oci.image.manifest.v1+json")
+		o.Tag("latest", v1)
+		for _, peer := range []bool{false, true} {
+			marks := &cachedMarks{Origin: o}
+			if peer {
+				marks.Origin = peerAnswers{o}
+			}
+			c := newTestCache(t, marks, func(cfg *Config) { cfg.TagTTL, cfg.TagStaleMax = time.Minute, time.Hour })
+			head := func() {
+				t.Helper()
+				if _, err := c.Get(t.Context(), tagReq(http.MethodHead, "latest")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			head()
+			if marks.last(t, 1) {
+				t.Error("the first lookup was marked Cached")
+			}
+			time.Sleep(2 * time.Minute) // virtual time: past the TTL
+			head()
+			if got := marks.last(t, 2); got == peer {
+				t.Errorf("past the TTL, peer's answer %v: marked Cached %v, want %v", peer, got, !peer)
+			}
+			time.Sleep(2 * time.Hour) // past TagStaleMax
+			head()
+			if marks.last(t, 3) {
+				t.Errorf("past TagStaleMax, peer's answer %v: marked Cached", peer)
+			}
+			// A request with a client's credentials: its lookup asks as
+			// cacheyd, on a route planned as for the credentials.
+			time.Sleep(2 * time.Minute)
+			req := tagReq(http.MethodHead, "latest")
+			req.Authorization = "Bearer client"
+			if _, err := c.Get(t.Context(), req); err != nil {
+				t.Fatal(err)
+			}
+			marks.last(t, 4)
+			if got := marks.auths[3]; got != req.Authorization {
+				t.Errorf("a lookup with a client's credentials was planned with %q, want them", got)
+			}
 		}
 	})
 }

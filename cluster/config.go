@@ -56,6 +56,12 @@ type Config struct {
 	// the chain (a loop of parents) refuses the request rather than wait
 	// for itself. Empty adds none.
 	Instance string
+	// Heard is told of each pull budget a member states on its proven
+	// answer to a manifest request (peerauth.BudgetHeader): the budget the
+	// member last read from registry (the request's, canonical) itself,
+	// member its address. A seen time ahead of this clock is taken as now.
+	// It is called on the requests' goroutines. Nil hears none.
+	Heard func(registry, member string, b peerauth.Budget)
 	// ProbeTimeout bounds one probe of a member. A member new to the view
 	// gets this long to answer its first (probed again every 100ms while
 	// it cannot be reached: replicas of a static list start one after

@@ -60,14 +60,18 @@
 // believed (a tag's digest, a 200 to a credential check, content) only
 // with the member's proof over the nonce and the headers acted on, else
 // the member is skipped (outcome unauthenticated) and the next source
-// asked. A client's Authorization goes to a member sealed with the secret
-// (peerauth.AuthorizationHeader), never in the clear. A member is asked
-// only once it has proved the secret: it is probed (GET
-// peerauth.ProbePath) when it appears in the view, with Config.ProbeTimeout
-// to answer, and again a backoff after each failure; a request that would
-// go to a member still on its first probe waits for the verdict. The
-// members are at most MaxMembers: a static list over it is refused, a DNS
-// answer over it cut to this replica and the lowest addresses.
+// asked. The pull budget an owner states on its proven answer to a
+// manifest request (peerauth.BudgetHeader, proven on its own) is passed to
+// Config.Heard, for the status page only; one that is not proven, or
+// cannot be read, is ignored. A client's Authorization goes to a member
+// sealed with the secret (peerauth.AuthorizationHeader), never in the
+// clear. A member is asked only once it has proved the secret: it is
+// probed (GET peerauth.ProbePath) when it appears in the view, with
+// Config.ProbeTimeout to answer, and again a backoff after each failure;
+// a request that would go to a member still on its first probe waits for
+// the verdict. The members are at most MaxMembers: a static list over it
+// is refused, a DNS answer over it cut to this replica and the lowest
+// addresses.
 //
 // Loops of parents. Every request to the parent carries the chain of
 // cacheyd instances it came through (oci.ViaHeader, Config.Instance); a

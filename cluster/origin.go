@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
+	"github.com/cacheyd/cacheyd/internal/peerauth"
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/sources"
@@ -27,6 +29,7 @@ type Origin struct {
 	client  *client
 	m       *metrics.Metrics
 	log     *slog.Logger
+	heard   func(registry, member string, b peerauth.Budget) // Config.Heard
 
 	cancel context.CancelFunc // stops the members' refresh
 	wg     sync.WaitGroup     // the refresh goroutine
@@ -79,7 +82,7 @@ func newOrigin(cfg Config, probe func(ctx context.Context, addr string) error) (
 	}
 	o := &Origin{
 		self: self, parent: parent, scheme: "http://",
-		client: client, m: cfg.Metrics, log: cfg.Logger,
+		client: client, m: cfg.Metrics, log: cfg.Logger, heard: cfg.Heard,
 	}
 	if cfg.TLS != nil {
 		o.scheme = "https://"
@@ -127,6 +130,7 @@ func (o *Origin) Members() []string {
 // counts the outcome under to ("peer" or "parent").
 func (o *Origin) askBase(ctx context.Context, addr, base string, req *oci.Request, hop bool, to string) (*oci.Response, error) {
 	a, err := o.client.fetch(ctx, base, req, hop, o.m.ClusterBytes.WithLabelValues(to))
+	o.hear(req, addr, a)
 	outcomes := o.m.ClusterRequests
 	switch {
 	case errors.Is(err, errCycle):
@@ -180,6 +184,24 @@ func (o *Origin) askBase(ctx context.Context, addr, base string, req *oci.Reques
 		}}
 	}
 	return a.resp, nil
+}
+
+// hear passes on the pull budget the member at addr stated on its answer
+// to req, if it stated one that is believed (Config.Heard).
+func (o *Origin) hear(req *oci.Request, addr string, a answer) {
+	if a.budgetErr != nil {
+		o.log.Debug("cluster: ignoring a member's pull budget", "peer", addr, "registry", req.Registry, "err", a.budgetErr)
+	}
+	// This replica's own answer (it asks itself when the work was keyed
+	// to it) states what it read itself, which it has.
+	if a.budget == nil || o.heard == nil || addr == o.self {
+		return
+	}
+	b := *a.budget
+	if now := time.Now(); b.Seen.After(now) {
+		b.Seen = now // its clock is ahead: it saw it now at the latest
+	}
+	o.heard(req.Registry, addr, b)
 }
 
 // fail skips addr, a member (to "peer") until a probe after the backoff

@@ -98,6 +98,12 @@ var errCycle = fmt.Errorf("%w: a loop", errPeer)
 type answer struct {
 	resp   *oci.Response
 	source string
+	// budget is the pull budget a member stated on its proven answer to
+	// a manifest request, set whatever the answer was (its error too);
+	// nil when it stated none, or none that is believed (budgetErr says
+	// why).
+	budget    *peerauth.Budget
+	budgetErr error
 }
 
 // fetch asks base ("http://host:port") for req. hop marks the request as a
@@ -153,7 +159,25 @@ func (c *client) fetch(ctx context.Context, base string, req *oci.Request, hop b
 	if err != nil {
 		resp.Body.Close()
 	}
+	if hop && req.Kind == oci.KindManifest && !errors.Is(err, errUnproven) {
+		a.budget, a.budgetErr = c.budget(proof, resp)
+	}
 	return a, err
+}
+
+// budget reads the pull budget stated on a member's proven answer to a
+// manifest request proven with p: nil when it states none, or one that is
+// not proven for this request or cannot be read (the error).
+func (c *client) budget(p peerauth.Proof, resp *http.Response) (*peerauth.Budget, error) {
+	h := resp.Header.Get(peerauth.BudgetHeader)
+	if h == "" {
+		return nil, nil
+	}
+	b, err := c.keys.VerifyBudget(p, h)
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
 }
 
 // via is the Via chain of a request that came through ids, with this

@@ -61,7 +61,8 @@ type Metrics struct {
 	UpstreamBytes *prometheus.CounterVec // registry
 	// RateLimitLimit, RateLimitRemaining and RateLimitWindow are what a
 	// registry last said of cacheyd's pull budget (its ratelimit-*
-	// headers): pulls per window, pulls left, and the window in seconds.
+	// headers) to this replica itself, never what a member told it of:
+	// pulls per window, pulls left, and the window in seconds.
 	RateLimitLimit     *prometheus.GaugeVec // registry
 	RateLimitRemaining *prometheus.GaugeVec // registry
 	RateLimitWindow    *prometheus.GaugeVec // registry
@@ -129,6 +130,10 @@ type Metrics struct {
 	// (a registry's 404, a failure another cacheyd relayed) is no failure
 	// of its source.
 	SourceFailures *prometheus.CounterVec // source, reason
+	// AlternateTags counts tags an alternate resolved while their registry
+	// failed and nothing was cached (--alternate-tags), by the registry
+	// the tag is of.
+	AlternateTags *prometheus.CounterVec // registry
 
 	// What the cache reads whole into memory (package cache, readmem.go).
 
@@ -214,13 +219,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cacheyd_upstream_bytes_total", Help: "Body bytes read from upstream registries.",
 		}, []string{"registry"}),
 		RateLimitLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cacheyd_upstream_ratelimit_limit", Help: "Pulls per window a registry last announced for cacheyd (its ratelimit-limit).",
+			Name: "cacheyd_upstream_ratelimit_limit", Help: "Pulls per window a registry last announced to this replica itself (its ratelimit-limit).",
 		}, []string{"registry"}),
 		RateLimitRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cacheyd_upstream_ratelimit_remaining", Help: "Pulls left in the window a registry last announced for cacheyd (its ratelimit-remaining).",
+			Name: "cacheyd_upstream_ratelimit_remaining", Help: "Pulls left in the window a registry last announced to this replica itself (its ratelimit-remaining).",
 		}, []string{"registry"}),
 		RateLimitWindow: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cacheyd_upstream_ratelimit_window_seconds", Help: "The window of a registry's pull budget, as it last announced it.",
+			Name: "cacheyd_upstream_ratelimit_window_seconds", Help: "The window of a registry's pull budget, as it last announced it to this replica itself.",
 		}, []string{"registry"}),
 		UpstreamPulls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_upstream_pulls_total", Help: "Manifest GETs a registry counts as pulls (answered other than 401, 403, 429).",
@@ -264,6 +269,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		SourceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_source_failures_total", Help: "Failures of a source in its own right, after which the next source was asked, by source (owner, parent, alternate, registry) and reason (unreachable, error, wrong, stalled, unauthenticated, loop, missing, limited, reserve).",
 		}, []string{"source", "reason"}),
+		AlternateTags: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_alternate_tags_total", Help: "Tags an alternate resolved while their registry failed and nothing was cached (--alternate-tags), by registry.",
+		}, []string{"registry"}),
 
 		ReadMemoryBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cacheyd_read_memory_bytes", Help: "Bytes claimed now of --read-memory by manifests and listings read whole and by copies into the memory tier.",
@@ -281,7 +289,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.FillsStopped, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.RateLimitLimit, m.RateLimitRemaining, m.RateLimitWindow, m.UpstreamPulls, m.RateLimitHeld,
 			m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
-			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures,
+			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures, m.AlternateTags,
 			m.ReadMemoryBytes, m.ReadMemoryRefused,
 			m.ClusterRefused)
 		reg.MustRegister(m.S3.collectors()...)

@@ -25,6 +25,7 @@ func full() *Request {
 		FromPeer:      true,
 		Via:           []string{"a1", "b2"},
 		Route:         "10.0.0.2:5000",
+		Cached:        true,
 	}
 }
 
@@ -63,16 +64,16 @@ func TestDerivedRequests(t *testing.T) {
 			r.Authorization = ""
 		}},
 		{"Head", nil, (*Request).Head, func(r *Request) {
-			r.Method, r.Window, r.Wants, r.Route = http.MethodHead, Window{}, Window{}, ""
+			r.Method, r.Window, r.Wants, r.Route, r.Cached = http.MethodHead, Window{}, Window{}, "", false
 		}},
 		{"ByDigest", nil, func(r *Request) *Request { return r.ByDigest(d) }, func(r *Request) {
-			r.Reference, r.Route = Reference{Digest: d}, ""
+			r.Reference, r.Route, r.Cached = Reference{Digest: d}, "", false
 		}},
 		{"Lookup HEAD", nil, func(r *Request) *Request { return r.Lookup(http.MethodHead) }, func(r *Request) {
-			r.Method, r.Authorization, r.Accept, r.Window, r.Wants, r.Route = http.MethodHead, "", nil, Window{}, Window{}, ""
+			r.Method, r.Authorization, r.Accept, r.Window, r.Wants, r.Route, r.Cached = http.MethodHead, "", nil, Window{}, Window{}, "", false
 		}},
 		{"Lookup GET", nil, func(r *Request) *Request { return r.Lookup(http.MethodGet) }, func(r *Request) {
-			r.Method, r.Authorization, r.Accept, r.Window, r.Wants, r.Route = http.MethodGet, "", nil, Window{}, Window{}, ""
+			r.Method, r.Authorization, r.Accept, r.Window, r.Wants, r.Route, r.Cached = http.MethodGet, "", nil, Window{}, Window{}, "", false
 		}},
 		{"Whole, as cacheyd", nil, func(r *Request) *Request { return r.Whole().AsCacheyd() }, func(r *Request) {
 			r.Method, r.Window, r.Wants, r.Authorization = http.MethodGet, Window{}, Window{}, ""

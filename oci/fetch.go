@@ -57,6 +57,13 @@ type Request struct {
 	// the origin keeps to what the work was keyed by. Empty means the
 	// origin's own way, or an origin that does not route.
 	Route string
+	// Cached, on a lookup (a tag's), says that the cache holds an answer
+	// it would serve stale should the lookup fail: a source of last resort
+	// (an alternate asked for a tag, --alternate-tags) is not asked, the
+	// answer kept is better. The cache sets it on a lookup's request; the
+	// requests of the same work keep it, as they keep Route. False: nothing
+	// to fall back on, or no lookup.
+	Cached bool
 }
 
 // Window is bytes of an object: Length bytes from Offset (Length zero: to

@@ -107,6 +107,12 @@ type Config struct {
 	// hop header (403 DENIED) and every probe: no one can prove a secret
 	// this cacheyd does not have.
 	ClusterSecret string
+	// PeerBudget returns the pull budget this cacheyd last read from
+	// registry itself (never one a member told it of), which its answers
+	// to members' manifest requests state (peerauth.BudgetHeader), so that
+	// the member shows what this owner saw; false states none. Nil states
+	// none.
+	PeerBudget func(registry string) (peerauth.Budget, bool)
 	// Instance is this cacheyd's instance id, as it names itself in
 	// oci.ViaHeader when it asks its parent or a peer: a request whose Via
 	// names it came back through a chain of parents and is refused 508

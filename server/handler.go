@@ -86,7 +86,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			}
 			// Runs before x.handled: every header is set by then, and
 			// none is written yet.
-			defer s.proveAnswer(ctx, p)
+			defer func() {
+				s.stateBudget(ctx, p, x.req)
+				s.proveAnswer(ctx, p)
+			}()
 		}
 		if !s.guard.admits(ctx.Request.Header.Peek(TokenHeader)) {
 			x.path = in.path

@@ -18,8 +18,10 @@ import (
 //     a valid proof of the cluster secret (peerauth.ProofHeader): then it
 //     is fetched here and never forwarded, its sealed Authorization
 //     (peerauth.AuthorizationHeader) becomes its Authorization, and the
-//     answer carries this replica's proof. Without one it is refused 403
-//     DENIED: the hop header is no way around the owner for a client.
+//     answer carries this replica's proof (and, to a manifest request,
+//     the pull budget it last read from the registry:
+//     peerauth.BudgetHeader). Without one it is refused 403 DENIED: the
+//     hop header is no way around the owner for a client.
 //   - GET peerauth.ProbePath with a valid proof is answered 200 with a
 //     proof: how a replica admits a member.
 //   - A request whose oci.ViaHeader names this cacheyd, or more than
@@ -95,6 +97,18 @@ func (s *Server) proveAnswer(ctx *fasthttp.RequestCtx, p *peer) {
 		RetryAfter:    string(h.Peek("Retry-After")),
 	}
 	h.Set(peerauth.AnswerHeader, s.keys.SignAnswer(p.proof, a))
+}
+
+// stateBudget adds to the answer to p's manifest request req (nil when it
+// did not parse) the pull budget this cacheyd last read from req's
+// registry, if it read one (Config.PeerBudget).
+func (s *Server) stateBudget(ctx *fasthttp.RequestCtx, p *peer, req *oci.Request) {
+	if s.cfg.PeerBudget == nil || req == nil || req.Kind != oci.KindManifest || req.Registry == "" {
+		return
+	}
+	if b, ok := s.cfg.PeerBudget(req.Registry); ok {
+		ctx.Response.Header.Set(peerauth.BudgetHeader, s.keys.SignBudget(p.proof, b))
+	}
 }
 
 // answerLength is the Content-Length the answer goes out with, -1 for

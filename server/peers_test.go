@@ -291,3 +291,56 @@ func TestRequestLoopsAreRefused(t *testing.T) {
 		t.Errorf("a chain of %d others: %d, %v; want it served (with this one, %d: as long as a chain may be)", oci.MaxVia-1, resp.StatusCode, err, oci.MaxVia)
 	}
 }
+
+// TestPeerAnswersStateTheBudget: an answer to a member's manifest request,
+// content or error, GET or HEAD, states the pull budget this replica last
+// read from the request's registry, proven for that request; an answer to
+// a blob, to a client, or for a registry it read none of states none.
+func TestPeerAnswersStateTheBudget(t *testing.T) {
+	im := newImage()
+	k := peerKeys(t, clusterSecret)
+	seen := time.Unix(1_765_158_000, 0)
+	stated := peerauth.Budget{Limit: 100, Remaining: 76, Window: 6 * time.Hour, Seen: seen}
+	budget := func(registry string) (peerauth.Budget, bool) {
+		return stated, registry == "docker.io"
+	}
+	ts := startServer(t, Config{ClusterSecret: clusterSecret, PeerBudget: budget}, newSpy(t, im))
+	manifest := "/v2/library/app/manifests/latest?ns=docker.io"
+	missing := "/v2/library/app/manifests/" + string(oci.FromBytes([]byte("missing"))) + "?ns=docker.io"
+	for _, tt := range []struct {
+		name, method, target string
+		peer                 bool
+		status               int
+		states               bool
+	}{
+		{"a member's manifest GET", "GET", manifest, true, 200, true},
+		{"a member's manifest HEAD", "HEAD", manifest, true, 200, true},
+		{"a member's manifest GET, relayed 404", "GET", missing, true, 404, true},
+		{"a member's blob GET", "GET", "/v2/library/app/blobs/" + string(im.blobDigest) + "?ns=docker.io", true, 200, false},
+		{"a member's manifest GET of another registry", "GET", "/v2/library/app/manifests/latest?ns=ghcr.io", true, 0, false},
+		{"a client's manifest GET", "GET", manifest, false, 200, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			var p peerauth.Proof
+			if tt.peer {
+				p = asPeer(t, k, tt.method, tt.target, h, "", time.Now())
+			}
+			resp, body, err := ts.do(t, tt.method, tt.target, h)
+			if err != nil || (tt.status != 0 && resp.StatusCode != tt.status) {
+				t.Fatalf("%d %s (%v), want %d", resp.StatusCode, body, err, tt.status)
+			}
+			hdr := resp.Header.Get(peerauth.BudgetHeader)
+			if !tt.states {
+				if hdr != "" {
+					t.Errorf("%s = %q, want none", peerauth.BudgetHeader, hdr)
+				}
+				return
+			}
+			checkProven(t, k, p, resp)
+			if got, err := k.VerifyBudget(p, hdr); err != nil || got != stated {
+				t.Errorf("%s %q = %+v, %v; want %+v", peerauth.BudgetHeader, hdr, got, err, stated)
+			}
+		})
+	}
+}

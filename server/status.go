@@ -41,6 +41,10 @@ type PullBudget struct {
 	// HeldUntil is when manifest GETs go to the registry again; zero when
 	// they go now.
 	HeldUntil time.Time
+	// SeenBy is the member that read it from the registry, by its
+	// address, when this replica heard it from that member (the owner of
+	// a manifest it asked for); empty when this replica read it itself.
+	SeenBy string
 }
 
 // budgetRow is a PullBudget as the page shows it: ages and waits from the
@@ -289,8 +293,8 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 {{end}}</table>
 {{if .Budgets}}<h2>Pull budgets</h2>
 <table>
-<tr><th>registry</th><th>remaining</th><th>limit</th><th>window</th><th>stated</th><th></th></tr>
-{{range .Budgets}}<tr><th>{{.Registry}}</th><td class="n">{{.Remaining}} ({{pct .Percent}})</td><td class="n">{{.Limit}}</td><td class="n">{{if .Window}}{{.Window}}{{else}}?{{end}}</td><td>{{.Ago}} ago</td><td>{{if .HeldFor}}<span class="bad">manifest GETs held for {{.HeldFor}}</span>{{end}}</td></tr>
+<tr><th>registry</th><th>remaining</th><th>limit</th><th>window</th><th>stated</th><th></th><th>seen by</th></tr>
+{{range .Budgets}}<tr><th>{{.Registry}}</th><td class="n">{{.Remaining}} ({{pct .Percent}})</td><td class="n">{{.Limit}}</td><td class="n">{{if .Window}}{{.Window}}{{else}}?{{end}}</td><td>{{.Ago}} ago</td><td>{{if .HeldFor}}<span class="bad">manifest GETs held for {{.HeldFor}}</span>{{end}}</td><td>{{if .SeenBy}}{{.SeenBy}}{{else}}this replica{{end}}</td></tr>
 {{end}}</table>{{end}}
 {{if or .Info.Member .Info.Parent}}<h2>Cluster</h2>
 <table>

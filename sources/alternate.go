@@ -25,6 +25,9 @@ type AlternateRegistry struct {
 	// upstream client's upstream.Alternate): it rewrites the request to
 	// the alternate's address and path itself.
 	Fetcher Fetcher
+	// Name names the alternate in logs (its URL); empty names it by its
+	// place among the alternates.
+	Name string
 }
 
 // AlternateMode says where the alternates stand beside the registry.
@@ -136,14 +139,7 @@ func (a *alternate) Fetch(ctx context.Context, req *oci.Request) (*oci.Response,
 	}
 	resp, err := a.f.Fetch(ctx, req)
 	if err != nil {
-		var f *Failure
-		switch {
-		case ctx.Err() != nil:
-			return nil, err // the caller's own end
-		case errors.As(err, &f), errors.Is(err, ErrNotAsked):
-			return nil, err
-		}
-		return nil, Fail(reasonOf(err), fmt.Errorf("%s: %w", a.name(), err))
+		return nil, alternateFailed(ctx, err)
 	}
 	if resp.Digest != "" && resp.Digest != req.Reference.Digest {
 		if resp.Body != nil {
@@ -163,6 +159,19 @@ func (a *alternate) Fetch(ctx context.Context, req *oci.Request) (*oci.Response,
 	}
 	resp.Body = &alternateBody{ReadCloser: body, ctx: ctx, a: a, dg: req.Reference.Digest}
 	return resp, nil
+}
+
+// alternateFailed is an alternate's err as the route takes it: its own
+// failure, unless the caller's ctx ended it or it is one already.
+func alternateFailed(ctx context.Context, err error) error {
+	var f *Failure
+	switch {
+	case ctx.Err() != nil:
+		return err // the caller's own end
+	case errors.As(err, &f), errors.Is(err, ErrNotAsked):
+		return err
+	}
+	return Fail(reasonOf(err), fmt.Errorf("alternate: %w", err))
 }
 
 // reasonOf is why an alternate failed, from its error.

@@ -16,13 +16,16 @@
 //     budget is below the reserve (fallback.go);
 //   - a manifest by tag, fetched as cacheyd: the same without alternates
 //     (a tag is the registry's word, and resolved by a HEAD it does not
-//     count);
+//     count); with Set.AlternateTags, the alternates after the registry,
+//     asked only once it fails and the cache holds no answer to serve
+//     stale (alternatetags.go);
 //   - anything fetched with a client's credentials: owner, parent,
 //     registry, never an alternate (the owner
 //     gets the credentials sealed and applies the same checks);
 //   - a peer's request (oci.Request.FromPeer): the parent, then, for
 //     content by digest without a client's credentials, the alternates,
-//     then the registry; never a member again, so that a request makes one
+//     then the registry (and for a tag, the alternates after it as
+//     above); never a member again, so that a request makes one
 //     hop. This replica fetches for the cluster there, as it would for
 //     itself, so alternates spare the registry the cluster's pulls too;
 //   - a listing (tags, referrers): the registry only.

@@ -37,6 +37,10 @@ type fallbackPlan struct {
 	reserve  int64
 	m        *metrics.Metrics
 	last     bool // the place after the alternates
+	// plain plans the registry for a request without alternates by
+	// digest (a tag, with its own alternates after it: tagRegistry); nil
+	// plans it as it is.
+	plain Planner
 }
 
 // Plan returns the registry's place for req: wrapped when req's registry
@@ -44,8 +48,11 @@ type fallbackPlan struct {
 // otherwise.
 func (p *fallbackPlan) Plan(req *oci.Request, keyed bool) (string, []Fetcher) {
 	if _, alts := p.alts.Plan(req, keyed); len(alts) == 0 {
-		if p.last {
+		switch {
+		case p.last:
 			return "", nil
+		case p.plain != nil:
+			return p.plain.Plan(req, keyed)
 		}
 		return "", []Fetcher{p.registry}
 	}

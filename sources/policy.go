@@ -37,6 +37,10 @@ type Set struct {
 	// for what no alternate holds: while fewer remain, a manifest GET by
 	// digest goes to the alternates first. Zero keeps none.
 	Reserve int64
+	// AlternateTags lets the alternates resolve a tag of their registry
+	// while it fails and the cache holds no answer to serve
+	// (alternatetags.go). False resolves every tag at its registry only.
+	AlternateTags bool
 	// Metrics counts failures by source and reason, and fetches from the
 	// registry of a clustered cacheyd by why. Nil counts nowhere.
 	Metrics *metrics.Metrics
@@ -84,13 +88,20 @@ type entry struct {
 func policy(s Set) [classes][]entry {
 	owner, parent, registry := entry{Owner, s.Owner}, entry{Parent, s.Parent}, entry{Registry, Just{s.Registry}}
 	store := entry{Store, newStorePlan(s.Store)}
+	// With alternates for tags, the registry's place passes a tag's
+	// failure on to them, after it (alternatetags.go).
+	tagAlts := entry{Alternate, nil}
+	if s.AlternateTags && len(s.Alternates) > 0 {
+		as := newTagAlternates(s.Alternates, s.Metrics, s.Logger)
+		tagAlts, registry = entry{Alternate, as}, entry{Registry, newTagRegistry(s.Registry, as)}
+	}
 	// first and last are where the registry stands for content by digest
 	// as cacheyd: after the alternates (prefer), or before and after
 	// them (fallback), see fallback.go.
 	first, alts, last := entry{Registry, nil}, alternatesAt(s), registry
 	if s.AlternateMode == Fallback && len(s.Alternates) > 0 {
 		as := newAlternates(s.Alternates)
-		fb := fallbackPlan{registry: s.Registry, alts: as, left: s.Remaining, reserve: s.Reserve, m: s.Metrics}
+		fb := fallbackPlan{registry: s.Registry, alts: as, left: s.Remaining, reserve: s.Reserve, m: s.Metrics, plain: registry.plan}
 		lfb := fb
 		lfb.last = true
 		first, alts, last = entry{Registry, &fb}, entry{Alternate, as}, entry{Registry, &lfb}
@@ -104,7 +115,7 @@ func policy(s Set) [classes][]entry {
 		// they spare; or, in fallback mode, after the registry's first
 		// answer.
 		byDigest: present(owner, store, parent, first, alts, last),
-		byTag:    present(owner, parent, registry),
+		byTag:    present(owner, parent, registry, tagAlts),
 		// As cacheyd's own: the owner gets the credentials sealed and
 		// checks them as this replica would; to the parent, this
 		// cacheyd is a client like any. (The cache decides one route for
@@ -117,7 +128,7 @@ func policy(s Set) [classes][]entry {
 		// cluster (it owns the key), so the alternates serve it as they
 		// serve this replica's; the planner keeps them from its tags and
 		// from a client's credentials it carries sealed.
-		fromPeer: present(store, parent, first, alts, last),
+		fromPeer: present(store, parent, first, alts, last, tagAlts),
 		// Listings are small, change as a tag does and are GETs no
 		// registry counts as a pull: each replica asks the registry
 		// itself and keeps the answer for the tag TTL. Sharing them

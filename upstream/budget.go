@@ -186,6 +186,19 @@ func (c *Client) Remaining(registry string) (left int64, stated bool) {
 	return 0, false
 }
 
+// Budget is what registry last said of cacheyd's pull budget there;
+// stated is false when it has said nothing. A member answering another's
+// manifest request states it.
+func (c *Client) Budget(registry string) (b Budget, stated bool) {
+	c.budgets.mu.Lock()
+	defer c.budgets.mu.Unlock()
+	if p := c.budgets.byReg[registry]; p != nil && !p.Seen.IsZero() {
+		return *p, true
+	}
+	return Budget{}, false
+}
+
 // Budgets returns what each registry last said of cacheyd's pull budget
-// there, by registry name.
+// there, by registry name: this replica's own reading, which its metrics
+// show too.
 func (c *Client) Budgets() []Budget { return c.budgets.all() }

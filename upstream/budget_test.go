@@ -79,6 +79,12 @@ func TestBudgetGauges(t *testing.T) {
 	if got := c.Budgets(); len(got) != 1 || got[0] != want[0] {
 		t.Errorf("Budgets() = %+v, want %+v", got, want)
 	}
+	if got, ok := c.Budget(testRegistry); !ok || got != want[0] {
+		t.Errorf("Budget(%s) = %+v, %v; want %+v", testRegistry, got, ok, want[0])
+	}
+	if got, ok := c.Budget("ghcr.io"); ok {
+		t.Errorf("Budget(ghcr.io) = %+v, stated; want none", got)
+	}
 }
 
 // TestBudgetSpentLast: once the budget is spent, a burst of manifest GETs

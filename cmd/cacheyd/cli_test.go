@@ -113,6 +113,16 @@ func TestFlagsAndEnvironment(t *testing.T) {
 				cfg, err := f.Config()
 				return err == nil && cfg.AlternateMode == "fallback" && cfg.BudgetReserve == 5
 			}},
+		{"alternate tags off by default", []string{"--alternate", "docker.io=https://mirror.gcr.io"}, nil,
+			func(f serveFlags) bool {
+				cfg, err := f.Config()
+				return err == nil && !cfg.AlternateTags
+			}},
+		{"alternate tags from env", nil, map[string]string{"CACHEYD_ALTERNATE_TAGS": "true"},
+			func(f serveFlags) bool {
+				cfg, err := f.Config()
+				return err == nil && cfg.AlternateTags
+			}},
 		{"upstream header timeout from env", nil, map[string]string{"CACHEYD_UPSTREAM_HEADER_TIMEOUT": "2s"},
 			func(f serveFlags) bool {
 				return f.UpstreamHeaderTimeout == 2*time.Second && f.UpstreamConfig(nil, nil).ResponseHeaderTimeout == 2*time.Second

@@ -40,7 +40,7 @@ func alternates(cfg Config) ([]sources.AlternateRegistry, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, sources.AlternateRegistry{Registry: reg, Fetcher: f})
+		out = append(out, sources.AlternateRegistry{Registry: reg, Fetcher: f, Name: a.URL})
 	}
 	return out, nil
 }

@@ -64,8 +64,8 @@ type Config struct {
 	// Cluster makes this cacheyd one replica of several, or the child of
 	// a parent; its zero value is a cacheyd alone. Its Token defaults to
 	// the first of Server.ClientTokens; its Secret is the server's
-	// ClusterSecret too (Run copies it), its Instance and Listen are set by
-	// Run.
+	// ClusterSecret too (Run copies it), its Instance, Listen and Heard
+	// are set by Run.
 	Cluster cluster.Config
 	// Alternates are registries that serve other registries' content by
 	// digest, in the order asked (a public mirror, the operator's own
@@ -79,6 +79,10 @@ type Config struct {
 	// registry's stated budget kept for what no alternate holds (see
 	// sources.Set.Reserve). Zero keeps none.
 	BudgetReserve int64
+	// AlternateTags lets the alternates resolve a tag while its registry
+	// fails and nothing is cached (see sources.Set.AlternateTags). False
+	// resolves every tag at its registry only.
+	AlternateTags bool
 	// Cache configures the cache, and the memory and disk tiers Run opens
 	// for it (Dir, MemoryBytes, MemoryMaxObject, DiskBytes).
 	Cache cache.Config
@@ -142,14 +146,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	// Every source this cacheyd has, in its place: the policy decides which
 	// a request may come from, in what order.
 	set := sources.Set{Registry: up, Metrics: m, Logger: log, AlternateMode: cfg.AlternateMode,
-		Reserve: cfg.BudgetReserve, Remaining: remaining(up)}
+		Reserve: cfg.BudgetReserve, Remaining: remaining(up), AlternateTags: cfg.AlternateTags}
 	if set.Alternates, err = alternates(cfg); err != nil {
 		return err
 	}
-	cfg.Server.Status.Budgets = func() []server.PullBudget { return pullBudgets(up.Budgets()) }
+	// What each registry last said of the budget, read here or heard from
+	// the members asked; what this replica read, stated to them.
+	heard := &heardBudgets{}
+	cfg.Server.Status.Budgets = func() []server.PullBudget { return pullBudgets(up.Budgets(), heard) }
+	cfg.Server.PeerBudget = peerBudget(up)
 	closeCluster := func() {}
 	if cfg.Cluster.Enabled() {
-		cfg.Cluster.Metrics, cfg.Cluster.Logger = m, log
+		cfg.Cluster.Metrics, cfg.Cluster.Logger, cfg.Cluster.Heard = m, log, heard.hear
 		if cfg.Cluster.BodyIdle == 0 {
 			cfg.Cluster.BodyIdle = peerBodyIdle(cfg)
 		}
@@ -329,13 +337,4 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (string, func() er
 		cancel()
 		return "", nil, err
 	}
-}
-
-// pullBudgets are the registries' budgets as the status page shows them.
-func pullBudgets(bs []upstream.Budget) []server.PullBudget {
-	out := make([]server.PullBudget, len(bs))
-	for i, b := range bs {
-		out[i] = server.PullBudget{Registry: b.Registry, Limit: b.Limit, Remaining: b.Remaining, Window: b.Window, Seen: b.Seen, HeldUntil: b.HeldUntil}
-	}
-	return out
 }

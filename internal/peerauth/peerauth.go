@@ -16,6 +16,9 @@
 //     source, the relayed marker, challenge and Retry-After). An answer
 //     proven so was made for this very request by a holder of the secret.
 //     Bodies are not covered: content is verified by its digest.
+//   - An answer to a manifest request may carry BudgetHeader, the pull
+//     budget the member last read from the registry, with an HMAC of its
+//     own over the request's nonce (budget.go).
 //   - A client's Authorization travels in AuthorizationHeader only, sealed
 //     with the request's nonce as the GCM nonce and its timestamp and path
 //     as additional data: an eavesdropper on plain HTTP learns nothing, and

@@ -59,6 +59,7 @@ type Flags struct {
 	Alternate       []string          `group:"Upstream" name:"alternate" placeholder:"REGISTRY=URL" help:"Fetch REGISTRY's content by digest (blobs, manifests by digest) from URL first, e.g. docker.io=https://mirror.gcr.io or docker.io=https://public.ecr.aws/docker (a path goes before the repository); every byte is verified against its digest, tags are still resolved at REGISTRY, and anything fetched with a client's credentials never goes there. Asked in order; any failure moves on to the next, then to REGISTRY. Repeatable."`
 	AlternateMode   string            `group:"Upstream" name:"alternate-mode" default:"prefer" enum:"prefer,fallback" help:"Where --alternate stands: prefer asks the alternates first and the registry only when none has the content, so that the registry's pull limit is spent only on what no alternate holds; fallback asks the registry first and the alternates only once it answers 429, fails or is unreachable, or its pull budget is below --budget-reserve (the registry's own answer stands when no alternate has the content)."`
 	BudgetReserve   int64             `group:"Upstream" name:"budget-reserve" default:"0" placeholder:"PULLS" help:"With --alternate-mode fallback: once a registry states fewer pulls left than this, manifests by digest go to its alternates first and to it only when none has them, keeping its last pulls for what no alternate holds (tags, which resolve by HEAD, and blobs, which it does not count, still go to it). 0 keeps none."`
+	AlternateTags   bool              `group:"Upstream" name:"alternate-tags" help:"Let --alternate resolve a tag while its registry fails (429, 5xx, unreachable, timeout) and cacheyd holds no answer for it to serve stale; a 404 or 401 from the registry still stands, and a tag asked with a client's credentials never goes there. Each tag so resolved is logged and counted (cacheyd_alternate_tags_total). Off: tags are resolved at REGISTRY only. A mirror's tag may lag the registry's."`
 	CredentialsFile string            `group:"Upstream" type:"path" placeholder:"FILE" help:"Docker config.json with cacheyd's own credentials per registry."`
 
 	UpstreamHeaderTimeout time.Duration `group:"Upstream" name:"upstream-header-timeout" default:"5s" help:"Longest time from the start of an upstream fetch to its response headers (dial, TLS, token, redirects included); past it upstream counts as timed out (0: 5s)."`
@@ -127,7 +128,7 @@ func (s *Flags) Config() (app.Config, error) {
 		return app.Config{}, err
 	}
 	return app.Config{
-		Alternates: alts, AlternateMode: sources.AlternateMode(s.AlternateMode), BudgetReserve: s.BudgetReserve,
+		Alternates: alts, AlternateMode: sources.AlternateMode(s.AlternateMode), BudgetReserve: s.BudgetReserve, AlternateTags: s.AlternateTags,
 		Listen: s.Listen, PeerListen: s.PeerListen, ShutdownTimeout: s.ShutdownTimeout,
 		Upstream: s.UpstreamConfig(urls, allowed),
 		Cluster:  cl,
