@@ -86,7 +86,41 @@ func TestStatusPullBudgets(t *testing.T) {
 	}
 }
 
-<<<<<<< HEAD
+// TestStatusPullBudgetsSeenBy: each budget says which replica read it from
+// the registry: this one, or the member it was heard from.
+func TestStatusPullBudgetsSeenBy(t *testing.T) {
+	now := time.Now()
+	budgets := func() []PullBudget {
+		return []PullBudget{
+			{Registry: "docker.io", Limit: 100, Remaining: 76, Window: 6 * time.Hour, Seen: now.Add(-5 * time.Second), SeenBy: "10.0.0.7:30123"},
+			{Registry: "ghcr.io", Limit: 50, Remaining: 49, Seen: now},
+		}
+	}
+	ts := startServer(t, Config{Status: StatusInfo{Budgets: budgets}}, newTestCache(t, origintest.New(), nil))
+	resp, body, err := ts.do(t, http.MethodGet, "/", nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /: %v %v", resp, err)
+	}
+	page := string(body)
+	for _, want := range []string{
+		`<th>stated</th><th></th><th>seen by</th></tr>`,
+		`<th>docker.io</th><td class="n">76 (76.0%)</td><td class="n">100</td><td class="n">6h0m0s</td><td>`,
+		`<th>ghcr.io</th><td class="n">49 (98.0%)</td><td class="n">50</td><td class="n">?</td><td>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	// The age depends on when the page is made; who saw it ends the row.
+	for reg, by := range map[string]string{"docker.io": "10.0.0.7:30123", "ghcr.io": "this replica"} {
+		_, row, _ := strings.Cut(page, "<th>"+reg+"</th>")
+		row, _, _ = strings.Cut(row, "</tr>")
+		if !strings.HasSuffix(row, " ago</td><td></td><td>"+by+"</td>") {
+			t.Errorf("%s's row %q does not end seen by %s", reg, row, by)
+		}
+	}
+}
+
 // TestStatusBucket: with an object store, the tiers' table shows it by
 // name, with what was read from and written to it and its reads and
 // uploads by result, from the collectors /metrics serves; without one, no
@@ -124,39 +158,6 @@ func TestStatusBucket(t *testing.T) {
 			if !strings.Contains(page, want) {
 				t.Errorf("status page lacks %q", want)
 			}
-=======
-// TestStatusPullBudgetsSeenBy: each budget says which replica read it from
-// the registry: this one, or the member it was heard from.
-func TestStatusPullBudgetsSeenBy(t *testing.T) {
-	now := time.Now()
-	budgets := func() []PullBudget {
-		return []PullBudget{
-			{Registry: "docker.io", Limit: 100, Remaining: 76, Window: 6 * time.Hour, Seen: now.Add(-5 * time.Second), SeenBy: "10.0.0.7:30123"},
-			{Registry: "ghcr.io", Limit: 50, Remaining: 49, Seen: now},
-		}
-	}
-	ts := startServer(t, Config{Status: StatusInfo{Budgets: budgets}}, newTestCache(t, origintest.New(), nil))
-	resp, body, err := ts.do(t, http.MethodGet, "/", nil)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /: %v %v", resp, err)
-	}
-	page := string(body)
-	for _, want := range []string{
-		`<th>stated</th><th></th><th>seen by</th></tr>`,
-		`<th>docker.io</th><td class="n">76 (76.0%)</td><td class="n">100</td><td class="n">6h0m0s</td><td>`,
-		`<th>ghcr.io</th><td class="n">49 (98.0%)</td><td class="n">50</td><td class="n">?</td><td>`,
-	} {
-		if !strings.Contains(page, want) {
-			t.Errorf("status page lacks %q", want)
-		}
-	}
-	// The age depends on when the page is made; who saw it ends the row.
-	for reg, by := range map[string]string{"docker.io": "10.0.0.7:30123", "ghcr.io": "this replica"} {
-		_, row, _ := strings.Cut(page, "<th>"+reg+"</th>")
-		row, _, _ = strings.Cut(row, "</tr>")
-		if !strings.HasSuffix(row, " ago</td><td></td><td>"+by+"</td>") {
-			t.Errorf("%s's row %q does not end seen by %s", reg, row, by)
->>>>>>> main
 		}
 	}
 }
