@@ -52,6 +52,7 @@ func (s *Store) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, err
 			return nil, s.readFailed(ctx, req, "head", err)
 		}
 		s.cfg.Metrics.S3.Reads.WithLabelValues("hit").Inc()
+		s.hold(dg)
 		return answer(req, info), nil
 	}
 	var opts minio.GetObjectOptions
@@ -80,6 +81,7 @@ func (s *Store) Fetch(ctx context.Context, req *oci.Request) (*oci.Response, err
 		resp.Offset, resp.End, resp.Size = r.Start, r.End+1, r.Size
 	}
 	s.cfg.Metrics.S3.Reads.WithLabelValues("hit").Inc()
+	s.hold(dg) // its bytes are verified by the fill, which refutes them if wrong
 	resp.Body = &idleBody{rc: body, s: s, ctx: ctx, dg: dg, timer: timer, end: end, n: s.cfg.Metrics.S3.ReadBytes}
 	timer.Reset(s.cfg.Timeout)
 	return resp, nil

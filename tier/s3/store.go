@@ -33,8 +33,18 @@ type Store struct {
 	stored, present   atomic.Int64
 	failed, dropped   atomic.Int64
 
-	mu       sync.Mutex // guards refuted and lastErr
+	// pending counts the uploads queued or running; idle is closed when
+	// it is 0 (nil then), for Flush.
+	pmu     sync.Mutex // guards pending and idle
+	pending int
+	idle    chan struct{}
+
+	mu       sync.Mutex // guards refuted, held and lastErr
 	refuted  map[oci.Digest]struct{}
+	// held are digests the bucket is known to hold (stored, found
+	// present, or read from it): a Keep of one sends nothing. Bounded
+	// as refuted is.
+	held     map[oci.Digest]struct{}
 	lastErr  string
 	lastWhen time.Time
 }
@@ -85,7 +95,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
 	s := &Store{cfg: cfg, client: client, core: minio.Core{Client: client},
-		queue: make(chan tier.Entry, cfg.Queue), refuted: make(map[oci.Digest]struct{})}
+		queue: make(chan tier.Entry, cfg.Queue), refuted: make(map[oci.Digest]struct{}), held: make(map[oci.Digest]struct{})}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.abortCtx, s.abort = context.WithCancel(context.Background())
 	for range cfg.Uploads {
@@ -115,14 +125,61 @@ func (s *Store) Keep(e tier.Entry) {
 	if e.Marked() {
 		return // public content only: the cache never passes it, and neither does this
 	}
+	if s.holds(e.Digest) {
+		// Read from the bucket, or stored there already: every fill
+		// commits, and a HEAD per commit would say what is known.
+		return
+	}
 	if s.closed.Load() || s.cfg.Read == nil {
 		s.drop()
 		return
 	}
+	s.begin() // before the worker can take it, and end it
 	select {
 	case s.queue <- e:
 	default:
+		s.end()
 		s.drop()
+	}
+}
+
+// begin counts one more upload queued or running.
+func (s *Store) begin() {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if s.pending == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.pending++
+}
+
+// end counts one upload done (stored, present, failed or dropped).
+func (s *Store) end() {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	s.pending--
+	if s.pending == 0 {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+// Flush waits until every upload queued before it has ended (stored,
+// found present, failed or dropped), or ctx ends: a graceful stop lets the
+// last fills reach the bucket before Close, and a test knows what the
+// bucket holds.
+func (s *Store) Flush(ctx context.Context) error {
+	s.pmu.Lock()
+	idle := s.idle
+	s.pmu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("s3: flush: %d uploads left: %w", s.Status().Queued, ctx.Err())
 	}
 }
 
@@ -141,6 +198,28 @@ func (s *Store) Refute(dg oci.Digest) {
 		clear(s.refuted)
 	}
 	s.refuted[dg] = struct{}{}
+	delete(s.held, dg)
+}
+
+// holds reports whether the bucket is known to hold dg's object.
+func (s *Store) holds(dg oci.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.held[dg]
+	return ok
+}
+
+// hold remembers that the bucket holds dg's object, unless it is refuted.
+func (s *Store) hold(dg oci.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.refuted[dg]; ok {
+		return
+	}
+	if len(s.held) >= maxRefuted {
+		clear(s.held)
+	}
+	s.held[dg] = struct{}{}
 }
 
 // isRefuted reports whether dg's object is known to be wrong.
@@ -216,6 +295,7 @@ func (s *Store) Close() error {
 	for {
 		select {
 		case <-s.queue:
+			s.end()
 			s.drop()
 		default:
 			return nil

@@ -26,10 +26,12 @@ func (s *Store) work() {
 		case e := <-s.queue:
 			if s.stopCtx.Err() != nil {
 				// Closed meanwhile: select chose the queue at random.
+				s.end()
 				s.drop()
 				return
 			}
 			s.upload(e)
+			s.end()
 		}
 	}
 }
@@ -39,9 +41,11 @@ func (s *Store) upload(e tier.Entry) {
 	result, err := s.put(e)
 	switch result {
 	case UploadStored:
+		s.hold(e.Digest)
 		s.stored.Add(1)
 		s.cfg.Metrics.S3.WrittenBytes.Add(float64(e.Size))
 	case UploadPresent:
+		s.hold(e.Digest)
 		s.present.Add(1)
 	default:
 		s.failed.Add(1)

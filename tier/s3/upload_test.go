@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cacheyd/cacheyd/internal/s3test"
 	"github.com/cacheyd/cacheyd/oci"
@@ -33,28 +32,55 @@ func fetchAll(t *testing.T, s *s3.Store, dg oci.Digest) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
-// TestAnUploadOnce: a second upload of what the bucket holds is present
-// after its HEAD, with no second PUT.
+// TestAnUploadOnce: a store that stored an object, or read it from the
+// bucket, sends nothing when it is kept again; another store (a replica,
+// a restart) finds it present after its HEAD, with no second PUT.
 func TestAnUploadOnce(t *testing.T) {
 	h := newHarness(t, s3test.Start(t), nil)
 	e := h.files.add(randomBytes(t, 1000), "")
-	for i, want := range []string{"stored", "present"} {
-		if r := h.upload(t, e); r != want {
-			t.Errorf("upload %d: %s, want %s", i+1, r, want)
-		}
+	if r := h.upload(t, e); r != "stored" {
+		t.Fatalf("upload: %s, want stored", r)
 	}
-	if n := h.sent.count(http.MethodPut); n != 1 {
-		t.Errorf("PUTs sent: %d, want 1", n)
+	h.store.Keep(e)
+	if err := h.store.Flush(t.Context()); err != nil {
+		t.Fatal(err)
 	}
-	st := h.store.Status()
-	if st.Stored != 1 || st.Present != 1 || st.Failed != 0 || st.Dropped != 0 {
-		t.Errorf("Status: %+v, want 1 stored, 1 present", st)
+	if n := len(h.results); n != 0 {
+		t.Errorf("kept again, %d uploads ran, want none", n)
+	}
+	if heads, puts := h.sent.count(http.MethodHead), h.sent.count(http.MethodPut); heads != 1 || puts != 1 {
+		t.Errorf("HEADs and PUTs sent: %d, %d; want 1, 1", heads, puts)
+	}
+	other := reopen(t, h, func(*s3.Config) {})
+	h.store = other
+	other.Keep(e)
+	if r := <-h.results; r != "present" {
+		t.Errorf("upload by another store: %s, want present", r)
+	}
+	if heads, puts := h.sent.count(http.MethodHead), h.sent.count(http.MethodPut); heads != 2 || puts != 1 {
+		t.Errorf("HEADs and PUTs sent: %d, %d; want 2, 1", heads, puts)
+	}
+	// Read from the bucket, it is not uploaded again.
+	third := reopen(t, h, func(*s3.Config) {})
+	h.store = third
+	if _, err := fetchAll(t, third, e.Digest); err != nil {
+		t.Fatal(err)
+	}
+	third.Keep(e)
+	if err := third.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.results); n != 0 {
+		t.Errorf("kept after a read, %d uploads ran, want none", n)
+	}
+	if heads, puts := h.sent.count(http.MethodHead), h.sent.count(http.MethodPut); heads != 2 || puts != 1 {
+		t.Errorf("HEADs and PUTs sent: %d, %d; want 2, 1", heads, puts)
 	}
 	if got := counted(h.m.S3.WrittenBytes); got != 1000 {
 		t.Errorf("written bytes counted: %v, want 1000", got)
 	}
-	if n := testutil.CollectAndCount(h.m.S3.RequestDuration); n != 2 {
-		t.Errorf("request duration series: %d, want 2 (head, put)", n)
+	if got := counted(h.m.S3.Uploads.WithLabelValues("present")); got != 1 {
+		t.Errorf("present uploads counted: %v, want 1", got)
 	}
 }
 
