@@ -39,8 +39,8 @@ type Store struct {
 	pending int
 	idle    chan struct{}
 
-	mu       sync.Mutex // guards refuted, held and lastErr
-	refuted  map[oci.Digest]struct{}
+	mu      sync.Mutex // guards refuted, held and lastErr
+	refuted map[oci.Digest]struct{}
 	// held are digests the bucket is known to hold (stored, found
 	// present, or read from it): a Keep of one sends nothing. Bounded
 	// as refuted is.
