@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ import (
 	"github.com/cacheyd/cacheyd/sources"
 	"github.com/cacheyd/cacheyd/tier/disk"
 	"github.com/cacheyd/cacheyd/tier/memory"
+	"github.com/cacheyd/cacheyd/tier/s3"
 	"github.com/cacheyd/cacheyd/upstream"
 )
 
@@ -90,7 +92,13 @@ type Config struct {
 	// has committed it (cache.Keeper), after the tiers Run opens itself.
 	// Nil means none.
 	Keepers []cache.Keeper
-	Server  server.Config
+	// Store is the object store behind the disk tier (tier/s3): a bucket
+	// that keeps verified public content for every replica, restart and
+	// cluster that names it, asked for content by digest before the
+	// parent and the registry. Its Bucket empty means none; Metrics,
+	// Logger and Read are set by Run.
+	Store  s3.Config
+	Server server.Config
 }
 
 // Defaults is the configuration of cacheyd started with no flags, but for
@@ -174,10 +182,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 		set.Owner, set.Parent, closeCluster = co.Owner(), co.Parent(), co.Close
 		cfg.Server.Status.Member, cfg.Server.Status.Parent = cfg.Cluster.Advertise, cfg.Cluster.Parent
 	}
-	tiers, closeTiers, err := openTiers(cfg.Cache, cfg.Keepers)
+	cfg.Store.Metrics, cfg.Store.Logger = m, log
+	tiers, store, closeTiers, err := openTiers(cfg.Cache, cfg.Keepers, cfg.Store, cfg.ShutdownTimeout)
 	if err != nil {
 		closeCluster()
 		return err
+	}
+	if store != nil {
+		set.Store = store
+		cfg.Server.Status.Bucket = bucketName(cfg.Store)
 	}
 	c, err := cache.New(cfg.Cache, routes{sources.New(set)}, tiers)
 	if err != nil {
@@ -254,25 +267,38 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 
 // openTiers opens the cache's tiers as cc describes them: memory (when
 // cc.MemoryBytes is above zero) in front of disk in cc.Dir, and keepers
-// told of what the disk commits. A new tier is opened here and takes its
-// place in the Tiers. closeTiers closes what openTiers opened, once the
-// cache is closed: memory, then disk, which records a clean stop.
-func openTiers(cc cache.Config, keepers []cache.Keeper) (tiers cache.Tiers, closeTiers func() error, err error) {
+// told of what the disk commits, the object store sc names last (also
+// returned, as a source; nil for none). A new tier is opened here and
+// takes its place in the Tiers. closeTiers closes what openTiers opened,
+// once the cache is closed: memory; the store, once its queued uploads
+// had up to flush to finish; then disk, which records a clean stop.
+func openTiers(cc cache.Config, keepers []cache.Keeper, sc s3.Config, flush time.Duration) (tiers cache.Tiers, store *s3.Store, closeTiers func() error, err error) {
 	mem, err := memory.New(memory.Config{Bytes: cc.MemoryBytes, MaxObject: cc.MemoryMaxObject, Metrics: cc.Metrics})
 	if err != nil {
-		return cache.Tiers{}, nil, err
+		return cache.Tiers{}, nil, nil, err
 	}
 	d, err := disk.Open(disk.Config{Dir: cc.Dir, Budget: cc.DiskBytes, Metrics: cc.Metrics, Logger: cc.Logger})
 	if err != nil {
 		mem.Close()
-		return cache.Tiers{}, nil, err
+		return cache.Tiers{}, nil, nil, err
+	}
+	if store, err = openStore(sc, d); err != nil {
+		mem.Close()
+		return cache.Tiers{}, nil, nil, errors.Join(err, d.Close())
 	}
 	tiers = cache.Tiers{Disk: cache.DiskOf(d), Keepers: keepers}
+	if store != nil {
+		tiers.Keepers = append(slices.Clip(keepers), store)
+	}
 	if mem != nil { // nil: disabled
 		tiers.Memory = mem
 	}
-	return tiers, func() error {
+	return tiers, store, func() error {
 		mem.Close()
+		if store != nil {
+			flushStore(store, flush, sc.Logger)
+			store.Close()
+		}
 		return d.Close()
 	}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/cacheyd/cacheyd/metrics"
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/sources"
+	"github.com/cacheyd/cacheyd/tier/s3"
 	"github.com/cacheyd/cacheyd/upstream"
 )
 
@@ -99,7 +100,7 @@ func TestAFillThroughAClusterRanksOnce(t *testing.T) {
 	owner := &countingPlanner{Planner: co.Owner()}
 	pol := sources.New(sources.Set{Owner: owner, Registry: client, Metrics: m, Logger: log})
 	cc := cache.Config{Dir: t.TempDir(), FillChunk: chunk, FillParallel: 4, Metrics: m, Logger: log}
-	tiers, closeTiers, err := openTiers(cc, nil)
+	tiers, _, closeTiers, err := openTiers(cc, nil, s3.Config{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ var imports = map[string][]string{
 	"sources":                 {"oci", "metrics", "tier"},
 	"cluster":                 {"oci", "metrics", "sources", "internal/peerauth"},
 	"server":                  {"oci", "metrics", "cache", "internal/peerauth"},
-	"internal/app":            {"oci", "metrics", "cache", "cluster", "server", "sources", "upstream", "tier/disk", "tier/memory", "internal/peerauth"},
+	"internal/app":            {"oci", "metrics", "cache", "cluster", "server", "sources", "upstream", "tier/disk", "tier/memory", "tier/s3", "internal/peerauth"},
 	"internal/puller":         {"oci"},
 	"internal/warm":           {"oci", "internal/puller"},
 	"internal/origintest":     {"oci"},
