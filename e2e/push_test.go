@@ -46,9 +46,12 @@ func (d *distribution) do(t *testing.T, method, target, contentType string, body
 // push stores img in the registry under repo by digest only, the way any
 // client pushes (OCI distribution spec): each blob as a monolithic upload
 // (POST, then PUT ?digest=), then the manifest. The registry has no tag
-// for it: an alternate serves content by digest.
+// for it: an alternate serves content by digest. It returns once the
+// access log shows every request of the push, so that what it logs next is
+// another client's.
 func (d *distribution) push(t *testing.T, repo string, img v1.Image) {
 	t.Helper()
+	mark := d.access.mark()
 	config, err := img.RawConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +91,11 @@ func (d *distribution) push(t *testing.T, repo string, img v1.Image) {
 	resp := d.do(t, http.MethodPut, d.url()+"/v2/"+repo+"/manifests/"+digest.String(), string(mt), manifest)
 	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Docker-Content-Digest") != digest.String() {
 		t.Fatalf("e2e: push manifest %s to %s: %s, digest %q", digest, repo, resp.Status, resp.Header.Get("Docker-Content-Digest"))
+	}
+	// The registry logs a request after answering it: the last lines may
+	// come after the push's answers. Two requests a blob, one manifest.
+	if want := 2*len(blobs) + 1; !d.access.waitFor(10*time.Second, func() bool { return len(d.requests(mark)) >= want }) {
+		t.Fatalf("e2e: the distribution registry logged %d requests of a push, want %d", len(d.requests(mark)), want)
 	}
 }
 
