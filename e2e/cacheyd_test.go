@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,22 +337,39 @@ func (w *logWatcher) access(mark int) []accessLine {
 // when the response has been handed to the connection, which may be just
 // after the client has read it.
 func (w *logWatcher) waitAccess(mark int, timeout time.Duration, ok func([]accessLine) bool) ([]accessLine, bool) {
+	var lines []accessLine
+	done := w.waitFor(timeout, func() bool {
+		lines = w.access(mark)
+		return ok(lines)
+	})
+	return lines, done
+}
+
+// waitFor waits until ok, asked again whenever a line has been written,
+// returns true, or timeout passes; it reports whether ok did.
+func (w *logWatcher) waitFor(timeout time.Duration, ok func() bool) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		w.mu.Lock()
 		changed := w.changed
 		w.mu.Unlock()
-		lines := w.access(mark)
-		if ok(lines) {
-			return lines, true
+		if ok() {
+			return true
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			return w.access(mark), false
+			return ok()
 		}
 	}
+}
+
+// linesSince returns the complete lines written after mark.
+func (w *logWatcher) linesSince(mark int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.lines[mark:])
 }
 
 func (w *logWatcher) contains(s string) bool {

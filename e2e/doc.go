@@ -22,6 +22,10 @@
 //     through that mirror, and list-tags through cacheyd, following the
 //     registry's pages by the Links cacheyd rewrites.
 //
+// One more real component is a registry: the CNCF distribution registry, a
+// process of its own (CACHEYD_REGISTRY_BIN), is the alternate that serves a
+// cold containerd 2 pull by digest while the registry has no pull left.
+//
 // They need those programs and root; without them they are skipped, except
 // under CI=true, where they fail. They build cmd/cacheyd with the go
 // command that runs them. Everything listens on loopback, every image is

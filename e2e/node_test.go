@@ -27,8 +27,14 @@ func (im image) digests() []string { return append([]string{im.manifest}, im.blo
 // in up under repo:tag.
 func seedImage(t *testing.T, up *registrytest.Registry, repo, tag string, layers int, layerSize int64) image {
 	t.Helper()
-	img := up.SeedImage(t, repo, tag, layers, layerSize)
-	im := image{registry: up.Host(), repo: repo, ref: up.Host() + "/" + repo + ":" + tag}
+	return imageOf(t, up.Host(), repo, tag, up.SeedImage(t, repo, tag, layers, layerSize))
+}
+
+// imageOf is what a pull of img, named registry/repo:tag, must leave in
+// containerd's content store.
+func imageOf(t *testing.T, registry, repo, tag string, img v1.Image) image {
+	t.Helper()
+	im := image{registry: registry, repo: repo, ref: registry + "/" + repo + ":" + tag}
 	must := func(h v1.Hash, err error) string {
 		t.Helper()
 		if err != nil {
