@@ -58,6 +58,7 @@ Identity) finds its own. */}}
 {{- define "cacheyd.s3Env" -}}
 {{- with .Values.s3 }}
 {{- if .bucket }}
+# The bucket behind the replicas (docs/storage.md).
 - name: CACHEYD_S3_BUCKET
   value: {{ .bucket | quote }}
 {{- with .endpoint }}
