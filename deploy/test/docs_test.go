@@ -17,7 +17,7 @@ import (
 func TestDocsSnippets(t *testing.T) {
 	fence := regexp.MustCompile("(?s)```(toml|json)\n(.*?)```")
 	n := 0
-	for _, name := range []string{"containerd.md", "kubernetes.md", "warm.md", "metrics.md"} {
+	for _, name := range []string{"containerd.md", "kubernetes.md", "warm.md", "metrics.md", "storage.md"} {
 		src, err := os.ReadFile(filepath.Join(repoRoot, "docs", name))
 		if err != nil {
 			t.Fatal(err)

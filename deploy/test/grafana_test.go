@@ -25,17 +25,36 @@ var externalMetrics = map[string][]string{"up": nil}
 // scrapeLabels are added by Prometheus to every series it scrapes.
 var scrapeLabels = []string{"job", "instance", "namespace", "pod", "service", "endpoint", "container"}
 
-// cacheydMetrics reads metrics/metrics.go and returns every metric name it
-// defines with its label names; a histogram's _bucket, _sum and _count
-// series are included (with "le" on _bucket).
+// cacheydMetrics reads the metrics package's files and returns every
+// metric name they define with its label names; a histogram's _bucket,
+// _sum and _count series are included (with "le" on _bucket).
 func cacheydMetrics(t *testing.T) map[string][]string {
 	t.Helper()
-	path := filepath.Join(repoRoot, "metrics", "metrics.go")
-	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	path := filepath.Join(repoRoot, "metrics")
+	files, err := filepath.Glob(filepath.Join(path, "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string][]string{}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		collectMetrics(f, out)
+	}
+	if len(out) < 10 || out["cacheyd_upstream_bytes_total"] == nil {
+		t.Fatalf("read only %d metrics from %s: %v", len(out), path, out)
+	}
+	return out
+}
+
+// collectMetrics adds the metrics f defines (prometheus.New*(Opts{Name:
+// ...}, labels)) to out.
+func collectMetrics(f *ast.File, out map[string][]string) {
 	ast.Inspect(f, func(n ast.Node) bool {
 		call, ok := n.(*ast.CallExpr)
 		if !ok || len(call.Args) == 0 {
@@ -81,10 +100,6 @@ func cacheydMetrics(t *testing.T) map[string][]string {
 		}
 		return true
 	})
-	if len(out) < 10 || out["cacheyd_upstream_bytes_total"] == nil {
-		t.Fatalf("read only %d metrics from %s: %v", len(out), path, out)
-	}
-	return out
 }
 
 // grafanaVars replaces Grafana's variables with values PromQL accepts:
@@ -121,7 +136,7 @@ func exprProblems(expr string, known map[string][]string) []string {
 func selectorProblems(vs *promparser.VectorSelector, known map[string][]string) []string {
 	labels, ok := known[vs.Name]
 	if !ok {
-		return []string{fmt.Sprintf("metric %q is not defined in metrics/metrics.go", vs.Name)}
+		return []string{fmt.Sprintf("metric %q is not defined in package metrics", vs.Name)}
 	}
 	var out []string
 	for _, m := range vs.LabelMatchers {
@@ -250,7 +265,7 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("variable %s: %s", v.Name, p)
 		}
 	}
-	// What the dashboard must show: the savings, the fills, the tiers, latency, the cluster.
+	// What the dashboard must show: the savings, the fills, the tiers, latency, the cluster, the bucket.
 	for _, m := range []string{
 		"cacheyd_cache_hits_total", "cacheyd_cache_misses_total", "cacheyd_served_bytes_total",
 		"cacheyd_upstream_bytes_total", "cacheyd_fills_in_flight", "cacheyd_fill_joins_total",
@@ -260,6 +275,8 @@ func TestDashboard(t *testing.T) {
 		"cacheyd_cluster_refused_total", "cacheyd_source_failures_total",
 		"cacheyd_upstream_ratelimit_remaining", "cacheyd_upstream_ratelimit_limit", "cacheyd_upstream_pulls_total",
 		"cacheyd_upstream_ratelimit_held_total",
+		"cacheyd_s3_reads_total", "cacheyd_s3_read_bytes_total", "cacheyd_s3_written_bytes_total",
+		"cacheyd_s3_uploads_total", "cacheyd_s3_read_errors_total", "cacheyd_s3_request_duration_seconds",
 	} {
 		if !used[m] {
 			t.Errorf("the dashboard shows nothing of %s", m)

@@ -68,6 +68,7 @@ func TestHelmLint(t *testing.T) {
 		nil,
 		{"kind": "DaemonSet"},
 		{"replicaCount": 1, "persistence": map[string]any{"enabled": true}},
+		{"s3": map[string]any{"bucket": "cacheyd-cache", "existingSecret": "cacheyd-s3"}, "serviceAccount": map[string]any{"annotations": map[string]any{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/cacheyd"}}},
 	} {
 		l := lint.All(chartDir, values, "cacheyd", false)
 		for _, m := range l.Messages {
@@ -135,6 +136,61 @@ func TestHelmChart(t *testing.T) {
 						t.Error("a cluster secret without peers")
 					}
 				}
+			},
+		},
+		{
+			// A bucket on AWS through IRSA: the role is the service
+			// account's annotation, no key anywhere.
+			name: "bucket with IRSA", kind: "Deployment", replicas: 2,
+			values: `
+s3: {bucket: cacheyd-cache, region: eu-west-1}
+serviceAccount: {annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::111122223333:role/cacheyd"}}
+`,
+			want: map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1, "Secret": 2},
+			check: func(t *testing.T, objs []object) {
+				c := find[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0]
+				checkBucket(t, "chart bucket with IRSA", containerEnv(t, "chart bucket with IRSA", c, nil), map[string]string{
+					"CACHEYD_S3_BUCKET": "cacheyd-cache", "CACHEYD_S3_REGION": "eu-west-1", "CACHEYD_S3_PREFIX": "cacheyd/",
+					"CACHEYD_S3_PATH_STYLE": "false", "CACHEYD_S3_TIMEOUT": "5s",
+				})
+				sa := find[*corev1.ServiceAccount](objs)[0]
+				if sa.Annotations["eks.amazonaws.com/role-arn"] != "arn:aws:iam::111122223333:role/cacheyd" {
+					t.Errorf("ServiceAccount annotations %v, want the role for IRSA", sa.Annotations)
+				}
+				if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+					t.Error("the ServiceAccount for IRSA mounts a Kubernetes API token: EKS mounts its own for the role")
+				}
+			},
+		},
+		{
+			// A store of another kind, with an access key from a Secret.
+			name: "bucket with a key", kind: "Deployment", replicas: 2,
+			values: `
+s3: {bucket: cache, endpoint: "http://minio.storage.svc:9000", pathStyle: true, prefix: "eu/", timeout: 2s, existingSecret: cacheyd-s3}
+`,
+			want: map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1, "Secret": 2},
+			check: func(t *testing.T, objs []object) {
+				c := find[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0]
+				checkBucket(t, "chart bucket with a key", containerEnv(t, "chart bucket with a key", c, nil), map[string]string{
+					"CACHEYD_S3_BUCKET": "cache", "CACHEYD_S3_ENDPOINT": "http://minio.storage.svc:9000", "CACHEYD_S3_PREFIX": "eu/",
+					"CACHEYD_S3_PATH_STYLE": "true", "CACHEYD_S3_TIMEOUT": "2s",
+					"AWS_ACCESS_KEY_ID": accessKeys["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": accessKeys["AWS_SECRET_ACCESS_KEY"],
+				})
+				for _, e := range c.Env {
+					if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil && strings.HasPrefix(e.Name, "AWS_") && ref.SecretKeyRef.Name != "cacheyd-s3" {
+						t.Errorf("env %s from Secret %s, want cacheyd-s3", e.Name, ref.SecretKeyRef.Name)
+					}
+				}
+			},
+		},
+		{
+			// A key alone names no bucket: nothing of the tier is set.
+			name: "a key without a bucket", kind: "Deployment", replicas: 2,
+			values: "s3: {existingSecret: cacheyd-s3, endpoint: \"http://minio.storage.svc:9000\"}",
+			want:   map[string]int{"ServiceAccount": 1, "Service": 2, "Deployment": 1, "PodDisruptionBudget": 1, "Secret": 2},
+			check: func(t *testing.T, objs []object) {
+				c := find[*appsv1.Deployment](objs)[0].Spec.Template.Spec.Containers[0]
+				checkBucket(t, "chart key without a bucket", containerEnv(t, "chart key without a bucket", c, nil), nil)
 			},
 		},
 		{
@@ -249,6 +305,10 @@ grafanaDashboard: {enabled: true}
 			}
 			checkSelects(t, selector, podLabels)
 			checkPod(t, workload{where: "chart " + tt.name, kind: tt.kind, spec: pod, pvcs: pvcs})
+			if !strings.Contains(tt.values, "s3:") {
+				// No bucket unless one is named.
+				checkBucket(t, "chart "+tt.name, containerEnv(t, "chart "+tt.name, pod.Containers[0], nil), nil)
+			}
 			svc := clientService(t, "chart "+tt.name, find[*corev1.Service](objs))
 			checkService(t, "chart "+tt.name, svc, tt.kind, tt.replicas)
 			checkSelects(t, svc.Spec.Selector, podLabels)

@@ -25,6 +25,15 @@ type workload struct {
 	kind  string // Deployment or DaemonSet
 	spec  *corev1.PodSpec
 	pvcs  map[string]*corev1.PersistentVolumeClaim
+	// The ConfigMaps of the same build, which envFrom may name.
+	configMaps map[string]*corev1.ConfigMap
+}
+
+// accessKeys are the variables of an S3 access key, which a pod takes from
+// a Secret of the operator's.
+var accessKeys = map[string]string{
+	"AWS_ACCESS_KEY_ID":     "AKIAEXAMPLEKEY000000",
+	"AWS_SECRET_ACCESS_KEY": "an-example-secret-key-for-the-test-0123",
 }
 
 // checkPod checks a cacheyd pod: the restricted Pod Security Standard,
@@ -81,25 +90,7 @@ func checkPod(t *testing.T, w workload) {
 	if len(c.Command) > 0 {
 		t.Errorf("%s: command %q overrides the image's entrypoint", where, c.Command)
 	}
-	env := map[string]string{}
-	for _, e := range c.Env {
-		if e.ValueFrom != nil && e.Name == "POD_IP" && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP" {
-			// The pod's address, for --advertise: any address will do here.
-			env[e.Name] = "10.0.0.1"
-			continue
-		}
-		if e.ValueFrom != nil && e.Name == "CACHEYD_CLUSTER_SECRET" && e.ValueFrom.SecretKeyRef != nil {
-			// From a Secret (checkPeers looks at which): any secret of
-			// the right form will do here.
-			env[e.Name] = "a-cluster-secret-for-the-test-0123456789"
-			continue
-		}
-		if e.ValueFrom != nil {
-			t.Errorf("%s: env %s comes from elsewhere; the test cannot check it", where, e.Name)
-			continue
-		}
-		env[e.Name] = e.Value
-	}
+	env := containerEnv(t, where, c, w.configMaps)
 	for _, a := range c.Args {
 		if strings.HasPrefix(a, "--cluster-secret") {
 			t.Errorf("%s: the cluster secret is an argument, which ps shows: pass CACHEYD_CLUSTER_SECRET from a Secret", where)
@@ -211,6 +202,58 @@ func checkPod(t *testing.T, w workload) {
 	if spec.TerminationGracePeriodSeconds == nil || time.Duration(*spec.TerminationGracePeriodSeconds)*time.Second <= shutdown {
 		t.Errorf("%s: terminationGracePeriodSeconds does not outlast --shutdown-timeout=%s", where, shutdown)
 	}
+}
+
+// containerEnv is the container's environment as cacheyd would see it:
+// envFrom ConfigMaps of the same build, then env; values from the API or
+// a Secret replaced by examples of the right form.
+func containerEnv(t *testing.T, where string, c corev1.Container, configMaps map[string]*corev1.ConfigMap) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		// Variables from a ConfigMap of the same build (the bucket's
+		// settings): checked as if they were written out.
+		ref := from.ConfigMapRef
+		if ref == nil {
+			t.Errorf("%s: envFrom %+v is not a ConfigMap; the test cannot check it", where, from)
+			continue
+		}
+		cm, ok := configMaps[ref.Name]
+		if !ok {
+			t.Errorf("%s: envFrom names ConfigMap %s, which is not in the same build", where, ref.Name)
+			continue
+		}
+		for k, v := range cm.Data {
+			env[from.Prefix+k] = v
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.Name == "POD_IP" && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP" {
+			// The pod's address, for --advertise: any address will do here.
+			env[e.Name] = "10.0.0.1"
+			continue
+		}
+		if e.ValueFrom != nil && e.Name == "CACHEYD_CLUSTER_SECRET" && e.ValueFrom.SecretKeyRef != nil {
+			// From a Secret (checkPeers looks at which): any secret of
+			// the right form will do here.
+			env[e.Name] = "a-cluster-secret-for-the-test-0123456789"
+			continue
+		}
+		if example, ok := accessKeys[e.Name]; ok && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			// The bucket's access key, from a Secret under its own name.
+			if e.ValueFrom.SecretKeyRef.Key != e.Name {
+				t.Errorf("%s: env %s from key %s of its Secret, want key %s", where, e.Name, e.ValueFrom.SecretKeyRef.Key, e.Name)
+			}
+			env[e.Name] = example
+			continue
+		}
+		if e.ValueFrom != nil {
+			t.Errorf("%s: env %s comes from elsewhere; the test cannot check it", where, e.Name)
+			continue
+		}
+		env[e.Name] = e.Value
+	}
+	return env
 }
 
 func checkProbe(t *testing.T, where string, p *corev1.Probe, path string) {

@@ -31,7 +31,11 @@ var tfDir = deployDir("terraform", "eks")
 // and the two functions the example calls.
 type terraformModule struct {
 	resources map[string]*hclsyntax.Body
+	data      map[string]*hclsyntax.Body // data sources by "type.name"
 	ctx       *hcl.EvalContext
+	vars      map[string]cty.Value            // the variables' defaults
+	locals    map[string]*hclsyntax.Attribute // locals, which read variables only
+	src       map[string][]byte               // each file's text by name
 }
 
 func parseTerraform(t *testing.T) *terraformModule {
@@ -41,17 +45,25 @@ func parseTerraform(t *testing.T) *terraformModule {
 		t.Fatalf("no .tf files in %s: %v", tfDir, err)
 	}
 	p := hclparse.NewParser()
-	mod := &terraformModule{resources: map[string]*hclsyntax.Body{}}
+	mod := &terraformModule{resources: map[string]*hclsyntax.Body{}, data: map[string]*hclsyntax.Body{},
+		locals: map[string]*hclsyntax.Attribute{}, src: map[string][]byte{}}
 	vars := map[string]cty.Value{}
 	for _, f := range files {
 		file, diags := p.ParseHCLFile(f)
 		if diags.HasErrors() {
 			t.Fatalf("%s: %s", f, diags.Error())
 		}
+		mod.src[f] = file.Bytes
 		for _, b := range file.Body.(*hclsyntax.Body).Blocks {
 			switch b.Type {
 			case "resource":
 				mod.resources[b.Labels[0]+"."+b.Labels[1]] = b.Body
+			case "data":
+				mod.data[b.Labels[0]+"."+b.Labels[1]] = b.Body
+			case "locals":
+				for name, a := range b.Body.Attributes {
+					mod.locals[name] = a
+				}
 			case "variable":
 				v := cty.NullVal(cty.DynamicPseudoType)
 				if a, ok := b.Body.Attributes["default"]; ok {
@@ -64,7 +76,23 @@ func parseTerraform(t *testing.T) *terraformModule {
 			}
 		}
 	}
-	mod.ctx = &hcl.EvalContext{
+	mod.vars = vars
+	mod.ctx = mod.evalCtx(t, nil)
+	return mod
+}
+
+// evalCtx is an evaluation context with the variables at their defaults
+// but for those in set, and the locals computed from them.
+func (m *terraformModule) evalCtx(t *testing.T, set map[string]cty.Value) *hcl.EvalContext {
+	t.Helper()
+	vars := map[string]cty.Value{}
+	for k, v := range m.vars {
+		vars[k] = v
+	}
+	for k, v := range set {
+		vars[k] = v
+	}
+	ctx := &hcl.EvalContext{
 		Variables: map[string]cty.Value{
 			"var":  cty.ObjectVal(vars),
 			"path": cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal(tfDir)}),
@@ -74,7 +102,16 @@ func parseTerraform(t *testing.T) *terraformModule {
 			"templatefile": templatefileFunc,
 		},
 	}
-	return mod
+	locals := map[string]cty.Value{}
+	for name, a := range m.locals {
+		v, diags := a.Expr.Value(ctx)
+		if diags.HasErrors() {
+			t.Fatalf("local %s: %s", name, diags.Error())
+		}
+		locals[name] = v
+	}
+	ctx.Variables["local"] = cty.ObjectVal(locals)
+	return ctx
 }
 
 // userData evaluates a launch template's user_data and decodes it.

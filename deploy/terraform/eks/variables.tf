@@ -55,3 +55,60 @@ variable "bottlerocket" {
   type        = bool
   default     = false
 }
+
+variable "enable_s3_tier" {
+  description = "Create a bucket behind cacheyd's replicas (docs/storage.md), its IAM policy and a role for cacheyd's service account."
+  type        = bool
+  default     = false
+}
+
+variable "s3_bucket_name" {
+  description = "The bucket's name; empty: a unique name starting with <cluster_name>-cacheyd-."
+  type        = string
+  default     = ""
+}
+
+variable "s3_prefix" {
+  description = "The prefix of cacheyd's objects in the bucket (--s3-prefix): the policy and the lifecycle rule cover it alone."
+  type        = string
+  default     = "cacheyd/"
+
+  validation {
+    condition     = can(regex("^([^/*]+/)+$", var.s3_prefix))
+    error_message = "s3_prefix must be one or more path segments ending in a slash, e.g. cacheyd/."
+  }
+}
+
+variable "s3_expire_days" {
+  description = "Days after its upload an object is deleted by the bucket's lifecycle rule (cacheyd itself never deletes): a blob still in use is fetched from upstream once more after that."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.s3_expire_days >= 1
+    error_message = "s3_expire_days must be at least 1."
+  }
+}
+
+variable "s3_credentials" {
+  description = "How cacheyd's pods get the role: irsa (the service account's eks.amazonaws.com/role-arn annotation; the cluster needs its IAM OIDC provider) or pod-identity (an EKS Pod Identity association; the cluster needs the eks-pod-identity-agent add-on)."
+  type        = string
+  default     = "irsa"
+
+  validation {
+    condition     = contains(["irsa", "pod-identity"], var.s3_credentials)
+    error_message = "s3_credentials must be irsa or pod-identity."
+  }
+}
+
+variable "cacheyd_namespace" {
+  description = "The namespace cacheyd runs in: the role trusts its service account alone."
+  type        = string
+  default     = "cacheyd"
+}
+
+variable "cacheyd_service_account" {
+  description = "cacheyd's service account: the chart's and the manifests' is cacheyd (a Helm release of another name: <release>-cacheyd)."
+  type        = string
+  default     = "cacheyd"
+}

@@ -51,3 +51,42 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "cacheyd.peerTLSSecretName" -}}
 {{- .Values.peers.tls.existingSecret | default (printf "%s-peer-tls" (include "cacheyd.fullname" .)) -}}
 {{- end -}}
+
+{{/* The bucket tier's variables, only when a bucket is named; the access
+key from the operator's Secret, else cacheyd's credential chain (IRSA, Pod
+Identity) finds its own. */}}
+{{- define "cacheyd.s3Env" -}}
+{{- with .Values.s3 }}
+{{- if .bucket }}
+# The bucket behind the replicas (docs/storage.md).
+- name: CACHEYD_S3_BUCKET
+  value: {{ .bucket | quote }}
+{{- with .endpoint }}
+- name: CACHEYD_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with .region }}
+- name: CACHEYD_S3_REGION
+  value: {{ . | quote }}
+{{- end }}
+- name: CACHEYD_S3_PREFIX
+  value: {{ .prefix | quote }}
+- name: CACHEYD_S3_PATH_STYLE
+  value: {{ .pathStyle | quote }}
+- name: CACHEYD_S3_TIMEOUT
+  value: {{ .timeout | quote }}
+{{- with .existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: AWS_SECRET_ACCESS_KEY
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
