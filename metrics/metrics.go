@@ -267,7 +267,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cacheyd_cluster_served_total", Help: "Requests answered for other replicas, by API kind and HTTP status code.",
 		}, []string{"kind", "code"}),
 		SourceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cacheyd_source_failures_total", Help: "Failures of a source in its own right, after which the next source was asked, by source (owner, parent, alternate, registry) and reason (unreachable, error, wrong, stalled, unauthenticated, loop, missing, limited, reserve).",
+			Name: "cacheyd_source_failures_total", Help: "Failures of a source in its own right, after which the next source was asked, by source (owner, store, parent, alternate, registry) and reason (unreachable, error, wrong, stalled, unauthenticated, loop, missing, limited, reserve).",
 		}, []string{"source", "reason"}),
 		AlternateTags: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_alternate_tags_total", Help: "Tags an alternate resolved while their registry failed and nothing was cached (--alternate-tags), by registry.",

@@ -45,7 +45,7 @@ func TestDefaultsNeedNoFlags(t *testing.T) {
 		DiskBytes: 20 << 30, TagTTL: time.Minute, TagStaleMax: 24 * time.Hour, FillTimeout: 30 * time.Minute,
 		MaxFills: 256, MaxFillsPerReg: 64, FillStall: 10 * time.Second, FillChunk: 16 << 20, FillParallel: 4, ReadMemory: 64 << 20,
 		DefaultRegistry: "docker.io", UpstreamHeaderTimeout: 5 * time.Second, LogLevel: "info", LogFormat: "text",
-		AlternateMode: "prefer",
+		AlternateMode: "prefer", S3Prefix: "cacheyd/", S3Timeout: 5 * time.Second,
 	}
 	got := c.serveFlags
 	got.RegistryURL = nil

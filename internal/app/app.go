@@ -108,7 +108,8 @@ type Config struct {
 // once (64 per registry; 10 s without progress is a stall), blobs over
 // 16 MiB fetched as 16 MiB ranges four at a time, 64 MiB for manifests
 // and listings read whole (16 MiB per registry), Docker Hub for requests
-// that name no registry, alternates (when named) before the registry.
+// that name no registry, alternates (when named) before the registry, and
+// a bucket (when named) keyed under cacheyd/, skipped after 5 s.
 func Defaults() Config {
 	return Config{
 		Listen:          ":30123",
@@ -122,6 +123,7 @@ func Defaults() Config {
 		},
 		Server:        server.Config{DefaultRegistry: "docker.io", Name: "cacheyd"},
 		AlternateMode: sources.Prefer,
+		Store:         s3.Config{Prefix: "cacheyd/", Timeout: s3.DefaultTimeout},
 	}
 }
 

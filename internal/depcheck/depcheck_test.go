@@ -32,7 +32,7 @@ var imports = map[string][]string{
 	"sources":                 {"oci", "metrics", "tier"},
 	"cluster":                 {"oci", "metrics", "sources", "internal/peerauth"},
 	"server":                  {"oci", "metrics", "cache", "internal/peerauth"},
-	"internal/app":            {"oci", "metrics", "cache", "cluster", "server", "sources", "upstream", "tier/disk", "tier/memory", "tier/s3", "internal/peerauth"},
+	"internal/app":            {"oci", "metrics", "cache", "cluster", "server", "sources", "upstream", "tier", "tier/disk", "tier/memory", "tier/s3", "internal/peerauth"},
 	"internal/puller":         {"oci"},
 	"internal/warm":           {"oci", "internal/puller"},
 	"internal/origintest":     {"oci"},
@@ -43,7 +43,7 @@ var imports = map[string][]string{
 	"internal/depcheck":       {},
 	"bench":                   {"oci", "cluster", "internal/app", "internal/puller", "internal/registrytest"},
 	"e2e":                     free,
-	"cmd/internal/daemon":     {"oci", "cache", "cluster", "server", "sources", "upstream", "internal/app", "internal/peerauth"},
+	"cmd/internal/daemon":     {"oci", "cache", "cluster", "server", "sources", "upstream", "tier/s3", "internal/app", "internal/peerauth"},
 	"cmd/cacheyd":             free,
 	"cmd/cacheyd-bench":       free,
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/server"
 	"github.com/cacheyd/cacheyd/sources"
+	"github.com/cacheyd/cacheyd/tier/s3"
 	"github.com/cacheyd/cacheyd/upstream"
 )
 
@@ -81,6 +82,14 @@ type Flags struct {
 	PeerTLSKey    string        `group:"Cluster" name:"peer-tls-key" type:"path" placeholder:"FILE" help:"PEM private key of --peer-tls-cert."`
 	ClusterSecret string        `group:"Cluster" name:"cluster-secret" placeholder:"SECRET" help:"The secret every replica of the cluster holds (32+ visible ASCII characters; required with --peers): replicas prove their requests and answers with it, seal clients' credentials with it, and ask a member only once it proved it. Prefer CACHEYD_CLUSTER_SECRET from a Secret: flags show in ps."`
 
+	// Explicit env names: kong's own would spell S3 as S_3.
+	S3Bucket    string        `group:"Object storage" name:"s3-bucket" env:"CACHEYD_S3_BUCKET" placeholder:"NAME" help:"Keep verified public content in this S3 bucket too, behind the disk tier, and read it from there on a miss before the parent and the registry: the cache then outlives its pods and is shared by every cluster naming the bucket. Credentials from the standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, EKS IRSA or Pod Identity, the instance profile). Eviction is the bucket's lifecycle rule; cacheyd never deletes from it (default: none)."`
+	S3Endpoint  string        `group:"Object storage" name:"s3-endpoint" env:"CACHEYD_S3_ENDPOINT" placeholder:"URL" help:"The S3 API's URL for a store other than AWS, e.g. https://storage.googleapis.com or http://minio.storage:9000 (default: AWS S3 in --s3-region)."`
+	S3Region    string        `group:"Object storage" name:"s3-region" env:"CACHEYD_S3_REGION" placeholder:"REGION" help:"The bucket's region (default: asked of the store, which needs s3:GetBucketLocation)."`
+	S3Prefix    string        `group:"Object storage" name:"s3-prefix" env:"CACHEYD_S3_PREFIX" default:"cacheyd/" placeholder:"PREFIX" help:"Key prefix: objects are PREFIXblobs/sha256/<2 hex>/<hex>."`
+	S3PathStyle bool          `group:"Object storage" name:"s3-path-style" env:"CACHEYD_S3_PATH_STYLE" help:"Name the bucket in the URL's path rather than its host (MinIO-compatible stores)."`
+	S3Timeout   time.Duration `group:"Object storage" name:"s3-timeout" env:"CACHEYD_S3_TIMEOUT" default:"5s" help:"Longest wait for the store's answer to one request, and for a body's next bytes; past it the store is skipped (the next source is asked) and counted."`
+
 	LogLevel  string `group:"Logging" default:"info" enum:"debug,info,warn,error" help:"Least severe level logged: debug, info, warn or error."`
 	LogFormat string `group:"Logging" default:"text" enum:"text,json" help:"Log format: text or json."`
 }
@@ -139,6 +148,8 @@ func (s *Flags) Config() (app.Config, error) {
 			FillChunk: int64(s.FillChunk), FillParallel: s.FillParallel, ReadMemory: int64(s.ReadMemory),
 			AnswerTimeout: s.UpstreamHeaderTimeout,
 		},
+		Store: s3.Config{Bucket: s.S3Bucket, Endpoint: s.S3Endpoint, Region: s.S3Region, Prefix: s.S3Prefix,
+			PathStyle: s.S3PathStyle, Timeout: s.S3Timeout},
 		Server: server.Config{
 			DefaultRegistry: s.DefaultRegistry, Name: "cacheyd",
 			ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, IdleTimeout: s.IdleTimeout,
