@@ -21,8 +21,8 @@ import (
 
 // startCacheyd is the Starter used when Config.Start is nil: cacheyd with
 // its own wiring and defaults (app.Defaults), on a free loopback port, the
-// cache directory given, the one upstream mapped and its CDN allowed, its alternate if any,
-// logging nothing.
+// cache directory given, the one upstream mapped and its CDN allowed, its
+// alternate and its bucket if any, logging nothing.
 func startCacheyd(ctx context.Context, c CacheydConfig) (string, func() error, error) {
 	cfg := app.Defaults()
 	cfg.Listen, cfg.ShutdownTimeout, cfg.Cache.Dir = "127.0.0.1:0", 10*time.Second, c.Dir
@@ -33,6 +33,10 @@ func startCacheyd(ctx context.Context, c CacheydConfig) (string, func() error, e
 	}
 	if c.Listener != nil {
 		cfg.Listener, cfg.Listen = c.Listener, c.Listener.Addr().String()
+	}
+	if s := c.Store; s != nil {
+		cfg.Store.Bucket, cfg.Store.Endpoint, cfg.Store.Region, cfg.Store.Prefix = s.Bucket, s.Endpoint, s.Region, s.Prefix
+		cfg.Store.PathStyle, cfg.Store.AccessKey, cfg.Store.SecretKey = true, s.AccessKey, s.SecretKey
 	}
 	if len(c.Peers) > 0 {
 		cfg.Cluster = cluster.Config{Peers: c.Peers, Advertise: cfg.Listen, Secret: c.Secret}

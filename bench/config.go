@@ -31,6 +31,11 @@ const (
 	// LazyCold: the same reads through a cacheyd that holds none of the
 	// images.
 	LazyCold Scenario = "lazy-cold"
+	// Restart: the replicas keep the set in a bucket (Config.Bucket); a
+	// cold burst, then every replica stopped (its uploads flushed), its
+	// disk wiped and a new one started, a burst through the new ones, and
+	// a warm burst through them to compare with (see restart.go).
+	Restart Scenario = "restart"
 )
 
 // Balance is how nodes reach the replicas of a cluster.
@@ -55,7 +60,7 @@ var Scenarios = []Scenario{Direct, Cold, Warm}
 var LazyScenarios = []Scenario{LazyDirect, LazyCold}
 
 // allScenarios is every scenario in the order a run measures them.
-var allScenarios = append(slices.Clone(Scenarios), LazyScenarios...)
+var allScenarios = append(slices.Clone(Scenarios), append(slices.Clone(LazyScenarios), Restart)...)
 
 // Config configures a run. The zero value of each field is documented; it
 // is never "Docker Hub-like": DefaultConfig and QuickConfig give those
@@ -65,8 +70,8 @@ type Config struct {
 	// the whole image set at once. Nil means 1, 4, 16, 64.
 	Nodes []int
 	// Scenarios are measured for every burst size, in the order of
-	// Scenarios and then LazyScenarios whatever the order here. Nil means
-	// Scenarios.
+	// Scenarios, then LazyScenarios, then Restart, whatever the order
+	// here. Nil means Scenarios.
 	Scenarios []Scenario
 	// Images is the image set every node pulls. Nil means DefaultImages.
 	Images []Image
@@ -113,6 +118,10 @@ type Config struct {
 	// Balance is how the nodes of a burst reach the replicas. Empty means
 	// BalanceNode.
 	Balance Balance
+	// Bucket is the S3-compatible store the replicas of the restart
+	// scenario keep the set in; the other scenarios never use it.
+	// Required with Restart. Not with Target.
+	Bucket Bucket
 
 	// Target is the base URL of a running cacheyd to measure instead of
 	// one started in-process ("http://127.0.0.1:30123"). It must map the
@@ -180,6 +189,10 @@ type CacheydConfig struct {
 	// Secret is the cluster secret the replicas share (--cluster-secret),
 	// with Peers; empty without.
 	Secret string
+	// Store is the bucket this cacheyd keeps verified content in and
+	// reads it from on a miss (--s3-bucket and its flags, path-style);
+	// nil means none.
+	Store *Store
 }
 
 // DefaultNodes is the burst series of a default run.
@@ -255,7 +268,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for _, s := range c.Scenarios {
 		if !slices.Contains(allScenarios, s) {
-			return c, fmt.Errorf("bench: unknown scenario %q (want direct, cold, warm, lazy-direct or lazy-cold)", s)
+			return c, fmt.Errorf("bench: unknown scenario %q (want direct, cold, warm, lazy-direct, lazy-cold or restart)", s)
 		}
 	}
 	c.Lazy = c.Lazy.withDefaults()
@@ -275,6 +288,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("bench: replicas are started in-process; not with a target")
 	case c.Alternate && c.Target != "":
 		return c, errors.New("bench: the alternate is named to an in-process cacheyd; not with a target")
+	case slices.Contains(c.Scenarios, Restart) && c.Target != "":
+		return c, errors.New("bench: the restart scenario restarts in-process replicas; not with a target")
+	case slices.Contains(c.Scenarios, Restart) && c.Bucket.Endpoint == "" && c.Bucket.Versitygw == "":
+		return c, errors.New("bench: the restart scenario needs a bucket: an S3 endpoint or a versitygw to start")
+	case c.Bucket.Endpoint != "" && c.Bucket.Versitygw != "":
+		return c, errors.New("bench: a bucket at an endpoint or a versitygw started for the run, not both")
 	case c.Lazy.Footer < 0 || c.Lazy.Window < 0 || c.Lazy.Windows < 0:
 		return c, errors.New("bench: lazy footer, window and windows must not be negative")
 	}
@@ -288,6 +307,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if err := validateImages(c.Images); err != nil {
 		return c, fmt.Errorf("bench: %w", err)
+	}
+	if err := c.Bucket.check(); err != nil {
+		return c, err
 	}
 	if c.Target != "" {
 		u, err := url.Parse(c.Target)

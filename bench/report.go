@@ -20,6 +20,9 @@ type Report struct {
 	Setup   Setup     `json:"setup"`
 	// Results has one entry per burst, in the order they ran.
 	Results []Result `json:"results"`
+	// Restarts has the verdict of the restart scenario for each burst
+	// size it ran for (Check).
+	Restarts []RestartCheck `json:"restarts,omitempty"`
 	// Seconds is the whole run's wall time, seeding included.
 	Seconds float64 `json:"seconds"`
 }
@@ -59,6 +62,9 @@ type Setup struct {
 	// Alternate reports that a second registry holding the set stood
 	// beside the upstream as its alternate (Config.Alternate).
 	Alternate bool `json:"alternate,omitempty"`
+	// Bucket names the restart scenario's S3 store; empty when it did not
+	// run.
+	Bucket string `json:"bucket,omitempty"`
 	// Lazy is what the nodes of the lazy scenarios read; nil when none
 	// ran.
 	Lazy *LazySetup `json:"lazy,omitempty"`
@@ -67,7 +73,10 @@ type Setup struct {
 // Result is one burst: Nodes nodes pulling the set at once.
 type Result struct {
 	Scenario Scenario `json:"scenario"`
-	Nodes    int      `json:"nodes"`
+	// Phase is which burst of the restart scenario this is (PhaseCold,
+	// PhaseWiped, PhaseWarm); empty for the other scenarios.
+	Phase string `json:"phase,omitempty"`
+	Nodes int    `json:"nodes"`
 	// OK counts nodes that fetched every object of the set exactly once
 	// with its digest verified; Failures holds the first few distinct
 	// reasons the others did not, each with how many nodes it stopped.
@@ -176,6 +185,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		s.Images, s.Manifests, s.Blobs, humanize.IBytes(uint64(s.Bytes)), s.Platform, humanize.IBytes(uint64(s.LargestBlob)), humanize.IBytes(uint64(s.StoredBytes)))
 	fmt.Fprintf(w, "upstream: %s latency per request, %s, %s; nodes: %d downloads at once; %s\n\n",
 		time.Duration(s.LatencySeconds*float64(time.Second)), bw, limit, s.Parallel, where)
+	if s.Bucket != "" {
+		fmt.Fprintf(w, "bucket: %s, named by the replicas of the restart scenario\n\n", s.Bucket)
+	}
 	if s.Alternate {
 		fmt.Fprintf(w, "alternate: a second registry holding the set, named to cacheyd with --alternate; no pull limit, the upstream's latency and bandwidth\n\n")
 	}
@@ -201,10 +213,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			return err
 		}
 	}
+	writeRestarts(w, r.Restarts)
 	var notes []string
 	for _, x := range r.Results {
 		for _, f := range x.Failures {
-			notes = append(notes, fmt.Sprintf("%s ×%d: %s", x.Scenario, x.Nodes, f))
+			notes = append(notes, fmt.Sprintf("%s ×%d: %s", x.label(), x.Nodes, f))
 		}
 	}
 	if len(notes) > 0 {
@@ -251,11 +264,20 @@ func writePulls(w io.Writer, results []Result, alt bool) error {
 			upstream += "\t" + humanize.IBytes(uint64(x.AlternateBytes))
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			x.Scenario, x.Nodes, x.OK, x.Nodes, x.UpstreamPulls, x.Upstream429,
+			x.label(), x.Nodes, x.OK, x.Nodes, x.UpstreamPulls, x.Upstream429,
 			upstream, humanize.IBytes(uint64(x.BytesServed)), hit,
 			secs(t.P50, t.N), secs(t.P95, t.N), secs(t.Max, t.N), lag, rss, cpu)
 	}
 	return tw.Flush()
+}
+
+// label names the burst in the table: its scenario, and its phase if any
+// ("restart/wiped").
+func (x Result) label() string {
+	if x.Phase != "" {
+		return string(x.Scenario) + "/" + x.Phase
+	}
+	return string(x.Scenario)
 }
 
 func secs(s float64, n int) string {

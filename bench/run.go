@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,9 +20,10 @@ import (
 // Run measures every scenario of cfg for every burst size, writes the
 // report to out (a table, or JSON with cfg.JSON), draws cfg.Chart if set,
 // and returns the report. A burst whose nodes fail is reported, not an
-// error: errors are for runs that could not measure at all.
-func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
-	cfg, err := cfg.withDefaults()
+// error: errors are for runs that could not measure at all (the restart
+// scenario's verdict is Report.Check).
+func Run(ctx context.Context, cfg Config, out io.Writer) (_ *Report, err error) {
+	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -36,6 +38,14 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 			return nil, err
 		}
 		defer r.alt.close()
+	}
+	if slices.Contains(cfg.Scenarios, Restart) {
+		if err := r.openBucket(cfg.Bucket); err != nil {
+			return nil, err
+		}
+		if r.gw != nil {
+			defer func() { err = errors.Join(err, r.gw.close()) }()
+		}
 	}
 	if cfg.Target == "" {
 		dir := cfg.Dir
@@ -72,6 +82,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Report, error) {
 		}
 	}
 	rep.Seconds = time.Since(began).Seconds()
+	rep.Restarts = restartChecks(rep.Results)
 	if cfg.JSON {
 		err = rep.WriteJSON(out)
 	} else {
@@ -95,7 +106,11 @@ type runner struct {
 	alt   *fakeHub // the upstream's alternate; nil without Config.Alternate
 	dir   string   // in-process caches; empty with a Target
 	runID string   // appended to tags with a Target
-	gen   int      // how many times the set was seeded
+	// store is the bucket of the restart scenario, but for its prefix; gw
+	// the versitygw serving it, when the run started one.
+	store Store
+	gw    *versitygw
+	gen   int // how many times the set was seeded
 	cat   *catalog
 	// fresh reports that cat has not been pulled through a cacheyd yet.
 	fresh bool
@@ -137,6 +152,9 @@ func (r *runner) setup() Setup {
 		LatencySeconds: c.Latency.Seconds(), PullLimit: c.PullLimit, Parallel: c.Parallel, Target: c.Target,
 		Replicas: max(c.Replicas, 1), Alternate: c.Alternate,
 	}
+	if r.store.Bucket != "" {
+		s.Bucket = c.Bucket.describe()
+	}
 	if s.Replicas > 1 {
 		s.Balance = c.Balance
 		if s.Balance == "" {
@@ -172,7 +190,7 @@ func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 	defer halt()
 	empty := func() (err error) { // a new cacheyd holding none of the set
 		halt()
-		base, stop, dir, err = r.cacheyd(ctx, n)
+		base, stop, dir, err = r.cacheyd(ctx, n, nil)
 		return err
 	}
 	warmable := false // base holds the set
@@ -180,6 +198,15 @@ func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 		switch sc {
 		case Direct:
 			out = append(out, r.burst(ctx, sc, n, []string{r.up.reg.URL()}, ""))
+			continue
+		case Restart:
+			halt()
+			res, err := r.restart(ctx, n)
+			out = append(out, res...)
+			if err != nil {
+				return out, err
+			}
+			warmable, base = false, nil
 			continue
 		case LazyDirect:
 			out = append(out, r.lazyBurst(ctx, sc, n, []string{r.up.reg.URL()}, ""))
@@ -199,7 +226,7 @@ func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 			if !warmable {
 				if base == nil {
 					var err error
-					if base, stop, dir, err = r.cacheyd(ctx, n); err != nil {
+					if base, stop, dir, err = r.cacheyd(ctx, n, nil); err != nil {
 						return out, err
 					}
 				}
@@ -217,9 +244,9 @@ func (r *runner) series(ctx context.Context, n int) ([]Result, error) {
 }
 
 // cacheyd returns a cacheyd holding none of the current set: a new
-// in-process one with an empty cache, or the Target with the set seeded
-// anew if it was pulled through it already.
-func (r *runner) cacheyd(ctx context.Context, n int) (base []string, stop func() error, dir string, err error) {
+// in-process one with an empty cache (naming store, if not nil), or the
+// Target with the set seeded anew if it was pulled through it already.
+func (r *runner) cacheyd(ctx context.Context, n int, store *Store) (base []string, stop func() error, dir string, err error) {
 	if r.cfg.Target != "" {
 		if !r.fresh {
 			if err := r.seed(ctx); err != nil {
@@ -237,7 +264,7 @@ func (r *runner) cacheyd(ctx context.Context, n int) (base []string, stop func()
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, nil, "", fmt.Errorf("bench: %w", err)
 	}
-	cc := CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL(), CDN: r.up.reg.CDNHost()}
+	cc := CacheydConfig{Dir: dir, Registry: r.up.reg.Host(), URL: r.up.reg.URL(), CDN: r.up.reg.CDNHost(), Store: store}
 	if r.alt != nil {
 		cc.Alternate = r.alt.reg.URL()
 	}
