@@ -22,7 +22,7 @@ import (
 type benchFlags struct {
 	Quick         bool             `env:"CACHEYD_BENCH_QUICK" help:"A run of seconds (CI): a 5 MiB image set, bursts of 1,4,16, 5ms and 20MB/s upstream, pull limit 20. Other flags still apply."`
 	Nodes         []int            `env:"CACHEYD_BENCH_NODES" sep:"," help:"Burst sizes: for each, that many nodes pull the image set at once (default 1,4,16,64)."`
-	Scenarios     []string         `env:"CACHEYD_BENCH_SCENARIOS" sep:"," enum:"direct,cold,warm,lazy,lazy-direct,lazy-cold,load,soak" default:"direct,cold,warm" help:"What to measure for each burst size: direct (nodes pull from upstream), cold (through an empty cacheyd), warm (through a cacheyd holding the set); lazy is lazy-direct and lazy-cold, nodes that read of each layer only a footer and a few windows, as lazy-pulling snapshotters do (--lazy-footer, --lazy-window, --lazy-windows), straight from upstream and through an empty cacheyd. load (--load-conns clients hitting memory and disk while one blob fills) and soak (--soak-duration of pulls with upstream faults) run once, in-process, after the bursts."`
+	Scenarios     []string         `env:"CACHEYD_BENCH_SCENARIOS" sep:"," enum:"direct,cold,warm,lazy,lazy-direct,lazy-cold,restart,load,soak" default:"direct,cold,warm" help:"What to measure for each burst size: direct (nodes pull from upstream), cold (through an empty cacheyd), warm (through a cacheyd holding the set); lazy is lazy-direct and lazy-cold, nodes that read of each layer only a footer and a few windows, as lazy-pulling snapshotters do (--lazy-footer, --lazy-window, --lazy-windows), straight from upstream and through an empty cacheyd. restart (with --s3 or --s3-versitygw): a cold burst through replicas keeping the set in a bucket, every replica stopped and its disk wiped, a burst through new ones (which must cost upstream nothing: FAIL and exit status 1 otherwise) and a warm burst through those. load (--load-conns clients hitting memory and disk while one blob fills) and soak (--soak-duration of pulls with upstream faults) run once, in-process, after the bursts."`
 	LoadConns     int              `env:"CACHEYD_BENCH_LOAD_CONNS" name:"load-conns" default:"1000" help:"Client connections of the load scenario."`
 	SoakDuration  time.Duration    `env:"CACHEYD_BENCH_SOAK_DURATION" name:"soak-duration" default:"30s" help:"How long the soak scenario starts new pulls."`
 	SoakFaults    float64          `env:"CACHEYD_BENCH_SOAK_FAULT_RATE" name:"soak-fault-rate" default:"0.1" help:"Share of upstream content requests the soak answers with a fault (truncated body, 503, 429, slow, in turn); negative: none."`
@@ -35,6 +35,12 @@ type benchFlags struct {
 	Latency       *time.Duration   `env:"CACHEYD_BENCH_LATENCY" placeholder:"DURATION" help:"Upstream latency added to every request (default 50ms; 0: none)."`
 	PullLimit     *int             `env:"CACHEYD_BENCH_PULL_LIMIT" placeholder:"N" help:"Upstream pull limit per burst: manifest GETs beyond it are answered 429 as Docker Hub does (default 100, Docker Hub's anonymous limit; 0: none)."`
 	WithAlternate bool             `name:"alternate" env:"CACHEYD_BENCH_ALTERNATE" help:"Start a second fake registry holding the whole image set and give it to cacheyd as the upstream's --alternate, as mirror.gcr.io beside Docker Hub: content by digest comes from it, tags are still resolved upstream by HEAD. The report counts its bytes apart from upstream's. Not with --target."`
+	S3            string           `env:"CACHEYD_BENCH_S3" name:"s3" placeholder:"ENDPOINT" help:"The restart scenario's S3-compatible store, e.g. http://127.0.0.1:9000 (path-style), holding --s3-bucket; keys from --s3-access-key/--s3-secret-key, else AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY. The run keys its objects under cacheyd-bench-<random>/ and leaves them there. Not with --s3-versitygw."`
+	BucketName    string           `env:"CACHEYD_BENCH_S3_BUCKET" name:"s3-bucket" placeholder:"NAME" help:"With --s3: the bucket, which must exist. With --s3-versitygw: the bucket the run makes (default cacheyd-bench)."`
+	BucketRegion  string           `env:"CACHEYD_BENCH_S3_REGION" name:"s3-region" placeholder:"REGION" help:"With --s3: the bucket's region (default: asked of the store)."`
+	S3AccessKey   string           `env:"CACHEYD_BENCH_S3_ACCESS_KEY" name:"s3-access-key" placeholder:"KEY" help:"With --s3: the access key (default: the standard chain, AWS_ACCESS_KEY_ID...)."`
+	S3SecretKey   string           `env:"CACHEYD_BENCH_S3_SECRET_KEY" name:"s3-secret-key" placeholder:"KEY" help:"With --s3: the secret key; prefer its variable to the flag, which other users of the machine can read."`
+	S3Versitygw   string           `env:"CACHEYD_BENCH_S3_VERSITYGW" name:"s3-versitygw" type:"existingfile" placeholder:"PATH" help:"The restart scenario's store: start this versitygw (v1.8.0) for the run on a free loopback port over a temporary directory, with a bucket and keys of its own, and stop it by its PID at the end. Not with --s3."`
 	Parallel      int              `env:"CACHEYD_BENCH_PARALLEL" default:"3" help:"Blob downloads at once per node (containerd's max_concurrent_downloads)."`
 	Resume        int              `env:"CACHEYD_BENCH_RESUME" default:"3" help:"How many times a node resumes a broken download with Range."`
 	Timeout       time.Duration    `env:"CACHEYD_BENCH_TIMEOUT" default:"10m" help:"Longest a burst may take; nodes still pulling then fail."`
@@ -65,7 +71,11 @@ func (b *benchFlags) run(s *daemon.Flags) error {
 		return bench.ServeUpstream(ctx, cfg, os.Stdout)
 	}
 	if len(cfg.Scenarios) > 0 {
-		if _, err := bench.Run(ctx, cfg, os.Stdout); err != nil {
+		rep, err := bench.Run(ctx, cfg, os.Stdout)
+		if err != nil {
+			return err
+		}
+		if err := rep.Check(); err != nil {
 			return err
 		}
 	}
@@ -132,6 +142,8 @@ func (b *benchFlags) config(s *daemon.Flags) (bench.Config, error) {
 	cfg.Platform, cfg.Parallel, cfg.Resume, cfg.BurstTimeout = b.Platform, b.Parallel, b.Resume, b.Timeout
 	cfg.Target, cfg.TargetPID, cfg.UpstreamAddr, cfg.UpstreamCDNAddr = b.Target, b.TargetPID, b.Upstream, b.UpstreamCDN
 	cfg.Replicas, cfg.Balance = b.Replicas, bench.Balance(b.Balance)
+	cfg.Bucket = bench.Bucket{Endpoint: b.S3, Name: b.BucketName, Region: b.BucketRegion,
+		AccessKey: b.S3AccessKey, SecretKey: b.S3SecretKey, Versitygw: b.S3Versitygw}
 	cfg.JSON, cfg.Chart = b.JSON, b.Chart
 	if b.Progress && isTerminal(os.Stderr) {
 		cfg.Progress = os.Stderr
@@ -150,7 +162,8 @@ func isTerminal(f *os.File) bool {
 // starter starts cacheyd in-process for a burst, exactly as "cacheyd
 // serve" would with the flags s, except where it listens, its cache
 // directory, the one upstream it maps, that upstream's CDN, which it
-// allows, and the upstream's alternate with --alternate. It logs warnings and errors
+// allows, the upstream's alternate with --alternate, and the restart
+// scenario's bucket (path-style, under a prefix of the run's). It logs warnings and errors
 // only (everything at --log-level debug), so the report stays readable.
 func starter(s *daemon.Flags) bench.Starter {
 	return func(ctx context.Context, c bench.CacheydConfig) (string, func() error, error) {
@@ -167,6 +180,10 @@ func starter(s *daemon.Flags) bench.Starter {
 		if len(c.Peers) > 0 {
 			flags.Peers, flags.Advertise, flags.ClusterSecret = c.Peers, flags.Listen, c.Secret
 		}
+		if st := c.Store; st != nil {
+			flags.S3Bucket, flags.S3Endpoint, flags.S3Region, flags.S3Prefix = st.Bucket, st.Endpoint, st.Region, st.Prefix
+			flags.S3PathStyle = true
+		}
 		level := "warn"
 		if s.LogLevel == "debug" {
 			level = "debug"
@@ -178,6 +195,9 @@ func starter(s *daemon.Flags) bench.Starter {
 		}
 		cfg.Server.AccessLog = access
 		cfg.Listener = c.Listener
+		if st := c.Store; st != nil { // keys are no flag of cacheyd's: the standard chain's
+			cfg.Store.AccessKey, cfg.Store.SecretKey = st.AccessKey, st.SecretKey
+		}
 		return app.Start(ctx, cfg, log)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cacheyd/cacheyd/bench"
+	"github.com/cacheyd/cacheyd/internal/s3test"
 )
 
 // parseBench parses a cacheyd-bench command line.
@@ -112,5 +114,48 @@ func TestBenchAlternateReachesTheWiring(t *testing.T) {
 	cold := rep.Results[0]
 	if cold.OK != 4 || cold.UpstreamPulls != 0 || cold.AlternateBytes != rep.Setup.Bytes {
 		t.Errorf("cold: %+v, want 4 ok, no pull counted, %d bytes from the alternate\n%s", cold, rep.Setup.Bytes, out.String())
+	}
+}
+
+// --s3 and its flags name the restart scenario's bucket; cacheyd's own
+// bucket flags are not the benchmark's (every other burst starts cold).
+func TestBenchBucketFlags(t *testing.T) {
+	_, cfg := parseBench(t, "--scenarios", "restart", "--s3", "http://127.0.0.1:9000", "--s3-bucket", "b",
+		"--s3-region", "eu-west-1", "--s3-access-key", "k", "--s3-secret-key", "s")
+	want := bench.Bucket{Endpoint: "http://127.0.0.1:9000", Name: "b", Region: "eu-west-1", AccessKey: "k", SecretKey: "s"}
+	if cfg.Bucket != want || !slices.Equal(cfg.Scenarios, []bench.Scenario{bench.Restart}) {
+		t.Errorf("bucket %+v, scenarios %v; want %+v, restart", cfg.Bucket, cfg.Scenarios, want)
+	}
+	for _, flag := range []string{"--s3-endpoint", "--s3-prefix", "--s3-path-style"} {
+		var c cli
+		p, err := newParser(&c, kong.Exit(func(int) { t.Fatal("kong exited") }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Parse([]string{flag + "=x"}); err == nil {
+			t.Errorf("cacheyd's %s accepted by cacheyd-bench", flag)
+		}
+	}
+}
+
+// The restart scenario through cacheyd's own wiring, with a versitygw the
+// run starts: after every replica was stopped and its disk wiped, the new
+// replicas get the set from the bucket, and upstream sees nothing.
+func TestBenchRestartReachesTheWiring(t *testing.T) {
+	bin := s3test.Bin(t)
+	_, cfg := parseBench(t, "--quick", "--no-progress", "--latency", "1ms", "--bandwidth", "0",
+		"--nodes", "4", "--replicas", "3", "--scenarios", "restart", "--s3-versitygw", bin)
+	cfg.Dir = t.TempDir()
+	var out bytes.Buffer
+	rep, err := bench.Run(t.Context(), cfg, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if len(rep.Results) != 3 {
+		t.Fatalf("%d results, want 3\n%s", len(rep.Results), out.String())
+	}
+	cold, wiped := rep.Results[0], rep.Results[1]
+	if cold.OK != 4 || cold.UpstreamBytes != rep.Setup.Bytes || wiped.OK != 4 || wiped.UpstreamBytes != 0 || wiped.UpstreamPulls != 0 || rep.Check() != nil {
+		t.Errorf("cold %+v, wiped %+v, check %v: want 4 ok each, the set once upstream, then nothing\n%s", cold, wiped, rep.Check(), out.String())
 	}
 }

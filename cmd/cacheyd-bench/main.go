@@ -40,10 +40,14 @@ func main() {
 // newParser builds the command line parser for c. cacheyd's --alternate
 // REGISTRY=URL is left out: the only registry the in-process cacheyd
 // fetches is the fake upstream, whose alternate the benchmark starts
-// itself with its own --alternate.
+// itself with its own --alternate. So is the bucket cacheyd names
+// (--s3-bucket, --s3-endpoint, --s3-region, --s3-prefix, --s3-path-style):
+// only the restart scenario's replicas name one, the benchmark's own
+// (--s3 or --s3-versitygw), so that every other burst starts cold; its
+// --s3-timeout stays.
 func newParser(c *cli, options ...kong.Option) (*kong.Kong, error) {
 	return kong.New(c, append([]kong.Option{
-		kong.IgnoreFields(`^cli\.Alternate$`),
+		kong.IgnoreFields(`^cli\.Alternate$`, `^cli\.S3(Bucket|Endpoint|Region|Prefix|PathStyle)$`),
 		kong.Name("cacheyd-bench"),
 		kong.Description("Measure node bursts pulling through cacheyd against a fake Docker Hub on loopback (see bench/README.md). cacheyd's own flags set up the cacheyd it starts for each burst."),
 		kong.DefaultEnvars("CACHEYD"),
