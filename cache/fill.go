@@ -252,7 +252,9 @@ func (c *Cache) commit(f *fill, p PendingFile, req *oci.Request, n int64) error 
 		return nil
 	}
 	c.keepInMemory(held, data)
-	c.tellKeepers(held)
+	if !keptElsewhere(f.from.from) {
+		c.tellKeepers(held)
+	}
 	return nil
 }
 

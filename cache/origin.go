@@ -42,6 +42,23 @@ type Route interface {
 	Key() string
 }
 
+// KeptElsewhere is what a Route may add: whether the content it brought
+// last came from a place that keeps it and tells its own keepers (another
+// replica of the cluster, which committed it itself; a keeper read back).
+// The cache then does not tell its keepers of the commit: a bucket behind
+// a cluster gets each object from the replica that fetched it, not once
+// per replica that served it.
+type KeptElsewhere interface {
+	KeptElsewhere() bool
+}
+
+// keptElsewhere reports whether o is a route whose content came from a
+// place that keeps it.
+func keptElsewhere(o Origin) bool {
+	k, ok := o.(KeptElsewhere)
+	return ok && k.KeptElsewhere()
+}
+
 // OriginFunc adapts a function to Origin.
 type OriginFunc func(ctx context.Context, req *oci.Request) (*oci.Response, error)
 

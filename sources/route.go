@@ -36,6 +36,22 @@ type step struct {
 	f    Fetcher
 }
 
+// KeptElsewhere reports whether the source that answered last keeps what
+// it sent and tells its own keepers: the key's owner (another replica,
+// which committed it) or the object store (which holds it). A route that
+// has fetched nothing yet reports false.
+func (r *Route) KeptElsewhere() bool {
+	i := int(r.at.Load())
+	if i >= len(r.steps) {
+		return false
+	}
+	switch r.steps[i].name {
+	case Owner, Store:
+		return true
+	}
+	return false
+}
+
 // Key names the route: "" for this cacheyd's own way, else what its
 // planners named (the member the work goes to, a child's work while there
 // is a parent). The cache shares work only between requests of one key.

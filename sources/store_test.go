@@ -220,3 +220,42 @@ func TestWrongBytesFromTheObjectStore(t *testing.T) {
 		}
 	})
 }
+
+// TestKeptElsewhere: a route says its content is kept elsewhere when the
+// key's owner (another replica, which commits it) or the object store
+// answered, so that this replica's keepers are not told of it again; not
+// when the parent or the registry did.
+func TestKeptElsewhere(t *testing.T) {
+	data := []byte("a layer, kept by whoever answered")
+	dg := oci.FromBytes(data)
+	missing := fmt.Errorf("s3: %w", tier.ErrNotFound)
+	for _, tt := range []struct {
+		name        string
+		owns        bool
+		ownerFault  string
+		storeFault  error
+		parentFault string
+		want        bool
+	}{
+		{"the owner answers", false, "", nil, "", true},
+		{"the store answers", true, "", nil, "", true},
+		{"the parent answers", true, "", missing, "", false},
+		{"the registry answers", true, "", missing, "unreachable", false},
+		{"the owner fails, the store answers", false, "unreachable", nil, "", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			member, parent, registry := &fake{data: data, fault: tt.ownerFault}, &fake{data: data, fault: tt.parentFault}, &fake{data: data}
+			p := sources.New(sources.Set{Owner: &owner{member: member, owns: tt.owns}, Parent: sources.Just{parent},
+				Registry: registry, Store: &bucket{data: data, fault: tt.storeFault}})
+			req := oci.Request{Kind: oci.KindBlob, Reference: oci.Reference{Digest: dg}}
+			r := p.Route(&req)
+			resp, err := r.Fetch(t.Context(), &req)
+			if got := answerOf(t, resp, err, data); got != 0 {
+				t.Fatalf("answer %d, want the content", got)
+			}
+			if got := r.KeptElsewhere(); got != tt.want {
+				t.Errorf("KeptElsewhere() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
