@@ -1,0 +1,122 @@
+package app
+
+import (
+	"maps"
+	"net/http"
+	"testing"
+
+	"github.com/cacheyd/cacheyd/internal/registrytest"
+	"github.com/cacheyd/cacheyd/internal/s3test"
+)
+
+// TestABucketOutlivesItsReplicas: three replicas over one bucket pull a
+// few images in a burst; once all three have stopped (each gives its
+// queued uploads their time), the bucket holds exactly the images'
+// distinct digests, in distribution's layout. Three new replicas (empty
+// disks, new ports) pulling the same images in a burst cost the registry
+// nothing but the HEADs of the tags: no blob, no CDN fetch, no manifest
+// GET; nor does a second cluster (three more replicas, peers of each
+// other only) over the same bucket.
+func TestABucketOutlivesItsReplicas(t *testing.T) {
+	const images, layers, clients, replicas = 3, 2, 4, 3
+	srv := s3test.Start(t)
+	up := registrytest.New(t, registrytest.Options{Redirect: true})
+	want := contentOf(t, seedApps(t, up, images, layers)...)
+	sc := storeConfig(srv)
+
+	first := startCluster(t, up, sc, replicas)
+	if n := burst(t, first, up.Host(), images, clients); n != 0 {
+		t.Fatalf("%d pulls of the first burst failed", n)
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindBlob, ""); n != images*(layers+1) {
+		t.Errorf("the first burst: the registry got %d blob GETs, want %d (each blob once)", n, images*(layers+1))
+	}
+	stopAll(t, first)
+	if held := bucketHolds(t, srv); !maps.Equal(held, want) {
+		t.Fatalf("the bucket holds %d objects, want exactly the %d distinct digests of the images:\n%v\nwant\n%v", len(held), len(want), held, want)
+	}
+
+	for _, round := range []string{"the replicas restarted", "a second cluster"} {
+		up.Reset()
+		ms := startCluster(t, up, sc, replicas)
+		if n := burst(t, ms, up.Host(), images, clients); n != 0 {
+			t.Fatalf("%s: %d pulls failed", round, n)
+		}
+		if n := up.Count("", registrytest.KindBlob, ""); n != 0 {
+			t.Errorf("%s: the registry got %d blob requests, want 0", round, n)
+		}
+		if n := up.Count("", registrytest.KindCDN, ""); n != 0 {
+			t.Errorf("%s: the CDN got %d fetches, want 0", round, n)
+		}
+		if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != 0 {
+			t.Errorf("%s: the registry got %d manifest GETs, want 0", round, n)
+		}
+		if n := up.Count(http.MethodHead, registrytest.KindManifest, "v1"); n != images {
+			t.Errorf("%s: the registry got %d HEADs of tags, want %d (one per image, by its owner)", round, n, images)
+		}
+		onlyTagHeads(t, up, round)
+		stopAll(t, ms)
+		if held := bucketHolds(t, srv); !maps.Equal(held, want) {
+			t.Errorf("%s: the bucket holds %d objects, want the same %d", round, len(held), len(want))
+		}
+	}
+}
+
+// TestOneBucketReadPerBlob: 16 clients pulling an image at once through a
+// cold cacheyd (an empty disk) over a bucket that holds it cause one GET
+// of each object from the bucket (the fill's one stream, which every
+// client reads), no upload of what was just read from it, and nothing
+// from the registry but the tag's HEAD.
+func TestOneBucketReadPerBlob(t *testing.T) {
+	const layers, clients = 3, 16
+	srv := s3test.Start(t)
+	up := registrytest.New(t, registrytest.Options{})
+	want := contentOf(t, seedApps(t, up, 1, layers)...)
+	sc := storeConfig(srv)
+
+	fill := startCacheyd(t, bucketCacheyd(t, up, sc))
+	if n := pullAll(t, fill.base, up.Host(), 1, 1); n != 0 {
+		t.Fatalf("the pull that fills the bucket failed")
+	}
+	if err := fill.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if held := bucketHolds(t, srv); !maps.Equal(held, want) {
+		t.Fatalf("the bucket holds %v, want %v", held, want)
+	}
+
+	up.Reset()
+	sent := newSentToStore()
+	cfg := bucketCacheyd(t, up, sc)
+	cfg.Store.Transport = sent
+	cold := startCacheyd(t, cfg)
+	if n := pullAll(t, cold.base, up.Host(), 1, clients); n != 0 {
+		t.Fatalf("%d pulls failed", n)
+	}
+	if err := cold.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for dg := range want {
+		if n := sent.count(http.MethodGet, dg); n != 1 {
+			t.Errorf("%s: %d GETs from the bucket, want 1", dg.Short(), n)
+		}
+	}
+	if n := sent.total(http.MethodGet); n != len(want) {
+		t.Errorf("%d GETs from the bucket, want %d (one per object)", n, len(want))
+	}
+	for _, m := range []string{http.MethodHead, http.MethodPut, http.MethodPost} {
+		if n := sent.total(m); n != 0 {
+			t.Errorf("%d %s requests to the bucket, want 0 (what was read from it is known to be there)", n, m)
+		}
+	}
+	if n := up.Count("", registrytest.KindBlob, ""); n != 0 {
+		t.Errorf("the registry got %d blob requests, want 0", n)
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != 0 {
+		t.Errorf("the registry got %d manifest GETs, want 0", n)
+	}
+	if n := up.Count(http.MethodHead, registrytest.KindManifest, "v1"); n != 1 {
+		t.Errorf("the registry got %d HEADs of the tag, want 1", n)
+	}
+	onlyTagHeads(t, up, "the cold cacheyd")
+}
