@@ -232,6 +232,19 @@ func (s *sentToStore) count(method string, dg oci.Digest) int {
 	return s.n[method+" /"+s3test.Bucket+"/"+objectKey(dg)]
 }
 
+// any is how many requests of any method were sent for dg's object.
+func (s *sentToStore) any(dg oci.Digest) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, v := range s.n {
+		if _, path, _ := strings.Cut(k, " "); path == "/"+s3test.Bucket+"/"+objectKey(dg) {
+			n += v
+		}
+	}
+	return n
+}
+
 // total is how many method requests were sent for any object.
 func (s *sentToStore) total(method string) int {
 	s.mu.Lock()
@@ -304,4 +317,53 @@ func deadStore(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// pullWithToken fetches img's tag, manifest, config and layers from repo
+// through base, each by clients clients at once, with Authorization
+// "Bearer token", as a node pulls a private image; it returns how many
+// fetches did not get a 200 and the whole body.
+func pullWithToken(t *testing.T, base, ns, repo, tag, token string, img v1.Image, clients int) int {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"/v2/" + repo + "/manifests/" + tag, "/v2/" + repo + "/manifests/" + h.String(),
+		"/v2/" + repo + "/blobs/" + m.Config.Digest.String()}
+	for _, l := range m.Layers {
+		paths = append(paths, "/v2/"+repo+"/blobs/"+l.Digest.String())
+	}
+	var mu sync.Mutex // guards failed
+	failed := 0
+	var wg sync.WaitGroup
+	for range clients {
+		for _, path := range paths {
+			wg.Go(func() {
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path+"?ns="+ns, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Accept", string(m.MediaType))
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != http.StatusOK {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return failed
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"maps"
 	"net/http"
+	"sync"
 	"testing"
 
 	"github.com/cacheyd/cacheyd/internal/registrytest"
@@ -119,4 +120,54 @@ func TestOneBucketReadPerBlob(t *testing.T) {
 		t.Errorf("the registry got %d HEADs of the tag, want 1", n)
 	}
 	onlyTagHeads(t, up, "the cold cacheyd")
+}
+
+// TestPrivateContentIsNeverUploaded: an image a client pulls from a
+// private repository with its own token, beside a public image pulled
+// anonymously, leaves the bucket holding the public image's digests only:
+// the store is sent no request at all (no read, no HEAD, no upload) for
+// the private image's objects, and one upload for each public one.
+func TestPrivateContentIsNeverUploaded(t *testing.T) {
+	const clients = 4
+	srv := s3test.Start(t)
+	up := registrytest.New(t, registrytest.Options{
+		Token: true, Users: map[string]string{"alice": "pw"}, Private: map[string][]string{"team/secret": {"alice"}},
+	})
+	secretImg := up.SeedImage(t, "team/secret", "v1", 2, 4<<10)
+	secret := contentOf(t, secretImg)
+	public := contentOf(t, seedApps(t, up, 1, 2)...)
+	sent := newSentToStore()
+	cfg := bucketCacheyd(t, up, storeConfig(srv))
+	cfg.Store.Transport = sent
+	c := startCacheyd(t, cfg)
+
+	token := userToken(t, up, "alice", "pw", "team/secret")
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if n := pullWithToken(t, c.base, up.Host(), "team/secret", "v1", token, secretImg, clients); n != 0 {
+			t.Errorf("%d fetches of the private image with alice's token failed", n)
+		}
+	})
+	wg.Go(func() {
+		if n := pullAll(t, c.base, up.Host(), 1, clients); n != 0 {
+			t.Errorf("%d pulls of the public image failed", n)
+		}
+	})
+	wg.Wait()
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if held := bucketHolds(t, srv); !maps.Equal(held, public) {
+		t.Errorf("the bucket holds %v, want the public image's %v", held, public)
+	}
+	for dg := range secret {
+		if n := sent.any(dg); n != 0 {
+			t.Errorf("private %s: %d requests to the store, want none", dg.Short(), n)
+		}
+	}
+	for dg := range public {
+		if n := sent.count(http.MethodPut, dg); n != 1 {
+			t.Errorf("public %s: %d uploads, want 1", dg.Short(), n)
+		}
+	}
 }
