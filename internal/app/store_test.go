@@ -1,13 +1,19 @@
 package app
 
 import (
+	"bytes"
+	"crypto/rand"
+	"io"
 	"maps"
 	"net/http"
 	"sync"
 	"testing"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 	"github.com/cacheyd/cacheyd/internal/s3test"
+	"github.com/cacheyd/cacheyd/oci"
 )
 
 // TestABucketOutlivesItsReplicas: three replicas over one bucket pull a
@@ -169,5 +175,106 @@ func TestPrivateContentIsNeverUploaded(t *testing.T) {
 		if n := sent.count(http.MethodPut, dg); n != 1 {
 			t.Errorf("public %s: %d uploads, want 1", dg.Short(), n)
 		}
+	}
+}
+
+// TestACorruptObjectInTheBucket: a layer's object in the bucket replaced
+// by wrong bytes of the same size is never served whole by a cold
+// cacheyd: the fill that read it fails its verification (the clients
+// reading it then get a broken body), the bucket is not read for that
+// digest again, the registry sends the layer, and the good copy's upload
+// overwrites the object.
+func TestACorruptObjectInTheBucket(t *testing.T) {
+	const clients = 4
+	srv := s3test.Start(t)
+	up := registrytest.New(t, registrytest.Options{})
+	imgs := seedApps(t, up, 1, 2)
+	sc := storeConfig(srv)
+	fill := startCacheyd(t, bucketCacheyd(t, up, sc))
+	if n := pullAll(t, fill.base, up.Host(), 1, 1); n != 0 {
+		t.Fatal("the pull that fills the bucket failed")
+	}
+	if err := fill.stop(); err != nil {
+		t.Fatal(err)
+	}
+	layers, err := imgs[0].Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := oci.Digest(h.String())
+	good := readObject(t, srv, bad)
+	if oci.FromBytes(good) != bad {
+		t.Fatalf("the bucket's %s holds the wrong bytes before the test put them there", bad.Short())
+	}
+	wrong := make([]byte, len(good))
+	rand.Read(wrong)
+	if _, err := srv.Client.PutObject(t.Context(), s3test.Bucket, objectKey(bad), bytes.NewReader(wrong), int64(len(wrong)),
+		minio.PutObjectOptions{ContentType: "application/octet-stream"}); err != nil {
+		t.Fatal(err)
+	}
+
+	up.Reset()
+	sent := newSentToStore()
+	cfg := bucketCacheyd(t, up, sc)
+	cfg.Store.Transport = sent
+	cold := startCacheyd(t, cfg)
+	// The first pulls and readers of the layer race the fill that reads the
+	// wrong object: those that read it fail (the puller verifies, and a
+	// reader of the whole layer gets a broken body), none gets it whole
+	// and wrong.
+	var wg sync.WaitGroup
+	wg.Go(func() { pullAll(t, cold.base, up.Host(), 1, clients) })
+	for range clients {
+		wg.Go(func() {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, cold.base+"/v2/library/app0/blobs/"+string(bad)+"?ns="+up.Host(), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK && !bytes.Equal(got, good) {
+				t.Errorf("a reader of %s got %d bytes, whole and wrong", bad.Short(), len(got))
+			}
+		})
+	}
+	wg.Wait()
+	if n := pullAll(t, cold.base, up.Host(), 1, clients); n != 0 {
+		t.Fatalf("%d pulls failed on the next attempt", n)
+	}
+	if err := cold.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The registry sends the layer twice: its last byte, which the fill
+	// that read the bucket asked of it once that body failed its
+	// verification (the route moves past a source whose bytes were wrong;
+	// the digest, over the wrong prefix, fails again), and the whole of
+	// it to the next fill, which passes the bucket over for that digest.
+	if n := up.Count(http.MethodGet, registrytest.KindBlob, string(bad)); n != 2 {
+		t.Errorf("the registry got %d GETs of the corrupt layer, want 2", n)
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindBlob, ""); n != 2 {
+		t.Errorf("the registry got %d blob GETs, want 2 (the corrupt layer's only)", n)
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != 0 {
+		t.Errorf("the registry got %d manifest GETs, want 0", n)
+	}
+	if n := sent.count(http.MethodGet, bad); n != 1 {
+		t.Errorf("the bucket was read for the corrupt layer %d times, want once", n)
+	}
+	if n, all := sent.count(http.MethodPut, bad), sent.total(http.MethodPut); n != 1 || all != 1 {
+		t.Errorf("%d uploads of the corrupt layer, %d in all; want the one that overwrites it", n, all)
+	}
+	if got := readObject(t, srv, bad); oci.FromBytes(got) != bad {
+		t.Errorf("the bucket's %s still holds wrong bytes after the stop", bad.Short())
 	}
 }
