@@ -30,11 +30,12 @@ const storeSecret = "the-bucket-replicas-secret-0123456789abcdef"
 // storePrefix is the prefix the tests' cacheyds key the bucket under.
 const storePrefix = "cacheyd/"
 
-// storeConfig names srv's bucket with its keys, as an operator names
-// versitygw or MinIO (an endpoint, path-style).
-func storeConfig(srv *s3test.Server) s3.Config {
+// storeConfig names the test bucket at endpoint with the test server's
+// keys, as an operator names versitygw or MinIO (an endpoint,
+// path-style).
+func storeConfig(endpoint string) s3.Config {
 	sc := Defaults().Store
-	sc.Bucket, sc.Endpoint, sc.Region, sc.PathStyle = s3test.Bucket, srv.Endpoint, s3test.Region, true
+	sc.Bucket, sc.Endpoint, sc.Region, sc.PathStyle = s3test.Bucket, endpoint, s3test.Region, true
 	sc.AccessKey, sc.SecretKey = s3test.AccessKey, s3test.SecretKey
 	return sc
 }

@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 	"github.com/cacheyd/cacheyd/internal/s3test"
 	"github.com/cacheyd/cacheyd/oci"
+	"github.com/cacheyd/cacheyd/tier/s3"
 )
 
 // TestABucketOutlivesItsReplicas: three replicas over one bucket pull a
@@ -29,7 +31,7 @@ func TestABucketOutlivesItsReplicas(t *testing.T) {
 	srv := s3test.Start(t)
 	up := registrytest.New(t, registrytest.Options{Redirect: true})
 	want := contentOf(t, seedApps(t, up, images, layers)...)
-	sc := storeConfig(srv)
+	sc := storeConfig(srv.Endpoint)
 
 	first := startCluster(t, up, sc, replicas)
 	if n := burst(t, first, up.Host(), images, clients); n != 0 {
@@ -79,7 +81,7 @@ func TestOneBucketReadPerBlob(t *testing.T) {
 	srv := s3test.Start(t)
 	up := registrytest.New(t, registrytest.Options{})
 	want := contentOf(t, seedApps(t, up, 1, layers)...)
-	sc := storeConfig(srv)
+	sc := storeConfig(srv.Endpoint)
 
 	fill := startCacheyd(t, bucketCacheyd(t, up, sc))
 	if n := pullAll(t, fill.base, up.Host(), 1, 1); n != 0 {
@@ -143,7 +145,7 @@ func TestPrivateContentIsNeverUploaded(t *testing.T) {
 	secret := contentOf(t, secretImg)
 	public := contentOf(t, seedApps(t, up, 1, 2)...)
 	sent := newSentToStore()
-	cfg := bucketCacheyd(t, up, storeConfig(srv))
+	cfg := bucketCacheyd(t, up, storeConfig(srv.Endpoint))
 	cfg.Store.Transport = sent
 	c := startCacheyd(t, cfg)
 
@@ -189,7 +191,7 @@ func TestACorruptObjectInTheBucket(t *testing.T) {
 	srv := s3test.Start(t)
 	up := registrytest.New(t, registrytest.Options{})
 	imgs := seedApps(t, up, 1, 2)
-	sc := storeConfig(srv)
+	sc := storeConfig(srv.Endpoint)
 	fill := startCacheyd(t, bucketCacheyd(t, up, sc))
 	if n := pullAll(t, fill.base, up.Host(), 1, 1); n != 0 {
 		t.Fatal("the pull that fills the bucket failed")
@@ -276,5 +278,59 @@ func TestACorruptObjectInTheBucket(t *testing.T) {
 	}
 	if got := readObject(t, srv, bad); oci.FromBytes(got) != bad {
 		t.Errorf("the bucket's %s still holds wrong bytes after the stop", bad.Short())
+	}
+}
+
+// TestABucketThatFailsCostsNothing: with the store down (nothing listens
+// on its port), refusing cacheyd's keys (a wrong secret) or never
+// answering (a listener that accepts and says nothing, with the store's
+// timeout short), every pull completes with the registry's bytes; each
+// object asked of the store is one read error of the failure's kind and
+// one failure of the store as a source, and of no other kind.
+func TestABucketThatFailsCostsNothing(t *testing.T) {
+	const images, layers, clients = 2, 2, 4
+	kinds := []string{"unreachable", "denied", "timeout"}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			up := registrytest.New(t, registrytest.Options{})
+			want := contentOf(t, seedApps(t, up, images, layers)...)
+			var sc s3.Config
+			switch kind {
+			case "unreachable":
+				sc = storeConfig("http://" + deadStore(t))
+			case "denied":
+				sc = storeConfig(s3test.Start(t).Endpoint)
+				sc.SecretKey = "not-" + s3test.SecretKey
+			case "timeout":
+				sc = storeConfig("http://" + registrytest.NewSilentListener(t).Addr())
+			}
+			sc.Timeout = 300 * time.Millisecond
+			c := startCacheyd(t, bucketCacheyd(t, up, sc))
+
+			if n := pullAll(t, c.base, up.Host(), images, clients); n != 0 {
+				t.Fatalf("%d pulls failed", n)
+			}
+			if n := up.Count(http.MethodGet, registrytest.KindBlob, ""); n != images*(layers+1) {
+				t.Errorf("the registry got %d blob GETs, want %d (each blob once)", n, images*(layers+1))
+			}
+			if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != images {
+				t.Errorf("the registry got %d manifest GETs, want %d", n, images)
+			}
+			for _, k := range append(kinds, "other") {
+				errs := 0
+				if k == kind {
+					errs = len(want)
+				}
+				if n := scrapeWith(t, c.base, "cacheyd_s3_read_errors_total", map[string]string{"kind": k}); n != errs {
+					t.Errorf("cacheyd_s3_read_errors_total{kind=%q} = %d, want %d (one per object asked of the store)", k, n, errs)
+				}
+			}
+			if n := scrapeWith(t, c.base, "cacheyd_source_failures_total", map[string]string{"source": "store"}); n != len(want) {
+				t.Errorf("cacheyd_source_failures_total{source=\"store\"} = %d, want %d (one per object asked)", n, len(want))
+			}
+			if err := c.stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
