@@ -40,6 +40,12 @@ func TestABucketOutlivesItsReplicas(t *testing.T) {
 	if n := up.Count(http.MethodGet, registrytest.KindBlob, ""); n != images*(layers+1) {
 		t.Errorf("the first burst: the registry got %d blob GETs, want %d (each blob once)", n, images*(layers+1))
 	}
+	if n := up.Count(http.MethodGet, registrytest.KindCDN, ""); n != images*(layers+1) {
+		t.Errorf("the first burst: the CDN got %d fetches, want %d (each blob once)", n, images*(layers+1))
+	}
+	if n := up.Count(http.MethodGet, registrytest.KindManifest, ""); n != images {
+		t.Errorf("the first burst: the registry got %d manifest GETs, want %d (each image once)", n, images)
+	}
 	stopAll(t, first)
 	if held := bucketHolds(t, srv); !maps.Equal(held, want) {
 		t.Fatalf("the bucket holds %d objects, want exactly the %d distinct digests of the images:\n%v\nwant\n%v", len(held), len(want), held, want)
