@@ -102,7 +102,8 @@ type PendingFile interface {
 type Keeper interface {
 	// Keep is told that the disk tier now holds e's content, verified and
 	// with no private source, once per commit (of content already held
-	// too). It runs on the committing goroutine, a fill's before its
+	// too), unless the route that brought it reports it kept elsewhere
+	// (KeptElsewhere: another replica's, the object store's). It runs on the committing goroutine, a fill's before its
 	// readers get their last byte: it must neither block nor fail. A keeper
 	// that copies the content queues e and reads the bytes from the disk
 	// tier, which the composition root gives it, on a goroutine of its own.

@@ -32,6 +32,8 @@ func TestABucketOutlivesItsReplicas(t *testing.T) {
 	up := registrytest.New(t, registrytest.Options{Redirect: true})
 	want := contentOf(t, seedApps(t, up, images, layers)...)
 	sc := storeConfig(srv.Endpoint)
+	sent := newSentToStore()
+	sc.Transport = sent
 
 	first := startCluster(t, up, sc, replicas)
 	if n := burst(t, first, up.Host(), images, clients); n != 0 {
@@ -49,6 +51,14 @@ func TestABucketOutlivesItsReplicas(t *testing.T) {
 	stopAll(t, first)
 	if held := bucketHolds(t, srv); !maps.Equal(held, want) {
 		t.Fatalf("the bucket holds %d objects, want exactly the %d distinct digests of the images:\n%v\nwant\n%v", len(held), len(want), held, want)
+	}
+	// Each object uploaded once, by the replica that fetched it: the
+	// others got it from that owner, which keeps it.
+	if n := sent.total(http.MethodPut); n != len(want) {
+		t.Errorf("the first burst sent %d PUTs to the store, want %d (one per object)", n, len(want))
+	}
+	if n := sent.total(http.MethodHead); n != len(want) {
+		t.Errorf("the first burst sent %d HEADs to the store, want %d (one before each upload)", n, len(want))
 	}
 
 	for _, round := range []string{"the replicas restarted", "a second cluster"} {
