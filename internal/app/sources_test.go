@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/cacheyd/cacheyd/cache"
 	"github.com/cacheyd/cacheyd/cluster"
@@ -144,21 +142,5 @@ func TestAFillThroughAClusterRanksOnce(t *testing.T) {
 // scrape sums the series of name that base serves on /metrics.
 func scrape(t *testing.T, base, name string) int {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	if mf := mfs[name]; mf != nil {
-		for _, m := range mf.GetMetric() {
-			total += m.GetCounter().GetValue()
-		}
-	}
-	return int(total)
+	return scrapeWith(t, base, name, nil)
 }
