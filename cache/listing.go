@@ -146,7 +146,13 @@ func (c *Cache) keepListing(key listKey, l *Listing, _ *oci.Response) {
 	c.listings.put(key, listEntry{listing: *l, checked: time.Now()})
 }
 
+// countListing counts a listing's lookup. A 404 stays an error here, as
+// docs/metrics.md has it: a registry without the referrers API is worth
+// seeing, where a tag that is not there is routine (tags.go).
 func (c *Cache) countListing(key listKey, r rung) {
+	if r == rungNotFound {
+		r = rungError
+	}
 	c.m.Listings.WithLabelValues(key.kind.String(), string(r)).Inc()
 }
 

@@ -49,7 +49,7 @@ type Metrics struct {
 	// own credentials and not cached.
 	PassThrough *prometheus.CounterVec // kind
 	// TagLookups counts tag resolutions by outcome (fresh, revalidated,
-	// stale, error).
+	// stale, passthrough, notfound: the registry's 404, error).
 	TagLookups *prometheus.CounterVec // outcome
 	// Listings counts tag list and referrers requests by kind (tags,
 	// referrers) and outcome (fresh, revalidated, stale, passthrough,
@@ -212,7 +212,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cacheyd_passthrough_total", Help: "Requests streamed with the client's own credentials and not cached, by kind.",
 		}, []string{"kind"}),
 		TagLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cacheyd_tag_lookups_total", Help: "Tag resolutions by outcome (fresh, revalidated, stale, error).",
+			Name: "cacheyd_tag_lookups_total", Help: "Tag resolutions by outcome (fresh, revalidated, stale, passthrough, notfound, error).",
 		}, []string{"outcome"}),
 		Listings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_listings_total", Help: "Tag list and referrers requests by kind (tags, referrers) and outcome (fresh, revalidated, stale, passthrough, error).",
