@@ -122,6 +122,7 @@ type Cache struct {
 	keepers  []Keeper // told of public commits (tellKeepers)
 	tags     *tagTable
 	listings *listingTable
+	absent   *absentTable  // listings upstream answered 404 (absent.go)
 	failures *failureTable // fills upstream failed a moment ago
 	private  *privacy      // checks of client credentials for private content
 	slots    *fillSlots    // bounds the fills fetching at once
@@ -196,7 +197,7 @@ func New(cfg Config, origin Origin, tiers Tiers) (*Cache, error) {
 	})
 	c := &Cache{
 		cfg: cfg, origin: origin, mem: tiers.Memory, disk: tiers.Disk, keepers: tiers.Keepers,
-		tags: newTagTable(), listings: newListingTable(),
+		tags: newTagTable(), listings: newListingTable(), absent: newAbsentTable(),
 		failures: newFailureTable(),
 		private:  newPrivacy(), slots: slots, reads: newReadMemory(cfg.ReadMemory, cfg.Metrics),
 		log: cfg.Logger, m: cfg.Metrics, ctx: ctx, cancel: cancel, fills: map[fillKey]*fill{},

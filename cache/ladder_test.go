@@ -144,7 +144,10 @@ func TestLadder(t *testing.T) {
 		wantTag, wantListing rung
 		// tagUncounted: a tag's failure with the client's credentials is
 		// not counted, a listing's is.
-		tagUncounted        bool
+		tagUncounted bool
+		// tagCounted is the outcome a tag's failure is counted as, when
+		// not its rung's: a 404 is notfound.
+		tagCounted          rung
 		asCacheyd, asClient int
 		kept                bool
 	}{
@@ -169,7 +172,7 @@ func TestLadder(t *testing.T) {
 		{name: "error, past TagStaleMax", age: ttl + staleMax + time.Second, fail: down,
 			wantTag: rungError, wantListing: rungError, asCacheyd: 2, kept: true},
 		{name: "error, a 404 is upstream's answer", age: ttl + time.Second, fail: gone,
-			wantTag: rungError, wantListing: rungError, asCacheyd: 2, kept: true},
+			wantTag: rungError, wantListing: rungError, tagCounted: rungNotFound, asCacheyd: 2, kept: true},
 		{name: "error, refused as the client too", age: -1, private: "Bearer alice", auth: "Bearer mallory",
 			wantTag: rungError, wantListing: rungError, tagUncounted: true, asCacheyd: 1, asClient: n},
 		{name: "error, refused without credentials", age: -1, private: "Bearer alice",
@@ -177,10 +180,14 @@ func TestLadder(t *testing.T) {
 	} {
 		for _, name := range []string{"tag", "listing"} {
 			want, wantCounted := tt.wantListing, n
+			counted := want
 			if name == "tag" {
-				want = tt.wantTag
+				want, counted = tt.wantTag, tt.wantTag
 				if tt.tagUncounted {
 					wantCounted = 0
+				}
+				if tt.tagCounted != "" {
+					counted = tt.tagCounted
 				}
 			}
 			t.Run(name+"/"+tt.name, func(t *testing.T) {
@@ -200,7 +207,7 @@ func TestLadder(t *testing.T) {
 						time.Sleep(tt.age) // virtual time
 					}
 					o.set(func(o *ladderOrigin) { o.hold, o.fail = make(chan struct{}), tt.fail })
-					before := kind.counted(c, want)
+					before := kind.counted(c, counted)
 
 					type result struct {
 						answer string
@@ -229,8 +236,8 @@ func TestLadder(t *testing.T) {
 							t.Errorf("request %d: %q, %v; want %q", j, res.answer, res.err, kind.answer)
 						}
 					}
-					if got := kind.counted(c, want) - before; got != wantCounted {
-						t.Errorf("%q counted %d times, want %d", want, got, wantCounted)
+					if got := kind.counted(c, counted) - before; got != wantCounted {
+						t.Errorf("%q counted %d times, want %d", counted, got, wantCounted)
 					}
 					if a, b := o.asked(); a != tt.asCacheyd || b != tt.asClient {
 						t.Errorf("origin asked %d times as cacheyd and %d as the client, want %d and %d", a, b, tt.asCacheyd, tt.asClient)

@@ -21,8 +21,10 @@ import (
 //     TagStaleMax past its TTL (the ladder, lookup.go).
 //   - Refused as cacheyd (401, 403): asked again with the request's own
 //     credentials, and that answer goes to that request only, never kept.
-//   - Any other answer of the origin (a 404 from a registry without the
-//     referrers API, a 400 for a bad page) is returned as it is, not kept.
+//   - A 404 (from a registry without the referrers API, say) asked as
+//     cacheyd is returned as it is and kept for TagTTL for the requests
+//     without credentials (absent.go). Any other answer of the origin (a
+//     400 for a bad page) is returned as it is, not kept.
 //
 // A HEAD is answered as a GET is, without the body: a listing is always
 // fetched whole, with a GET, which registries do not count as a pull.
@@ -105,9 +107,18 @@ func (c *Cache) List(ctx context.Context, req *oci.Request) (*Listing, error) {
 	if !req.Kind.IsListing() {
 		return nil, fmt.Errorf("cache: cannot list %s", req.Kind)
 	}
+	key := listKeyOf(req)
+	if err, ok := c.knownAbsent(key, req); ok {
+		// Answered from the table, as a fresh listing is.
+		c.countListing(key, rungFresh)
+		return nil, err
+	}
 	l := c.listingLadder()
-	listing, r, _, err := climb(ctx, c, &l, req, listKeyOf(req))
+	listing, r, _, err := climb(ctx, c, &l, req, key)
 	if err != nil {
+		if ctx.Err() == nil {
+			c.keepAbsent(key, req, err)
+		}
 		return nil, err
 	}
 	return listing.as(r.source(SourceListings)), nil
@@ -144,9 +155,16 @@ func (c *Cache) keepListing(key listKey, l *Listing, _ *oci.Response) {
 	l.Release()
 	l.claim = nil
 	c.listings.put(key, listEntry{listing: *l, checked: time.Now()})
+	c.forgetAbsent(key)
 }
 
+// countListing counts a listing's lookup. A 404 stays an error here, as
+// docs/metrics.md has it: a registry without the referrers API is worth
+// seeing, where a tag that is not there is routine (tags.go).
 func (c *Cache) countListing(key listKey, r rung) {
+	if r == rungNotFound {
+		r = rungError
+	}
 	c.m.Listings.WithLabelValues(key.kind.String(), string(r)).Inc()
 }
 

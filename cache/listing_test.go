@@ -220,7 +220,7 @@ func TestPrivateListing(t *testing.T) {
 
 // TestListingRetriedWhenNothingKept: without a last answer, a 503 is
 // retried as a fill's would be; a 404 (no referrers API) is passed on at
-// once and not kept.
+// once, not retried, and kept for the TTL (absent.go).
 func TestListingRetriedWhenNothingKept(t *testing.T) {
 	o := origintest.New()
 	o.AddListing(oci.KindTags, "", oci.ListQuery{}, origintest.Listing{Body: []byte(`{"tags":[]}`)})
@@ -237,10 +237,55 @@ func TestListingRetriedWhenNothingKept(t *testing.T) {
 		if _, err := c.List(t.Context(), referrersReq(dg, oci.ListQuery{})); !isStatus(err, http.StatusNotFound) {
 			t.Fatalf("referrers of a registry without the API: %v, want its 404", err)
 		}
-		if n := o.Count(http.MethodGet, oci.KindReferrers, origintest.ListRef(string(dg), oci.ListQuery{})); n != i+1 {
-			t.Errorf("referrers asked %d times after %d requests, want %d: a 404 is not kept", n, i+1, i+1)
+		if n := o.Count(http.MethodGet, oci.KindReferrers, origintest.ListRef(string(dg), oci.ListQuery{})); n != 1 {
+			t.Errorf("referrers asked %d times after %d requests within the TTL, want 1: the 404 is kept", n, i+1)
 		}
 	}
+}
+
+// TestListingNotFoundKept: a registry's 404 to a listing (oras discover
+// against a registry without the referrers API) is kept for the TTL as a
+// listing is: two asks within it cost one upstream request; a request with
+// credentials asks for itself; past the TTL it is asked again, and a
+// listing that has appeared since is served.
+func TestListingNotFoundKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := origintest.New()
+		c := newTestCache(t, o, func(cfg *Config) { cfg.TagTTL = time.Minute })
+		dg := oci.FromBytes([]byte("subject"))
+		asked := func() int {
+			return o.Count(http.MethodGet, oci.KindReferrers, origintest.ListRef(string(dg), oci.ListQuery{}))
+		}
+		ask := func(auth string, wantStatus, wantAsked int) {
+			t.Helper()
+			req := referrersReq(dg, oci.ListQuery{})
+			req.Authorization = auth
+			l, err := c.List(t.Context(), req)
+			if wantStatus == http.StatusOK {
+				if err != nil {
+					t.Fatalf("List: %v, want the listing", err)
+				}
+				l.Release()
+			} else if !isStatus(err, wantStatus) {
+				t.Fatalf("List: %v, want %d", err, wantStatus)
+			}
+			if n := asked(); n != wantAsked {
+				t.Fatalf("origin asked %d times, want %d", n, wantAsked)
+			}
+		}
+		ask("", http.StatusNotFound, 1)
+		time.Sleep(30 * time.Second) // virtual time: within the TTL
+		ask("", http.StatusNotFound, 1)
+		ask("Bearer alice", http.StatusNotFound, 2)
+		if fresh, errs := listingCount(c, "referrers", "fresh"), listingCount(c, "referrers", "error"); fresh != 1 || errs != 2 {
+			t.Errorf("listings{referrers}: fresh %d, error %d; want 1 and 2", fresh, errs)
+		}
+		o.AddListing(oci.KindReferrers, string(dg), oci.ListQuery{}, origintest.Listing{Body: []byte(`{"manifests":[]}`)})
+		ask("", http.StatusNotFound, 2)
+		time.Sleep(31 * time.Second) // past the TTL
+		ask("", http.StatusOK, 3)
+		ask("", http.StatusOK, 3)
+	})
 }
 
 // TestListingTooLarge: an origin's listing over oci.MaxListingSize is

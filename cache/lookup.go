@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -22,7 +23,8 @@ import (
 //  4. stale: while upstream cannot answer, the answer kept, up to
 //     TagStaleMax past the TTL, unless it is not this cacheyd's to serve
 //     stale (a peer's tag);
-//  5. error: upstream's own answer (a 404, a refusal), or its failure.
+//  5. error: upstream's own answer (a refusal), or its failure; a 404 is
+//     counted apart as notfound, a routine answer rather than a fault.
 
 // A rung is the step of the ladder that answered a lookup. Its name is the
 // outcome the lookup's metric counts.
@@ -34,7 +36,19 @@ const (
 	rungAsClient rung = "passthrough"
 	rungStale    rung = "stale"
 	rungError    rung = "error"
+	// rungNotFound is the error rung when upstream answered 404: the tag
+	// or listing does not exist there, which is no fault of anyone's.
+	rungNotFound rung = "notfound"
 )
+
+// failed is the rung a lookup that ended in err is counted on: notfound
+// for upstream's 404, error for anything else.
+func failed(err error) rung {
+	if e, ok := oci.AsError(err); ok && e.Status == http.StatusNotFound {
+		return rungNotFound
+	}
+	return rungError
+}
 
 // source is where an answer from r came from; kept is the source of an
 // answer of the kind's table (SourceTags, SourceListings).
@@ -154,7 +168,7 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 		}
 		if err != nil {
 			if l.countClientErrors {
-				l.count(c, key, rungError)
+				l.count(c, key, failed(err))
 			}
 			return none, rungError, way, err
 		}
@@ -167,7 +181,7 @@ func climb[K lookupKey, E keptAnswer[A], A any](ctx context.Context, c *Cache, l
 			"age", time.Since(last.confirmed()).Round(time.Second), "err", err)...)
 		return last.answer(), rungStale, way, nil
 	}
-	l.count(c, key, rungError)
+	l.count(c, key, failed(err))
 	return none, rungError, way, err
 }
 

@@ -49,7 +49,7 @@ type Metrics struct {
 	// own credentials and not cached.
 	PassThrough *prometheus.CounterVec // kind
 	// TagLookups counts tag resolutions by outcome (fresh, revalidated,
-	// stale, error).
+	// stale, passthrough, notfound: the registry's 404, error).
 	TagLookups *prometheus.CounterVec // outcome
 	// Listings counts tag list and referrers requests by kind (tags,
 	// referrers) and outcome (fresh, revalidated, stale, passthrough,
@@ -154,6 +154,11 @@ type Metrics struct {
 	// back through a chain of parents).
 	ClusterRefused *prometheus.CounterVec // reason
 
+	// RequestsRefused counts connections answered without a request being
+	// read, apart from cacheyd_requests_total: tls (a TLS handshake on
+	// the plain-HTTP port, from a client trying HTTPS first).
+	RequestsRefused *prometheus.CounterVec // reason
+
 	// S3 is the object-storage tier's (s3.go).
 	S3 S3
 }
@@ -207,7 +212,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cacheyd_passthrough_total", Help: "Requests streamed with the client's own credentials and not cached, by kind.",
 		}, []string{"kind"}),
 		TagLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cacheyd_tag_lookups_total", Help: "Tag resolutions by outcome (fresh, revalidated, stale, error).",
+			Name: "cacheyd_tag_lookups_total", Help: "Tag resolutions by outcome (fresh, revalidated, stale, passthrough, notfound, error).",
 		}, []string{"outcome"}),
 		Listings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_listings_total", Help: "Tag list and referrers requests by kind (tags, referrers) and outcome (fresh, revalidated, stale, passthrough, error).",
@@ -282,6 +287,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		ClusterRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_cluster_refused_total", Help: "Requests refused as another cacheyd's, by reason (unauthenticated, loop).",
 		}, []string{"reason"}),
+		RequestsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cacheyd_requests_refused_total", Help: "Connections answered 400 without a request read, by reason (tls: a TLS handshake on the plain-HTTP port).",
+		}, []string{"reason"}),
 		S3: newS3(),
 	}
 	if reg != nil {
@@ -291,7 +299,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures, m.AlternateTags,
 			m.ReadMemoryBytes, m.ReadMemoryRefused,
-			m.ClusterRefused)
+			m.ClusterRefused, m.RequestsRefused)
 		reg.MustRegister(m.S3.collectors()...)
 	}
 	return m

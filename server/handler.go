@@ -113,6 +113,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // large, body too large, too slow, malformed), with an access line like
 // any other.
 func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
+	if isTLSHello(err) {
+		s.refuseTLSHello(ctx)
+		return
+	}
 	x := &exchange{s: s, start: time.Now(), method: string(ctx.Method()), remote: ctx.RemoteAddr(), kind: "other"}
 	defer x.handled(ctx)
 	x.fail(ctx, readError(err))

@@ -162,9 +162,10 @@ func (s *Server) gatherFigures() (statusFigures, error) {
 		return out
 	}
 	f.Hits, f.Joins, f.Misses = sum("cacheyd_cache_hits_total"), sum("cacheyd_fill_joins_total"), sum("cacheyd_cache_misses_total")
+	f.ClusterAsked = by("cacheyd_cluster_requests_total", "outcome")
 	if all := f.Hits + f.Joins + f.Misses; all > 0 {
 		f.HitRatio = 100 * f.Hits / all
-		f.PullsSaved = 100 * (f.Hits + f.Joins) / all
+		f.PullsSaved = 100 * (f.Hits + f.Joins + min(peerAnswered(f.ClusterAsked), f.Misses)) / all
 	}
 	f.ServedBySource, f.Served = by("cacheyd_served_bytes_total", "source"), sum("cacheyd_served_bytes_total")
 	f.FetchedByReg, f.Fetched = by("cacheyd_upstream_bytes_total", "registry"), sum("cacheyd_upstream_bytes_total")
@@ -196,11 +197,25 @@ func (s *Server) gatherFigures() (statusFigures, error) {
 	f.BucketReads, f.BucketUploads = by("cacheyd_s3_reads_total", "result"), by("cacheyd_s3_uploads_total", "result")
 	f.BucketRead, f.BucketWritten = sum("cacheyd_s3_read_bytes_total"), sum("cacheyd_s3_written_bytes_total")
 	f.Members = by("cacheyd_cluster_member_skipped", "member")
-	f.ClusterAsked = by("cacheyd_cluster_requests_total", "outcome")
 	f.ClusterDirect = by("cacheyd_cluster_direct_total", "reason")
 	f.ServedToPeers = sum("cacheyd_cluster_served_total")
 	f.FromPeersBytes = sum("cacheyd_cluster_bytes_total")
 	return f, nil
+}
+
+// peerAnswered is how many requests a peer or the parent answered with
+// content (its hit, a fill it let this replica join, or one it fetched):
+// each a miss here that cost this replica no upstream fetch. Tags asked of
+// the owner are among them, so the page bounds them by the misses.
+func peerAnswered(asked []labelled) float64 {
+	n := 0.0
+	for _, l := range asked {
+		switch l.Label {
+		case "hit", "joined", "fetched":
+			n += l.Value
+		}
+	}
+	return n
 }
 
 func value(m *dto.Metric) float64 {
@@ -264,7 +279,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 <h2>Requests for content</h2>
 <table>
 <tr><th>hit ratio</th><td class="n">{{pct .HitRatio}}</td><td>answered from memory or disk</td></tr>
-<tr><th>upstream fetches avoided</th><td class="n">{{pct .PullsSaved}}</td><td>hits and joined fills</td></tr>
+<tr><th>upstream fetches avoided</th><td class="n">{{pct .PullsSaved}}</td><td>hits, joined fills and misses a peer or the parent answered</td></tr>
 <tr><th>hits</th><td class="n">{{n .Hits}}</td><td></td></tr>
 <tr><th>joined a fill</th><td class="n">{{n .Joins}}</td><td>streamed a download another request started</td></tr>
 <tr><th>misses</th><td class="n">{{n .Misses}}</td><td>started a fill</td></tr>

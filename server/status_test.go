@@ -161,3 +161,79 @@ func TestStatusBucket(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusPeersAndNotFound: a replica whose misses its peers answered
+// avoided those upstream fetches, and a tag upstream does not have is its
+// own outcome, not an error.
+func TestStatusPeersAndNotFound(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(m *metrics.Metrics)
+		want  []string
+		not   []string
+	}{
+		{
+			name: "everything from peers",
+			setup: func(m *metrics.Metrics) {
+				m.Hits.WithLabelValues("memory").Add(1)
+				m.Misses.WithLabelValues("blob").Add(4)
+				m.ClusterRequests.WithLabelValues("peer", "hit").Add(2)
+				m.ClusterRequests.WithLabelValues("peer", "fetched").Add(1)
+				m.ClusterRequests.WithLabelValues("parent", "joined").Add(1)
+				m.ClusterRequests.WithLabelValues("peer", "fallback").Add(3)
+			},
+			// 1 hit and 4 misses peers answered, of 5 (it was 20%: the hit).
+			want: []string{`<th>upstream fetches avoided</th><td class="n">100.0%</td>`},
+		},
+		{
+			name: "peers answered more than the misses (tags)",
+			setup: func(m *metrics.Metrics) {
+				m.Hits.WithLabelValues("disk").Add(1)
+				m.Misses.WithLabelValues("blob").Add(3)
+				m.ClusterRequests.WithLabelValues("peer", "hit").Add(1)
+				m.ClusterRequests.WithLabelValues("peer", "fetched").Add(9)
+			},
+			want: []string{`<th>upstream fetches avoided</th><td class="n">100.0%</td>`}, // bounded by the misses
+		},
+		{
+			name: "some from upstream",
+			setup: func(m *metrics.Metrics) {
+				m.Misses.WithLabelValues("blob").Add(4)
+				m.ClusterRequests.WithLabelValues("peer", "hit").Add(1)
+			},
+			want: []string{`<th>upstream fetches avoided</th><td class="n">25.0%</td>`},
+		},
+		{
+			name: "a tag upstream does not have",
+			setup: func(m *metrics.Metrics) {
+				m.TagLookups.WithLabelValues("fresh").Add(5)
+				m.TagLookups.WithLabelValues("notfound").Add(2)
+			},
+			want: []string{"fresh 5", "notfound 2"},
+			not:  []string{"error"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m := metrics.New(reg)
+			tt.setup(m)
+			ts := startServer(t, Config{Metrics: m, Gatherer: reg}, newTestCache(t, origintest.New(), nil))
+			resp, body, err := ts.do(t, http.MethodGet, "/", nil)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET /: %v %v", resp, err)
+			}
+			page := string(body)
+			for _, want := range tt.want {
+				if !strings.Contains(page, want) {
+					t.Errorf("status page lacks %q", want)
+				}
+			}
+			for _, not := range tt.not {
+				if strings.Contains(page, not) {
+					t.Errorf("status page shows %q", not)
+				}
+			}
+		})
+	}
+}

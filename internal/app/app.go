@@ -229,7 +229,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, listening func(net.A
 	log.Info("listening", "addr", ln.Addr().String(), "peer_addr", peerAddr, "peer_tls", cfg.Server.PeerTLS != nil,
 		"version", cfg.Server.Status.Version, "cache_dir", cfg.Cache.Dir,
 		"memory_bytes", cfg.Cache.MemoryBytes, "disk_bytes", cfg.Cache.DiskBytes, "default_registry", cfg.Server.DefaultRegistry,
-		"tls", cfg.Server.TLS != nil, "client_token", len(cfg.Server.ClientTokens) > 0, "registries", cfg.Server.Registries,
+		"tls", cfg.Server.TLS != nil, "client_token", len(cfg.Server.ClientTokens) > 0,
+		servedRegistries(cfg.Server.Registries), registryURLs(cfg.Upstream.RegistryURLs),
 		"peers", cfg.Cluster.Peers, "advertise", cfg.Cluster.Advertise, "parent", cfg.Cluster.Parent,
 		"cluster_secret", cfg.Cluster.Secret != "", "instance", instance)
 	if listening != nil {
