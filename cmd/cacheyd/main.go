@@ -24,6 +24,7 @@ type cli struct {
 	Serve   serveCmd   `cmd:"" default:"withargs" help:"Serve the cache (the default when no command is given)."`
 	Version versionCmd `cmd:"" help:"Print the version and exit."`
 	Warm    warmCmd    `cmd:"" help:"Pull images through a running cacheyd before a scale-up (cacheyd warm IMAGE... or --file list.txt)."`
+	Node    nodeCmd    `cmd:"" help:"Point this node's containerd at cacheyd (hosts.toml in its certs.d), --check that it did, or --remove it."`
 }
 
 func main() {
