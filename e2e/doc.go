@@ -21,6 +21,9 @@
 //   - skopeo (Debian's): copy --all of a multi-platform index and inspect
 //     through that mirror, and list-tags through cacheyd, following the
 //     registry's pages by the Links cacheyd rewrites.
+//   - crictl (CACHEYD_CRICTL), the kubelet's path: containerd 1.6's and
+//     2's CRI plugin pull through the hosts.toml cacheyd node writes, and
+//     straight from the registry once cacheyd node --remove took it away.
 //
 // One more real component is a registry: the CNCF distribution registry, a
 // process of its own (CACHEYD_REGISTRY_BIN), is the alternate that serves a

@@ -2,7 +2,9 @@ package containerdtest
 
 import (
 	"fmt"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +22,12 @@ type Config struct {
 	// Bin is the directory holding the containerd and ctr to run (see
 	// V2Bin); "" finds them on PATH (Debian's containerd 1.6).
 	Bin string
+	// CRI turns on the CRI plugin, the kubelet's way into containerd
+	// (crictl against Containerd.CRIEndpoint), with its tasks service and
+	// runtime loaded (a sandbox is never run: no CNI is configured), its
+	// images unpacked into the native snapshotter and its registry
+	// config_path set to HostsDir.
+	CRI bool
 
 	// The transfer service's settings, containerd 2 only (containerd 1.x
 	// pulls in ctr itself and has no such plugin). Zero values leave
@@ -89,6 +97,11 @@ func daemonConfig(major int, root, state, socket string, cfg Config) string {
 		"io.containerd.grpc.v1.snapshots",
 		"io.containerd.snapshotter.v1." + Snapshotter,
 	}
+	if cfg.CRI {
+		// The CRI plugin fails to load without the task service, which
+		// needs the runtimes and task monitors.
+		disabled = slices.DeleteFunc(disabled, func(p string) bool { return slices.Contains(criNeeds, p) })
+	}
 	version := 2
 	if major >= 2 {
 		version = 3
@@ -103,7 +116,13 @@ func daemonConfig(major int, root, state, socket string, cfg Config) string {
 			"io.containerd.grpc.v1.sandbox-controllers",
 			"io.containerd.nri.v1.nri",
 		)
+		if cfg.CRI {
+			disabled = slices.DeleteFunc(disabled, func(p string) bool { return slices.Contains(criNeeds, p) })
+		}
 		required = append(required, "io.containerd.grpc.v1.transfer", "io.containerd.transfer.v1.local")
+	}
+	if cfg.CRI {
+		required = append(required, "io.containerd.grpc.v1.cri")
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "version = %d\nroot = %s\nstate = %s\n", version, strconv.Quote(root), strconv.Quote(state))
@@ -129,6 +148,48 @@ func daemonConfig(major int, root, state, socket string, cfg Config) string {
 		fmt.Fprintf(&b, "\n[[plugins.\"io.containerd.transfer.v1.local\".unpack_config]]\n  platform = %s\n  snapshotter = %s\n",
 			strconv.Quote("linux/"+runtime.GOARCH), strconv.Quote(Snapshotter))
 	}
+	if cfg.CRI {
+		b.WriteString(criConfig(major, filepath.Dir(socket), cfg.HostsDir))
+	}
+	return b.String()
+}
+
+// criNeeds are the plugins the CRI plugin needs loaded, of those a plain
+// pull does without.
+var criNeeds = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.cri.v1.images",
+	"io.containerd.cri.v1.runtime",
+	"io.containerd.runtime.v1.linux",
+	"io.containerd.runtime.v2.task",
+	"io.containerd.monitor.v1.cgroups",
+	"io.containerd.monitor.task.v1.cgroups",
+	"io.containerd.monitor.container.v1.restart",
+	"io.containerd.service.v1.tasks-service",
+	"io.containerd.grpc.v1.tasks",
+	"io.containerd.podsandbox.controller.v1.podsandbox",
+	"io.containerd.grpc.v1.sandbox-controllers",
+}
+
+// criConfig is the CRI plugin's section: images into the native
+// snapshotter, hosts.toml from hostsDir, no AppArmor or SELinux, and CNI
+// directories below dir that stay empty (no pod is run).
+func criConfig(major int, dir, hostsDir string) string {
+	images, rt := `"io.containerd.grpc.v1.cri"`, `"io.containerd.grpc.v1.cri"`
+	cniBin := fmt.Sprintf("bin_dir = %s", strconv.Quote(filepath.Join(dir, "cni-bin")))
+	snapshotter := "\n[plugins." + images + ".containerd]\n  snapshotter = " + strconv.Quote(Snapshotter) + "\n"
+	if major >= 2 {
+		images, rt = `"io.containerd.cri.v1.images"`, `"io.containerd.cri.v1.runtime"`
+		cniBin = fmt.Sprintf("bin_dirs = [%s]", strconv.Quote(filepath.Join(dir, "cni-bin")))
+		snapshotter = "\n[plugins." + images + "]\n  snapshotter = " + strconv.Quote(Snapshotter) + "\n"
+	}
+	var b strings.Builder
+	b.WriteString(snapshotter)
+	if hostsDir != "" {
+		fmt.Fprintf(&b, "\n[plugins.%s.registry]\n  config_path = %s\n", images, strconv.Quote(hostsDir))
+	}
+	fmt.Fprintf(&b, "\n[plugins.%s]\n  disable_apparmor = true\n  enable_selinux = false\n", rt)
+	fmt.Fprintf(&b, "\n[plugins.%s.cni]\n  %s\n  conf_dir = %s\n", rt, cniBin, strconv.Quote(filepath.Join(dir, "cni-conf")))
 	return b.String()
 }
 

@@ -273,3 +273,7 @@ func cleanEnv() []string {
 	}
 	return env
 }
+
+// CRIEndpoint is the daemon's CRI endpoint as crictl and the kubelet name
+// it (Config.CRI turns the plugin on).
+func (c *Containerd) CRIEndpoint() string { return "unix://" + c.Address }

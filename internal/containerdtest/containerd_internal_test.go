@@ -1,6 +1,7 @@
 package containerdtest
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -66,5 +67,32 @@ func TestDaemonConfig(t *testing.T) {
 		if !strings.Contains(v2, want) {
 			t.Errorf("2.x config lacks %q:\n%s", want, v2)
 		}
+	}
+}
+
+func TestDaemonConfigWithCRI(t *testing.T) {
+	tests := []struct {
+		major int
+		want  []string
+	}{
+		{1, []string{`"io.containerd.grpc.v1.cri"]`, "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/h\"\n", "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"native\"\n", `bin_dir = "/cni-bin"`}},
+		{2, []string{"[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"/h\"\n", "[plugins.\"io.containerd.cri.v1.images\"]\n  snapshotter = \"native\"\n", `bin_dirs = ["/cni-bin"]`}},
+	}
+	for _, tt := range tests {
+		conf := daemonConfig(tt.major, "/r", "/s", "/c.sock", Config{HostsDir: "/h", CRI: true})
+		for _, want := range tt.want {
+			if !strings.Contains(conf, want) {
+				t.Errorf("%d.x config with CRI lacks %q:\n%s", tt.major, want, conf)
+			}
+		}
+		disabled, _, _ := strings.Cut(conf, "required_plugins")
+		for _, p := range criNeeds {
+			if strings.Contains(disabled, strconv.Quote(p)) {
+				t.Errorf("%d.x config with CRI disables %s:\n%s", tt.major, p, conf)
+			}
+		}
+	}
+	if plain := daemonConfig(2, "/r", "/s", "/c.sock", Config{}); !strings.Contains(plain, `"io.containerd.grpc.v1.cri"`) || strings.Contains(plain, "cri.v1.images\"]\n") {
+		t.Errorf("2.x config without CRI does not disable it:\n%s", plain)
 	}
 }

@@ -13,8 +13,10 @@
 // daemon pulls (ctr asks its transfer service), so the transfer plugin is
 // configured: unpacking into the native snapshotter, and Config's
 // config_path, max_concurrent_downloads and concurrent_layer_fetch_buffer.
-// The daemon and every ctr command run where names resolve only to
-// loopback (package loopback).
+// With Config.CRI the CRI plugin is on too, as on a Kubernetes node, its
+// registry config_path set to Config.HostsDir, so that crictl
+// (CRIEndpoint) pulls the way the kubelet does. The daemon and every ctr
+// command run where names resolve only to loopback (package loopback).
 //
 // Pulls go through a hosts directory written by WriteHostsDir (per
 // registry) or WriteDefaultHostsDir (_default only). containerd 1.6
