@@ -129,6 +129,7 @@ func TestIndexLoadChild(t *testing.T) {
 // waitIndexed returns once d has indexed every object on disk.
 func waitIndexed(t testing.TB, d *Disk) {
 	t.Helper()
+	<-d.Loaded()
 }
 
 // liveHeap is the heap in use after a collection.
