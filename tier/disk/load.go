@@ -93,7 +93,10 @@ func (d *Disk) walk(c *loadCounts, start time.Time) error {
 			if err := d.loadDir(pp, a.Name(), p.Name(), c); err != nil {
 				return err
 			}
-			d.m.DiskIndexObjects.Set(float64(c.objects))
+			d.mu.Lock()
+			indexed := d.idx.len() // what requests and commits indexed too
+			d.mu.Unlock()
+			d.m.DiskIndexObjects.Set(float64(indexed))
 			if now := timeNow(); now.Sub(last) >= progressEvery {
 				last = now
 				d.log.Info("disk: loading the index", "objects", c.objects, "bytes", c.bytes, "seconds", now.Sub(start).Seconds())
@@ -126,14 +129,29 @@ func (d *Disk) loadDir(dir, alg, prefix string, c *loadCounts) error {
 		dg, perr := oci.ParseDigest(alg + ":" + h)
 		switch {
 		case perr != nil || len(prefix) != 2 || !strings.HasPrefix(h, prefix):
-			_ = removeQuiet(filepath.Join(dir, name)) // a temporary file, or something nobody named
+			d.removeStray(filepath.Join(dir, name), "") // a temporary file, or something nobody named
 		case isMeta && !names[h]:
-			_ = removeQuiet(filepath.Join(dir, name)) // a record whose content is gone
+			d.removeStray(filepath.Join(dir, name), filepath.Join(dir, h)) // a record whose content is gone
 		case !isMeta:
 			d.loadOne(dg, c)
 		}
 	}
 	return nil
+}
+
+// removeStray removes p, which has no place in blobs/, unless it is the
+// record of content that is there by now. It holds commitMu, so that what
+// a commit is writing (a temporary record, a record before its content)
+// stays: the tier serves and commits while the load runs.
+func (d *Disk) removeStray(p, content string) {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	if content != "" {
+		if _, err := os.Lstat(content); err == nil {
+			return
+		}
+	}
+	_ = removeQuiet(p)
 }
 
 // loadOne indexes dg as the load found it, unless a request or a commit
