@@ -57,7 +57,12 @@ func (d *Disk) load() {
 	if c.changed > 0 {
 		d.log.Info("disk: objects whose file is not as committed, or whose record is older than this version, are verified again before or while they are first served", "objects", c.changed)
 	}
-	d.log.Info("disk: index loaded", "objects", objects, "bytes", used, "seconds", timeNow().Sub(start).Seconds())
+	select {
+	case <-d.stop:
+		d.log.Info("disk: the load of the index ended at the stop", "objects", objects, "bytes", used)
+	default:
+		d.log.Info("disk: index loaded", "objects", objects, "bytes", used, "seconds", timeNow().Sub(start).Seconds())
+	}
 }
 
 // walk indexes every directory of blobs/, removing what has no place in it.
