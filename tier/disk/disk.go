@@ -72,7 +72,7 @@ type Disk struct {
 	// writers of one digest's record cannot interleave and lose a source.
 	commitMu sync.Mutex
 
-	mu   sync.Mutex // guards idx, used, reserved, failedUntil and loading
+	mu   sync.Mutex // guards idx, used, reserved, failedUntil, loading and gone
 	idx  *index
 	used int64
 	// reserved is what pending files have claimed as their bytes arrived
@@ -85,6 +85,9 @@ type Disk struct {
 	// loading is true until the load has indexed everything on disk:
 	// until then a miss looks on disk (probe) and nothing is evicted.
 	loading bool
+	// gone holds what was removed from the index while the load runs,
+	// so that a loader that found it before cannot index it again.
+	gone map[oci.Digest]struct{}
 
 	clean  bool          // the last run stopped cleanly; set by Open
 	gate   func()        // Config.LoadGate, or nothing
@@ -114,7 +117,7 @@ func Open(cfg Config) (*Disk, error) {
 	d := &Disk{
 		dir: cfg.Dir, budget: cfg.Budget, m: cfg.Metrics, log: cfg.Logger,
 		syncFile: (*os.File).Sync, syncDir: syncDirectory,
-		idx: newIndex(), loading: true, gate: cfg.LoadGate,
+		idx: newIndex(), loading: true, gone: map[oci.Digest]struct{}{}, gate: cfg.LoadGate,
 		loaded: make(chan struct{}), stop: make(chan struct{}),
 	}
 	if d.gate == nil {
@@ -255,6 +258,9 @@ func (d *Disk) forget(dg oci.Digest) {
 }
 
 func (d *Disk) forgetLocked(dg oci.Digest) {
+	if d.loading {
+		d.gone[dg] = struct{}{}
+	}
 	if size, ok := d.idx.remove(dg); ok {
 		d.used -= size
 		d.m.DiskBytes.Set(float64(d.used))

@@ -1,18 +1,21 @@
 package disk
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cacheyd/cacheyd/oci"
 	"github.com/cacheyd/cacheyd/tier"
 )
 
-// The load rebuilds the index from blobs/ after a start, one directory of
-// blobs/<alg>/<hex[:2]> at a time, in the background: Open returns at once
+// The load rebuilds the index from blobs/ after a start, a few directories
+// of blobs/<alg>/<hex[:2]> at a time, in the background: Open returns at once
 // and the tier serves while it runs. A request for a digest the load has
 // not reached yet is answered from its file and record, examined exactly
 // as the load examines them (probe), and indexed then, so that nothing on
@@ -39,7 +42,7 @@ func (d *Disk) load() {
 	var c loadCounts
 	err := d.walk(&c, start)
 	d.mu.Lock()
-	d.loading = false
+	d.loading, d.gone = false, nil
 	d.idx.settle()
 	d.evictLocked()
 	objects, used := d.idx.len(), d.used
@@ -65,6 +68,10 @@ func (d *Disk) load() {
 	}
 }
 
+// loaders is how many directories the load reads at once: a file system
+// answers several lookups at a time, a cold disk most of all.
+const loaders = 4
+
 // walk indexes every directory of blobs/, removing what has no place in it.
 func (d *Disk) walk(c *loadCounts, start time.Time) error {
 	root := filepath.Join(d.dir, blobsDir)
@@ -72,7 +79,8 @@ func (d *Disk) walk(c *loadCounts, start time.Time) error {
 	if err != nil {
 		return fmt.Errorf("disk: load %s: %w", root, err)
 	}
-	last := start
+	type dir struct{ path, alg, prefix string }
+	var dirs []dir
 	for _, a := range algs {
 		ap := filepath.Join(root, a.Name())
 		if !a.IsDir() {
@@ -84,31 +92,59 @@ func (d *Disk) walk(c *loadCounts, start time.Time) error {
 			return fmt.Errorf("disk: load %s: %w", ap, err)
 		}
 		for _, p := range prefixes {
-			select {
-			case <-d.stop:
-				return nil
-			default:
-			}
-			d.gate()
 			pp := filepath.Join(ap, p.Name())
 			if !p.IsDir() {
 				_ = removeQuiet(pp)
 				continue
 			}
-			if err := d.loadDir(pp, a.Name(), p.Name(), c); err != nil {
-				return err
-			}
-			d.mu.Lock()
-			indexed := d.idx.len() // what requests and commits indexed too
-			d.mu.Unlock()
-			d.m.DiskIndexObjects.Set(float64(indexed))
-			if now := timeNow(); now.Sub(last) >= progressEvery {
-				last = now
-				d.log.Info("disk: loading the index", "objects", c.objects, "bytes", c.bytes, "seconds", now.Sub(start).Seconds())
-			}
+			dirs = append(dirs, dir{pp, a.Name(), p.Name()})
 		}
 	}
-	return nil
+	var (
+		next   atomic.Int64
+		mu     sync.Mutex // guards c, last and failed
+		last   = start
+		failed error
+		wg     sync.WaitGroup
+	)
+	for range loaders {
+		// Each loader takes the next directory until none is left, one
+		// failed, or Close stops the load.
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				mu.Lock()
+				done := i >= len(dirs) || failed != nil
+				mu.Unlock()
+				select {
+				case <-d.stop:
+					done = true
+				default:
+				}
+				if done {
+					return
+				}
+				d.gate()
+				var dc loadCounts
+				err := d.loadDir(dirs[i].path, dirs[i].alg, dirs[i].prefix, &dc)
+				d.mu.Lock()
+				indexed := d.idx.len() // what requests and commits indexed too
+				d.mu.Unlock()
+				d.m.DiskIndexObjects.Set(float64(indexed))
+				mu.Lock()
+				failed = cmp.Or(failed, err)
+				c.objects, c.bytes = c.objects+dc.objects, c.bytes+dc.bytes
+				c.forgotten, c.changed = c.forgotten+dc.forgotten, c.changed+dc.changed
+				if now := timeNow(); now.Sub(last) >= progressEvery {
+					last = now
+					d.log.Info("disk: loading the index", "objects", c.objects, "bytes", c.bytes, "seconds", now.Sub(start).Seconds())
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return failed
 }
 
 // loadDir indexes the objects of one directory, blobs/<alg>/<prefix>.
@@ -160,57 +196,83 @@ func (d *Disk) removeStray(p, content string) {
 }
 
 // loadOne indexes dg as the load found it, unless a request or a commit
-// indexed it first. commitMu is held from the examination to the index, so
-// that a removal cannot fall between them and leave an entry without a file.
+// indexed it first, or it was removed meanwhile (Disk.gone): loaders read
+// without the commit lock, side by side. An object found damaged is looked
+// at again under it, so that one a commit is putting in place is not
+// taken for damaged, and only then removed.
 func (d *Disk) loadOne(dg oci.Digest, c *loadCounts) {
-	d.commitMu.Lock()
-	defer d.commitMu.Unlock()
 	d.mu.Lock()
 	_, known := d.idx.find(dg)
 	d.mu.Unlock()
 	if known {
 		return
 	}
-	e, ok := d.examine(dg)
-	if !ok {
-		c.forgotten++
+	e, st := d.examine(dg)
+	if st != found {
+		d.commitMu.Lock()
+		if e, st = d.examine(dg); st == damaged {
+			d.discard(dg)
+		}
+		d.commitMu.Unlock()
+		if st != found {
+			c.forgotten++
+			return
+		}
+	}
+	d.mu.Lock()
+	_, known = d.idx.find(dg)
+	_, gone := d.gone[dg]
+	if !known && !gone {
+		d.idx.add(e, true)
+		d.used += e.Size
+	}
+	d.mu.Unlock()
+	if known || gone {
 		return
 	}
 	if d.clean && !e.verified {
 		c.changed++
 	}
-	d.mu.Lock()
-	d.idx.add(e, true)
-	d.used += e.Size
-	d.mu.Unlock()
 	c.objects++
 	c.bytes += e.Size
 }
 
+// An object on disk, as examine finds it.
+const (
+	absent  = iota // no content file
+	damaged        // without its record, or not of the size recorded
+	found
+)
+
 // examine reads dg's file and record as they are on disk: an object counts
 // only with its record and the recorded size, and one that has not both
-// (a commit cut short, a file cut or grown since) is removed and never
-// served as whole. It is trusted without a check only after a clean stop
-// and when its file's modification time is the one recorded at its commit
-// (verify.go); a record without a time (an earlier version's) cannot vouch
-// for its file either. d.commitMu is held.
-func (d *Disk) examine(dg oci.Digest) (entry, bool) {
+// (a commit cut short, a file cut or grown since) is damaged: removed
+// (discard) and never served as whole. It is trusted without a check only
+// after a clean stop and when its file's modification time is the one
+// recorded at its commit (verify.go); a record without a time (an earlier
+// version's) cannot vouch for its file either.
+func (d *Disk) examine(dg oci.Digest) (entry, int) {
 	p := d.path(dg)
 	info, err := os.Lstat(p)
 	if err != nil || !info.Mode().IsRegular() {
-		return entry{}, false
+		return entry{}, absent
 	}
 	m, err := readMeta(p + metaSuffix)
 	if err != nil || m.Size != info.Size() {
-		_ = removeQuiet(p)
-		_ = removeQuiet(p + metaSuffix)
-		return entry{}, false
+		return entry{}, damaged
 	}
 	return entry{
 		Entry:    tier.Entry{Digest: dg, Size: m.Size, MediaType: m.MediaType, Private: m.Private, Public: m.Public},
 		verified: d.clean && m.ModTime != 0 && m.ModTime == info.ModTime().UnixNano(),
 		touched:  lastUse(info),
-	}, true
+	}, found
+}
+
+// discard removes a damaged object's file and record; d.commitMu is held.
+func (d *Disk) discard(dg oci.Digest) {
+	p := d.path(dg)
+	_ = removeQuiet(p)
+	_ = removeQuiet(p + metaSuffix)
 }
 
 // probe finds dg on disk for a request while the load runs (indexed).
@@ -232,13 +294,20 @@ func (d *Disk) indexed(dg oci.Digest) (entry, bool) {
 	if ok || !loading {
 		return e, ok
 	}
-	if e, ok = d.examine(dg); !ok {
+	e, st := d.examine(dg)
+	if st == damaged {
+		d.discard(dg)
+	}
+	if st != found {
 		return entry{}, false
 	}
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if known, ok := d.idx.get(dg); ok { // a loader got there first
+		return known, true
+	}
 	d.idx.add(e, false)
 	d.used += e.Size
-	d.mu.Unlock()
 	return e, true
 }
 

@@ -216,3 +216,34 @@ func TestBudgetHoldsUnderFillsDuringLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestsRaceTheLoad: requests for every object, while the loaders
+// run, index each object once: the count and the bytes are exact.
+func TestRequestsRaceTheLoad(t *testing.T) {
+	const n, clients = 2000, 4
+	dir := t.TempDir()
+	seedCommitted(t, dir, n)
+	d, release := openHeld(t, Config{Dir: dir})
+	var want int64
+	for i := range n {
+		data, _ := seeded(i)
+		want += int64(len(data))
+	}
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for i := range n {
+				_, dg := seeded((i + c*n/clients) % n)
+				if _, err := d.Stat(t.Context(), dg); err != nil {
+					t.Errorf("object %d: %v", i, err)
+				}
+			}
+		})
+	}
+	release()
+	wg.Wait()
+	<-d.Loaded()
+	if used, objects, _ := d.Usage(); objects != n || used != want {
+		t.Errorf("%d objects of %d bytes, want %d of %d", objects, used, n, want)
+	}
+}
