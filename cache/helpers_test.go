@@ -51,6 +51,7 @@ func newTestTiers(tb testing.TB, cfg *Config) Tiers {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { closeTiers(mem, d) })
+	<-d.Loaded() // evictions wait for the whole index
 	tiers := Tiers{Disk: DiskOf(d)}
 	if mem != nil {
 		tiers.Memory = mem

@@ -82,6 +82,11 @@ type Metrics struct {
 	// for a file changed since its commit), by outcome: ok, or mismatch
 	// (removed, to be fetched again).
 	DiskVerified *prometheus.CounterVec // outcome
+	// DiskIndexLoading is 1 while the disk tier builds its index after a
+	// start (it serves meanwhile), 0 once it is whole; DiskIndexObjects is
+	// how many objects the index holds (so far, while loading).
+	DiskIndexLoading prometheus.Gauge
+	DiskIndexObjects prometheus.Gauge
 	// Uncached counts requests streamed from upstream without caching
 	// because the disk could not take the object (reason: budget, disk).
 	Uncached *prometheus.CounterVec // reason
@@ -250,6 +255,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		DiskVerified: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_disk_verified_total", Help: "Objects the disk tier hashed again before serving them after a start (an unclean stop, or a file changed since its commit), by outcome (ok, mismatch).",
 		}, []string{"outcome"}),
+		DiskIndexLoading: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cacheyd_disk_index_loading", Help: "1 while the disk tier builds its index after a start (serving meanwhile), 0 once it is whole.",
+		}),
+		DiskIndexObjects: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cacheyd_disk_index_objects", Help: "Objects the disk tier's index holds (so far, while it loads).",
+		}),
 		Uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cacheyd_uncached_total", Help: "Requests streamed from upstream without caching because the disk could not take the object, by reason (budget, disk).",
 		}, []string{"reason"}),
@@ -296,7 +307,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Requests, m.RequestDuration, m.ClientClosed, m.BytesServed, m.Hits, m.Misses,
 			m.FillsInFlight, m.FillsWaiting, m.FillsJoined, m.FillRescues, m.FillsStopped, m.Fills, m.PassThrough, m.TagLookups, m.Listings,
 			m.UpstreamRequests, m.UpstreamBytes, m.RateLimitLimit, m.RateLimitRemaining, m.RateLimitWindow, m.UpstreamPulls, m.RateLimitHeld,
-			m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.Uncached,
+			m.MemoryBytes, m.DiskBytes, m.DiskEvictions, m.DiskVerified, m.DiskIndexLoading, m.DiskIndexObjects, m.Uncached,
 			m.ClusterMembers, m.ClusterSkipped, m.ClusterRequests, m.ClusterDirect, m.ClusterBytes, m.PeerServed, m.SourceFailures, m.AlternateTags,
 			m.ReadMemoryBytes, m.ReadMemoryRefused,
 			m.ClusterRefused, m.RequestsRefused)

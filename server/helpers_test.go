@@ -143,6 +143,7 @@ func openTestCache(dir string, origin cache.Origin, mod func(*cache.Config)) (*t
 		return nil, err
 	}
 	tiers := cache.Tiers{Disk: cache.DiskOf(d)}
+	<-d.Loaded() // evictions wait for the whole index
 	if mem != nil {
 		tiers.Memory = mem
 	}

@@ -93,6 +93,7 @@ type statusFigures struct {
 	MemoryUsed, DiskUsed       float64
 	MemoryPercent, DiskPercent float64
 	Evictions                  float64
+	IndexObjects, IndexLoading float64 // the disk tier's index: objects, and 1 while it loads
 
 	// The cluster: each member with 1 while it is skipped, what requests
 	// to peers and the parent came to, why this replica fetched itself,
@@ -194,6 +195,7 @@ func (s *Server) gatherFigures() (statusFigures, error) {
 		f.DiskPercent = 100 * f.DiskUsed / float64(f.Info.DiskBytes)
 	}
 	f.Evictions = sum("cacheyd_disk_evictions_total")
+	f.IndexObjects, f.IndexLoading = sum("cacheyd_disk_index_objects"), sum("cacheyd_disk_index_loading")
 	f.BucketReads, f.BucketUploads = by("cacheyd_s3_reads_total", "result"), by("cacheyd_s3_uploads_total", "result")
 	f.BucketRead, f.BucketWritten = sum("cacheyd_s3_read_bytes_total"), sum("cacheyd_s3_written_bytes_total")
 	f.Members = by("cacheyd_cluster_member_skipped", "member")
@@ -302,6 +304,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 <table>
 <tr><th>memory</th><td class="n">{{bytes .MemoryUsed}}</td><td>{{if .Info.MemoryBytes}}{{pct .MemoryPercent}} of {{bytes .Info.MemoryBytes}}{{end}}</td></tr>
 <tr><th>disk</th><td class="n">{{bytes .DiskUsed}}</td><td>{{if .Info.DiskBytes}}{{pct .DiskPercent}} of {{bytes .Info.DiskBytes}}{{end}}</td></tr>
+<tr><th>disk index</th><td class="n">{{n .IndexObjects}}</td><td>{{if .IndexLoading}}objects indexed so far: loading, serving meanwhile{{else}}objects{{end}}</td></tr>
 <tr><th>evictions</th><td class="n">{{n .Evictions}}</td><td>objects evicted to stay within the disk budget</td></tr>
 {{if .Info.Bucket}}<tr><th>object store</th><td class="n">{{bytes .BucketRead}} read</td><td>{{.Info.Bucket}}: reads {{range .BucketReads}}{{.Label}} {{n .Value}} · {{end}}</td></tr>
 <tr><th></th><td class="n">{{bytes .BucketWritten}} written</td><td>uploads {{range .BucketUploads}}{{.Label}} {{n .Value}} · {{end}}</td></tr>

@@ -237,3 +237,28 @@ func TestStatusPeersAndNotFound(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusDiskIndex: the Tiers table shows the disk tier's index, and
+// says so while it is still loading.
+func TestStatusDiskIndex(t *testing.T) {
+	for _, loading := range []bool{true, false} {
+		reg := prometheus.NewRegistry()
+		m := metrics.New(reg)
+		m.DiskIndexObjects.Set(12345)
+		if loading {
+			m.DiskIndexLoading.Set(1)
+		}
+		ts := startServer(t, Config{Metrics: m, Gatherer: reg}, newTestCache(t, origintest.New(), nil))
+		_, body, err := ts.do(t, http.MethodGet, "/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := string(body)
+		if !strings.Contains(page, "<th>disk index</th><td class=\"n\">12345</td>") {
+			t.Errorf("loading=%v: the status page lacks the index's 12345 objects", loading)
+		}
+		if got := strings.Contains(page, "loading, serving meanwhile"); got != loading {
+			t.Errorf("loading=%v: the page says loading: %v", loading, got)
+		}
+	}
+}

@@ -90,23 +90,23 @@ func (d *Disk) unreserve(n int64) {
 
 // evictLocked removes least recently used objects until what is used and
 // claimed fits the budget. Readers that have a file open keep reading it:
-// unlinking does not disturb an open descriptor.
+// unlinking does not disturb an open descriptor. While the load runs the
+// order is not known yet: eviction waits for its end (load.go).
 func (d *Disk) evictLocked() {
-	for d.budget > 0 && d.used+d.reserved > d.budget {
-		el := d.lru.Back()
-		if el == nil {
+	for d.budget > 0 && d.used+d.reserved > d.budget && !d.loading {
+		dg, size, ok := d.idx.oldest()
+		if !ok {
 			break
 		}
-		e := el.Value.(*entry)
-		p := d.path(e.Digest)
+		p := d.path(dg)
 		_ = os.Remove(p)
 		_ = os.Remove(p + metaSuffix)
-		d.lru.Remove(el)
-		delete(d.index, e.Digest)
-		d.used -= e.Size
+		d.idx.remove(dg)
+		d.used -= size
 		d.m.DiskEvictions.Inc()
 	}
 	d.m.DiskBytes.Set(float64(d.used))
+	d.m.DiskIndexObjects.Set(float64(d.idx.len()))
 }
 
 // fail records that the file system failed err and returns err marked

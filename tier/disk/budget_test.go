@@ -14,6 +14,7 @@ func TestReservationsKeepTheBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-d.Loaded()
 	if err := d.reserve(600); err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +43,7 @@ func TestClaimsFollowArrivedBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-d.Loaded()
 	reserved := func() int64 { _, _, r := d.Usage(); return r }
 	if _, err := d.Create(budget/2 + 1); !errors.Is(err, tier.ErrNoRoom) {
 		t.Fatalf("creating an object of more than half the budget: %v, want tier.ErrNoRoom", err)

@@ -180,13 +180,10 @@ func (p *Pending) Commit(e tier.Entry) (tier.Entry, error) {
 	defer d.commitMu.Unlock()
 	final := d.path(e.Digest)
 
-	d.mu.Lock()
 	var old *entry
-	if el, ok := d.index[e.Digest]; ok {
-		o := *el.Value.(*entry)
+	if o, ok := d.indexed(e.Digest); ok {
 		old = &o
 	}
-	d.mu.Unlock()
 	if old != nil && old.verified {
 		if _, err := os.Stat(final); err == nil {
 			return d.record(old.Entry, e)
@@ -210,7 +207,7 @@ func (p *Pending) Commit(e tier.Entry) (tier.Entry, error) {
 	defer d.mu.Unlock()
 	d.forgetLocked(e.Digest)
 	n.touched = timeNow()
-	d.index[e.Digest] = d.lru.PushFront(&n)
+	d.idx.add(n, false)
 	d.used += n.Size
 	d.reserved -= reserved
 	d.evictLocked()
@@ -262,9 +259,7 @@ func (d *Disk) record(old, e tier.Entry) (tier.Entry, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if el, ok := d.index[e.Digest]; ok {
-		el.Value.(*entry).Entry = m
-	}
+	d.idx.record(e.Digest, m)
 	return m, nil
 }
 

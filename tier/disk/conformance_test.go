@@ -26,5 +26,6 @@ func newTestDisk(t testing.TB, dir string, budget int64) *Disk {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-d.Loaded()
 	return d
 }

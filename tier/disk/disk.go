@@ -1,7 +1,6 @@
 package disk
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -41,8 +38,13 @@ type Config struct {
 	// Metrics receives the tier's size and evictions. Nil means nowhere.
 	Metrics *metrics.Metrics
 	// Logger receives what the tier notices on its own: objects forgotten
-	// on start, a failing file system. Nil means nothing is logged.
+	// on start, the load's progress, a failing file system. Nil means
+	// nothing is logged.
 	Logger *slog.Logger
+	// LoadGate, when set, is called by the load before each of its
+	// batches (a directory of objects) and may hold it there: a test
+	// looks at the tier while it loads. Nil means the load runs freely.
+	LoadGate func()
 }
 
 // entry is the index's record of one committed object.
@@ -70,10 +72,9 @@ type Disk struct {
 	// writers of one digest's record cannot interleave and lose a source.
 	commitMu sync.Mutex
 
-	mu    sync.Mutex // guards index, lru, used, reserved and failedUntil
-	index map[oci.Digest]*list.Element
-	lru   *list.List // of *entry, most recently used at the front
-	used  int64
+	mu   sync.Mutex // guards idx, used, reserved, failedUntil, loading and gone
+	idx  *index
+	used int64
 	// reserved is what pending files have claimed as their bytes arrived
 	// (Pending.Claim). Together with used it stays within the budget, and
 	// alone it never exceeds it.
@@ -81,6 +82,18 @@ type Disk struct {
 	// failedUntil is set when the file system failed a write: until then
 	// Create refuses at once.
 	failedUntil time.Time
+	// loading is true until the load has indexed everything on disk:
+	// until then a miss looks on disk (probe) and nothing is evicted.
+	loading bool
+	// gone holds what was removed from the index while the load runs,
+	// so that a loader that found it before cannot index it again.
+	gone map[oci.Digest]struct{}
+
+	clean  bool          // the last run stopped cleanly; set by Open
+	gate   func()        // Config.LoadGate, or nothing
+	loaded chan struct{} // closed when the load is over
+	stop   chan struct{} // closed by Close: the load ends early
+	closed sync.Once     // closes stop
 
 	verifying verifications // after an unclean stop, one check per object
 }
@@ -88,8 +101,9 @@ type Disk struct {
 var _ tier.Tier = (*Disk)(nil)
 
 // Open prepares cfg.Dir, removes pending leftovers of an earlier run (they
-// were never verified) and indexes what is committed, least recently used
-// first.
+// were never verified) and starts indexing what is committed in the
+// background (load.go): the tier serves at once, and Loaded says when the
+// index is whole.
 func Open(cfg Config) (*Disk, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("disk: Config.Dir is required")
@@ -103,7 +117,11 @@ func Open(cfg Config) (*Disk, error) {
 	d := &Disk{
 		dir: cfg.Dir, budget: cfg.Budget, m: cfg.Metrics, log: cfg.Logger,
 		syncFile: (*os.File).Sync, syncDir: syncDirectory,
-		index: map[oci.Digest]*list.Element{}, lru: list.New(),
+		idx: newIndex(), loading: true, gone: map[oci.Digest]struct{}{}, gate: cfg.LoadGate,
+		loaded: make(chan struct{}), stop: make(chan struct{}),
+	}
+	if d.gate == nil {
+		d.gate = func() {}
 	}
 	if err := os.RemoveAll(filepath.Join(d.dir, pendingDir)); err != nil {
 		return nil, fmt.Errorf("disk: clear pending: %w", err)
@@ -117,9 +135,10 @@ func Open(cfg Config) (*Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.load(clean); err != nil {
-		return nil, err
-	}
+	d.clean = clean
+	d.m.DiskIndexLoading.Set(1)
+	// The load ends when it has walked blobs/, or at Close.
+	go d.load()
 	return d, nil
 }
 
@@ -140,9 +159,11 @@ func (d *Disk) takeCleanMarker() (bool, error) {
 	return true, nil
 }
 
-// Close records a clean stop. The caller makes sure nothing is being
-// written.
+// Close ends the load, if it still runs, and records a clean stop. The
+// caller makes sure nothing is being written.
 func (d *Disk) Close() error {
+	d.closed.Do(func() { close(d.stop) })
+	<-d.loaded
 	p := filepath.Join(d.dir, cleanMarker)
 	if err := writeFileDurable(d, p, nil); err != nil {
 		return fmt.Errorf("disk: mark clean stop: %w", err)
@@ -150,101 +171,6 @@ func (d *Disk) Close() error {
 	if err := d.syncDir(d.dir); err != nil {
 		return fmt.Errorf("disk: mark clean stop: %w", err)
 	}
-	return nil
-}
-
-type loaded struct {
-	e       entry
-	used    time.Time // when it was last used, as the file's access time says
-	modTime int64     // the file's modification time, in nanoseconds
-}
-
-// load walks blobs/ and rebuilds the index. An object counts only with its
-// record and the recorded size; stray files, orphaned records and objects
-// that are short or long are removed. After an unclean stop (clean false)
-// every object is indexed as unverified; after a clean one, so is every
-// object whose file's modification time is not the one recorded at its
-// commit (written to since, or recorded by an earlier version; verify.go).
-func (d *Disk) load(clean bool) error {
-	var found []loaded
-	metas := map[oci.Digest]meta{}
-	forgotten, changed := 0, 0
-	root := filepath.Join(d.dir, blobsDir)
-	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if de.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		parts := strings.Split(rel, string(filepath.Separator))
-		if len(parts) != 3 {
-			return removeQuiet(p)
-		}
-		name, isMeta := strings.CutSuffix(parts[2], metaSuffix)
-		dg, perr := oci.ParseDigest(parts[0] + ":" + name)
-		if perr != nil || !strings.HasPrefix(name, parts[1]) || len(parts[1]) != 2 {
-			return removeQuiet(p) // a temporary file, or something nobody named
-		}
-		if isMeta {
-			m, rerr := readMeta(p)
-			if rerr != nil {
-				forgotten++
-				return removeQuiet(p)
-			}
-			metas[dg] = m
-			return nil
-		}
-		info, ierr := de.Info()
-		if ierr != nil {
-			return ierr
-		}
-		used := lastUse(info)
-		found = append(found, loaded{e: entry{Entry: tier.Entry{Digest: dg, Size: info.Size()}, touched: used}, used: used, modTime: info.ModTime().UnixNano()})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("disk: load %s: %w", root, err)
-	}
-	sort.Slice(found, func(i, j int) bool { return found[i].used.Before(found[j].used) })
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, f := range found {
-		e := f.e
-		m, ok := metas[e.Digest]
-		delete(metas, e.Digest)
-		if !ok || m.Size != e.Size {
-			// No record (a commit cut short, or an older layout), or not
-			// the size recorded: never served as whole.
-			forgotten++
-			_ = removeQuiet(d.path(e.Digest))
-			_ = removeQuiet(d.path(e.Digest) + metaSuffix)
-			continue
-		}
-		e.MediaType, e.Private, e.Public = m.MediaType, m.Private, m.Public
-		// A record without a time (an earlier version's) cannot vouch for
-		// its file either.
-		e.verified = clean && m.ModTime != 0 && m.ModTime == f.modTime
-		if clean && !e.verified {
-			changed++
-		}
-		d.index[e.Digest] = d.lru.PushFront(&e)
-		d.used += e.Size
-	}
-	for dg := range metas { // records whose content is gone
-		_ = removeQuiet(d.path(dg) + metaSuffix)
-	}
-	if forgotten > 0 {
-		d.log.Warn("disk: forgot objects without a valid record or of the wrong size", "objects", forgotten)
-	}
-	if !clean && len(d.index) > 0 {
-		d.log.Warn("disk: the last run did not stop cleanly; every object is verified again before or while it is first served", "objects", len(d.index))
-	}
-	if changed > 0 {
-		d.log.Info("disk: objects whose file is not as committed, or whose record is older than this version, are verified again before or while they are first served", "objects", changed)
-	}
-	d.evictLocked()
 	return nil
 }
 
@@ -258,23 +184,22 @@ func (d *Disk) path(dg oci.Digest) string {
 }
 
 // lookup returns the entry for dg and marks it recently used, recording the
-// use on the file at most once per touchEvery.
+// use on the file at most once per touchEvery. While the load runs, a
+// digest it has not reached yet is looked for on disk.
 func (d *Disk) lookup(dg oci.Digest) (entry, bool) {
 	now := timeNow()
 	d.mu.Lock()
-	el, ok := d.index[dg]
-	if !ok {
+	out, touch, ok := d.idx.use(dg, now, touchEvery)
+	loading := d.loading
+	d.mu.Unlock()
+	if !ok && loading && d.probe(dg) {
+		d.mu.Lock()
+		out, touch, ok = d.idx.use(dg, now, touchEvery)
 		d.mu.Unlock()
+	}
+	if !ok {
 		return entry{}, false
 	}
-	d.lru.MoveToFront(el)
-	e := el.Value.(*entry)
-	touch := now.Sub(e.touched) >= touchEvery
-	if touch {
-		e.touched = now
-	}
-	out := *e
-	d.mu.Unlock()
 	if touch {
 		// The access time only: the modification time identifies the
 		// committed content (verify.go). A lost touch costs only order.
@@ -333,11 +258,13 @@ func (d *Disk) forget(dg oci.Digest) {
 }
 
 func (d *Disk) forgetLocked(dg oci.Digest) {
-	if el, ok := d.index[dg]; ok {
-		d.used -= el.Value.(*entry).Size
-		d.lru.Remove(el)
-		delete(d.index, dg)
+	if d.loading {
+		d.gone[dg] = struct{}{}
+	}
+	if size, ok := d.idx.remove(dg); ok {
+		d.used -= size
 		d.m.DiskBytes.Set(float64(d.used))
+		d.m.DiskIndexObjects.Set(float64(d.idx.len()))
 	}
 }
 
@@ -346,7 +273,7 @@ func (d *Disk) forgetLocked(dg oci.Digest) {
 func (d *Disk) Usage() (bytes int64, objects int, reserved int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.used, len(d.index), d.reserved
+	return d.used, d.idx.len(), d.reserved
 }
 
 // removeQuiet removes p, treating an already missing file as done.

@@ -32,6 +32,12 @@
 // and the index is rebuilt in that order (on Linux; elsewhere in the order
 // of commits).
 //
+// On start the index is rebuilt in the background (load.go): Open returns
+// at once, a request for an object the load has not reached is answered
+// from its file and record, examined as the load examines them, and
+// eviction waits for the load's end. The index holds an object in 118 to
+// 148 bytes of heap (index.go), whatever its record says.
+//
 // disk knows nothing of fills, HTTP or policy: it stores what it is given
 // and keeps records as tier.Merge says.
 package disk

@@ -21,6 +21,7 @@ func TestCommitIsDurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-d.Loaded()
 	data := randomBytes(t, 10<<10)
 	dg := oci.FromBytes(data)
 	final := d.path(dg)
@@ -78,6 +79,7 @@ func BenchmarkCommit(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				<-d.Loaded()
 				if !durable {
 					d.syncFile = func(*os.File) error { return nil }
 					d.syncDir = func(string) error { return nil }

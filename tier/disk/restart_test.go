@@ -38,6 +38,7 @@ func TestRestartIndexesEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-d.Loaded()
 	if _, n, _ := d.Usage(); n != 2000 {
 		t.Errorf("indexed %d objects, want 2000", n)
 	}
@@ -56,6 +57,7 @@ func BenchmarkWarmRestart10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		<-d.Loaded()
 		if _, n, _ := d.Usage(); n != 10_000 {
 			b.Fatalf("indexed %d", n)
 		}

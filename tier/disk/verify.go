@@ -255,9 +255,7 @@ func recordedModTime(p string) int64 {
 func (d *Disk) markVerified(dg oci.Digest) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if el, ok := d.index[dg]; ok {
-		el.Value.(*entry).verified = true
-	}
+	d.idx.verified(dg)
 }
 
 // corrupt removes an object that failed its check.

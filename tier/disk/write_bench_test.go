@@ -22,6 +22,7 @@ func BenchmarkFillWrite(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			<-d.Loaded()
 			buf := randomBytes(b, piece)
 			b.SetBytes(size)
 			var kept []*Pending
