@@ -1,36 +1,17 @@
 package server
 
 import (
-	"bytes"
 	"crypto/tls"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cacheyd/cacheyd/internal/logtest"
 	"github.com/cacheyd/cacheyd/metrics"
 )
-
-// lockedBuffer is a log destination several connections' handlers write to.
-type lockedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestTLSHelloOnPlainPort: a client trying HTTPS first (crane does, on
 // every call) sends a real ClientHello to the plain-HTTP port. Each is
@@ -38,7 +19,7 @@ func (b *lockedBuffer) String() string {
 // HTTP, logged as one short line without the handshake's bytes, and
 // counted as refused, not as a request.
 func TestTLSHelloOnPlainPort(t *testing.T) {
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	m := metrics.New(prometheus.NewRegistry())
 	ts := startTCP(t, Config{Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, newTestCache(t, newImage().origin, nil), nil)
 

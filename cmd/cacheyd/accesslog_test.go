@@ -1,37 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cacheyd/cacheyd/cmd/internal/daemon"
+	"github.com/cacheyd/cacheyd/internal/logtest"
 	"github.com/cacheyd/cacheyd/internal/registrytest"
 )
-
-// lockedBuffer is a log destination tests read while cacheyd writes.
-type lockedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestAccessLinesInEitherFormat runs serve as the command does with each
 // --log-format: a blob's access line reaches the process log, in slog's
@@ -41,7 +22,7 @@ func TestAccessLinesInEitherFormat(t *testing.T) {
 	dg := up.SeedBlob(t, "team/app", []byte("access line"))
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
-			var out lockedBuffer
+			var out logtest.Buffer
 			log, access := daemon.NewLogger("info", format, &out)
 			if (access != nil) != (format == "text") {
 				t.Fatalf("%s: access writer %v", format, access)

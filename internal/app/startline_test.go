@@ -4,29 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cacheyd/cacheyd/internal/logtest"
 )
-
-// syncBuffer is a log destination Run's goroutines may write to while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
 
 // TestStartLine: the start-up line says which registries are served and
 // which are fetched from another URL, the first thing an operator checks
@@ -54,7 +36,7 @@ func TestStartLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logtest.Buffer
 			cfg := Defaults()
 			cfg.Listen, cfg.ShutdownTimeout = "127.0.0.1:0", 5*time.Second
 			cfg.Cache.Dir, cfg.Cache.MemoryBytes, cfg.Cache.DiskBytes = t.TempDir(), 16<<20, 1<<30

@@ -39,6 +39,7 @@ var imports = map[string][]string{
 	"internal/registrytest":   free,
 	"internal/containerdtest": {"internal/loopback"},
 	"internal/loopback":       {},
+	"internal/logtest":        {},
 	"internal/node":           {},
 	"internal/peerauth":       {"oci"},
 	"internal/depcheck":       {},
