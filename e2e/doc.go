@@ -20,10 +20,14 @@
 //     store of its own;
 //   - skopeo (Debian's): copy --all of a multi-platform index and inspect
 //     through that mirror, and list-tags through cacheyd, following the
-//     registry's pages by the Links cacheyd rewrites.
+//     registry's pages by the Links cacheyd rewrites;
 //   - crictl (CACHEYD_CRICTL), the kubelet's path: containerd 1.6's and
 //     2's CRI plugin pull through the hosts.toml cacheyd node writes, and
-//     straight from the registry once cacheyd node --remove took it away.
+//     straight from the registry once cacheyd node --remove took it away;
+//   - regctl (CACHEYD_REGCTL), told by regctl registry set that cacheyd
+//     is the registry's mirror, which it names by the ?ns= it sends
+//     itself: image copy into an OCI layout, then again with no blob
+//     upstream.
 //
 // One more real component is a registry: the CNCF distribution registry, a
 // process of its own (CACHEYD_REGISTRY_BIN), is the alternate that serves a
