@@ -88,7 +88,9 @@ func TestRegctlThroughCacheyd(t *testing.T) {
 	rc.run(t, "registry", "set", cy.addr, "--tls", "disabled")
 	rc.run(t, "registry", "set", up.Host(), "--mirror", cy.addr, "--skip-check")
 
-	copyOut := func() (string, int) {
+	// copyOut copies the image into a fresh OCI layout, checks every
+	// object there by its digest, and returns the log's mark from before.
+	copyOut := func(t *testing.T) int {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "layout")
 		mark := cy.log.mark()
@@ -96,10 +98,10 @@ func TestRegctlThroughCacheyd(t *testing.T) {
 		for _, d := range im.digests() {
 			checkCopied(t, filepath.Join(out, "blobs", "sha256", hexOf(t, d)), d)
 		}
-		return out, mark
+		return mark
 	}
 
-	_, mark := copyOut()
+	mark := copyOut(t)
 	lines, ok := cy.log.waitAccess(mark, 10*time.Second, func(lines []accessLine) bool {
 		for _, d := range im.blobs {
 			if gets(lines, im, shortDigest(d)) == 0 {
@@ -132,7 +134,7 @@ func TestRegctlThroughCacheyd(t *testing.T) {
 	t.Run("second copy", func(t *testing.T) {
 		up.Reset()
 		seen.reset()
-		_, mark := copyOut()
+		mark := copyOut(t)
 		lines, ok := cy.log.waitAccess(mark, 10*time.Second, func(lines []accessLine) bool {
 			for _, d := range im.blobs {
 				if gets(lines, im, shortDigest(d)) == 0 {
