@@ -71,7 +71,7 @@ func testNodeCommand(t *testing.T, crictlBin, containerdBin string) {
 		t.Fatal(err)
 	}
 	node := containerdtest.StartWith(t, containerdtest.Config{Namespace: "k8s.io", Bin: containerdBin, HostsDir: certs, CRI: true})
-	nodeArgs := []string{"node", "--certs-dir", certs, "--mirror", cy.url(), "--containerd-version", map[int]string{1: "1.6", 2: "2.4"}[node.Major]}
+	nodeArgs := []string{"node", "--certs-dir", certs, "--mirror", cy.url(), "--containerd-version", map[int]string{1: "1.6", 2: "2.4"}[node.Major], "--containerd-socket", node.Address}
 	if node.Major == 1 {
 		nodeArgs = append(nodeArgs, "--registries", up.Host())
 	}

@@ -25,6 +25,7 @@ type nodeCmd struct {
 	Mirror            string `env:"CACHEYD_NODE_MIRROR" default:"http://127.0.0.1:30123" placeholder:"URL" help:"cacheyd's address as this node reaches it."`
 	ContainerdVersion string `env:"CACHEYD_NODE_CONTAINERD_VERSION" placeholder:"MAJOR.MINOR" help:"containerd's version (default: from containerd --version, when containerd is on PATH)."`
 	NoFallback        bool   `env:"CACHEYD_NODE_NO_FALLBACK" help:"Give containerd no way to the registry when cacheyd fails (default: it falls back to the registry)."`
+	ContainerdSocket  string `env:"CACHEYD_NODE_CONTAINERD_SOCKET" default:"/run/containerd/containerd.sock" placeholder:"PATH" help:"With --check: containerd's socket, asked what its CRI plugin reads (config_path, legacy mirrors) and its version; \"\" skips that check."`
 	JSON              bool   `name:"json" env:"CACHEYD_NODE_JSON" help:"Print the result as JSON."`
 }
 
@@ -42,7 +43,7 @@ func (n *nodeCmd) run(ctx context.Context, registries []string, out io.Writer) e
 		n.printFiles(out, files)
 		return err
 	}
-	c := node.Config{CertsDir: n.CertsDir, Mirror: n.Mirror, Registries: registries, NoFallback: n.NoFallback}
+	c := node.Config{CertsDir: n.CertsDir, Mirror: n.Mirror, Registries: registries, NoFallback: n.NoFallback, ContainerdSocket: n.ContainerdSocket}
 	var err error
 	if n.ContainerdVersion != "" {
 		c.Version, err = node.ParseVersion(n.ContainerdVersion)
@@ -100,6 +101,9 @@ func (n *nodeCmd) printReport(out io.Writer, r node.Report) {
 		return
 	}
 	fmt.Fprintf(out, "containerd %s, %s, mirror %s\n", r.Version, r.CertsDir, r.Mirror)
+	if r.CRIVersion != "" {
+		fmt.Fprintf(out, "  containerd's socket says version %s\n", r.CRIVersion)
+	}
 	for _, res := range r.Resolutions {
 		first := "the registry"
 		if len(res.Hosts) > 0 {

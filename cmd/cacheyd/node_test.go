@@ -18,7 +18,8 @@ func TestNodeCommand(t *testing.T) {
 	mirror := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	t.Cleanup(mirror.Close)
 	dir := filepath.Join(t.TempDir(), "certs.d")
-	base := []string{"node", "--certs-dir", dir, "--mirror", mirror.URL}
+	nobody := filepath.Join(t.TempDir(), "containerd.sock")
+	base := []string{"node", "--certs-dir", dir, "--mirror", mirror.URL, "--containerd-socket", ""}
 	tests := []struct {
 		name     string
 		args     []string
@@ -30,6 +31,7 @@ func TestNodeCommand(t *testing.T) {
 		{name: "configure 2.1", args: []string{"--containerd-version", "2.1"}, wantOut: "written   " + filepath.Join(dir, "_default", "hosts.toml")},
 		{name: "configure 1.6", args: []string{"--registries", "docker.io,127.0.0.1:5000", "--containerd-version", "v1.6.20"}, wantOut: filepath.Join(dir, "127.0.0.1_5000_", "hosts.toml")},
 		{name: "check 1.6", args: []string{"--registries", "docker.io,127.0.0.1:5000", "--containerd-version", "1.6", "--check"}, wantOut: "OK: containerd pulls through the mirror"},
+		{name: "check no containerd", args: []string{"--containerd-version", "2.1", "--check", "--containerd-socket", nobody}, wantErr: true, wantOut: "containerd-unreachable: " + nobody + ": containerd not reachable at " + nobody},
 		{name: "check json", args: []string{"--containerd-version", "2.1", "--check", "--json"}, wantJSON: func(m map[string]any) bool { return m["configured"] == true }},
 		{name: "1.6 without registries", args: []string{"--containerd-version", "1.6"}, wantErr: true},
 		{name: "remove", args: []string{"--remove", "--json"}, wantJSON: func(m map[string]any) bool { return len(m["files"].([]any)) == 3 }},

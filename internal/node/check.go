@@ -58,9 +58,11 @@ type Resolution struct {
 // Report is what Check found. The node is configured when Problems is
 // empty.
 type Report struct {
-	CertsDir    string       `json:"certs_dir"`
-	Mirror      string       `json:"mirror"`
-	Version     string       `json:"containerd_version"`
+	CertsDir string `json:"certs_dir"`
+	Mirror   string `json:"mirror"`
+	Version  string `json:"containerd_version"`
+	// CRIVersion is the version containerd's socket says, when asked.
+	CRIVersion  string       `json:"cri_version,omitempty"`
 	Configured  bool         `json:"configured"`
 	Resolutions []Resolution `json:"resolutions"`
 	Problems    []Problem    `json:"problems"`
@@ -78,7 +80,8 @@ const CheckTimeout = 3 * time.Second
 // registry c names, for _default on 1.7 and later and, there, for every
 // other registry directory (each shadows _default for its registry), and
 // reports every way pulls would bypass the mirror; then whether the mirror
-// answers. client may be nil for a default one.
+// answers; and, given a containerd socket, whether containerd's CRI plugin
+// reads these files at all. client may be nil for a default one.
 func Check(ctx context.Context, c Config, client *http.Client) (Report, error) {
 	mirror, err := mirrorURL(c.Mirror)
 	if err != nil {
@@ -105,6 +108,11 @@ func Check(ctx context.Context, c Config, client *http.Client) (Report, error) {
 			continue
 		}
 		r.Problems = append(r.Problems, diagnose(root, c.Version, name, ask, hosts, mirror))
+	}
+	if c.ContainerdSocket != "" {
+		var ps []Problem
+		r.CRIVersion, ps = checkCRI(ctx, c.ContainerdSocket, root)
+		r.Problems = append(r.Problems, ps...)
 	}
 	if p, ok := reach(ctx, client, mirror); !ok {
 		r.Problems = append(r.Problems, p)

@@ -35,6 +35,9 @@ type Config struct {
 	// containerd's fallback to the registry, so a cacheyd that is down costs
 	// the pulls nothing.
 	NoFallback bool
+	// ContainerdSocket is containerd's socket, which Check asks what its
+	// CRI plugin reads (Status, verbose); "" skips that question.
+	ContainerdSocket string
 }
 
 // certsDir is c.CertsDir or the default.
